@@ -1,0 +1,29 @@
+# tankwatch — `make demo` runs a simulated park end to end; `make test` runs every test.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint services clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	deploy/scripts/bootstrap-python.sh $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/tankwatch demo
+
+services:
+	deploy/scripts/test-services.sh
+
+test: install services
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) data test-artifacts .services

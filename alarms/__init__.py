@@ -1,0 +1,1 @@
+"""Alarm core, grading, hazard assessment and escalation."""

@@ -1,0 +1,1 @@
+"""FastAPI app and live web page."""

@@ -1,0 +1,1 @@
+"""Edge adapters that turn device protocols into reading batches."""

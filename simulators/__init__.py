@@ -1,0 +1,1 @@
+"""Tank-farm simulators that speak real Modbus TCP and MQTT."""

@@ -1,0 +1,1 @@
+"""tankwatch spine: site model, records, bus, stores, supervisor and CLI."""

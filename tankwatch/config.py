@@ -1,0 +1,310 @@
+"""Load a site file once: YAML with line numbers → pydantic validation → cross-reference checks → Site."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from tankwatch.site import (
+    Device,
+    Enterprise,
+    HazardSource,
+    RegisterTable,
+    Sensor,
+    SiteFile,
+    Tank,
+)
+
+PathKey = tuple[str | int, ...]
+
+
+class SiteError(Exception):
+    """A site-file problem, located as ``FILE:LINE: path.to.field: message``."""
+
+    def __init__(self, file: str, line: int, path: PathKey, message: str) -> None:
+        self.file, self.line, self.path, self.message = file, line, path, message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = format_path(self.path)
+        return f"{self.file}:{self.line}: {where + ': ' if where else ''}{self.message}"
+
+
+def format_path(path: PathKey) -> str:
+    """Render ``('enterprises', 0, 'id')`` as ``enterprises[0].id``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_map(node: yaml.Node, file: str, path: PathKey = ()) -> Iterator[tuple[PathKey, int]]:
+    """Yield (path, 1-based line) for every node, rejecting duplicate mapping keys."""
+    yield path, node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                raise SiteError(file, key_node.start_mark.line + 1, path + (key,), "duplicate key")
+            seen.add(key)
+            yield path + (key,), key_node.start_mark.line + 1
+            yield from _line_map(value_node, file, path + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _line_map(item, file, path + (i,))
+
+
+@dataclass(frozen=True, slots=True)
+class SensorInfo:
+    """A sensor with the place it sits in the park and the device that reads it."""
+
+    index: int
+    sensor: Sensor
+    enterprise_id: str
+    source_id: str
+    tank_id: str | None
+    device_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    """A validated site with lookup tables; sensor indices are the order sensors appear in the file."""
+
+    file: SiteFile
+    path: str
+    sensors: tuple[SensorInfo, ...]
+    lines: dict[PathKey, int] = field(repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {s.sensor.id: s for s in self.sensors})
+
+    def sensor(self, sensor_id: str) -> SensorInfo:
+        """Look up a sensor by id (KeyError when unknown)."""
+        return self._by_id[sensor_id]  # type: ignore[attr-defined]
+
+    def sensor_index(self, sensor_id: str) -> int:
+        """Index of a sensor id in batches."""
+        return self._by_id[sensor_id].index  # type: ignore[attr-defined]
+
+    def has_sensor(self, sensor_id: str) -> bool:
+        """Whether the site defines this sensor id."""
+        return sensor_id in self._by_id  # type: ignore[attr-defined]
+
+    @property
+    def enterprises(self) -> list[Enterprise]:
+        """Enterprises in file order."""
+        return self.file.enterprises
+
+    def sources(self) -> Iterator[tuple[Enterprise, HazardSource]]:
+        """Every hazard source with its enterprise."""
+        for ent in self.file.enterprises:
+            for src in ent.hazard_sources:
+                yield ent, src
+
+    def tanks(self) -> Iterator[tuple[Enterprise, HazardSource, Tank]]:
+        """Every tank with its enterprise and hazard source."""
+        for ent, src in self.sources():
+            for tank in src.tanks:
+                yield ent, src, tank
+
+    @property
+    def devices(self) -> list[Device]:
+        """Devices in file order."""
+        return self.file.devices
+
+
+def load_site(path: str | Path) -> Site:
+    """Read, validate and cross-check a site file; raises SiteError naming file, line and field."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SiteError(file, 0, (), f"cannot read: {exc.strerror}") from exc
+    return parse_site(text, file)
+
+
+def parse_site(text: str, file: str = "<site>") -> Site:
+    """Validate site-file text; ``file`` is only used in error messages."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise SiteError(file, (mark.line + 1) if mark else 0, (), f"invalid YAML: {exc.problem}") from exc
+    if root is None or not isinstance(data, dict):
+        raise SiteError(file, 1, (), "the site file must be a YAML mapping")
+    lines = dict(_line_map(root, file))
+    try:
+        model = SiteFile.model_validate(data)
+    except ValidationError as exc:
+        raise _first_validation_error(exc, lines, file) from None
+    problems = list(_cross_check(model))
+    if problems:
+        path, message = min(problems, key=lambda p: _line_of(p[0], lines))
+        raise SiteError(file, _line_of(path, lines), path, message)
+    return Site(file=model, path=file, sensors=tuple(_sensor_table(model)), lines=lines)
+
+
+def _line_of(path: PathKey, lines: dict[PathKey, int]) -> int:
+    """Line of the longest known prefix of ``path`` (pydantic adds union tags that YAML does not have)."""
+    known: PathKey = ()
+    for part in path:
+        if known + (part,) in lines:
+            known = known + (part,)
+    return lines.get(known, 1)
+
+
+def _clean_loc(loc: tuple) -> PathKey:
+    """Drop pydantic's union-member tags from an error location, keeping file keys and indices."""
+    return tuple(p for p in loc if isinstance(p, int) or not str(p).startswith(("function-", "tagged-union")))
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "missing required key",
+}
+
+
+def _first_validation_error(exc: ValidationError, lines: dict[PathKey, int], file: str) -> SiteError:
+    """Turn the earliest (by line) pydantic error into a SiteError."""
+    errors = []
+    for err in exc.errors(include_url=False):
+        path = _clean_loc(err["loc"])
+        message = _MESSAGES.get(err["type"], err["msg"])
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        if err["type"] not in _MESSAGES and "input" in err and not isinstance(err["input"], dict | list):
+            message += f" (got {err['input']!r})"
+        errors.append((_line_of(path, lines), _file_path(path, lines), message))
+    line, path, message = min(errors, key=lambda e: e[0])
+    return SiteError(file, line, path, message)
+
+
+def _file_path(path: PathKey, lines: dict[PathKey, int]) -> PathKey:
+    """Keep the parts of a pydantic location that exist in the file, plus a final unknown/missing key."""
+    kept: PathKey = ()
+    for i, part in enumerate(path):
+        if kept + (part,) in lines or i == len(path) - 1:
+            kept = kept + (part,)
+    return kept
+
+
+def _cross_check(model: SiteFile) -> Iterator[tuple[PathKey, str]]:
+    """Checks across the whole file: unique ids, device bindings, register maps."""
+    yield from _duplicates(
+        (("enterprises", i, "id"), e.id) for i, e in enumerate(model.enterprises)
+    )
+    yield from _duplicates(
+        (("enterprises", i, "hazard_sources", j, "id"), s.id)
+        for i, e in enumerate(model.enterprises)
+        for j, s in enumerate(e.hazard_sources)
+    )
+    yield from _duplicates(
+        (("enterprises", i, "hazard_sources", j, "tanks", k, "id"), t.id)
+        for i, e in enumerate(model.enterprises)
+        for j, s in enumerate(e.hazard_sources)
+        for k, t in enumerate(s.tanks)
+    )
+    sensor_paths = list(_sensor_paths(model))
+    yield from _duplicates((p + ("id",), s.id) for p, s in sensor_paths)
+    yield from _duplicates((("devices", i, "id"), d.id) for i, d in enumerate(model.devices))
+    yield from _duplicates((("regulators", i, "id"), r.id) for i, r in enumerate(model.regulators))
+
+    known = {s.id for _, s in sensor_paths}
+    bound: dict[str, str] = {}
+    for i, dev in enumerate(model.devices):
+        if dev.modbus is not None:
+            yield from _check_modbus(dev, ("devices", i, "modbus"), known, bound)
+        if dev.mqtt is not None:
+            base = ("devices", i, "mqtt")
+            if dev.mqtt.payload.format == "json_value" and "{sensor}" not in dev.mqtt.topic:
+                if len(dev.mqtt.sensors) != 1:
+                    yield base + ("topic",), "json_value topics need a {sensor} level when a device has several sensors"
+            for k, sid in enumerate(dev.mqtt.sensors):
+                yield from _bind(sid, dev.id, base + ("sensors", k), known, bound)
+
+
+def _check_modbus(
+    dev: Device, base: PathKey, known: set[str], bound: dict[str, str]
+) -> Iterator[tuple[PathKey, str]]:
+    """Every point names a known sensor and fits inside the device's register map without overlap."""
+    assert dev.modbus is not None
+    size = {RegisterTable.HOLDING: dev.modbus.holding_registers, RegisterTable.INPUT: dev.modbus.input_registers}
+    used: dict[tuple[RegisterTable, int], int] = {}
+    for k, point in enumerate(dev.modbus.points):
+        path = base + ("points", k)
+        yield from _bind(point.sensor, dev.id, path + ("sensor",), known, bound)
+        end = point.address + point.type.registers
+        limit = size[point.table]
+        if end > limit:
+            yield (
+                path + ("address",),
+                f"register {point.address} ({point.type}, {point.type.registers} registers) lies outside the "
+                f"device's {point.table} map of {limit} registers",
+            )
+            continue
+        for reg in range(point.address, end):
+            if (point.table, reg) in used:
+                other = dev.modbus.points[used[(point.table, reg)]].sensor
+                yield path + ("address",), f"{point.table} register {reg} is already used by sensor {other}"
+                break
+            used[(point.table, reg)] = k
+
+
+def _bind(
+    sensor_id: str, device_id: str, path: PathKey, known: set[str], bound: dict[str, str]
+) -> Iterator[tuple[PathKey, str]]:
+    """A device may read a sensor only if it exists and no other device reads it."""
+    if sensor_id not in known:
+        yield path, f"unknown sensor {sensor_id!r}"
+    elif sensor_id in bound:
+        yield path, f"sensor {sensor_id!r} is already read by device {bound[sensor_id]!r}"
+    else:
+        bound[sensor_id] = device_id
+
+
+def _duplicates(items: Iterator[tuple[PathKey, str]]) -> Iterator[tuple[PathKey, str]]:
+    """Report every repeat of an id after its first use."""
+    items = list(items)
+    counts = Counter(v for _, v in items)
+    first: dict[str, PathKey] = {}
+    for path, value in items:
+        if counts[value] > 1 and value in first:
+            yield path, f"duplicate id {value!r} (first used at {format_path(first[value])})"
+        first.setdefault(value, path)
+
+
+def _sensor_paths(model: SiteFile) -> Iterator[tuple[PathKey, Sensor]]:
+    """Every sensor with its path in the file, in file order."""
+    for i, ent in enumerate(model.enterprises):
+        for j, src in enumerate(ent.hazard_sources):
+            base = ("enterprises", i, "hazard_sources", j)
+            for k, tank in enumerate(src.tanks):
+                for m, sensor in enumerate(tank.sensors):
+                    yield base + ("tanks", k, "sensors", m), sensor
+            for m, sensor in enumerate(src.sensors):
+                yield base + ("sensors", m), sensor
+
+
+def _sensor_table(model: SiteFile) -> Iterator[SensorInfo]:
+    """Flatten sensors with their enterprise, source, tank and device."""
+    device_of: dict[str, str] = {}
+    for dev in model.devices:
+        ids = [p.sensor for p in dev.modbus.points] if dev.modbus else dev.mqtt.sensors  # type: ignore[union-attr]
+        device_of.update({sid: dev.id for sid in ids})
+    index = 0
+    for ent in model.enterprises:
+        for src in ent.hazard_sources:
+            for tank in src.tanks:
+                for sensor in tank.sensors:
+                    yield SensorInfo(index, sensor, ent.id, src.id, tank.id, device_of.get(sensor.id))
+                    index += 1
+            for sensor in src.sensors:
+                yield SensorInfo(index, sensor, ent.id, src.id, None, device_of.get(sensor.id))
+                index += 1

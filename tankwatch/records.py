@@ -1,0 +1,180 @@
+"""Typed records that flow between stages: reading batches, alarm events, grades."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+import numpy as np
+
+
+class Quality(IntEnum):
+    """Quality flag carried by every value into the alarm core."""
+
+    GOOD = 0
+    BAD = 1
+    STALE = 2
+    COMM_FAIL = 3
+    OUT_OF_RANGE = 4
+
+    @property
+    def label(self) -> str:
+        """Lower-case name used in APIs and stores, e.g. ``comm-fail``."""
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def from_label(cls, label: str) -> Quality:
+        """Parse a label such as ``comm-fail`` or ``good``."""
+        return cls[label.upper().replace("-", "_")]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One value of one sensor; a convenience view of a single batch row."""
+
+    sensor_id: str
+    ts_ms: int
+    value: float
+    quality: Quality = Quality.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingBatch:
+    """Columnar readings: sensor index, UTC epoch milliseconds, value, quality code."""
+
+    sensor: np.ndarray  # int32 index into the site's sensor table
+    ts_ms: np.ndarray  # int64 milliseconds since the Unix epoch, UTC
+    value: np.ndarray  # float64, NaN where no value could be read
+    quality: np.ndarray  # uint8 Quality codes
+
+    def __post_init__(self) -> None:
+        n = len(self.sensor)
+        if not (len(self.ts_ms) == len(self.value) == len(self.quality) == n):
+            raise ValueError("ReadingBatch columns must have equal lengths")
+
+    def __len__(self) -> int:
+        return len(self.sensor)
+
+    @classmethod
+    def empty(cls) -> ReadingBatch:
+        """A batch with no rows."""
+        return cls.from_columns([], [], [], [])
+
+    @classmethod
+    def from_columns(
+        cls,
+        sensor: Sequence[int] | np.ndarray,
+        ts_ms: Sequence[int] | np.ndarray,
+        value: Sequence[float] | np.ndarray,
+        quality: Sequence[int] | np.ndarray,
+    ) -> ReadingBatch:
+        """Build a batch from sequences, converting to the canonical dtypes."""
+        return cls(
+            np.asarray(sensor, dtype=np.int32),
+            np.asarray(ts_ms, dtype=np.int64),
+            np.asarray(value, dtype=np.float64),
+            np.asarray(quality, dtype=np.uint8),
+        )
+
+    @classmethod
+    def concat(cls, batches: Iterable[ReadingBatch]) -> ReadingBatch:
+        """Concatenate batches in order."""
+        parts = [b for b in batches if len(b)]
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            np.concatenate([b.sensor for b in parts]),
+            np.concatenate([b.ts_ms for b in parts]),
+            np.concatenate([b.value for b in parts]),
+            np.concatenate([b.quality for b in parts]),
+        )
+
+    def take(self, index: np.ndarray) -> ReadingBatch:
+        """Rows selected by an index array or boolean mask."""
+        return ReadingBatch(self.sensor[index], self.ts_ms[index], self.value[index], self.quality[index])
+
+
+class AlarmAction(StrEnum):
+    """What happened to an alarm occurrence."""
+
+    RAISED = "raised"
+    CLEARED = "cleared"
+    ACKNOWLEDGED = "acknowledged"
+    REALARMED = "realarmed"
+    SHELVED = "shelved"
+    UNSHELVED = "unshelved"
+    RESET = "reset"
+    SUPPRESSED = "suppressed"
+    UNSUPPRESSED = "unsuppressed"
+    COMMENTED = "commented"
+    ESCALATED = "escalated"
+
+
+def stable_id(*parts: object) -> str:
+    """A short deterministic id derived from what caused a thing (never a counter or wall clock)."""
+    text = "\x1f".join(str(p) for p in parts)
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEvent:
+    """One transition of one alarm occurrence, with an id stable under replay and redelivery."""
+
+    id: str
+    occurrence_id: str
+    sensor_id: str
+    condition: str
+    action: AlarmAction
+    ts_ms: int
+    priority: str
+    enterprise_id: str
+    source_id: str
+    value: float | None = None
+    limit: float | None = None
+    user: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready mapping."""
+        return {
+            "id": self.id,
+            "occurrence_id": self.occurrence_id,
+            "sensor_id": self.sensor_id,
+            "condition": self.condition,
+            "action": str(self.action),
+            "ts_ms": self.ts_ms,
+            "priority": self.priority,
+            "enterprise_id": self.enterprise_id,
+            "source_id": self.source_id,
+            "value": None if self.value is None or self.value != self.value else self.value,
+            "limit": self.limit,
+            "user": self.user,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AlarmEvent:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**data, "action": AlarmAction(data["action"])})
+
+
+class GradeColour(StrEnum):
+    """Regulator grading of a hazard source or enterprise."""
+
+    GREEN = "green"  # 一般监管
+    YELLOW = "yellow"  # 重点关注
+    RED = "red"  # 特别管控
+
+
+@dataclass(frozen=True, slots=True)
+class Grade:
+    """A hazard source's or enterprise's colour with the reasons that made it so."""
+
+    subject_id: str
+    colour: GradeColour
+    ts_ms: int
+    reasons: tuple[str, ...] = field(default_factory=tuple)

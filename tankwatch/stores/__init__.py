@@ -1,0 +1,1 @@
+"""Stores: embedded time series and SQL events."""
