@@ -223,9 +223,9 @@ def _cross_check(model: SiteFile) -> Iterator[tuple[PathKey, str]]:
             yield from _check_modbus(dev, ("devices", i, "modbus"), known, bound)
         if dev.mqtt is not None:
             base = ("devices", i, "mqtt")
-            if dev.mqtt.payload.format == "json_value" and "{sensor}" not in dev.mqtt.topic:
-                if len(dev.mqtt.sensors) != 1:
-                    yield base + ("topic",), "json_value topics need a {sensor} level when a device has several sensors"
+            single_topic = dev.mqtt.payload.format == "json_value" and "{sensor}" not in dev.mqtt.topic
+            if single_topic and len(dev.mqtt.sensors) != 1:
+                yield base + ("topic",), "json_value topics need a {sensor} level when a device has several sensors"
             for k, sid in enumerate(dev.mqtt.sensors):
                 yield from _bind(sid, dev.id, base + ("sensors", k), known, bound)
 

@@ -116,10 +116,11 @@ class Sensor(Strict):
         if self.kind == SensorKind.GAS_COMBUSTIBLE and self.gas_limits is not None:
             first = self.gas_limits.first
             second = self.gas_limits.second
+            clause = "(GB/T 50493-2019 §5.5.2)"
             if first is not None and first > 25:
-                raise ValueError(f"combustible first-level alarm {first} %LEL exceeds 25 %LEL (GB/T 50493-2019 §5.5.2)")
+                raise ValueError(f"combustible first-level alarm {first} %LEL exceeds 25 %LEL {clause}")
             if second is not None and second > 50:
-                raise ValueError(f"combustible second-level alarm {second} %LEL exceeds 50 %LEL (GB/T 50493-2019 §5.5.2)")
+                raise ValueError(f"combustible second-level alarm {second} %LEL exceeds 50 %LEL {clause}")
         return self
 
 

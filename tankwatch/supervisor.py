@@ -1,0 +1,172 @@
+"""The supervisor: wires sources → bus → alarm core → stores, owns the tasks and stops them cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tankwatch import bus as topics
+from tankwatch import metrics
+from tankwatch.bus import Bus
+from tankwatch.clock import Clock
+from tankwatch.config import Site
+from tankwatch.quality import RangeCheck
+from tankwatch.records import AlarmEvent, ReadingBatch
+from tankwatch.stages import Source
+from tankwatch.stores.events import EventStore
+from tankwatch.stores.timeseries import TimeSeriesStore
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY_S = 3600.0
+
+
+class AlarmEvaluator(Protocol):
+    """What the supervisor needs of an alarm core."""
+
+    def evaluate(self, batch: ReadingBatch) -> list[AlarmEvent]:
+        """Events caused by a batch."""
+        ...
+
+
+async def drain(first: Any, items: AsyncIterator[Any], queued: int) -> list[Any]:
+    """``first`` plus the ``queued`` items already waiting, so a busy stage works on bigger batches."""
+    out = [first]
+    for _ in range(queued):
+        out.append(await anext(items))
+    return out
+
+
+@dataclass
+class Pipeline:
+    """One process running any subset of the stages against one bus."""
+
+    site: Site
+    clock: Clock
+    bus: Bus
+    sources: Sequence[Source] = ()
+    alarm_core: AlarmEvaluator | None = None
+    timeseries: TimeSeriesStore | None = None
+    events: EventStore | None = None
+    extra_tasks: Sequence[Callable[[], Awaitable[None]]] = ()
+    _source_tasks: list[asyncio.Task] = field(default_factory=list, init=False)
+    _stage_tasks: list[asyncio.Task] = field(default_factory=list, init=False)
+    _in_flight: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self._range_check = RangeCheck(self.site)
+        # Subscribe before any source runs so no batch is published to a topic nobody reads yet.
+        self._readings_for_alarms = (
+            self.bus.subscribe(topics.READINGS, "alarms") if self.alarm_core is not None else None
+        )
+        self._readings_for_historian = (
+            self.bus.subscribe(topics.READINGS, "historian") if self.timeseries is not None else None
+        )
+        self._events_for_store = self.bus.subscribe(topics.EVENTS, "eventstore") if self.events else None
+
+    async def emit(self, batch: ReadingBatch) -> None:
+        """Quality-check a batch and publish it; awaiting is the back-pressure."""
+        if len(batch):
+            await self.bus.publish(topics.READINGS, self._range_check(batch))
+
+    async def _consume(
+        self, topic: str, group: str, items: AsyncIterator[Any], handle: Callable[[list[Any]], Awaitable[None]]
+    ) -> None:
+        """Feed ``handle`` with everything queued for ``group``, counting work in flight for a clean stop."""
+        async for first in items:
+            self._in_flight += 1
+            try:
+                await handle(await drain(first, items, self._depth(topic, group)))
+            finally:
+                self._in_flight -= 1
+
+    async def _evaluate(self, batches: list[ReadingBatch]) -> None:
+        """Evaluate readings and publish the events they cause."""
+        assert self.alarm_core is not None
+        events = self.alarm_core.evaluate(ReadingBatch.concat(batches))
+        if events:
+            for e in events:
+                metrics.ALARM_EVENTS.labels(str(e.action)).inc()
+            await self.bus.publish(topics.EVENTS, events)
+
+    async def _historise(self, batches: list[ReadingBatch]) -> None:
+        """Write readings to the time-series store off the event loop."""
+        assert self.timeseries is not None
+        await asyncio.to_thread(self.timeseries.write, ReadingBatch.concat(batches))
+
+    async def _store_events(self, lists: list[list[AlarmEvent]]) -> None:
+        """Write alarm events to the SQL store off the event loop."""
+        assert self.events is not None
+        await asyncio.to_thread(self.events.add, [e for events in lists for e in events])
+
+    async def _purge_stage(self) -> None:
+        """Apply the retention period now and then."""
+        assert self.timeseries is not None
+        while True:
+            deleted = await asyncio.to_thread(self.timeseries.purge, self.clock.now_ms())
+            if deleted:
+                log.info("retention removed %d old readings", deleted)
+            await self.clock.sleep(PURGE_EVERY_S)
+
+    def _depth(self, topic: str, group: str) -> int:
+        """Queued items for a group (0 on buses that cannot tell)."""
+        depth = getattr(self.bus, "depth", None)
+        return depth(topic, group) if depth else 0
+
+    async def _source(self, source: Source) -> None:
+        """Run one source; a source that crashes is logged and restarted, never taking the others down."""
+        while True:
+            try:
+                await source.run(self.emit)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug in one adapter must not stop the pipeline; it is logged with its trace
+                metrics.INPUT_REJECTED.labels("ingest", f"crash:{source.name}").inc()
+                log.exception("source %s crashed; restarting in 1 s", source.name)
+                await asyncio.sleep(1.0)
+
+    def start(self) -> None:
+        """Start every configured stage as a task."""
+        stages: list[Awaitable[None]] = []
+        if self._readings_for_alarms is not None:
+            stages.append(self._consume(topics.READINGS, "alarms", self._readings_for_alarms, self._evaluate))
+        if self._readings_for_historian is not None:
+            stages.append(
+                self._consume(topics.READINGS, "historian", self._readings_for_historian, self._historise)
+            )
+            stages.append(self._purge_stage())
+        if self._events_for_store is not None:
+            stages.append(self._consume(topics.EVENTS, "eventstore", self._events_for_store, self._store_events))
+        stages += [task() for task in self.extra_tasks]
+        self._stage_tasks = [asyncio.create_task(c) for c in stages]
+        self._source_tasks = [asyncio.create_task(self._source(s)) for s in self.sources]
+
+    async def wait(self) -> None:
+        """Wait until a stage fails (its exception propagates) or all are cancelled."""
+        tasks = self._source_tasks + self._stage_tasks
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def stop(self, drain_timeout_s: float = 5.0) -> None:
+        """Stop the sources, let the stages finish what is queued, then cancel them."""
+        await _cancel(self._source_tasks)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout_s
+        queues = [(topics.READINGS, "alarms"), (topics.READINGS, "historian"), (topics.EVENTS, "eventstore")]
+        while loop.time() < deadline and (self._in_flight or any(self._depth(t, g) for t, g in queues)):
+            await asyncio.sleep(0.02)
+        await _cancel(self._stage_tasks)
+
+
+async def _cancel(tasks: list[asyncio.Task]) -> None:
+    """Cancel tasks and wait for them to end."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tasks.clear()

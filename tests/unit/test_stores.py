@@ -1,0 +1,91 @@
+"""Embedded time-series store and SQL event store: round trips, restart, retention, idempotence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, stable_id
+from tankwatch.stores.events import EventStore, sqlite_url
+from tankwatch.stores.timeseries import DAY_MS, TimeSeriesStore
+
+IDS = ["a", "b", "c"]
+
+
+def batch(rows):
+    """A batch from (sensor, ts, value, quality) tuples."""
+    s, t, v, q = zip(*rows, strict=True)
+    return ReadingBatch.from_columns(s, t, v, q)
+
+
+def test_write_latest_and_query(tmp_path):
+    store = TimeSeriesStore(tmp_path / "ts.db", IDS)
+    store.write(batch([(0, 1000, 1.0, 0), (0, 2000, 2.0, 0), (1, 1500, np.nan, Quality.COMM_FAIL)]))
+    latest = store.latest()
+    assert latest.sensor.tolist() == [0, 1]
+    assert latest.ts_ms.tolist() == [2000, 1500]
+    assert latest.value[0] == 2.0 and np.isnan(latest.value[1])
+    assert latest.quality.tolist() == [0, Quality.COMM_FAIL]
+    rows = store.query(0, 0, 10_000)
+    assert rows.ts_ms.tolist() == [1000, 2000] and rows.value.tolist() == [1.0, 2.0]
+    assert len(store.query(2, 0, 10_000)) == 0
+
+
+def test_older_rows_do_not_replace_latest(tmp_path):
+    store = TimeSeriesStore(tmp_path / "ts.db", IDS)
+    store.write(batch([(0, 5000, 5.0, 0)]))
+    store.write(batch([(0, 1000, 1.0, 0)]))
+    assert store.latest().value.tolist() == [5.0]
+
+
+def test_survives_restart_and_keys_by_sensor_id(tmp_path):
+    path = tmp_path / "ts.db"
+    store = TimeSeriesStore(path, IDS)
+    store.write(batch([(1, 1000, 7.0, 0)]))
+    store.close()
+    reordered = TimeSeriesStore(path, ["new", "b", "a"])  # sensor 'b' keeps its history at a new index
+    latest = reordered.latest()
+    assert latest.sensor.tolist() == [1] and latest.value.tolist() == [7.0]
+    assert reordered.query(1, 0, 2000).value.tolist() == [7.0]
+    assert len(reordered.query(2, 0, 2000)) == 0
+
+
+def test_query_downsamples_to_bucket_means(tmp_path):
+    store = TimeSeriesStore(tmp_path / "ts.db", IDS)
+    ts = np.arange(0, 10_000, 10)
+    store.write(ReadingBatch.from_columns(np.zeros(len(ts)), ts, ts / 10.0, np.zeros(len(ts))))
+    rows = store.query(0, 0, 10_000, max_points=10)
+    assert len(rows) == 10
+    assert rows.value[0] == pytest.approx(np.mean(np.arange(100)))
+    assert rows.ts_ms[-1] == 9990
+
+
+def test_retention_purges_old_rows(tmp_path):
+    store = TimeSeriesStore(tmp_path / "ts.db", IDS, retention_days=1)
+    store.write(batch([(0, 0, 1.0, 0), (0, 2 * DAY_MS, 2.0, 0)]))
+    assert store.purge(now_ms=2 * DAY_MS + 1) == 1
+    assert store.query(0, 0, 3 * DAY_MS).value.tolist() == [2.0]
+
+
+def event(action, ts, occ_ts=1000, sensor="T1-LT"):
+    """An event of occurrence raised at ``occ_ts``."""
+    occ = stable_id(sensor, "H", occ_ts)
+    return AlarmEvent(stable_id(occ, action, ts), occ, sensor, "H", action, ts, "medium", "E1", "HS1", 9.5, 9.0)
+
+
+def test_events_are_idempotent_and_track_occurrences(tmp_path):
+    store = EventStore(sqlite_url(tmp_path))
+    raised = event(AlarmAction.RAISED, 1000)
+    assert store.add([raised, raised]) == 1
+    assert store.add([raised]) == 0
+    active = store.alarms("active")
+    assert [a["occurrence_id"] for a in active] == [raised.occurrence_id]
+    assert active[0]["state"] == "active" and active[0]["value"] == 9.5
+    store.add([event(AlarmAction.ACKNOWLEDGED, 1500), event(AlarmAction.CLEARED, 2000)])
+    assert store.alarms("active") == []
+    (row,) = store.alarms("all")
+    assert row["acknowledged"] and row["cleared_ms"] == 2000
+    assert [e["action"] for e in store.events()] == ["raised", "acknowledged", "cleared"]
+    assert store.alarms("all", enterprise_ids=["E2"]) == []
+    with pytest.raises(ValueError, match="state must be"):
+        store.alarms("open")
