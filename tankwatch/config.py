@@ -16,6 +16,7 @@ from tankwatch.site import (
     HazardSource,
     RegisterTable,
     Sensor,
+    SensorKind,
     SiteFile,
     Tank,
 )
@@ -135,7 +136,7 @@ def parse_site(text: str, file: str = "<site>") -> Site:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        mark = exc.context_mark or exc.problem_mark  # where the broken construct starts, when known
         raise SiteError(file, (mark.line + 1) if mark else 0, (), f"invalid YAML: {exc.problem}") from exc
     if root is None or not isinstance(data, dict):
         raise SiteError(file, 1, (), "the site file must be a YAML mapping")
@@ -216,6 +217,8 @@ def _cross_check(model: SiteFile) -> Iterator[tuple[PathKey, str]]:
     yield from _duplicates((("devices", i, "id"), d.id) for i, d in enumerate(model.devices))
     yield from _duplicates((("regulators", i, "id"), r.id) for i, r in enumerate(model.regulators))
 
+    for path, sensor in sensor_paths:
+        yield from _check_gas_limits(sensor, path)
     known = {s.id for _, s in sensor_paths}
     bound: dict[str, str] = {}
     for i, dev in enumerate(model.devices):
@@ -228,6 +231,22 @@ def _cross_check(model: SiteFile) -> Iterator[tuple[PathKey, str]]:
                 yield base + ("topic",), "json_value topics need a {sensor} level when a device has several sensors"
             for k, sid in enumerate(dev.mqtt.sensors):
                 yield from _bind(sid, dev.id, base + ("sensors", k), known, bound)
+
+
+COMBUSTIBLE_MAXIMA = {"first": 25.0, "second": 50.0}  # %LEL, GB/T 50493-2019 §5.5.2
+
+
+def _check_gas_limits(sensor: Sensor, path: PathKey) -> Iterator[tuple[PathKey, str]]:
+    """Combustible setpoints may be lower than the standard's, never higher."""
+    if sensor.kind != SensorKind.GAS_COMBUSTIBLE or sensor.gas_limits is None:
+        return
+    for level, maximum in COMBUSTIBLE_MAXIMA.items():
+        value = getattr(sensor.gas_limits, level)
+        if value is not None and value > maximum:
+            yield (
+                path + ("gas_limits", level),
+                f"combustible {level}-level alarm {value} %LEL exceeds {maximum:g} %LEL (GB/T 50493-2019 §5.5.2)",
+            )
 
 
 def _check_modbus(

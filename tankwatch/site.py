@@ -113,14 +113,6 @@ class Sensor(Strict):
             raise ValueError("a gas_toxic sensor needs 'gas' (e.g. NH3, Cl2, H2S)")
         if self.gas_limits is not None and self.kind not in GAS_KINDS:
             raise ValueError(f"gas_limits only apply to gas detectors, not {self.kind}")
-        if self.kind == SensorKind.GAS_COMBUSTIBLE and self.gas_limits is not None:
-            first = self.gas_limits.first
-            second = self.gas_limits.second
-            clause = "(GB/T 50493-2019 §5.5.2)"
-            if first is not None and first > 25:
-                raise ValueError(f"combustible first-level alarm {first} %LEL exceeds 25 %LEL {clause}")
-            if second is not None and second > 50:
-                raise ValueError(f"combustible second-level alarm {second} %LEL exceeds 50 %LEL {clause}")
         return self
 
 

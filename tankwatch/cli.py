@@ -1,0 +1,89 @@
+"""The ``tankwatch`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tankwatch.config import Site, SiteError, load_site
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="tankwatch: tank-farm and major-hazard monitoring")
+
+DEMO_SITE = Path(__file__).resolve().parent.parent / "deploy" / "sites" / "demo-park.yaml"
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Site file (YAML)")]
+PortOption = Annotated[int, typer.Option(help="Dashboard HTTP port on 127.0.0.1")]
+DataDirOption = Annotated[Path | None, typer.Option(help="Where stores keep their files (default: the site's)")]
+
+
+def _load(path: Path) -> Site:
+    """Load a site file or exit 1 with its one-line error."""
+    try:
+        return load_site(path)
+    except SiteError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
+def summary(site: Site) -> str:
+    """One line describing a valid site."""
+    sources = list(site.sources())
+    tanks = list(site.tanks())
+    return (
+        f"{site.path}: ok — park {site.file.park.id}, {len(site.enterprises)} enterprises, "
+        f"{len(sources)} hazard sources, {len(tanks)} tanks, {len(site.sensors)} sensors, "
+        f"{len(site.devices)} devices"
+    )
+
+
+@app.command()
+def check(file: Annotated[Path, typer.Argument(help="Site file to validate")]) -> None:
+    """Validate a site file: exit 0 with a summary, or 1 with FILE:LINE: field: message."""
+    typer.echo(summary(_load(file)))
+
+
+def _logging(verbose: bool) -> None:
+    """Quiet by default: warnings and the URL."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def demo(
+    port: PortOption = 8000,
+    duration: Annotated[float | None, typer.Option(help="Exit cleanly after this many seconds")] = None,
+    config: ConfigOption = DEMO_SITE,
+    data_dir: DataDirOption = None,
+    modbus_port: Annotated[int | None, typer.Option(help="Serve the simulated Modbus devices on this port")] = None,
+    mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port (embedded broker if none answers)")] = None,
+    scenario: Annotated[str, typer.Option(help="Simulator scenario name or YAML file")] = "demo",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a simulated park end to end: simulators → ingest → alarms → stores → dashboard, on 127.0.0.1."""
+    from tankwatch.runtime import override_endpoints, run_demo
+
+    _logging(verbose)
+    site = override_endpoints(_load(config), modbus_port=modbus_port, mqtt_port=mqtt_port)
+    asyncio.run(run_demo(site, port=port, duration_s=duration, data_dir=data_dir, scenario=scenario, say=typer.echo))
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    port: PortOption = 8000,
+    duration: Annotated[float | None, typer.Option(help="Exit cleanly after this many seconds")] = None,
+    data_dir: DataDirOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the pipeline against the real devices of a site file."""
+    from tankwatch.runtime import run_live
+
+    _logging(verbose)
+    site = _load(config)
+    asyncio.run(run_live(site, port=port, duration_s=duration, data_dir=data_dir, say=typer.echo))
