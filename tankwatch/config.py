@@ -140,7 +140,12 @@ def parse_site(text: str, file: str = "<site>") -> Site:
         raise SiteError(file, (mark.line + 1) if mark else 0, (), f"invalid YAML: {exc.problem}") from exc
     if root is None or not isinstance(data, dict):
         raise SiteError(file, 1, (), "the site file must be a YAML mapping")
-    lines = dict(_line_map(root, file))
+    return rebuild_site(data, file, dict(_line_map(root, file)))
+
+
+def rebuild_site(data: dict, file: str, lines: dict[PathKey, int] | None = None) -> Site:
+    """Validate plain site data (e.g. a loaded site with overrides applied) into a Site."""
+    lines = lines or {}
     try:
         model = SiteFile.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,5 @@
+"""Run the CLI with ``python -m tankwatch``."""
+
+from tankwatch.cli import app
+
+app()
