@@ -18,6 +18,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import BigInteger
 
 from tankwatch import metrics
@@ -75,7 +76,11 @@ def sqlite_url(data_dir: str | Path, name: str = "tankwatch.db") -> str:
 
 def make_engine(url: str) -> Engine:
     """An engine with SQLite tuned for one writer and concurrent readers."""
-    engine = create_engine(url, future=True)
+    kwargs: dict = {}
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        # an in-memory database lives in one connection; web routes read it from worker threads
+        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    engine = create_engine(url, future=True, **kwargs)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

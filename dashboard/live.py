@@ -1,0 +1,259 @@
+"""Live hub: one bus subscription fanned out to every websocket client, readings coalesced per sensor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import numpy as np
+from prometheus_client import Counter
+
+from tankwatch import bus as topics
+from tankwatch import metrics
+from tankwatch.bus import Bus, Overflow
+from tankwatch.config import Site
+from tankwatch.records import AlarmEvent, Quality, ReadingBatch
+
+log = logging.getLogger(__name__)
+
+LIVE_DROPPED = Counter(
+    "tankwatch_dashboard_live_dropped_total", "Live messages dropped for websocket clients that fell behind"
+)
+
+GROUP = "dashboard"
+_LABELS = {int(q): q.label for q in Quality}
+
+
+class Sendable(Protocol):
+    """The part of a websocket the hub uses (Starlette's WebSocket fits)."""
+
+    async def send_text(self, data: str) -> None:
+        """Send one text frame."""
+        ...
+
+
+SnapshotFactory = Callable[[], Awaitable[str]]
+
+
+def dumps(message: dict[str, Any]) -> str:
+    """Compact JSON; NaN/inf never reach the wire (they are not JSON)."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def finite_or_none(value: float) -> float | None:
+    """A float fit for JSON: None instead of NaN or infinity."""
+    return value if math.isfinite(value) else None
+
+
+class _Client:
+    """One websocket with its own bounded queue, so a slow reader only ever hurts itself."""
+
+    def __init__(self, ws: Sendable, maxsize: int) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize)
+        self.dropped = 0
+        self.needs_resync = False  # set when a dropped message may have carried state the client lacks
+        self.sender: asyncio.Task[None] | None = None
+
+    def offer(self, message: str) -> None:
+        """Queue a message; when full, drop the oldest and remember that the client must resync."""
+        while self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+            self.needs_resync = True
+            LIVE_DROPPED.inc()
+        self.queue.put_nowait(message)
+
+    def replace_all(self, message: str) -> None:
+        """Drop everything queued (it is superseded) and queue ``message`` alone."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(message)
+
+
+class LiveHub:
+    """Subscribes once to readings and events and pushes them to connected websocket clients."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        site: Site,
+        *,
+        push_interval_s: float = 1.0,
+        client_queue_size: int = 64,
+        recent_events: int = 500,
+    ) -> None:
+        self.bus = bus
+        self.site = site
+        self.push_interval_s = push_interval_s
+        self.client_queue_size = client_queue_size
+        self._ids = [s.sensor.id for s in site.sensors]
+        n = len(self._ids)
+        self._ts = np.full(n, -1, dtype=np.int64)
+        self._value = np.full(n, np.nan)
+        self._quality = np.zeros(n, dtype=np.uint8)
+        self._dirty = np.zeros(n, dtype=bool)
+        self._recent: deque[dict[str, Any]] = deque(maxlen=recent_events)
+        self._clients: dict[int, _Client] = {}
+        self._running = False
+        self._dropped_gone = 0  # drops of clients that have left
+        self.snapshot_factory: SnapshotFactory | None = None  # set by the app: builds the first message
+        self.rejected = 0
+
+    # ----- state -----------------------------------------------------------------------------------
+
+    @property
+    def client_count(self) -> int:
+        """Websocket clients connected now."""
+        return len(self._clients)
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped for slow clients since start."""
+        return self._dropped_gone + sum(c.dropped for c in self._clients.values())
+
+    def absorb(self, batch: ReadingBatch, mark_dirty: bool = True) -> None:
+        """Keep the newest row per sensor; rows with sensor indices outside the site are counted and dropped."""
+        if not len(batch):
+            return
+        n = len(self._ids)
+        valid = (batch.sensor >= 0) & (batch.sensor < n)
+        if not valid.all():
+            bad = int((~valid).sum())
+            self.rejected += bad
+            metrics.INPUT_REJECTED.labels("dashboard", "unknown_sensor_index").inc(bad)
+            batch = batch.take(valid)
+            if not len(batch):
+                return
+        order = np.lexsort((batch.ts_ms, batch.sensor))
+        sensors = batch.sensor[order]
+        rows = order[np.r_[sensors[1:] != sensors[:-1], True]]  # last (newest) row of each sensor
+        rows = rows[batch.ts_ms[rows] >= self._ts[batch.sensor[rows]]]
+        idx = batch.sensor[rows]
+        self._ts[idx] = batch.ts_ms[rows]
+        self._value[idx] = batch.value[rows]
+        self._quality[idx] = batch.quality[rows]
+        if mark_dirty:
+            self._dirty[idx] = True
+
+    def rows(self, index: np.ndarray | None = None) -> list[list[Any]]:
+        """``[sensor_id, ts_ms, value, quality_label]`` for the given sensors (default: all with data)."""
+        if index is None:
+            index = np.flatnonzero(self._ts >= 0)
+        return [
+            [self._ids[i], int(self._ts[i]), finite_or_none(float(self._value[i])), _LABELS.get(int(self._quality[i]))]
+            for i in index.tolist()
+        ]
+
+    def recent_events(self) -> list[dict[str, Any]]:
+        """Events seen on the bus lately, oldest first (a client applies them over the stored alarm list)."""
+        return list(self._recent)
+
+    # ----- clients ---------------------------------------------------------------------------------
+
+    async def connect(self, ws: Sendable) -> None:
+        """Register a client: it gets a snapshot first, then every live message after it, in order."""
+        first = await self._snapshot()
+        client = _Client(ws, self.client_queue_size)
+        # Registering and queueing the snapshot happen without an await in between, so no message is missed.
+        client.queue.put_nowait(first)
+        self._clients[id(ws)] = client
+        client.sender = asyncio.create_task(self._send_loop(client), name="live-sender")
+
+    def disconnect(self, ws: Sendable) -> None:
+        """Forget a client and stop its sender."""
+        client = self._clients.pop(id(ws), None)
+        if client:
+            self._dropped_gone += client.dropped
+        if client and client.sender and client.sender is not asyncio.current_task():
+            client.sender.cancel()
+
+    async def _snapshot(self) -> str:
+        if self.snapshot_factory is not None:
+            return await self.snapshot_factory()
+        return dumps({"type": "snapshot", "readings": self.rows(), "alarms": [], "events": self.recent_events()})
+
+    async def _send_loop(self, client: _Client) -> None:
+        """Send a client's queue in order; a failed send means the client went away."""
+        try:
+            while True:
+                message = await client.queue.get()
+                await client.ws.send_text(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any transport error ends this client only
+            log.debug("live client gone: %s", exc)
+            self.disconnect(client.ws)
+
+    def broadcast(self, message: str) -> None:
+        """Queue one message for every client."""
+        for client in list(self._clients.values()):
+            client.offer(message)
+
+    # ----- bus -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume the bus and push to clients until cancelled or the bus closes."""
+        if self._running:
+            raise RuntimeError("LiveHub.run is already running")
+        self._running = True
+        readings = self.bus.subscribe(topics.READINGS, GROUP, Overflow.DROP_OLDEST)
+        events = self.bus.subscribe(topics.EVENTS, GROUP, Overflow.DROP_OLDEST)
+        tasks = [
+            asyncio.create_task(self._consume_readings(readings), name="live-readings"),
+            asyncio.create_task(self._consume_events(events), name="live-events"),
+            asyncio.create_task(self._push_loop(), name="live-push"),
+        ]
+        try:
+            await asyncio.gather(*tasks[:2])
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for client in list(self._clients.values()):
+                self.disconnect(client.ws)
+            self._running = False
+
+    async def _consume_readings(self, items: Any) -> None:
+        async for item in items:
+            if isinstance(item, ReadingBatch):
+                self.absorb(item)
+            else:
+                self.rejected += 1
+                metrics.INPUT_REJECTED.labels("dashboard", "not_a_reading_batch").inc()
+
+    async def _consume_events(self, items: Any) -> None:
+        async for item in items:
+            events = list(item) if isinstance(item, list | tuple) else [item]
+            good = [e.to_dict() for e in events if isinstance(e, AlarmEvent)]
+            if len(good) < len(events):
+                self.rejected += len(events) - len(good)
+                metrics.INPUT_REJECTED.labels("dashboard", "not_an_alarm_event").inc(len(events) - len(good))
+            if good:
+                self._recent.extend(good)
+                self.broadcast(dumps({"type": "events", "events": good}))
+
+    async def _push_loop(self) -> None:
+        """At most one readings message per interval, carrying only sensors that changed."""
+        while True:
+            await asyncio.sleep(self.push_interval_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Push pending readings now, and resync clients that dropped messages."""
+        for client in [c for c in self._clients.values() if c.needs_resync]:
+            client.needs_resync = False
+            client.replace_all(await self._snapshot())
+        changed = np.flatnonzero(self._dirty)
+        if not len(changed):
+            return
+        self._dirty[changed] = False
+        self.broadcast(dumps({"type": "readings", "rows": self.rows(changed)}))

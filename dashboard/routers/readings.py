@@ -1,0 +1,176 @@
+"""GET /api/readings/latest and GET /api/readings: newest values and one sensor's history."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator, BaseModel
+
+from dashboard.live import finite_or_none
+from dashboard.routers.deps import EPOCH, ClockDep, HubDep, SiteDep, TimeSeriesDep, iso_utc
+from tankwatch import metrics
+from tankwatch.records import Quality
+
+router = APIRouter(tags=["readings"])
+
+QualityLabel = Literal["good", "bad", "stale", "comm-fail", "out-of-range"]
+_LABELS = {int(q): q.label for q in Quality}
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant ISO 8601 years can name
+DEFAULT_WINDOW_MS = 3_600_000
+_EPOCH_MS = re.compile(r"\d{1,15}")
+
+
+def quality_label(code: int) -> QualityLabel:
+    """Label of a quality code; a code this version does not know is reported as ``bad`` (cannot be trusted)."""
+    return _LABELS.get(int(code), "bad")  # type: ignore[return-value]
+
+
+def parse_time_ms(text: str | None) -> int | None:
+    """ISO 8601 with a timezone, or epoch milliseconds, as epoch ms; ValueError says what is wrong."""
+    if text is None:
+        return None
+    raw = text.strip()
+    if _EPOCH_MS.fullmatch(raw):
+        ms = int(raw)
+    else:
+        try:
+            when = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is neither ISO 8601 (e.g. 2024-05-01T08:00:00+08:00) nor epoch milliseconds"
+            ) from None
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(f"{text!r} has no timezone; add Z or an offset such as +08:00")
+        try:
+            ms = (when - EPOCH) // timedelta(milliseconds=1)
+        except OverflowError:
+            raise ValueError(f"{text!r} is outside the supported time range") from None
+    if not 0 <= ms <= MAX_MS:
+        raise ValueError(f"{text!r} is outside 1970-01-01 … 9999-12-31")
+    return ms
+
+
+TimeParam = Annotated[
+    str | None,
+    Query(description="ISO 8601 with timezone (2024-05-01T08:00:00Z, …+08:00) or epoch milliseconds"),
+    AfterValidator(parse_time_ms),
+]
+
+
+class ErrorOut(BaseModel):
+    """An error with a message naming what is wrong."""
+
+    detail: str
+
+
+class LatestReading(BaseModel):
+    """The newest value of one sensor."""
+
+    sensor_id: str
+    ts_ms: int
+    time: str | None
+    value: float | None  # null when the device gave no usable number
+    quality: QualityLabel
+
+
+class LatestOut(BaseModel):
+    """Newest value per sensor that has data."""
+
+    ts_ms: int
+    time: str | None
+    readings: list[LatestReading]
+
+
+class Point(BaseModel):
+    """One stored row, or the mean of a bucket when downsampled (then ts is the bucket's last and quality its worst)."""
+
+    ts_ms: int
+    time: str | None
+    value: float | None
+    quality: QualityLabel
+
+
+class ReadingsOut(BaseModel):
+    """One sensor's rows in [start, end)."""
+
+    sensor_id: str
+    unit: str
+    start_ms: int
+    end_ms: int
+    start: str | None
+    end: str | None
+    max_points: int
+    points: list[Point]
+
+
+@router.get("/api/readings/latest", response_model=LatestOut)
+async def latest(timeseries: TimeSeriesDep, hub: HubDep, clock: ClockDep) -> LatestOut:
+    """Per sensor: value, time and quality label (stored values merged with what the live hub saw since)."""
+    # async on purpose: the hub's arrays belong to the event loop; the store call is an in-memory copy.
+    hub.absorb(timeseries.latest(), mark_dirty=False)
+    now = clock.now_ms()
+    return LatestOut(
+        ts_ms=now,
+        time=iso_utc(now),
+        readings=[
+            LatestReading(sensor_id=sid, ts_ms=ts, time=iso_utc(ts), value=value, quality=label)
+            for sid, ts, value, label in hub.rows()
+        ],
+    )
+
+
+@router.get(
+    "/api/readings",
+    response_model=ReadingsOut,
+    responses={404: {"model": ErrorOut, "description": "Unknown sensor"}},
+)
+def readings(
+    site: SiteDep,
+    timeseries: TimeSeriesDep,
+    clock: ClockDep,
+    sensor: Annotated[str, Query(description="sensor id, e.g. T101-LT-A", max_length=200)],
+    start: TimeParam = None,
+    end: TimeParam = None,
+    max_points: Annotated[int, Query(ge=1, le=10_000)] = 2000,
+) -> ReadingsOut:
+    """History of one sensor; default window the last hour; bucket means when more rows than ``max_points``."""
+    # parse_time_ms ran as the parameters' validator, so start/end already hold epoch ms here.
+    start_ms: int | None = start  # type: ignore[assignment]
+    end_ms: int | None = end  # type: ignore[assignment]
+    if not site.has_sensor(sensor):
+        metrics.INPUT_REJECTED.labels("dashboard", "unknown_sensor").inc()
+        raise HTTPException(404, f"unknown sensor {sensor!r}")
+    if end_ms is None:
+        end_ms = clock.now_ms() if start_ms is None else max(clock.now_ms(), start_ms + DEFAULT_WINDOW_MS)
+    if start_ms is None:
+        start_ms = max(0, end_ms - DEFAULT_WINDOW_MS)
+    if start_ms >= end_ms:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "end"),
+                    "msg": f"end ({iso_utc(end_ms)}) must be after start ({iso_utc(start_ms)})",
+                    "input": end,
+                }
+            ]
+        )
+    info = site.sensor(sensor)
+    batch = timeseries.query(info.index, start_ms, end_ms, max_points=max_points)
+    return ReadingsOut(
+        sensor_id=sensor,
+        unit=info.sensor.unit,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        start=iso_utc(start_ms),
+        end=iso_utc(end_ms),
+        max_points=max_points,
+        points=[
+            Point(ts_ms=ts, time=iso_utc(ts), value=finite_or_none(v), quality=quality_label(q))
+            for ts, v, q in zip(batch.ts_ms.tolist(), batch.value.tolist(), batch.quality.tolist(), strict=True)
+        ],
+    )
