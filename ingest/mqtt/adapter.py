@@ -1,0 +1,357 @@
+"""MQTT subscribing adapter: one paho client per broker, a network thread that only queues, decoding in asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from ingest.mqtt.payload import Decoded, DeviceRoute, MessageDecoder
+from tankwatch.clock import Clock
+from tankwatch.config import Site
+from tankwatch.metrics import DEVICE_FAILURES, DEVICE_UP, INPUT_REJECTED, READINGS_IN
+from tankwatch.records import Quality, ReadingBatch
+from tankwatch.stages import Emit
+
+log = logging.getLogger(__name__)
+
+STAGE = "mqtt"
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 10.0
+KEEPALIVE_S = 30
+MAX_INBOX = 500_000  # messages waiting for the asyncio side; past this, new ones are dropped and counted
+MAX_LOGGED_PROBLEMS = 10_000  # distinct (topic, reason) pairs logged at WARNING before everything is DEBUG
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerKey:
+    """Devices sharing host, port and credentials share one connection."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    @property
+    def label(self) -> str:
+        """``user@host:port`` for logs and stats (never the password)."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{user}{self.host}:{self.port}"
+
+
+class _BrokerLink:
+    """One broker: its paho client, its devices, and the inbox its network thread fills.
+
+    Everything the network thread touches is guarded by ``lock``; the asyncio side swaps the inbox out in
+    :meth:`take` and does all decoding, bookkeeping and logging itself.
+    """
+
+    def __init__(self, key: BrokerKey, routes: list[DeviceRoute], sensors: np.ndarray, clock: Clock) -> None:
+        self.key = key
+        self.decoder = MessageDecoder(routes)
+        self.device_ids = [r.device_id for r in routes]
+        self.sensors = sensors  # every sensor of this broker, for COMM_FAIL rows
+        self.clock = clock
+        self.client_id = f"tankwatch-{uuid.uuid4().hex[:12]}"
+        self.client: mqtt.Client | None = None
+        self.lock = threading.Lock()
+        # Shared with the network thread (under lock).
+        self.inbox: list[tuple[str, bytes, int]] = []
+        self.wake_pending = False
+        self.connected = False
+        self.subscribed = False
+        self.outages = 0  # disconnects and failed connects
+        self.messages = 0
+        self.dropped = 0
+        self.last_error = ""
+        self._wake: Callable[[], None] = lambda: None
+        # Asyncio side only.
+        self.started_ms = 0
+        self.seen_outages = 0
+        self.seen_dropped = 0
+        self.was_up: bool | None = None
+        self.last_comm_fail_ms: int | None = None
+        self.readings = 0
+        self.rejected: Counter[str] = Counter()
+        self.logged: set[tuple[str, str]] = set()
+
+    # -- network thread -------------------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        """Wake the asyncio side unless a wake-up is already on its way (called with ``lock`` held)."""
+        if not self.wake_pending:
+            self.wake_pending = True
+            self._wake()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        """Queue the raw message with its receive time; nothing else happens on the network thread."""
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # brokers enforce UTF-8 topics; a broken one must not kill the thread
+            topic = "<non-UTF-8 topic>"
+        item = (topic, msg.payload, self.clock.now_ms())
+        with self.lock:
+            self.messages += 1
+            if len(self.inbox) < MAX_INBOX:
+                self.inbox.append(item)
+            else:
+                self.dropped += 1
+            self._notify()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason_code: object,
+                    properties: object) -> None:
+        """Subscribe to every device topic again: a clean session forgets subscriptions on reconnect."""
+        if getattr(reason_code, "is_failure", False):
+            self._down(f"connection refused: {reason_code}")
+            return
+        client.subscribe(self.decoder.subscriptions())
+        with self.lock:
+            self.connected = True
+            self.last_error = ""
+            self._notify()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list,
+                      properties: object) -> None:
+        """Note that the broker accepted the subscriptions (or say which it refused)."""
+        refused = [str(rc) for rc in reason_codes if getattr(rc, "is_failure", False)]
+        with self.lock:
+            self.subscribed = not refused
+            if refused:
+                self.last_error = f"subscription refused: {', '.join(refused)}"
+            self._notify()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason_code: object,
+                       properties: object) -> None:
+        """Mark the broker down; paho reconnects by itself."""
+        self._down(f"disconnected: {reason_code}")
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        """Mark the broker down after a failed (re)connect attempt."""
+        self._down("cannot connect")
+
+    def _down(self, why: str) -> None:
+        with self.lock:
+            if self.connected or not self.last_error:
+                self.outages += 1
+            self.connected = False
+            self.subscribed = False
+            self.last_error = why
+            self._notify()
+
+    # -- asyncio side ---------------------------------------------------------------------------------------
+
+    def start(self, wake: Callable[[], None]) -> None:
+        """Create the client and start its network thread; connecting happens in that thread."""
+        self._wake = wake
+        self.started_ms = self.clock.now_ms()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTProtocolVersion.MQTTv311,
+            clean_session=True,
+        )
+        if self.key.username is not None:
+            client.username_pw_set(self.key.username, self.key.password)
+        if self.key.tls:
+            client.tls_set()
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self.client = client
+        client.connect_async(self.key.host, self.key.port, keepalive=KEEPALIVE_S)
+        client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect and join the network thread (blocks up to about a second)."""
+        client, self.client = self.client, None
+        if client is None:
+            return
+        client.disconnect()
+        client.loop_stop()
+        for device in self.device_ids:
+            DEVICE_UP.labels(device).set(0)
+
+    def take(self) -> tuple[list[tuple[str, bytes, int]], bool, int, int, str]:
+        """Swap out the inbox; returns (messages, connected, outages, dropped, last error)."""
+        with self.lock:
+            items, self.inbox = self.inbox, []
+            self.wake_pending = False
+            return items, self.connected, self.outages, self.dropped, self.last_error
+
+    def stats(self) -> dict[str, object]:
+        """Connection state and counts of this broker."""
+        with self.lock:
+            connected, subscribed, messages = self.connected, self.subscribed, self.messages
+            dropped, outages, error = self.dropped, self.outages, self.last_error
+        return {
+            "host": self.key.host,
+            "port": self.key.port,
+            "client_id": self.client_id,
+            "devices": list(self.device_ids),
+            "connected": connected,
+            "subscribed": subscribed,
+            "messages": messages,
+            "readings": self.readings,
+            "rejected": dict(self.rejected),
+            "dropped": dropped,
+            "outages": outages,
+            "last_error": error,
+        }
+
+
+def _group_by_broker(site: Site, clock: Clock) -> list[_BrokerLink]:
+    """One link per distinct broker, holding the routes of every MQTT device on it."""
+    groups: dict[BrokerKey, list[DeviceRoute]] = {}
+    for device in site.devices:
+        if device.mqtt is None:
+            continue
+        b = device.mqtt.broker
+        key = BrokerKey(b.host, b.port, b.username, b.password, b.tls)
+        groups.setdefault(key, []).append(DeviceRoute.from_device(device, site))
+    links = []
+    for key, routes in groups.items():
+        sensors = sorted({i for r in routes for i in r.index_of.values()})
+        links.append(_BrokerLink(key, routes, np.asarray(sensors, dtype=np.int32), clock))
+    return links
+
+
+class MqttSource:
+    """Source that subscribes to every MQTT device of a site and emits one batch per drain of received messages.
+
+    While a broker is unreachable its sensors are emitted as NaN with quality COMM_FAIL, at once and then every
+    ``comm_fail_every_s`` seconds of ``clock`` time, so an outage shows up as data quality rather than silence.
+    """
+
+    name = "mqtt"
+
+    def __init__(self, site: Site, clock: Clock, *, comm_fail_every_s: float = 5.0, tick_s: float = 1.0) -> None:
+        self.site = site
+        self.clock = clock
+        self.comm_fail_every_ms = round(comm_fail_every_s * 1000)
+        self.tick_s = tick_s
+        self._links = _group_by_broker(site, clock)
+
+    def stats(self) -> dict[str, dict[str, object]]:
+        """Per broker (``user@host:port``): connection state, messages, readings, rejected counts by reason."""
+        return {link.key.label: link.stats() for link in self._links}
+
+    async def run(self, emit: Emit) -> None:
+        """Subscribe and emit batches until cancelled; then disconnect and stop the network threads."""
+        if not self._links:
+            await asyncio.Event().wait()  # no MQTT devices: idle until cancelled like any other source
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+
+        def wake_from_thread() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed while the thread was finishing
+                loop.call_soon_threadsafe(wake.set)
+
+        ticker = asyncio.create_task(self._tick(wake), name="mqtt-comm-fail-ticker")
+        try:
+            for link in self._links:
+                link.start(wake_from_thread)
+            while True:
+                await wake.wait()
+                wake.clear()
+                batch = self._drain()
+                if len(batch):
+                    await emit(batch)
+        finally:
+            ticker.cancel()
+            # Joining paho threads blocks for up to a second; keep the event loop responsive meanwhile.
+            await asyncio.shield(asyncio.to_thread(self._stop_links))
+            await asyncio.gather(ticker, return_exceptions=True)
+
+    def _stop_links(self) -> None:
+        """Disconnect every broker and join its network thread."""
+        for link in self._links:
+            link.stop()
+
+    async def _tick(self, wake: asyncio.Event) -> None:
+        """Wake the drain loop on clock time so COMM_FAIL rows repeat while a broker stays down."""
+        while True:
+            await self.clock.sleep(self.tick_s)
+            wake.set()
+
+    def _drain(self) -> ReadingBatch:
+        """Decode everything received since the last drain, plus COMM_FAIL rows for brokers that are down."""
+        parts: list[ReadingBatch] = []
+        for link in self._links:
+            items, connected, outages, dropped, error = link.take()
+            if items:
+                decoded = link.decoder.decode(items)
+                self._account(link, decoded)
+                if len(decoded.batch):
+                    parts.append(decoded.batch)
+            if dropped > link.seen_dropped:
+                INPUT_REJECTED.labels(STAGE, "inbox_full").inc(dropped - link.seen_dropped)
+                link.rejected["inbox_full"] += dropped - link.seen_dropped
+                log.warning("MQTT %s: %d messages dropped, the inbox is full", link.key.label,
+                            dropped - link.seen_dropped)
+                link.seen_dropped = dropped
+            fail = self._connection(link, connected, outages, error)
+            if fail is not None:
+                parts.append(fail)
+        return ReadingBatch.concat(parts)
+
+    def _account(self, link: _BrokerLink, decoded: Decoded) -> None:
+        """Count readings and rejections; log each (topic, reason) once at WARNING, then at DEBUG."""
+        n = len(decoded.batch)
+        if n:
+            link.readings += n
+            READINGS_IN.labels(STAGE).inc(n)
+        for rej in decoded.rejections:
+            INPUT_REJECTED.labels(STAGE, rej.reason.value).inc(rej.rows)
+            link.rejected[rej.reason.value] += rej.rows
+            key = (rej.topic, rej.reason.value)
+            if key not in link.logged and len(link.logged) < MAX_LOGGED_PROBLEMS:
+                link.logged.add(key)
+                level = logging.WARNING
+            else:
+                level = logging.DEBUG
+            log.log(level, "MQTT %s topic %r: rejected %d (%s): %s", link.key.label, rej.topic, rej.rows,
+                    rej.reason.value, rej.detail)
+
+    def _connection(self, link: _BrokerLink, connected: bool, outages: int, error: str) -> ReadingBatch | None:
+        """Track up/down transitions; COMM_FAIL rows when a broker went down, and again while it stays down."""
+        now = self.clock.now_ms()
+        new_outage = outages > link.seen_outages
+        if new_outage:
+            for device in link.device_ids:
+                DEVICE_FAILURES.labels(device).inc(outages - link.seen_outages)
+            log.log(logging.WARNING if link.was_up is not False else logging.DEBUG,
+                    "MQTT broker %s is down (%s); reconnecting every %.1f..%.0f s", link.key.label, error,
+                    RECONNECT_MIN_S, RECONNECT_MAX_S)
+            link.seen_outages = outages
+        if connected and link.was_up is not True:
+            log.info("MQTT broker %s connected", link.key.label)
+        if connected or new_outage:
+            link.was_up = connected
+            for device in link.device_ids:
+                DEVICE_UP.labels(device).set(1 if connected else 0)
+
+        due = link.last_comm_fail_ms is None or now - link.last_comm_fail_ms >= self.comm_fail_every_ms
+        if link.was_up is None:  # first connection still under way: only a long wait counts as an outage
+            due = due and now - link.started_ms >= self.comm_fail_every_ms
+        emit_fail = new_outage or (not connected and due)
+        link.last_comm_fail_ms = None if connected else (now if emit_fail else link.last_comm_fail_ms)
+        if not emit_fail:
+            return None
+        n = len(link.sensors)
+        return ReadingBatch(
+            link.sensors,
+            np.full(n, now, dtype=np.int64),
+            np.full(n, np.nan),
+            np.full(n, Quality.COMM_FAIL, dtype=np.uint8),
+        )

@@ -1,0 +1,351 @@
+"""MQTT payload decoding: every form, every malformation, topic routing, and the documented example."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.mqtt.payload import (
+    MAX_PAYLOAD_BYTES,
+    DeviceRoute,
+    MessageDecoder,
+    PayloadRejected,
+    Reason,
+    decode_json_points,
+    decode_json_value,
+    subscription_topic,
+    topic_regex,
+)
+from tankwatch.config import Site, parse_site
+from tankwatch.records import Quality
+from tankwatch.site import MqttPayload
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "ingest" / "mqtt" / "example.yaml"
+RECEIVED = 1_700_000_000_000
+T0 = 1_714_550_400_000  # 2024-05-01T08:00:00Z
+
+
+def site_with_devices(devices: list[dict], extra_sensors: tuple[str, ...] = ()) -> Site:
+    """A minimal valid site whose one hazard source holds every sensor the devices name (gas, %LEL)."""
+    names = [s for d in devices for s in d["mqtt"]["sensors"]] + list(extra_sensors)
+    person = {"name": "张三"}
+    doc = {
+        "park": {"id": "p", "name": "测试园区", "location": {"lat": 30.0, "lon": 120.0}},
+        "enterprises": [{
+            "id": "e1", "name": "测试企业", "location": {"lat": 30.0, "lon": 120.0},
+            "hazard_sources": [{
+                "id": "hs1", "name": "罐区", "unit_kind": "storage", "location": {"lat": 30.0, "lon": 120.0},
+                "exposed_population": 0,
+                "responsible": {"principal": person, "technical": person, "operational": person},
+                "sensors": [{"id": s, "kind": "gas_combustible", "unit": "%LEL", "range": [0, 100]} for s in names],
+            }],
+        }],
+        "devices": devices,
+    }
+    return parse_site(yaml.safe_dump(doc, allow_unicode=True), "<test>")
+
+
+def j(obj: object) -> bytes:
+    return orjson.dumps(obj)
+
+
+SPEC = MqttPayload()
+
+# -- json_value -----------------------------------------------------------------------------------------------
+
+VALUE_CASES = [
+    ("ms timestamp, ok", {"value": 12.5, "ts": T0, "status": "ok"}, SPEC, (T0, 12.5, Quality.GOOD)),
+    ("seconds int", {"value": 1, "ts": T0 // 1000}, SPEC, (T0, 1.0, Quality.GOOD)),
+    ("seconds float", {"value": 1, "ts": T0 / 1000 + 0.25}, SPEC, (T0 + 250, 1.0, Quality.GOOD)),
+    ("ms float", {"value": 1, "ts": float(T0 + 7)}, SPEC, (T0 + 7, 1.0, Quality.GOOD)),
+    ("ISO Z", {"value": 1, "ts": "2024-05-01T08:00:00Z"}, SPEC, (T0, 1.0, Quality.GOOD)),
+    ("ISO +08:00", {"value": 1, "ts": "2024-05-01T16:00:00+08:00"}, SPEC, (T0, 1.0, Quality.GOOD)),
+    ("ISO fraction", {"value": 1, "ts": "2024-05-01T08:00:00.123+00:00"}, SPEC, (T0 + 123, 1.0, Quality.GOOD)),
+    ("no ts", {"value": 3}, SPEC, (RECEIVED, 3.0, Quality.GOOD)),
+    ("null ts", {"value": 3, "ts": None}, SPEC, (RECEIVED, 3.0, Quality.GOOD)),
+    ("status normal", {"value": 3, "status": "normal"}, SPEC, (RECEIVED, 3.0, Quality.GOOD)),
+    ("status OK any case", {"value": 3, "status": " OK "}, SPEC, (RECEIVED, 3.0, Quality.GOOD)),
+    ("status fault", {"value": 3, "status": "fault"}, SPEC, (RECEIVED, 3.0, Quality.BAD)),
+    ("status number", {"value": 3, "status": 0}, SPEC, (RECEIVED, 3.0, Quality.BAD)),
+    ("int value", {"value": 7, "ts": T0}, SPEC, (T0, 7.0, Quality.GOOD)),
+    ("negative value", {"value": -20.5, "ts": T0}, SPEC, (T0, -20.5, Quality.GOOD)),
+    ("null value", {"value": None, "ts": T0}, SPEC, (T0, math.nan, Quality.BAD)),
+    ("fault without value", {"status": "sensor fault", "ts": T0}, SPEC, (T0, math.nan, Quality.BAD)),
+    ("custom keys", {"v": 2, "t": T0, "status": "fault"}, MqttPayload(value_key="v", ts_key="t", status_key=None),
+     (T0, 2.0, Quality.GOOD)),
+    ("ts_key off", {"value": 2, "ts": "garbage"}, MqttPayload(ts_key=None), (RECEIVED, 2.0, Quality.GOOD)),
+]
+
+
+@pytest.mark.parametrize(("doc", "spec", "expected"), [c[1:] for c in VALUE_CASES], ids=[c[0] for c in VALUE_CASES])
+def test_json_value_decodes(doc: dict, spec: MqttPayload, expected: tuple) -> None:
+    ts, value, quality = decode_json_value(j(doc), spec, RECEIVED)
+    assert ts == expected[0]
+    assert quality == expected[2]
+    assert value == expected[1] or (math.isnan(value) and math.isnan(expected[1]))
+
+
+BAD_VALUE_CASES = [
+    ("not JSON", b"hello", Reason.NOT_JSON, "not JSON"),
+    ("not UTF-8", b"\xff\xfe\x00", Reason.NOT_JSON, "not JSON"),
+    ("empty", b"", Reason.NOT_JSON, "not JSON"),
+    ("array", b"[1, 2]", Reason.NOT_OBJECT, "got an array"),
+    ("bare number", b"12.5", Reason.NOT_OBJECT, "got a number"),
+    ("missing value", j({"ts": T0}), Reason.MISSING_KEY, "'value'"),
+    ("missing value, status ok", j({"status": "ok"}), Reason.MISSING_KEY, "'value'"),
+    ("string value", j({"value": "12.5"}), Reason.VALUE_NOT_NUMBER, "'12.5'"),
+    ("bool value", j({"value": True}), Reason.VALUE_NOT_NUMBER, "True"),
+    ("list value", j({"value": [1]}), Reason.VALUE_NOT_NUMBER, "not a number"),
+    ("word ts", j({"value": 1, "ts": "yesterday"}), Reason.BAD_TIMESTAMP, "'yesterday'"),
+    ("naive ISO ts", j({"value": 1, "ts": "2024-05-01T08:00:00"}), Reason.BAD_TIMESTAMP, "no UTC offset"),
+    ("negative ts", j({"value": 1, "ts": -5}), Reason.BAD_TIMESTAMP, "outside"),
+    ("far-future ts", j({"value": 1, "ts": 1e15}), Reason.BAD_TIMESTAMP, "outside"),
+    ("bool ts", j({"value": 1, "ts": True}), Reason.BAD_TIMESTAMP, "got a boolean"),
+    ("object ts", j({"value": 1, "ts": {"s": 1}}), Reason.BAD_TIMESTAMP, "got an object"),
+    ("too large", b'{"value": 1, "pad": "' + b"x" * MAX_PAYLOAD_BYTES + b'"}', Reason.PAYLOAD_TOO_LARGE,
+     "exceeds"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason", "says"), [c[1:] for c in BAD_VALUE_CASES],
+                         ids=[c[0] for c in BAD_VALUE_CASES])
+def test_json_value_rejects(payload: bytes, reason: Reason, says: str) -> None:
+    with pytest.raises(PayloadRejected) as info:
+        decode_json_value(payload, SPEC, RECEIVED)
+    assert info.value.reason == reason
+    assert says in str(info.value)
+
+
+def test_payload_of_exactly_the_limit_is_decoded() -> None:
+    head = b'{"value": 1, "pad": "'
+    payload = head + b"x" * (MAX_PAYLOAD_BYTES - len(head) - 2) + b'"}'
+    assert len(payload) == MAX_PAYLOAD_BYTES
+    assert decode_json_value(payload, SPEC, RECEIVED) == (RECEIVED, 1.0, Quality.GOOD)
+
+
+# -- json_points ----------------------------------------------------------------------------------------------
+
+INDEX = {"A": 0, "B": 1, "C": 5}
+
+
+def test_json_points_decode_columns_in_order() -> None:
+    payload = j({"points": [["A", T0, 1.5], ["C", T0 + 1000, 2], ["B", T0 // 1000, -3.25], ["A", T0 + 1, 0]]})
+    out = decode_json_points(payload, INDEX, RECEIVED)
+    assert out.rejections == []
+    b = out.batch
+    assert b.sensor.tolist() == [0, 5, 1, 0]
+    assert b.ts_ms.tolist() == [T0, T0 + 1000, T0, T0 + 1]
+    assert b.value.tolist() == [1.5, 2.0, -3.25, 0.0]
+    assert b.quality.tolist() == [Quality.GOOD] * 4
+    assert (b.sensor.dtype, b.ts_ms.dtype, b.value.dtype, b.quality.dtype) == (
+        np.int32, np.int64, np.float64, np.uint8)
+
+
+def test_json_points_keep_good_rows_and_count_each_bad_one() -> None:
+    rows = [
+        ["A", T0, 1.0],  # 0 good
+        ["Z", T0, 1.0],  # 1 unknown sensor
+        ["B", "soon", 1.0],  # 2 bad timestamp
+        ["B", T0, "high"],  # 3 value not a number
+        ["A", T0],  # 4 bad row (two elements)
+        "A,1,2",  # 5 bad row (not an array)
+        ["C", None, 4.0],  # 6 good, receive time
+        ["C", T0 + 5, None],  # 7 good, no value → BAD
+        [["A"], T0, 1.0],  # 8 unknown sensor (an array is no sensor id)
+        ["A", True, 1.0],  # 9 bad timestamp
+        ["B", "2024-05-01T08:00:01Z", 9.0],  # 10 good, ISO
+        ["A", T0, False],  # 11 value not a number
+    ]
+    out = decode_json_points(j({"points": rows}), INDEX, RECEIVED)
+    b = out.batch
+    assert b.sensor.tolist() == [0, 5, 5, 1]
+    assert b.ts_ms.tolist() == [T0, RECEIVED, T0 + 5, T0 + 1000]
+    assert b.value[[0, 1, 3]].tolist() == [1.0, 4.0, 9.0] and math.isnan(b.value[2])
+    assert b.quality.tolist() == [Quality.GOOD, Quality.GOOD, Quality.BAD, Quality.GOOD]
+    counts = {r.reason: r.rows for r in out.rejections}
+    assert counts == {Reason.BAD_ROW: 2, Reason.UNKNOWN_SENSOR: 2, Reason.BAD_TIMESTAMP: 2,
+                      Reason.VALUE_NOT_NUMBER: 2}
+    details = {r.reason: r.detail for r in out.rejections}
+    assert details[Reason.BAD_ROW].startswith("point 4:")
+    assert details[Reason.UNKNOWN_SENSOR] == "point 1: unknown sensor 'Z' (not one of this device's sensors)"
+    assert details[Reason.BAD_TIMESTAMP].startswith("point 2: bad timestamp 'soon'")
+    assert details[Reason.VALUE_NOT_NUMBER] == "point 3: value 'high' is not a number"
+
+
+def test_json_points_all_rows_the_wrong_shape() -> None:
+    out = decode_json_points(j({"points": [["A", T0], ["B", T0]]}), INDEX, RECEIVED)
+    assert len(out.batch) == 0
+    assert [(r.reason, r.rows) for r in out.rejections] == [(Reason.BAD_ROW, 2)]
+
+
+def test_json_points_empty_list_is_no_readings_and_no_rejections() -> None:
+    out = decode_json_points(b'{"points": []}', INDEX, RECEIVED)
+    assert len(out.batch) == 0 and out.rejections == []
+
+
+BAD_POINTS_CASES = [
+    ("not JSON", b"{points: []}", Reason.NOT_JSON, "not JSON"),
+    ("not an object", b"[[1, 2, 3]]", Reason.NOT_OBJECT, "got an array"),
+    ("no points", j({"readings": []}), Reason.MISSING_KEY, "'points'"),
+    ("points not array", j({"points": {"A": 1}}), Reason.POINTS_NOT_ARRAY, "got an object"),
+    ("too large", j({"points": [["A", T0, 1.0]] * 60_000}), Reason.PAYLOAD_TOO_LARGE, "exceeds"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason", "says"), [c[1:] for c in BAD_POINTS_CASES],
+                         ids=[c[0] for c in BAD_POINTS_CASES])
+def test_json_points_rejects_whole_message(payload: bytes, reason: Reason, says: str) -> None:
+    with pytest.raises(PayloadRejected) as info:
+        decode_json_points(payload, INDEX, RECEIVED)
+    assert info.value.reason == reason
+    assert says in str(info.value)
+
+
+point_rows = st.lists(
+    st.tuples(
+        st.sampled_from(sorted(INDEX)),
+        st.integers(min_value=100_000_000_000, max_value=7_000_000_000_000),
+        st.floats(allow_nan=False, allow_infinity=False),
+    ),
+    max_size=60,
+)
+
+
+@given(point_rows)
+@settings(max_examples=150, deadline=None)
+def test_json_points_round_trip(rows: list[tuple[str, int, float]]) -> None:
+    out = decode_json_points(j({"points": rows}), INDEX, RECEIVED)
+    assert out.rejections == []
+    assert out.batch.sensor.tolist() == [INDEX[s] for s, _, _ in rows]
+    assert out.batch.ts_ms.tolist() == [t for _, t, _ in rows]
+    assert out.batch.value.tolist() == [v for _, _, v in rows]
+    assert not out.batch.quality.any()
+
+
+bad_rows = st.sampled_from([["nope", T0, 1.0], ["A", "x", 1.0], ["A", T0, "1"], ["A"], 7, None, ["A", -1, 2.0]])
+
+
+@given(point_rows, st.lists(st.tuples(st.integers(min_value=0, max_value=60), bad_rows), max_size=10))
+@settings(max_examples=150, deadline=None)
+def test_json_points_bad_rows_never_disturb_good_ones(rows: list, inserts: list) -> None:
+    mixed: list = [list(r) for r in rows]
+    for at, bad in sorted(inserts, key=lambda x: -x[0]):
+        mixed.insert(min(at, len(mixed)), bad)
+    out = decode_json_points(j({"points": mixed}), INDEX, RECEIVED)
+    assert out.batch.sensor.tolist() == [INDEX[s] for s, _, _ in rows]
+    assert out.batch.ts_ms.tolist() == [t for _, t, _ in rows]
+    assert out.batch.value.tolist() == [v for _, _, v in rows]
+    assert out.rejected_rows() == len(inserts)
+
+
+def test_json_points_seconds_are_scaled_to_ms() -> None:
+    out = decode_json_points(j({"points": [["A", 1714550400, 1.0], ["B", 1714550400.5, 2.0]]}), INDEX, RECEIVED)
+    assert out.batch.ts_ms.tolist() == [T0, T0 + 500]
+
+
+# -- topics and routing ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("pattern", "subscription", "topic", "sensor"), [
+    ("a/gas/{sensor}", "a/gas/+", "a/gas/GD1", "GD1"),
+    ("a/{sensor}/value", "a/+/value", "a/GD1/value", "GD1"),
+    ("a/det-{sensor}", "a/+", "a/det-GD1", "GD1"),
+    ("a/+/{sensor}", "a/+/+", "a/x/GD1", "GD1"),
+    ("a/b.c/{sensor}", "a/b.c/+", "a/b.c/GD1", "GD1"),
+])
+def test_topic_patterns(pattern: str, subscription: str, topic: str, sensor: str) -> None:
+    assert subscription_topic(pattern) == subscription
+    m = topic_regex(pattern).fullmatch(topic)
+    assert m is not None and m.group("sensor") == sensor
+
+
+@pytest.mark.parametrize(("pattern", "topic", "matches"), [
+    ("a/gas/{sensor}", "a/gas/GD1/extra", False),
+    ("a/gas/{sensor}", "a/gasX/GD1", False),
+    ("a/b.c/{sensor}", "a/bxc/GD1", False),
+    ("gw/#", "gw", True),
+    ("gw/#", "gw/x/y", True),
+    ("gw/#", "gwx/y", False),
+    ("#", "anything/at/all", True),
+    ("gw/+/points", "gw/7/points", True),
+    ("gw/+/points", "gw/7/8/points", False),
+])
+def test_topic_matching(pattern: str, topic: str, matches: bool) -> None:
+    assert (topic_regex(pattern).fullmatch(topic) is not None) == matches
+
+
+def _device(dev_id: str, topic: str, sensors: list[str], **payload: object) -> dict:
+    return {"id": dev_id, "mqtt": {"topic": topic, "sensors": sensors, "payload": payload or {}}}
+
+
+def test_decoder_routes_topics_to_devices_and_sensors() -> None:
+    site = site_with_devices([
+        _device("gds1", "p/gas/{sensor}", ["G1", "G2"]),
+        _device("gds2", "p/gas/{sensor}", ["G3"]),  # same pattern, other sensors
+        _device("single", "p/one", ["S1"]),
+        _device("gw", "p/gw/+", ["P1", "P2"], format="json_points"),
+    ])
+    decoder = MessageDecoder(DeviceRoute.from_device(d, site) for d in site.devices)
+    assert sorted(decoder.subscriptions()) == [("p/gas/+", 1), ("p/gw/+", 1), ("p/one", 1)]
+    out = decoder.decode([
+        ("p/gas/G2", j({"value": 2, "ts": T0}), RECEIVED),
+        ("p/gas/G3", j({"value": 3, "ts": T0}), RECEIVED),
+        ("p/one", j({"value": 4}), RECEIVED),
+        ("p/gw/1", j({"points": [["P2", T0, 5], ["G1", T0, 6]]}), RECEIVED),  # G1 is not the gateway's
+        ("p/gas/G9", j({"value": 9}), RECEIVED),
+        ("p/gas/G1", b"garbage", RECEIVED),
+        ("p/elsewhere", j({"value": 1}), RECEIVED),
+        ("p/gas/G1", j({"value": 1, "ts": T0}), RECEIVED),
+    ])
+    idx = site.sensor_index
+    # json_value rows first (in message order), then each points message's rows
+    assert out.batch.sensor.tolist() == [idx("G2"), idx("G3"), idx("S1"), idx("G1"), idx("P2")]
+    assert out.batch.value.tolist() == [2, 3, 4, 1, 5]
+    assert out.batch.ts_ms.tolist() == [T0, T0, RECEIVED, T0, T0]
+    got = sorted((r.topic, r.reason, r.rows) for r in out.rejections)
+    assert got == [
+        ("p/elsewhere", Reason.UNKNOWN_TOPIC, 1),
+        ("p/gas/G1", Reason.NOT_JSON, 1),
+        ("p/gas/G9", Reason.UNKNOWN_SENSOR, 1),
+        ("p/gw/1", Reason.UNKNOWN_SENSOR, 1),
+    ]
+    g9 = next(r for r in out.rejections if r.topic == "p/gas/G9")
+    assert "'G9'" in g9.detail and "'gds1'" in g9.detail
+
+
+def test_decoder_with_no_messages_is_empty() -> None:
+    site = site_with_devices([_device("d", "t/{sensor}", ["X"])])
+    out = MessageDecoder([DeviceRoute.from_device(site.devices[0], site)]).decode([])
+    assert len(out.batch) == 0 and out.rejections == []
+
+
+# -- the documented example -----------------------------------------------------------------------------------
+
+EXAMPLE_MESSAGES = [
+    ("tankwatch/park1/HS1/gas/HS1-GD01", '{"value": 12.5, "ts": 1714550400000, "status": "ok"}'),
+    ("tankwatch/park1/HS2/points",
+     '{"points": [["HS2-GD01", 1714550400000, 3.5], ["HS2-GD02", 1714550400000, 0.0]]}'),
+]
+
+
+def test_example_fragment_validates_and_its_messages_decode() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    fragment = yaml.safe_load(text)
+    assert set(fragment) == {"devices"}
+    site = site_with_devices(fragment["devices"])
+    assert {d.mqtt.payload.format for d in site.devices if d.mqtt} == {"json_value", "json_points"}
+    for topic, payload in EXAMPLE_MESSAGES:
+        assert topic in text and payload in text  # the comments document these very messages
+    decoder = MessageDecoder(DeviceRoute.from_device(d, site) for d in site.devices)
+    out = decoder.decode([(t, p.encode(), RECEIVED) for t, p in EXAMPLE_MESSAGES])
+    assert out.rejections == []
+    idx = site.sensor_index
+    assert out.batch.sensor.tolist() == [idx("HS1-GD01"), idx("HS2-GD01"), idx("HS2-GD02")]
+    assert out.batch.ts_ms.tolist() == [T0, T0, T0]
+    assert out.batch.value.tolist() == [12.5, 3.5, 0.0]
