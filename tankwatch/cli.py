@@ -52,6 +52,8 @@ def _logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # pymodbus logs every failed connect; our adapter reports device failures once, as a state
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 @app.command()
