@@ -274,8 +274,12 @@ class ModbusSource:
         interval_ms = max(1, round(plan.modbus.poll_interval_s * 1000))
         next_ms = self.clock.now_ms()
         readings = READINGS_IN.labels(ADAPTER)
+        task = asyncio.current_task()
         while True:
             batch, errors = await poll_device(plan, connection, self.clock)
+            if task is not None and task.cancelling():
+                # asyncio.wait_for inside pymodbus can swallow a cancel that races a reply (Python 3.11)
+                raise asyncio.CancelledError
             state.record(errors, self.clock.now_ms())
             await emit(batch)
             readings.inc(len(batch))
