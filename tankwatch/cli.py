@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,11 @@ import typer
 from tankwatch.config import Site, SiteError, load_site
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="tankwatch: tank-farm and major-hazard monitoring")
+bench_app = typer.Typer(no_args_is_help=True, help="Reproducible benchmarks, each against its baseline in one run")
+app.add_typer(bench_app, name="bench")
+
+# Modules that define commands next to the code they drive; each has register(app, bench_app).
+COMMAND_MODULES: tuple[str, ...] = ()
 
 DEMO_SITE = Path(__file__).resolve().parent.parent / "deploy" / "sites" / "demo-park.yaml"
 
@@ -89,3 +95,7 @@ def run(
     _logging(verbose)
     site = _load(config)
     asyncio.run(run_live(site, port=port, duration_s=duration, data_dir=data_dir, say=typer.echo))
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app, bench_app)
