@@ -22,6 +22,7 @@ from tankwatch.config import Site, parse_site
 from tankwatch.records import Quality, ReadingBatch
 from tankwatch.registers import encode_point
 from tankwatch.site import RegisterTable
+from tests.sites import modbus_site
 
 CASES = Path(__file__).resolve().parent / "modbus" / "cases"
 EXAMPLE_ORDERS = ["ABCD", "CDAB", "DCBA", "BADC"]
@@ -85,35 +86,6 @@ class RegisterServer:
             self.server = None
 
 
-def minimal_site(devices: list[dict]) -> Site:
-    """A valid one-source site whose sensors are exactly those the given devices read."""
-    sensor_ids = [p["sensor"] for d in devices for p in d["modbus"]["points"]]
-    person = {"name": "张三"}
-    data = {
-        "park": {"id": "P", "name": "测试园区", "location": {"lat": 32.0, "lon": 121.0}},
-        "enterprises": [
-            {
-                "id": "E1",
-                "name": "测试企业",
-                "location": {"lat": 32.0, "lon": 121.0},
-                "hazard_sources": [
-                    {
-                        "id": "HS1",
-                        "name": "罐区",
-                        "unit_kind": "storage",
-                        "location": {"lat": 32.0, "lon": 121.0},
-                        "exposed_population": 0,
-                        "responsible": {"principal": person, "technical": person, "operational": person},
-                        "sensors": [
-                            {"id": s, "kind": "level", "unit": "m", "range": [-1e9, 1e9]} for s in sensor_ids
-                        ],
-                    }
-                ],
-            }
-        ],
-        "devices": devices,
-    }
-    return parse_site(yaml.safe_dump(data, allow_unicode=True), "<test site>")
 
 
 def plc(device_id: str, port: int, unit_id: int, points: list[dict], poll_s: float = 0.05) -> dict:
@@ -221,7 +193,7 @@ async def test_values_read_match_what_the_server_holds():
     server = RegisterServer({1: (64, 16)})
     await server.start()
     try:
-        site = minimal_site([plc("plc-1", server.port, 1, MIXED_POINTS)])
+        site = modbus_site([plc("plc-1", server.port, 1, MIXED_POINTS)])
         await load_values(server, site, 1, MIXED_VALUES)
         got = Collector(site)
         async with Running(ModbusSource(site, SystemClock()), got):
@@ -244,7 +216,7 @@ async def test_timestamps_come_from_the_injected_clock_on_its_poll_grid():
     server = RegisterServer({1: (64, 16)})
     await server.start()
     try:
-        site = minimal_site([plc("plc-1", server.port, 1, MIXED_POINTS[:3], poll_s=10.0)])
+        site = modbus_site([plc("plc-1", server.port, 1, MIXED_POINTS[:3], poll_s=10.0)])
         clock = ManualClock(start_ms=1_700_000_000_000)
         got = Collector(site)
         async with Running(ModbusSource(site, clock), got):
@@ -265,7 +237,7 @@ async def test_timestamps_come_from_the_injected_clock_on_its_poll_grid():
 async def test_server_down_gives_comm_fail_every_poll_and_recovers_by_itself(caplog):
     server = RegisterServer({1: (64, 16), 2: (64, 16)})
     await server.start()
-    site = minimal_site(
+    site = modbus_site(
         [plc("plc-1", server.port, 1, MIXED_POINTS[:3]), plc("plc-2", server.port, 2, MIXED_POINTS[3:5])]
     )
     await load_values(server, site, 1, MIXED_VALUES)
@@ -320,7 +292,7 @@ async def test_server_down_gives_comm_fail_every_poll_and_recovers_by_itself(cap
 
 async def test_unreachable_from_the_start_reports_comm_fail_at_each_poll():
     port = free_port()  # nothing listens here
-    site = minimal_site([plc("plc-1", port, 1, MIXED_POINTS[:2], poll_s=0.02)])
+    site = modbus_site([plc("plc-1", port, 1, MIXED_POINTS[:2], poll_s=0.02)])
     source = ModbusSource(site, SystemClock(), backoff=Backoff(initial_s=0.5, max_s=30.0))
     got = Collector(site)
     async with Running(source, got):
@@ -335,7 +307,7 @@ async def test_unreachable_from_the_start_reports_comm_fail_at_each_poll():
 async def test_a_dead_unit_id_fails_only_its_own_device():
     server = RegisterServer({1: (64, 16), 3: (64, 16)})  # unit 2 is not served
     await server.start()
-    site = minimal_site(
+    site = modbus_site(
         [
             plc("plc-1", server.port, 1, MIXED_POINTS[:2]),
             plc("plc-2", server.port, 2, MIXED_POINTS[2:4]),
@@ -378,7 +350,7 @@ async def test_cancellation_closes_the_connection():
     server = RegisterServer({1: (64, 16)})
     await server.start()
     try:
-        site = minimal_site([plc("plc-1", server.port, 1, MIXED_POINTS[:2])])
+        site = modbus_site([plc("plc-1", server.port, 1, MIXED_POINTS[:2])])
         got = Collector(site)
         async with Running(ModbusSource(site, SystemClock()), got):
             await got.wait_for(lambda: len(got.batches["plc-1"]) >= 1)
@@ -403,7 +375,7 @@ def test_backoff_doubles_from_half_a_second_to_thirty_with_jitter(attempt, base)
 
 
 def test_unknown_device_ids_are_refused():
-    site = minimal_site([plc("plc-1", 1502, 1, MIXED_POINTS[:1])])
+    site = modbus_site([plc("plc-1", 1502, 1, MIXED_POINTS[:1])])
     with pytest.raises(ValueError, match="plc-9"):
         ModbusSource(site, SystemClock(), ["plc-9"])
 

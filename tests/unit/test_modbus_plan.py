@@ -12,45 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.modbus.plan import MAX_BLOCK_REGISTERS, merge_points, plan_device, plan_site
-from tankwatch.config import Site, load_site, parse_site
+from tankwatch.config import load_site
 from tankwatch.registers import encode_point
 from tankwatch.site import ModbusDevice, RegisterPoint, RegisterTable, WordType
+from tests.sites import modbus_site
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deploy" / "sites" / "demo-park.yaml"
 EXAMPLE = ROOT / "ingest" / "modbus" / "example.yaml"
 
 
-def minimal_site(devices: list[dict]) -> Site:
-    """A valid one-source site whose sensors are exactly those the given devices read."""
-    sensor_ids = [p["sensor"] for d in devices for p in d["modbus"]["points"]]
-    person = {"name": "张三"}
-    data = {
-        "version": 1,
-        "park": {"id": "P", "name": "测试园区", "location": {"lat": 32.0, "lon": 121.0}},
-        "enterprises": [
-            {
-                "id": "E1",
-                "name": "测试企业",
-                "location": {"lat": 32.0, "lon": 121.0},
-                "hazard_sources": [
-                    {
-                        "id": "HS1",
-                        "name": "罐区",
-                        "unit_kind": "storage",
-                        "location": {"lat": 32.0, "lon": 121.0},
-                        "exposed_population": 0,
-                        "responsible": {"principal": person, "technical": person, "operational": person},
-                        "sensors": [
-                            {"id": s, "kind": "level", "unit": "m", "range": [-1e9, 1e9]} for s in sensor_ids
-                        ],
-                    }
-                ],
-            }
-        ],
-        "devices": devices,
-    }
-    return parse_site(yaml.safe_dump(data, allow_unicode=True), "<test site>")
 
 
 def points(*spec: tuple) -> list[RegisterPoint]:
@@ -186,7 +157,7 @@ def modbus_device(device_id: str, unit_id: int, pts: list[dict], holding: int = 
 
 
 def test_plan_device_splits_tables_and_carries_sensor_indices_and_decoders():
-    site = minimal_site(
+    site = modbus_site(
         [
             modbus_device(
                 "plc",
@@ -259,7 +230,7 @@ def test_demo_park_plan_is_one_read_per_unit_on_one_connection():
 def test_example_yaml_is_a_valid_documented_device():
     fragment = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     assert set(fragment) == {"devices"}
-    site = minimal_site(fragment["devices"])
+    site = modbus_site(fragment["devices"])
     (device,) = site.devices
     options = set(ModbusDevice.model_fields) | set(RegisterPoint.model_fields) | {"id", "name"}
     text = EXAMPLE.read_text(encoding="utf-8")
