@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint services clean
+.PHONY: install demo test lint services clean bench-peers
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ services:
 
 test: install services
 	$(VENV)/bin/pytest
+
+# Node-RED 4 (npm, into ~/.cache/tankwatch/node-red) vs tankwatch on one MQTT feed; PPM=50|200|1000.
+PPM ?= 200
+bench-peers: install services
+	$(PY) -m bench.peers_cli bench peers --points-per-message $(PPM)
 
 lint: install
 	$(VENV)/bin/ruff check .

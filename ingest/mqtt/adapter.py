@@ -1,22 +1,27 @@
-"""MQTT subscribing adapter: one paho client per broker, a network thread that only queues, decoding in asyncio."""
+"""MQTT subscribing adapter: one paho client per broker whose network thread only queues; decoding in asyncio,
+or, with ``decode_process=True``, client and decoding in a child process per broker that sends decoded batches."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import multiprocessing
+import multiprocessing.process
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from ingest.mqtt.payload import Decoded, DeviceRoute, MessageDecoder
-from tankwatch.clock import Clock
+from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site
 from tankwatch.metrics import DEVICE_FAILURES, DEVICE_UP, INPUT_REJECTED, READINGS_IN
 from tankwatch.records import Quality, ReadingBatch
@@ -29,6 +34,10 @@ RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 10.0
 KEEPALIVE_S = 30
 MAX_INBOX = 500_000  # messages waiting for the asyncio side; past this, new ones are dropped and counted
+MAX_EMIT_ROWS = 16_384  # largest batch handed to emit; a backlog is split into batches of this size
+DECODE_SLICE_BYTES = 512 * 1024  # payload bytes a decode process decodes and sends at a time
+MAX_PENDING_ROWS = 5_000_000  # decoded rows from a decode process waiting for the asyncio side
+WORKER_POLL_S = 0.2  # how often an idle decode process checks whether the parent asked it to stop
 MAX_LOGGED_PROBLEMS = 10_000  # distinct (topic, reason) pairs logged at WARNING before everything is DEBUG
 
 
@@ -189,11 +198,189 @@ class _BrokerLink:
             self.wake_pending = False
             return items, self.connected, self.outages, self.dropped, self.last_error
 
+    def take_decoded(self) -> tuple[Decoded | None, bool, int, int, str]:
+        """Swap out the inbox and decode it here; returns (decoded or None, connected, outages, dropped, error)."""
+        items, connected, outages, dropped, error = self.take()
+        return (self.decoder.decode(items) if items else None), connected, outages, dropped, error
+
+    def state(self) -> tuple[bool, bool, int, int, int, str]:
+        """(connected, subscribed, messages, dropped, outages, last error), read under the lock."""
+        with self.lock:
+            return (self.connected, self.subscribed, self.messages, self.dropped, self.outages, self.last_error)
+
     def stats(self) -> dict[str, object]:
         """Connection state and counts of this broker."""
         with self.lock:
             connected, subscribed, messages = self.connected, self.subscribed, self.messages
             dropped, outages, error = self.dropped, self.outages, self.last_error
+        return {
+            "host": self.key.host,
+            "port": self.key.port,
+            "client_id": self.client_id,
+            "devices": list(self.device_ids),
+            "connected": connected,
+            "subscribed": subscribed,
+            "messages": messages,
+            "readings": self.readings,
+            "rejected": dict(self.rejected),
+            "dropped": dropped,
+            "outages": outages,
+            "last_error": error,
+        }
+
+
+def _decode_worker(key: BrokerKey, routes: list[DeviceRoute], conn: Connection) -> None:
+    """Child process: run one broker's paho client and decoder, sending (Decoded | None, state) to the parent.
+
+    Stops when the parent sends anything or closes its end of the pipe.
+    """
+    # The hot loop creates no reference cycles; a rare collection keeps the decoder's many short-lived lists
+    # from triggering a full traversal every few messages.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    link = _BrokerLink(key, routes, np.empty(0, dtype=np.int32), SystemClock())
+    wake = threading.Event()
+    link.start(wake.set)
+    last_state = None
+    try:
+        while not conn.poll():
+            wake.wait(timeout=WORKER_POLL_S)
+            wake.clear()
+            items, *_ = link.take()
+            # Decode and send a backlog in slices, so the parent starts evaluating while the rest is decoded.
+            for chunk in _slices(items):
+                conn.send((link.decoder.decode(chunk), link.state()))
+            state = link.state()
+            if state != last_state:
+                conn.send((None, state))
+                last_state = state
+    except (EOFError, OSError, KeyboardInterrupt):  # the parent is gone
+        pass
+    finally:
+        link.stop()
+
+
+def _slices(items: list[tuple[str, bytes, int]]) -> Iterator[list[tuple[str, bytes, int]]]:
+    """Consecutive runs of messages holding about DECODE_SLICE_BYTES of payload each."""
+    start, size = 0, 0
+    for i, (_, payload, _) in enumerate(items):
+        size += len(payload)
+        if size >= DECODE_SLICE_BYTES:
+            yield items[start: i + 1]
+            start, size = i + 1, 0
+    if start < len(items):
+        yield items[start:]
+
+
+class _ProcessLink:
+    """One broker whose paho client and decoding run in a child process; the same face as a _BrokerLink.
+
+    Decoding the JSON is GIL-bound; in a process of its own it runs in parallel with whatever consumes the
+    batches (the alarm core) instead of taking turns with it. Receive times come from the system clock.
+    """
+
+    def __init__(self, key: BrokerKey, routes: list[DeviceRoute], sensors: np.ndarray) -> None:
+        self.key = key
+        self.routes = routes
+        self.device_ids = [r.device_id for r in routes]
+        self.sensors = sensors
+        self.client_id = "(decode process)"
+        self.lock = threading.Condition()
+        self.pending: list[Decoded] = []
+        self.pending_rows = 0
+        self.remote: tuple[bool, bool, int, int, int, str] = (False, False, 0, 0, 0, "")
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._reader: threading.Thread | None = None
+        self._stopping = False
+        # Asyncio side only, as in _BrokerLink.
+        self.started_ms = 0
+        self.seen_outages = 0
+        self.seen_dropped = 0
+        self.was_up: bool | None = None
+        self.last_comm_fail_ms: int | None = None
+        self.readings = 0
+        self.rejected: Counter[str] = Counter()
+        self.logged: set[tuple[str, str]] = set()
+
+    def start(self, wake: Callable[[], None], now_ms: int) -> None:
+        """Start the decode process and the thread that receives its batches."""
+        self.started_ms = now_ms
+        ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+        parent, child = ctx.Pipe(duplex=True)
+        self._conn = parent
+        self._process = ctx.Process(target=_decode_worker, args=(self.key, self.routes, child), daemon=True,
+                                    name=f"tankwatch-mqtt-decode-{self.key.label}")
+        self._process.start()
+        child.close()
+        self._reader = threading.Thread(target=self._receive, args=(wake,), daemon=True,
+                                        name=f"tankwatch-mqtt-receive-{self.key.label}")
+        self._reader.start()
+
+    def _receive(self, wake: Callable[[], None]) -> None:
+        """Reader thread: queue what the child sends; stop reading while too many rows wait (back-pressure)."""
+        conn = self._conn
+        assert conn is not None
+        while True:
+            try:
+                decoded, state = conn.recv()
+            except (EOFError, OSError):
+                with self.lock:
+                    if not self._stopping:
+                        self.remote = (False, False, *self.remote[2:4], self.remote[4] + 1,
+                                       "the MQTT decode process exited")
+                wake()
+                return
+            with self.lock:
+                if decoded is not None:
+                    self.pending.append(decoded)
+                    self.pending_rows += len(decoded.batch)
+                self.remote = state
+                while self.pending_rows > MAX_PENDING_ROWS and not self._stopping:
+                    self.lock.wait(timeout=1.0)
+            wake()
+
+    def take_decoded(self) -> tuple[Decoded | None, bool, int, int, str]:
+        """Everything the child decoded since the last call, merged, with its connection state."""
+        with self.lock:
+            pending, self.pending, self.pending_rows = self.pending, [], 0
+            connected, _, _, dropped, outages, error = self.remote
+            self.lock.notify_all()
+        if not pending:
+            decoded = None
+        elif len(pending) == 1:
+            decoded = pending[0]
+        else:
+            decoded = Decoded(ReadingBatch.concat(d.batch for d in pending), [r for d in pending for r in d.rejections])
+        return decoded, connected, outages, dropped, error
+
+    def stop(self) -> None:
+        """Ask the child to stop, wait for it (terminate after 5 s), and join the reader thread."""
+        with self.lock:
+            self._stopping = True
+            self.lock.notify_all()
+        process, conn = self._process, self._conn
+        self._process = None
+        if process is None:
+            return
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.send("stop")
+        process.join(timeout=5)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=5)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if conn is not None:
+            conn.close()
+        for device in self.device_ids:
+            DEVICE_UP.labels(device).set(0)
+
+    def stats(self) -> dict[str, object]:
+        """Connection state and counts of this broker, as reported by the decode process."""
+        with self.lock:
+            connected, subscribed, messages, dropped, outages, error = self.remote
         return {
             "host": self.key.host,
             "port": self.key.port,
@@ -231,16 +418,24 @@ class MqttSource:
 
     While a broker is unreachable its sensors are emitted as NaN with quality COMM_FAIL, at once and then every
     ``comm_fail_every_s`` seconds of ``clock`` time, so an outage shows up as data quality rather than silence.
+    With ``decode_process=True`` each broker's client and JSON decoding run in a child process (receive times
+    then come from the system clock, not ``clock``), so decoding runs in parallel with the batches' consumer.
     """
 
     name = "mqtt"
 
-    def __init__(self, site: Site, clock: Clock, *, comm_fail_every_s: float = 5.0, tick_s: float = 1.0) -> None:
+    def __init__(self, site: Site, clock: Clock, *, comm_fail_every_s: float = 5.0, tick_s: float = 1.0,
+                 decode_process: bool = False) -> None:
         self.site = site
         self.clock = clock
         self.comm_fail_every_ms = round(comm_fail_every_s * 1000)
         self.tick_s = tick_s
-        self._links = _group_by_broker(site, clock)
+        self.decode_process = decode_process
+        links = _group_by_broker(site, clock)
+        self._links: list[_BrokerLink | _ProcessLink] = (
+            [_ProcessLink(link.key, list(link.decoder.routes), link.sensors) for link in links]
+            if decode_process else list(links)
+        )
 
     def stats(self) -> dict[str, dict[str, object]]:
         """Per broker (``user@host:port``): connection state, messages, readings, rejected counts by reason."""
@@ -260,13 +455,18 @@ class MqttSource:
         ticker = asyncio.create_task(self._tick(wake), name="mqtt-comm-fail-ticker")
         try:
             for link in self._links:
-                link.start(wake_from_thread)
+                if isinstance(link, _ProcessLink):
+                    link.start(wake_from_thread, self.clock.now_ms())
+                else:
+                    link.start(wake_from_thread)
             while True:
                 await wake.wait()
                 wake.clear()
                 batch = self._drain()
-                if len(batch):
-                    await emit(batch)
+                # A backlog becomes several batches: the alarm core is fastest on batches that stay in cache.
+                for start in range(0, len(batch), MAX_EMIT_ROWS):
+                    await emit(batch if len(batch) <= MAX_EMIT_ROWS
+                               else batch.take(slice(start, start + MAX_EMIT_ROWS)))
         finally:
             ticker.cancel()
             # Joining paho threads blocks for up to a second; keep the event loop responsive meanwhile.
@@ -288,9 +488,8 @@ class MqttSource:
         """Decode everything received since the last drain, plus COMM_FAIL rows for brokers that are down."""
         parts: list[ReadingBatch] = []
         for link in self._links:
-            items, connected, outages, dropped, error = link.take()
-            if items:
-                decoded = link.decoder.decode(items)
+            decoded, connected, outages, dropped, error = link.take_decoded()
+            if decoded is not None:
                 self._account(link, decoded)
                 if len(decoded.batch):
                     parts.append(decoded.batch)
@@ -305,7 +504,7 @@ class MqttSource:
                 parts.append(fail)
         return ReadingBatch.concat(parts)
 
-    def _account(self, link: _BrokerLink, decoded: Decoded) -> None:
+    def _account(self, link: _BrokerLink | _ProcessLink, decoded: Decoded) -> None:
         """Count readings and rejections; log each (topic, reason) once at WARNING, then at DEBUG."""
         n = len(decoded.batch)
         if n:
@@ -323,7 +522,8 @@ class MqttSource:
             log.log(level, "MQTT %s topic %r: rejected %d (%s): %s", link.key.label, rej.topic, rej.rows,
                     rej.reason.value, rej.detail)
 
-    def _connection(self, link: _BrokerLink, connected: bool, outages: int, error: str) -> ReadingBatch | None:
+    def _connection(self, link: _BrokerLink | _ProcessLink, connected: bool, outages: int,
+                    error: str) -> ReadingBatch | None:
         """Track up/down transitions; COMM_FAIL rows when a broker went down, and again while it stays down."""
         now = self.clock.now_ms()
         new_outage = outages > link.seen_outages

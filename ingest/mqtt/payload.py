@@ -19,6 +19,7 @@ from tankwatch.site import Device, MqttPayload
 
 MAX_PAYLOAD_BYTES = 1 << 20
 SECONDS_BELOW = 1e11  # numeric timestamps below this are epoch seconds (1e11 ms is 1973, 1e11 s is year 5138)
+MAX_SHAPES = 4096  # distinct sensor-id sequences of json_points messages remembered per device
 MAX_TS_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z: anything later is a broken device clock
 GOOD_STATUS = frozenset({"ok", "normal"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -311,6 +312,8 @@ class DeviceRoute:
     payload: MqttPayload
     index_of: dict[str, int]
     only_sensor: int  # the sensor when the topic names none, else -1
+    # Sensor indices per sequence of ids: gateways send the same sensors in the same order every cycle.
+    shapes: dict[tuple, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_device(cls, device: Device, site: Site) -> DeviceRoute:
@@ -331,6 +334,16 @@ class DeviceRoute:
     def sensor_for(self, name: str | None) -> int:
         """Site index of the sensor a topic names (or the only sensor), -1 when the device lacks it."""
         return self.only_sensor if name is None else self.index_of.get(name, -1)
+
+    def indices_of(self, ids: tuple) -> np.ndarray:
+        """Site indices of a message's sensor ids (-1 where unknown), cached per id sequence; a fresh array."""
+        hit = self.shapes.get(ids)
+        if hit is None:
+            hit = _sensor_indices(ids, self.index_of, len(ids))
+            if len(self.shapes) >= MAX_SHAPES:
+                self.shapes.clear()  # gateways that never repeat must not grow memory without bound
+            self.shapes[ids] = hit
+        return hit.copy()
 
 
 _Target = tuple[DeviceRoute | None, int, str | None]
@@ -379,12 +392,19 @@ class MessageDecoder:
         return first
 
     def decode(self, messages: Iterable[tuple[str, bytes, int]]) -> Decoded:
-        """Decode messages in order into one batch; nothing here raises on bad input."""
+        """Decode messages in order into one batch; nothing here raises on bad input.
+
+        Rows of json_value messages come first (in message order), then the points of json_points messages in
+        message order. Well-formed points messages (every row ``[known id, epoch int, number]``) take a fast
+        path that converts a whole run of them to arrays at once; any other message, or a run that fails the
+        vectorised checks, is decoded message by message with full per-row rejections.
+        """
         sensors: list[int] = []
         stamps: list[int] = []
         values: list[float] = []
         qualities: list[int] = []
-        point_batches: list[ReadingBatch] = []
+        parts: list[ReadingBatch] = []
+        run = _PointsRun()
         rejections: list[Rejection] = []
         for topic, payload, receive_ms in messages:
             route, index, name = self._target(topic)
@@ -392,9 +412,14 @@ class MessageDecoder:
                 if route is None:
                     raise PayloadRejected(Reason.UNKNOWN_TOPIC, "no device is configured for this topic")
                 if route.is_points:
+                    columns = _fast_columns(payload)
+                    if columns is not None:
+                        run.add(route, columns, topic, payload, receive_ms)
+                        continue
+                    run.flush(parts, rejections)
                     decoded = decode_json_points(payload, route.index_of, receive_ms)
                     if len(decoded.batch):
-                        point_batches.append(decoded.batch)
+                        parts.append(decoded.batch)
                     rejections.extend(
                         Rejection(r.reason, r.detail, r.rows, topic) for r in decoded.rejections
                     )
@@ -411,5 +436,83 @@ class MessageDecoder:
             stamps.append(ts_ms)
             values.append(value)
             qualities.append(quality)
-        parts = [ReadingBatch.from_columns(sensors, stamps, values, qualities)] if sensors else []
-        return Decoded(ReadingBatch.concat(parts + point_batches), rejections)
+        run.flush(parts, rejections)
+        head = [ReadingBatch.from_columns(sensors, stamps, values, qualities)] if sensors else []
+        return Decoded(ReadingBatch.concat(head + parts), rejections)
+
+
+def _fast_columns(payload: bytes) -> tuple[tuple, tuple, tuple] | None:
+    """(ids, stamps, values) of a ``{"points": [[id, ts, value], ...]}`` message of non-empty, 3-element rows.
+
+    None when the message is anything else (including too large or not JSON): the full decoder then says why.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        doc = orjson.loads(payload)
+        rows = doc["points"]
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None
+    if type(rows) is not list or not rows or set(map(type, rows)) != {list} or set(map(len, rows)) != {3}:
+        return None
+    ids, stamps, values = zip(*rows, strict=True)
+    return ids, stamps, values
+
+
+class _PointsRun:
+    """Consecutive well-formed points messages, converted to one batch with vectorised checks."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sensor: list[np.ndarray] = []
+        self.stamps: list = []
+        self.values: list = []
+        self.raw: list[tuple[DeviceRoute, str, bytes, int]] = []
+
+    def add(self, route: DeviceRoute, columns: tuple[tuple, tuple, tuple], topic: str, payload: bytes,
+            receive_ms: int) -> None:
+        """Queue one message's columns (kept raw too, for the slow path)."""
+        ids, stamps, values = columns
+        try:
+            self.sensor.append(route.indices_of(ids))
+        except TypeError:  # an unhashable id such as a list: the slow path names it
+            self.sensor.append(np.full(len(ids), -1, dtype=np.int32))
+        self.stamps.extend(stamps)
+        self.values.extend(values)
+        self.raw.append((route, topic, payload, receive_ms))
+
+    def flush(self, parts: list[ReadingBatch], rejections: list[Rejection]) -> None:
+        """Append the run's readings to ``parts``; fall back to message-by-message decoding on any bad row."""
+        if not self.raw:
+            return
+        batch = self._vectorised()
+        if batch is not None:
+            parts.append(batch)
+        else:
+            for route, topic, payload, receive_ms in self.raw:
+                decoded = decode_json_points(payload, route.index_of, receive_ms)
+                if len(decoded.batch):
+                    parts.append(decoded.batch)
+                rejections.extend(Rejection(r.reason, r.detail, r.rows, topic) for r in decoded.rejections)
+        self._reset()
+
+    def _vectorised(self) -> ReadingBatch | None:
+        """The run as one batch when every row is a known sensor, an int epoch timestamp and a number."""
+        sensor = self.sensor[0] if len(self.sensor) == 1 else np.concatenate(self.sensor)
+        if not (set(map(type, self.stamps)) == {int} and set(map(type, self.values)) <= _NUMBER_TYPES):
+            return None
+        if (sensor < 0).any():
+            return None
+        try:
+            ts_ms = np.array(self.stamps, dtype=np.int64)
+        except OverflowError:
+            return None
+        seconds = ts_ms < SECONDS_BELOW
+        if seconds.any():
+            ts_ms = np.where(seconds, ts_ms * 1000, ts_ms)
+        if not ((ts_ms >= 0) & (ts_ms <= MAX_TS_MS)).all():
+            return None
+        n = len(sensor)
+        return ReadingBatch(sensor, ts_ms, np.array(self.values, dtype=np.float64), np.zeros(n, dtype=np.uint8))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ingest.mqtt.payload import (
     MAX_PAYLOAD_BYTES,
+    MAX_SHAPES,
     DeviceRoute,
     MessageDecoder,
     PayloadRejected,
@@ -24,7 +25,7 @@ from ingest.mqtt.payload import (
     topic_regex,
 )
 from tankwatch.config import Site, parse_site
-from tankwatch.records import Quality
+from tankwatch.records import Quality, ReadingBatch
 from tankwatch.site import MqttPayload
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "ingest" / "mqtt" / "example.yaml"
@@ -323,6 +324,71 @@ def test_decoder_with_no_messages_is_empty() -> None:
     site = site_with_devices([_device("d", "t/{sensor}", ["X"])])
     out = MessageDecoder([DeviceRoute.from_device(site.devices[0], site)]).decode([])
     assert len(out.batch) == 0 and out.rejections == []
+
+
+# -- batched decoding: the fast path for runs of well-formed points messages ----------------------------------
+
+FAST_SITE = site_with_devices([
+    _device("gw", "g/points", ["A", "B", "C"], format="json_points"),
+    _device("gds", "g/gas/{sensor}", ["G1"]),
+])
+FAST_ROUTES = [DeviceRoute.from_device(d, FAST_SITE) for d in FAST_SITE.devices]
+
+fast_messages = st.lists(
+    st.one_of(
+        point_rows.map(lambda rows: ("g/points", j({"points": rows}))),  # well formed: the fast path
+        st.lists(st.one_of(st.tuples(st.sampled_from(sorted(INDEX)), st.integers(100_000_000_000, 2 * 10**12),
+                                     st.floats(-1e6, 1e6)).map(list), bad_rows), max_size=8)
+        .map(lambda rows: ("g/points", j({"points": rows}))),  # may hold bad rows: one by one
+        st.sampled_from([("g/points", b"garbage"), ("g/points", j({"points": [["A", 1.5e12, 1]]})),
+                         ("g/points", j({"points": [["A", T0 // 1000, 2]]})), ("g/gas/G1", j({"value": 3})),
+                         ("g/points", j({"points": [["Q", T0, 1]]})), ("g/points", j({"points": []}))]),
+    ),
+    max_size=12,
+)
+
+
+@given(fast_messages)
+@settings(max_examples=200, deadline=None)
+def test_decoding_many_messages_equals_decoding_each(messages: list[tuple[str, bytes]]) -> None:
+    items = [(topic, payload, RECEIVED) for topic, payload in messages]
+    together = MessageDecoder(FAST_ROUTES).decode(items)
+    one_by_one = [MessageDecoder(FAST_ROUTES).decode([item]) for item in items]
+    value_rows = [d.batch for (topic, _, _), d in zip(items, one_by_one, strict=True) if topic.startswith("g/gas")]
+    point_rows_ = [d.batch for (topic, _, _), d in zip(items, one_by_one, strict=True) if topic == "g/points"]
+    expected = ReadingBatch.concat(value_rows + point_rows_)
+    for column in ("sensor", "ts_ms", "quality"):
+        assert getattr(together.batch, column).tolist() == getattr(expected, column).tolist()
+    np.testing.assert_array_equal(together.batch.value, expected.value)
+    assert sorted((r.reason, r.rows, r.topic) for r in together.rejections) == sorted(
+        (r.reason, r.rows, r.topic) for d in one_by_one for r in d.rejections)
+
+
+def test_fast_path_arrays_are_fresh_and_the_shape_cache_is_bounded() -> None:
+    route = FAST_ROUTES[0]
+    decoder = MessageDecoder([route])
+    message = ("g/points", j({"points": [["A", T0, 1.0], ["B", T0, 2.0]]}), RECEIVED)
+    first = decoder.decode([message, message]).batch
+    first.sensor[:] = -7  # a consumer scribbling on its batch must not change the next one
+    second = decoder.decode([message]).batch
+    assert second.sensor.tolist() == [FAST_SITE.sensor_index("A"), FAST_SITE.sensor_index("B")]
+    for i in range(MAX_SHAPES + 10):
+        route.indices_of(("A",) * (i % 3 + 1) + (str(i),))
+    assert len(route.shapes) <= MAX_SHAPES
+
+
+def test_a_bad_row_in_a_run_keeps_the_runs_good_rows_and_order() -> None:
+    decoder = MessageDecoder([FAST_ROUTES[0]])
+    a, b = FAST_SITE.sensor_index("A"), FAST_SITE.sensor_index("B")
+    out = decoder.decode([
+        ("g/points", j({"points": [["A", T0, 1.0]]}), RECEIVED),
+        ("g/points", j({"points": [["B", T0, 2.0], ["nope", T0, 3.0]]}), RECEIVED),
+        ("g/points", j({"points": [["A", T0 + 1, 4.0]]}), RECEIVED),
+    ])
+    assert out.batch.sensor.tolist() == [a, b, a]
+    assert out.batch.value.tolist() == [1.0, 2.0, 4.0]
+    assert [(r.reason, r.rows, r.topic) for r in out.rejections] == [(Reason.UNKNOWN_SENSOR, 1, "g/points")]
+    assert out.rejections[0].detail == "point 1: unknown sensor 'nope' (not one of this device's sensors)"
 
 
 # -- the documented example -----------------------------------------------------------------------------------

@@ -1,0 +1,34 @@
+"""The in-memory site of the peer benchmark: the feed's sensors with HH/H/L/LL and a deadband, one MQTT gateway."""
+
+from __future__ import annotations
+
+from bench.feed import DEADBAND, LIMITS, sensor_ids
+from tankwatch.config import Site, rebuild_site
+
+TOPIC = "tankwatch/bench/points"
+
+
+def bench_site(host: str, port: int, sensors: int, topic: str = TOPIC, qos: int = 1) -> Site:
+    """A valid site with ``sensors`` level sensors (limits of bench.feed) behind one json_points MQTT device."""
+    ids = sensor_ids(sensors)
+    person = {"name": "基准"}
+    limits = {"hh": LIMITS["HH"], "h": LIMITS["H"], "l": LIMITS["L"], "ll": LIMITS["LL"], "deadband": DEADBAND}
+    doc = {
+        "park": {"id": "bench", "name": "基准园区 / bench park", "location": {"lat": 30.0, "lon": 120.0}},
+        "enterprises": [{
+            "id": "bench-e", "name": "基准企业 / bench enterprise", "location": {"lat": 30.0, "lon": 120.0},
+            "hazard_sources": [{
+                "id": "bench-hs", "name": "基准罐区 / bench tank farm", "unit_kind": "storage",
+                "location": {"lat": 30.0, "lon": 120.0}, "exposed_population": 0,
+                "responsible": {"principal": person, "technical": person, "operational": person},
+                "sensors": [{"id": sid, "kind": "level", "unit": "%", "range": [-50, 150], "limits": limits}
+                            for sid in ids],
+            }],
+        }],
+        "devices": [{
+            "id": "bench-gw",
+            "mqtt": {"broker": {"host": host, "port": port}, "topic": topic, "qos": qos,
+                     "payload": {"format": "json_points"}, "sensors": ids},
+        }],
+    }
+    return rebuild_site(doc, "<bench site>")
