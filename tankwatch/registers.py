@@ -97,7 +97,10 @@ class BlockDecoder:
         """Engineering values (raw × scale + offset) of every point, in point order; float64."""
         wire = registers_to_wire(registers)
         out = np.empty(len(self.points), dtype=np.float64)
-        for g in self._groups:
-            raw = np.ascontiguousarray(wire[g.byte_index]).view(g.dtype)[:, 0]
-            out[g.rows] = raw.astype(np.float64) * g.scale + g.offset
+        # garbage words (e.g. a device sending the wrong byte order) may decode to NaN/inf: the range check
+        # downstream turns those into bad quality, so the cast warning is noise
+        with np.errstate(invalid="ignore", over="ignore"):
+            for g in self._groups:
+                raw = np.ascontiguousarray(wire[g.byte_index]).view(g.dtype)[:, 0]
+                out[g.rows] = raw.astype(np.float64) * g.scale + g.offset
         return out

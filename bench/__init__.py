@@ -1,0 +1,1 @@
+"""Reproducible benchmarks, each measured against its baseline in one run."""

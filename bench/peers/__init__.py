@@ -1,0 +1,1 @@
+"""Side-by-side benchmark against Node-RED on the same MQTT feed."""
