@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint services clean bench-peers
+.PHONY: install demo test lint services browser-deps clean bench-peers
 
 install: $(STAMP)
 
@@ -19,7 +19,10 @@ demo: install
 services:
 	deploy/scripts/test-services.sh
 
-test: install services
+browser-deps:
+	deploy/scripts/browser-deps.sh
+
+test: install services browser-deps
 	$(VENV)/bin/pytest
 
 # Node-RED 4 (npm, into ~/.cache/tankwatch/node-red) vs tankwatch on one MQTT feed; PPM=50|200|1000.

@@ -1,39 +1,172 @@
-"""Vectorized alarm core: limit/deadband/delay and data-quality alarms over columnar reading batches.
+"""Vectorized alarm core: limits, rate of change, flat-line, interruption, data quality and the ISA-18.2 lifecycle.
 
-State lives in flat numpy arrays indexed by *slot* = sensor index × len(CONDITIONS) + condition. A batch is
-evaluated with array operations only: readings are stably sorted by sensor, expanded into (condition, reading)
-pairs sorted by slot, and every per-slot state machine is written as a set/reset latch that is forward-filled
-with ``np.maximum.accumulate`` over indices. The result is exactly that of feeding readings one at a time
-(``tests/unit/alarm_oracle.py`` is that reference, and property tests hold the two together).
+A batch is grouped by sensor (one sort of a packed key) and every sensor's readings are first screened with a
+handful of whole-batch comparisons: a sensor whose alarms are all idle, whose readings are all good, in order,
+inside its quiet band (below every high setpoint, above every low one), without a gap, still changing, and
+whose rate of change stays under its limit cannot move any alarm in this batch. Such sensors only get their
+carried state (last timestamps, last good value, flat-line and rate anchors) updated from segment ends.
+The rest — usually a small share — run the exact logic as arrays: every per-slot state machine
+(slot = sensor × condition) is a set/reset latch forward-filled with ``np.maximum.accumulate``; only the
+transitions it finds (few) go through the per-occurrence lifecycle in Python.
+
+The semantics are spelt out in ``tests/unit/alarm_oracle.py`` (the per-reading reference) and
+``alarms/lifecycle.py`` (occurrences and operations); property tests hold the two implementations together.
 """
 
 from __future__ import annotations
 
-import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from alarms.rules import CONDITION_INDEX, CONDITIONS, DIRECTION, DQ, PRIORITY, AlarmRules, compile_rules
+from alarms import lifecycle
+from alarms.lifecycle import Command, CommandError, parse_command
+from alarms.rules import (
+    COMM,
+    CONDITION_INDEX,
+    CONDITIONS,
+    DQ,
+    ESD_CLOSED,
+    FAULT,
+    FIRST_LIMIT,
+    FLAT,
+    LATCHING,
+    LEVEL_LOW,
+    PRIORITIES,
+    ROC,
+    AlarmRules,
+    compile_rules,
+)
 from tankwatch.config import Site
 from tankwatch.metrics import ALARM_EVENTS, INPUT_REJECTED
 from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, stable_id
 
 STAGE = "alarms"
-SNAPSHOT_FORMAT = "tankwatch.alarm-core/1"
-NO_TS = -1  # "no reading yet"; valid timestamps are >= 0
+SNAPSHOT_FORMAT = "tankwatch.alarm-core/2"
+NO_TS = -1  # "never"; valid timestamps are >= 0
 MAX_TS_MS = 32_503_680_000_000  # 3000-01-01T00:00:00Z; later (or negative) timestamps are rejected as corrupt
 KNOWN_QUALITIES = max(Quality) + 1
 N_CONDITIONS = len(CONDITIONS)
+N_LIMITS = N_CONDITIONS - FIRST_LIMIT
 _QUALITY_LABELS = [Quality(q).label for q in range(KNOWN_QUALITIES)]
+_RAISE, _CLEAR, _REALARM = 0, 1, 2
+_LATCHING_COLS = frozenset(CONDITION_INDEX[c] for c in LATCHING)
+_LEVEL_LOW_COLS = frozenset(CONDITION_INDEX[c] for c in LEVEL_LOW)
+_SMALL_BATCH = 2048  # below this a plain stable argsort groups faster than packing keys
+
+
+@dataclass(slots=True)
+class Occurrence:
+    """One open occurrence of one alarm."""
+
+    id: str
+    slot: int
+    raised_ts: int
+    seq: int
+    limit: float | None
+    note: str | None
+    active: bool = True
+    acked: bool = False
+    latched: bool = False
+    shelved: bool = False
+    suppressed: bool = False
+    out_of_service: bool = False
+
+    @property
+    def state(self) -> str:
+        """Lifecycle state name (alarms/lifecycle.py)."""
+        return lifecycle.occurrence_state(
+            active=self.active,
+            acknowledged=self.acked,
+            latched=self.latched,
+            shelved=self.shelved,
+            suppressed=self.suppressed,
+            out_of_service=self.out_of_service,
+        )
+
+
+@dataclass(slots=True)
+class _Transitions:
+    """Transitions found by the array pass, before the lifecycle gives them occurrences and ids."""
+
+    slot: list[np.ndarray]
+    row: list[np.ndarray]
+    sub: list[np.ndarray]
+    kind: list[np.ndarray]
+    ts: list[np.ndarray]
+    value: list[np.ndarray]
+    note: list[np.ndarray]  # int8: -1 none, else a code (quality for DQ; 0 comm-fail / 1 interrupted for COMM)
+
+    @classmethod
+    def empty(cls) -> _Transitions:
+        return cls([], [], [], [], [], [], [])
+
+    def add(self, slot, row, sub, kind, ts, value, note=-1) -> None:  # noqa: ANN001 - arrays or scalars
+        """Append transitions; scalars broadcast."""
+        n = len(slot)
+        if n == 0:
+            return
+        self.slot.append(slot)
+        self.row.append(row)
+        self.sub.append(np.full(n, sub, dtype=np.int64))
+        self.kind.append(np.full(n, kind, dtype=np.int8))
+        self.ts.append(ts)
+        self.value.append(value)
+        self.note.append(np.full(n, note, dtype=np.int8) if isinstance(note, int) else note.astype(np.int8))
+
+
+class _EsdReadings:
+    """ESD valve readings of one batch, found only when a level-low raise needs its tank's valve state."""
+
+    def __init__(
+        self,
+        before: np.ndarray,
+        sensors: np.ndarray,
+        row: np.ndarray,
+        v: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        seg_sensor: np.ndarray,
+        quiet: np.ndarray,
+    ) -> None:
+        self.before = before  # last good value of each ESD sensor before the batch (sensors order)
+        self.sensors = sensors
+        self.row, self.v = row, v
+        self.starts, self.ends, self.seg_sensor, self.quiet = starts, ends, seg_sensor, quiet
+        self.exact: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # good rows of the exact pass
+
+    def closed(self, esd: int, row: int) -> bool:
+        """Whether ``esd`` read closed as of arrival row ``row`` (its latest good reading before it)."""
+        rows = values = None
+        i = int(np.searchsorted(self.seg_sensor, esd))
+        if i < len(self.seg_sensor) and self.seg_sensor[i] == esd and self.quiet[i]:
+            a, b = self.starts[i], self.ends[i] + 1
+            rows, values = self.row[a:b], self.v[a:b]
+        elif self.exact is not None:
+            mine = self.exact[0] == esd
+            rows, values = self.exact[1][mine], self.exact[2][mine]
+        if rows is not None:
+            j = int(np.searchsorted(rows, row, side="left")) - 1
+            if j >= 0:
+                return bool(values[j] == ESD_CLOSED)
+        return bool(self.before[int(np.searchsorted(self.sensors, esd))] == ESD_CLOSED)
 
 
 class AlarmCore:
     """Evaluates reading batches against a site's compiled alarm rules, carrying state between batches."""
 
-    def __init__(self, site: Site, rules: AlarmRules | None = None) -> None:
+    def __init__(
+        self,
+        site: Site,
+        rules: AlarmRules | None = None,
+        *,
+        hazard_levels: Mapping[str, int | None] | None = None,
+    ) -> None:
         self.site = site
-        self.rules = rules if rules is not None else compile_rules(site)
+        self.rules = rules if rules is not None else compile_rules(site, hazard_levels)
         self.sensor_ids = [s.sensor.id for s in site.sensors]
         if tuple(self.sensor_ids) != self.rules.sensor_ids:
             raise ValueError("alarm rules were compiled for a different site (sensor tables differ)")
@@ -41,49 +174,86 @@ class AlarmCore:
         self._source = [s.source_id for s in site.sensors]
         n = len(self.sensor_ids)
         self.n_sensors = n
-        direction = self.rules.direction.astype(np.float64)
-        # Thresholds on the direction-signed value x (x = v for high-type, -v for low-type, "is bad" for DQ):
-        # a slot enters its region at x >= enter and leaves it at x < leave. Negation is exact in floating
-        # point, so -v < -sp - db holds exactly when v > sp + db.
-        signed = self.rules.setpoint * direction
-        signed[:, DQ] = 1.0
-        self._enter = signed.ravel()
-        self._leave = (signed - np.where(np.isfinite(signed), self.rules.deadband, 0.0)).ravel()
-        self._leave[DQ::N_CONDITIONS] = 1.0
-        on = self.rules.on_delay_ms.copy()
-        off = self.rules.off_delay_ms.copy()
-        on[:, DQ] = 0
-        off[:, DQ] = 0
-        self._on = on.ravel()
-        self._off = off.ravel()
-        self._direction = direction
-        self._enabled = self.rules.enabled
-        self._small_index = n <= np.iinfo(np.uint16).max  # lets argsort use radix sort
-        self._reset_state()
-        self._counts = dict.fromkeys(
-            (
-                "readings",
-                "evaluated",
-                "rejected_out_of_order",
-                "rejected_unknown_sensor",
-                "rejected_bad_timestamp",
-                "unknown_quality",
-                "raised",
-                "cleared",
-            ),
-            0,
+        rules = self.rules
+        # Limit conditions work on the direction-signed value x (x = v high-type, -v low-type): a slot enters
+        # its region at x >= enter and leaves it at x < leave. Negation is exact in floating point.
+        direction = rules.direction.astype(np.float64)[FIRST_LIMIT:]
+        setpoint = rules.setpoint[:, FIRST_LIMIT:]
+        signed = setpoint * direction
+        self._enter = np.zeros(n * N_CONDITIONS)
+        self._leave = np.zeros(n * N_CONDITIONS)
+        self._enter.reshape(n, N_CONDITIONS)[:, FIRST_LIMIT:] = signed
+        self._leave.reshape(n, N_CONDITIONS)[:, FIRST_LIMIT:] = signed - np.where(
+            np.isfinite(signed), rules.deadband[:, FIRST_LIMIT:], 0.0
         )
+        self._on = rules.on_delay_ms.ravel().copy()
+        self._off = rules.off_delay_ms.ravel().copy()
+        self._direction_col = np.concatenate([np.zeros(FIRST_LIMIT), direction])
+        self._limit_enabled = np.isfinite(setpoint)
+        high = np.where(np.isfinite(setpoint) & (direction > 0), setpoint, np.inf)
+        low = np.where(np.isfinite(setpoint) & (direction < 0), setpoint, -np.inf)
+        # The quiet band: a good value strictly inside it enters no limit region.
+        self._quiet_high = high.min(axis=1) if n else np.zeros(0)
+        self._quiet_low = low.max(axis=1) if n else np.zeros(0)
+        self._stale = rules.stale_ms.copy()
+        stale_on = self._stale[self._stale > 0]
+        self._stale_min = int(stale_on.min()) if len(stale_on) else None
+        self._flat_ms = rules.flat_ms.copy()
+        self._flat_tol = rules.flat_tolerance.copy()
+        self._has_flat = self._flat_ms > 0
+        self._roc_limit = rules.setpoint[:, ROC].copy()
+        self._has_roc = np.isfinite(self._roc_limit)
+        self._roc_window = rules.roc_window_ms.copy()
+        windows = np.unique(self._roc_window[self._has_roc])
+        self._roc_window_uniform = int(windows[0]) if len(windows) == 1 else None
+        self._realarm = rules.realarm_ms.copy()
+        self._esd = rules.esd.copy()
+        self._is_esd = np.zeros(n, dtype=bool)
+        self._is_esd[self._esd[self._esd >= 0]] = True
+        self._esd_sensors = np.flatnonzero(self._is_esd)
+        # plain-Python tables for the per-event path (numpy scalar indexing is slow there)
+        self._priority_names = [[PRIORITIES[p] for p in row] for row in rules.priority.tolist()]
+        self._setpoints = rules.setpoint.tolist()
+        self._suppressed = rules.suppressed.tolist()
+        self._esd_list = rules.esd.tolist()
+        self._reset_state()
+        self._counts: Counter[str] = Counter()
+        for key in (
+            "readings",
+            "evaluated",
+            "rejected_out_of_order",
+            "rejected_unknown_sensor",
+            "rejected_bad_timestamp",
+            "unknown_quality",
+            "out_of_service",
+            *(a.value for a in AlarmAction),
+        ):
+            self._counts[key] = 0
 
     def _reset_state(self) -> None:
-        """Fresh state: no reading seen, no region entered, nothing active."""
-        slots = self.n_sensors * N_CONDITIONS
-        self.last_ts = np.full(self.n_sensors, NO_TS, dtype=np.int64)
+        """Fresh state: no reading seen, nothing in alarm."""
+        n, slots = self.n_sensors, self.n_sensors * N_CONDITIONS
+        self.last_ts = np.full(n, NO_TS, dtype=np.int64)
+        self.last_data_ts = np.full(n, NO_TS, dtype=np.int64)
+        self.prev_good_ts = np.full(n, NO_TS, dtype=np.int64)
+        self.prev_good_v = np.full(n, np.nan)
+        self.flat_start = np.zeros(n, dtype=np.int64)
+        self.roc_at = np.full(n, NO_TS, dtype=np.int64)
+        self.roc_av = np.full(n, np.nan)
+        self.oos = np.zeros(n, dtype=bool)
+        self.oos_reason: dict[int, str] = {}
+        self.busy = np.zeros(n, dtype=bool)  # some alarm of the sensor is not idle (or it is out of service)
         self.region = np.zeros(slots, dtype=bool)
         self.active_flag = np.zeros(slots, dtype=bool)
         self.enter_ts = np.zeros(slots, dtype=np.int64)
         self.exit_ts = np.zeros(slots, dtype=np.int64)
         self.raise_ts = np.zeros(slots, dtype=np.int64)
-        self.dq_note: dict[int, str] = {}  # sensor index → quality label of its active DQ alarm
+        self.realarm_k = np.zeros(slots, dtype=np.int64)
+        self.current: dict[int, Occurrence] = {}  # slot → the occurrence its alarm is in, while active
+        self.open: dict[str, Occurrence] = {}  # every open occurrence by id
+        self.last_raise: dict[int, tuple[int, int]] = {}  # slot → (ts, seq) of its latest raise
+        self.shelving: dict[int, tuple[int, str, str, str]] = {}  # slot → (until, user, reason, occurrence id)
+        self.started_ms: int | None = None  # first tick: the reference for sensors never heard
 
     # ------------------------------------------------------------------ evaluation
 
@@ -93,64 +263,203 @@ class AlarmCore:
         ts = np.asarray(batch.ts_ms, dtype=np.int64)
         value = np.asarray(batch.value, dtype=np.float64)
         quality = np.asarray(batch.quality)
-        total = len(sensor)
-        self._counts["readings"] += total
-        if total == 0:
-            return []
-        sensor, ts, value, quality = self._drop_invalid(sensor, ts, value, quality)
+        self._counts["readings"] += len(sensor)
         if len(sensor) == 0:
             return []
+        sensor, ts, value, quality = self._drop_invalid(sensor, ts, value, quality)
+        m = len(sensor)
+        if m == 0:
+            return []
+        quality, odd = self._effective_quality(quality, value)
 
-        order = np.argsort(sensor.astype(np.uint16) if self._small_index else sensor, kind="stable")
-        s = sensor[order].astype(np.intp)
-        t = ts[order]
-        v = value[order]
-        q = self._effective_quality(quality[order], v)
-        m = len(s)
-
-        seg_start = np.empty(m, dtype=bool)
-        seg_start[0] = True
-        np.not_equal(s[1:], s[:-1], out=seg_start[1:])
-        starts = np.flatnonzero(seg_start)
-        seg_id = np.cumsum(seg_start) - 1
-
-        # A reading is in order when no earlier reading of its sensor (this batch or before) is later.
-        running_max = _segmented_cummax(t, seg_id)
-        accepted = (t == running_max) & (t >= self.last_ts[s])
-        n_accepted = int(np.count_nonzero(accepted))
-        rejected = m - n_accepted
-        if rejected:
-            self._counts["rejected_out_of_order"] += rejected
-            INPUT_REJECTED.labels(STAGE, "out_of_order").inc(rejected)
-        self._counts["evaluated"] += n_accepted
+        order, s = self._group(sensor)
+        if order is None:
+            t, v = ts, value
+            row = np.arange(m)
+        else:
+            t = ts[order]
+            v = value[order]
+            row = order
+        start = np.empty(m, dtype=bool)
+        start[0] = True
+        np.not_equal(s[1:], s[:-1], out=start[1:])
+        starts = np.flatnonzero(start)
+        ends = np.empty_like(starts)
+        ends[:-1] = starts[1:] - 1
+        ends[-1] = m - 1
         seg_sensor = s[starts]
-        self.last_ts[seg_sensor] = np.maximum(self.last_ts[seg_sensor], np.maximum.reduceat(t, starts))
-        if n_accepted == 0:
-            return []
+        hot = self._screen(s, t, v, sensor[odd], start, starts, ends, seg_sensor)
+        quiet = ~hot
+        trans = _Transitions.empty()
+        before = self.prev_good_v[self._esd_sensors]
+        esd = _EsdReadings(before, self._esd_sensors, row, v, starts, ends, seg_sensor, quiet)
+        if quiet.any():
+            self._advance_quiet(t, v, starts[quiet], ends[quiet], seg_sensor[quiet])
+        if hot.any():
+            if quiet.any():
+                take = _ranges(starts[hot], ends[hot] + 1)
+                hs, ht, hv, hr = s[take], t[take], v[take], row[take]
+            else:
+                hs, ht, hv, hr = s, t, v, row
+            touched = self._exact(hs, ht, hv, quality[hr], hr, trans, esd)
+        else:
+            touched = None
+        events = self._lifecycle(trans, esd) if trans.slot else []
+        if touched is not None:
+            self._update_busy(touched)
+        return events
 
-        good = accepted & (q == Quality.GOOD)
-        mask = self._enabled[s]
-        mask &= good[:, None]
-        # DQ can only change for sensors with bad data in this batch or an active DQ alarm: skip the others.
-        dq_sensor = self.active_flag[DQ::N_CONDITIONS].copy()
-        dq_sensor[s[accepted & ~good]] = True
-        dq_rows = accepted & dq_sensor[s]
-        mask[:, DQ] = dq_rows
-        # (condition, reading) pairs sorted by condition, then sensor, then arrival: contiguous per slot.
-        p_cond, p_row = np.nonzero(mask.T)
-        if len(p_row) == 0:
-            return []
-        return self._evaluate_pairs(p_cond, p_row, s, t, v, q, int(np.count_nonzero(dq_rows)))
+    def _group(self, sensor: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """Stable order by sensor (arrival order within a sensor; None when grouped already) and the sensors."""
+        m = len(sensor)
+        if m < 2 or bool(np.all(sensor[1:] >= sensor[:-1])):
+            return None, sensor.astype(np.intp)
+        if m < _SMALL_BATCH:
+            order = np.argsort(sensor, kind="stable")
+            return order, sensor[order].astype(np.intp)
+        # One sort of packed (sensor, position) keys: unique keys, so any sort is stable, and the sort is
+        # vectorised (SIMD) for 32/64-bit integers: far faster than an indirect stable argsort.
+        bits = (m - 1).bit_length()
+        dtype = np.uint32 if bits + max(self.n_sensors - 1, 1).bit_length() <= 32 else np.uint64
+        key = (sensor.astype(dtype) << dtype(bits)) | np.arange(m, dtype=dtype)
+        key.sort()
+        return (key & dtype((1 << bits) - 1)).astype(np.intp), (key >> dtype(bits)).astype(np.intp)
+
+    def _screen(
+        self,
+        s: np.ndarray,
+        t: np.ndarray,
+        v: np.ndarray,
+        odd_sensors: np.ndarray,
+        start: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        seg_sensor: np.ndarray,
+    ) -> np.ndarray:
+        """Per segment (sensor): whether any reading might move an alarm, so the exact pass must see it."""
+        m = len(s)
+        hot = self.busy[seg_sensor].copy()
+        first_t = t[starts]
+        hot |= first_t < self.last_ts[seg_sensor]
+        d = np.empty(m, dtype=np.int64)
+        d[0] = 0
+        np.subtract(t[1:], t[:-1], out=d[1:])
+        d[starts] = 0
+        # one unsigned comparison finds both steps back in time (huge when unsigned) and gaps
+        limit = self._stale_min if self._stale_min is not None else 2**62
+        suspects = np.flatnonzero(d.view(np.uint64) >= np.uint64(limit))
+        if len(suspects):
+            gap = d[suspects]
+            suspects = suspects[(gap < 0) | ((self._stale[s[suspects]] > 0) & (gap >= self._stale[s[suspects]]))]
+        if self._stale_min is not None:
+            ref = self.last_data_ts[seg_sensor]
+            if self.started_ms is not None:
+                ref = np.where(ref == NO_TS, self.started_ms, ref)
+            stale = self._stale[seg_sensor]
+            hot |= (stale > 0) & (ref != NO_TS) & (first_t - ref >= stale)
+        if len(suspects):
+            hot[np.searchsorted(starts, suspects, side="right") - 1] = True
+        if len(odd_sensors):  # sensors with a reading that is not good
+            hot[np.searchsorted(seg_sensor, odd_sensors)] = True
+        vmax = np.maximum.reduceat(v, starts)
+        vmin = np.minimum.reduceat(v, starts)
+        hot |= (vmax >= self._quiet_high[seg_sensor]) | (vmin <= self._quiet_low[seg_sensor])
+        last_t = t[ends]
+        if self._has_flat.any():
+            flat = self._has_flat[seg_sensor]
+            seen = self.prev_good_ts[seg_sensor] != NO_TS
+            run_from = np.where(seen, self.flat_start[seg_sensor], first_t)
+            hot |= flat & (last_t - run_from >= self._flat_ms[seg_sensor])
+            # The run restarts at the last reading only if the last step is a real change; else go exact.
+            before_last = np.where(ends > starts, v[np.maximum(ends - 1, 0)], self.prev_good_v[seg_sensor])
+            step = np.abs(v[ends] - before_last)
+            changed = np.isnan(before_last) | (step > self._flat_tol[seg_sensor])
+            hot |= flat & ~changed
+        if self._has_roc.any():
+            hot |= self._screen_roc(s, t, v, start, starts, seg_sensor, hot)
+        return hot
+
+    def _screen_roc(
+        self,
+        s: np.ndarray,
+        t: np.ndarray,
+        v: np.ndarray,
+        start: np.ndarray,
+        starts: np.ndarray,
+        seg_sensor: np.ndarray,
+        hot: np.ndarray,
+    ) -> np.ndarray:
+        """Segments whose rate of change at a window anchor reaches its limit (anchors of quiet ones kept)."""
+        window = self._roc_window_uniform
+        prev_ts = self.prev_good_ts[seg_sensor]
+        seg_window = window if window is not None else self._roc_window[seg_sensor]
+        anchor = np.zeros(len(t), dtype=bool)
+        first, last = int(t.min()), int(t.max())
+        if window is not None and last // window - first // window <= 4:
+            # Only the few window boundaries inside the batch can start a window: compare against each
+            # (no per-reading division); a reading right after a boundary, whose predecessor was before it.
+            for k in range(first // window + 1, last // window + 1):
+                after = t >= k * window
+                anchor[1:] |= after[1:] & ~after[:-1]
+        else:
+            bucket = t // (window if window is not None else self._roc_window[s])
+            np.not_equal(bucket[1:], bucket[:-1], out=anchor[1:])
+        anchor[starts] = (prev_ts == NO_TS) | (t[starts] // seg_window != prev_ts // seg_window)
+        idx = np.flatnonzero(anchor)
+        idx = idx[self._has_roc[s[idx]]]
+        self._roc_anchor_rows = idx
+        out = np.zeros(len(starts), dtype=bool)
+        if len(idx) == 0:
+            return out
+        seg = np.searchsorted(starts, idx, side="right") - 1
+        first = np.empty(len(idx), dtype=bool)
+        first[0] = True
+        np.not_equal(seg[1:], seg[:-1], out=first[1:])
+        at = np.empty(len(idx), dtype=np.int64)
+        av = np.empty(len(idx))
+        at[1:], av[1:] = t[idx[:-1]], v[idx[:-1]]
+        at[first] = self.roc_at[seg_sensor[seg[first]]]
+        av[first] = self.roc_av[seg_sensor[seg[first]]]
+        has_prev = at != NO_TS
+        with np.errstate(invalid="ignore", divide="ignore"):  # (only readings out of order divide by zero)
+            rate = (v[idx] - av) * 60000.0 / np.where(has_prev, t[idx] - at, 1)
+            over = has_prev & (np.abs(rate) >= self._roc_limit[seg_sensor[seg]])
+        out[seg[over]] = True
+        return out
+
+    def _advance_quiet(
+        self, t: np.ndarray, v: np.ndarray, starts: np.ndarray, ends: np.ndarray, sensors: np.ndarray
+    ) -> None:
+        """Carry the state of sensors none of whose alarms moved: every reading was good, in order, data."""
+        self._counts["evaluated"] += int((ends - starts + 1).sum())
+        last_t = t[ends]
+        self.last_ts[sensors] = last_t
+        self.last_data_ts[sensors] = last_t
+        self.prev_good_ts[sensors] = last_t
+        self.prev_good_v[sensors] = v[ends]
+        flat = self._has_flat[sensors]
+        if flat.any():
+            self.flat_start[sensors[flat]] = last_t[flat]  # the screen checked the last step was a change
+        if self._has_roc.any():
+            idx = self._roc_anchor_rows
+            if len(idx):
+                seg = np.searchsorted(starts, idx, side="right") - 1
+                inside = (seg >= 0) & (idx <= ends[np.maximum(seg, 0)])
+                idx, seg = idx[inside], seg[inside]
+                last = np.ones(len(seg), dtype=bool)
+                np.not_equal(seg[1:], seg[:-1], out=last[:-1])  # the last anchor of each quiet segment
+                self.roc_at[sensors[seg[last]]] = t[idx[last]]
+                self.roc_av[sensors[seg[last]]] = v[idx[last]]
 
     def _drop_invalid(
         self, sensor: np.ndarray, ts: np.ndarray, value: np.ndarray, quality: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Reject (and count) rows naming no sensor of this site or carrying an impossible timestamp."""
+        if sensor.min() >= 0 and sensor.max() < self.n_sensors and ts.min() >= 0 and ts.max() <= MAX_TS_MS:
+            return sensor, ts, value, quality
         known = (sensor >= 0) & (sensor < self.n_sensors)
         sane = (ts >= 0) & (ts <= MAX_TS_MS)
         keep = known & sane
-        if keep.all():
-            return sensor, ts, value, quality
         unknown = int(np.count_nonzero(~known))
         bad_ts = int(np.count_nonzero(known & ~sane))
         if unknown:
@@ -161,46 +470,210 @@ class AlarmCore:
             INPUT_REJECTED.labels(STAGE, "bad_timestamp").inc(bad_ts)
         return sensor[keep], ts[keep], value[keep], quality[keep]
 
-    def _effective_quality(self, quality: np.ndarray, value: np.ndarray) -> np.ndarray:
-        """Quality codes as evaluated: unknown codes and non-finite values count as BAD."""
+    def _effective_quality(self, quality: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quality codes as evaluated (unknown codes and non-finite values count as BAD) and the rows not good."""
+        flagged = np.flatnonzero(quality)
+        nonfinite = np.flatnonzero(~np.isfinite(value))
+        if len(flagged) == 0 and len(nonfinite) == 0:
+            return quality, flagged
         q = quality.astype(np.uint8, copy=True)
-        unknown = q >= KNOWN_QUALITIES
-        if unknown.any():
-            n = int(np.count_nonzero(unknown))
-            self._counts["unknown_quality"] += n
-            INPUT_REJECTED.labels(STAGE, "unknown_quality").inc(n)
+        unknown = flagged[q[flagged] >= KNOWN_QUALITIES]
+        if len(unknown):
+            self._counts["unknown_quality"] += len(unknown)
+            INPUT_REJECTED.labels(STAGE, "unknown_quality").inc(len(unknown))
             q[unknown] = Quality.BAD
-        q[(q == Quality.GOOD) & ~np.isfinite(value)] = Quality.BAD
-        return q
+        q[nonfinite[q[nonfinite] == Quality.GOOD]] = Quality.BAD
+        return q, np.union1d(flagged, nonfinite)
 
-    def _evaluate_pairs(
+    # ------------------------------------------------------------------ the exact pass
+
+    def _exact(
         self,
-        p_cond: np.ndarray,
-        p_row: np.ndarray,
         s: np.ndarray,
         t: np.ndarray,
         v: np.ndarray,
         q: np.ndarray,
-        n_dq: int,
-    ) -> list[AlarmEvent]:
-        """Run every slot's latch chain over its pairs, store the end state, and build the events."""
+        row: np.ndarray,
+        trans: _Transitions,
+        esd: _EsdReadings,
+    ) -> np.ndarray:
+        """Every condition of the given sensors' readings (grouped by sensor), as arrays; returns the sensors."""
+        start, starts, seg_id = _segments(s)
+        seg_sensor = s[starts]
+        running = _segmented_cummax(t, seg_id)
+        accepted = (t == running) & (t >= self.last_ts[s])
+        n_accepted = int(np.count_nonzero(accepted))
+        rejected = len(s) - n_accepted
+        if rejected:
+            self._counts["rejected_out_of_order"] += rejected
+            INPUT_REJECTED.labels(STAGE, "out_of_order").inc(rejected)
+            s, t, v, q, row = s[accepted], t[accepted], v[accepted], q[accepted], row[accepted]
+        self._counts["evaluated"] += n_accepted
+        self.last_ts[seg_sensor] = np.maximum(self.last_ts[seg_sensor], np.maximum.reduceat(running, starts))
+        touched = seg_sensor
+        if self.oos.any() and len(s):
+            out = self.oos[s]
+            if out.any():
+                self._counts["out_of_service"] += int(np.count_nonzero(out))
+                data = out & (q != Quality.COMM_FAIL)
+                np.maximum.at(self.last_data_ts, s[data], t[data])
+                keep = ~out
+                s, t, v, q, row = s[keep], t[keep], v[keep], q[keep], row[keep]
+        if len(s):
+            self._exact_data(s, t, v, q, row, trans)
+            good = q == Quality.GOOD
+            if not good.all():
+                s, t, v, row = s[good], t[good], v[good], row[good]
+            if len(s):
+                self._exact_good(s, t, v, row, trans)
+                if len(self._esd_sensors) and self._is_esd[s].any():
+                    esd.exact = (s, row, v)
+        return touched
+
+    def _exact_data(
+        self, s: np.ndarray, t: np.ndarray, v: np.ndarray, q: np.ndarray, row: np.ndarray, trans: _Transitions
+    ) -> None:
+        """COMM, FAULT and DQ over accepted in-service readings."""
+        start, starts, seg_id = _segments(s)
+        seg_sensor = s[starts]
+        k = len(s)
+        index = np.arange(k)
+        data = q != Quality.COMM_FAIL
+        ref0 = self.last_data_ts[seg_sensor]
+        if self.started_ms is not None:
+            ref0 = np.where(ref0 == NO_TS, self.started_ms, ref0)
+        ref0_row = ref0[seg_id]
+        ref_after = _fill(data, t, start, ref0_row, index)
+        ref_before = _before(ref_after, start, ref0_row)
+        comm_slot = s * N_CONDITIONS + COMM
+        comm_before = _before(~data, start, self.active_flag[comm_slot])
+        stale = self._stale[s]
+        gap = data & ~comm_before & (stale > 0) & (ref_before != NO_TS) & (t - ref_before >= stale)
+        fail = ~data & ~comm_before
+        clear = data & comm_before
+        shown = np.where(np.isfinite(v), v, np.nan)
+        i = np.flatnonzero(gap)
+        trans.add(comm_slot[i], row[i], 0, _RAISE, ref_before[i] + stale[i], np.full(len(i), np.nan), 1)
+        trans.add(comm_slot[i], row[i], 1, _CLEAR, t[i], shown[i])
+        i = np.flatnonzero(fail)
+        trans.add(comm_slot[i], row[i], 0, _RAISE, t[i], shown[i], 0)
+        i = np.flatnonzero(clear)
+        trans.add(comm_slot[i], row[i], 0, _CLEAR, t[i], shown[i])
+        has_data = np.logical_or.reduceat(data, starts)
+        ends = np.append(starts[1:], k) - 1
+        self.last_data_ts[seg_sensor[has_data]] = ref_after[ends[has_data]]
+
+        di = np.flatnonzero(data)
+        if len(di) == 0:
+            return
+        sd, qd = s[di], q[di]
+        d_start, _, _ = _segments(sd)
+        for cond, region in (
+            (FAULT, qd == Quality.OUT_OF_RANGE),
+            (DQ, (qd == Quality.BAD) | (qd == Quality.STALE)),
+        ):
+            slot = sd * N_CONDITIONS + cond
+            carry = self.active_flag[slot]
+            if not region.any() and not carry.any():
+                continue
+            before = _before(region, d_start, carry)
+            i = np.flatnonzero(region & ~before)
+            rows = di[i]
+            trans.add(slot[i], row[rows], 0, _RAISE, t[rows], shown[rows], qd[i])
+            i = np.flatnonzero(~region & before)
+            rows = di[i]
+            trans.add(slot[i], row[rows], 0, _CLEAR, t[rows], shown[rows])
+
+    def _exact_good(self, s: np.ndarray, t: np.ndarray, v: np.ndarray, row: np.ndarray, trans: _Transitions) -> None:
+        """FLAT, ROC and the limits over good readings."""
+        start, starts, seg_id = _segments(s)
+        seg_sensor = s[starts]
+        k = len(s)
+        ends = np.append(starts[1:], k) - 1
+        prev_v = _before(v, start, self.prev_good_v[seg_sensor][seg_id])
+        prev_t = _before(t, start, self.prev_good_ts[seg_sensor][seg_id])
+        flat = self._has_flat[s]
+        if flat.any():
+            self._exact_flat(*(a[flat] for a in (s, t, v, prev_v, row)), trans)
+        roc = self._has_roc[s]
+        if roc.any():
+            self._exact_roc(*(a[roc] for a in (s, t, v, prev_t, row)), trans)
+        self.prev_good_ts[seg_sensor] = t[ends]
+        self.prev_good_v[seg_sensor] = v[ends]
+        self._exact_limits(s, t, v, row, trans)
+
+    def _exact_flat(
+        self, s: np.ndarray, t: np.ndarray, v: np.ndarray, prev_v: np.ndarray, row: np.ndarray, trans: _Transitions
+    ) -> None:
+        """Flat-line: a run restarts at every change beyond the tolerance; in alarm once it lasts flat_ms."""
+        start, starts, seg_id = _segments(s)
+        seg_sensor = s[starts]
+        index = np.arange(len(s))
+        with np.errstate(invalid="ignore"):
+            change = np.isnan(prev_v) | (np.abs(v - prev_v) > self._flat_tol[s])
+        run_from = _fill(change, t, start, self.flat_start[seg_sensor][seg_id], index)
+        region = t - run_from >= self._flat_ms[s]
+        slot = s * N_CONDITIONS + FLAT
+        before = _before(region, start, self.active_flag[slot])
+        i = np.flatnonzero(region & ~before)
+        trans.add(slot[i], row[i], 0, _RAISE, t[i], v[i])
+        i = np.flatnonzero(~region & before)
+        trans.add(slot[i], row[i], 0, _CLEAR, t[i], v[i])
+        ends = np.append(starts[1:], len(s)) - 1
+        self.flat_start[seg_sensor] = run_from[ends]
+
+    def _exact_roc(
+        self, s: np.ndarray, t: np.ndarray, v: np.ndarray, prev_t: np.ndarray, row: np.ndarray, trans: _Transitions
+    ) -> None:
+        """Rate of change between the first good readings of successive windows."""
+        window = self._roc_window[s]
+        anchor = (prev_t == NO_TS) | (t // window != prev_t // window)
+        ai = np.flatnonzero(anchor)
+        if len(ai) == 0:
+            return
+        s, t, v, row = s[ai], t[ai], v[ai], row[ai]
+        start, starts, seg_id = _segments(s)
+        seg_sensor = s[starts]
+        at = _before(t, start, self.roc_at[seg_sensor][seg_id])
+        av = _before(v, start, self.roc_av[seg_sensor][seg_id])
+        has_prev = at != NO_TS
+        with np.errstate(invalid="ignore"):
+            rate = (v - av) * 60000.0 / np.where(has_prev, t - at, 1)
+            inside = np.abs(rate) >= self._roc_limit[s]
+        slot = s * N_CONDITIONS + ROC
+        carry = self.active_flag[slot]
+        region = _latch(has_prev, inside, start, carry, np.arange(len(s)))
+        before = _before(region, start, carry)
+        i = np.flatnonzero(region & ~before)
+        trans.add(slot[i], row[i], 0, _RAISE, t[i], rate[i])
+        i = np.flatnonzero(~region & before)
+        trans.add(slot[i], row[i], 0, _CLEAR, t[i], rate[i])
+        ends = np.append(starts[1:], len(s)) - 1
+        self.roc_at[seg_sensor] = t[ends]
+        self.roc_av[seg_sensor] = v[ends]
+
+    def _exact_limits(self, s: np.ndarray, t: np.ndarray, v: np.ndarray, row: np.ndarray, trans: _Transitions) -> None:
+        """Limits with deadband, on/off delay and re-alarm, as per-slot latches over (reading, condition) pairs."""
+        mask = self._limit_enabled[s]
+        # pairs sorted by condition, then sensor, then arrival: contiguous per slot
+        p_col, p_row = np.nonzero(mask.T)
+        if len(p_row) == 0:
+            return
+        p_cond = p_col + FIRST_LIMIT
         k = len(p_row)
-        slot = s[p_row] * N_CONDITIONS + p_cond
+        ps = s[p_row]
+        slot = ps * N_CONDITIONS + p_cond
         ts = t[p_row]
         start = np.empty(k, dtype=bool)
         start[0] = True
         np.not_equal(slot[1:], slot[:-1], out=start[1:])
         index = np.arange(k)
-
-        # Direction-signed value; the first n_dq pairs are the DQ condition (column 0), driven by quality.
-        x = np.empty(k)
-        x[:n_dq] = q[p_row[:n_dq]] != Quality.GOOD
-        x[n_dq:] = v[p_row[n_dq:]] * self._direction[p_cond[n_dq:]]
+        x = v[p_row] * self._direction_col[p_cond]
         up = x >= self._enter[slot]
         down = x < self._leave[slot]
-
-        region = _latch(up | down, up, start, self.region[slot], index)
-        region_before = _before(region, start, self.region[slot])
+        carry_region = self.region[slot]
+        region = _latch(up | down, up, start, carry_region, index)
+        region_before = _before(region, start, carry_region)
         entered = region & ~region_before
         exited = region_before & ~region
         enter_ts = _fill(entered, ts, start, self.enter_ts[slot], index)
@@ -213,158 +686,435 @@ class AlarmCore:
         raised = active & ~active_before
         cleared = active_before & ~active
         raise_ts = _fill(raised, ts, start, self.raise_ts[slot], index)
+        # re-alarm: interval k = (ts - raise) // realarm counted while the occurrence stays active
+        realarm_ms = self._realarm[ps]
+        stay = active & active_before & (realarm_ms > 0)
+        k_now = np.where(stay, (ts - raise_ts) // np.maximum(realarm_ms, 1), 0)
+        k_prev = _before(k_now, start, self.realarm_k[slot])
+        realarm = stay & (k_now > k_prev)
 
         end = np.empty(k, dtype=bool)
         end[-1] = True
         end[:-1] = start[1:]
         end_slot = slot[end]
         self.region[end_slot] = region[end]
-        self.active_flag[end_slot] = active[end]
         self.enter_ts[end_slot] = enter_ts[end]
         self.exit_ts[end_slot] = exit_ts[end]
         self.raise_ts[end_slot] = raise_ts[end]
+        self.realarm_k[end_slot] = k_now[end]
 
-        changed = np.flatnonzero(raised | cleared)
-        if len(changed) == 0:
-            return []
-        changed = changed[np.lexsort((p_cond[changed], p_row[changed], ts[changed]))]
-        return self._events(changed, raised, p_cond, p_row, s, ts, v, q, raise_ts)
+        vals = v[p_row]
+        i = np.flatnonzero(raised)
+        trans.add(slot[i], row[p_row[i]], 0, _RAISE, ts[i], vals[i])
+        i = np.flatnonzero(cleared)
+        trans.add(slot[i], row[p_row[i]], 0, _CLEAR, ts[i], vals[i])
+        i = np.flatnonzero(realarm)
+        trans.add(slot[i], row[p_row[i]], 0, _REALARM, ts[i], vals[i])
 
-    def _events(
-        self,
-        changed: np.ndarray,
-        raised: np.ndarray,
-        p_cond: np.ndarray,
-        p_row: np.ndarray,
-        s: np.ndarray,
-        ts: np.ndarray,
-        v: np.ndarray,
-        q: np.ndarray,
-        raise_ts: np.ndarray,
-    ) -> list[AlarmEvent]:
-        """AlarmEvent objects for the changed pairs (few compared to readings, so a Python loop is fine)."""
-        rows = p_row[changed]
-        sensors = s[rows].tolist()
-        conds = p_cond[changed].tolist()
-        is_raise = raised[changed].tolist()
-        ts_list = ts[changed].tolist()
-        values = v[rows].tolist()
-        quals = q[rows].tolist()
-        occ_ts = raise_ts[changed].tolist()
-        setpoint = self.rules.setpoint
-        events: list[AlarmEvent] = []
-        n_raised = 0
-        for sensor, cond, up, when, value, qual, since in zip(
-            sensors, conds, is_raise, ts_list, values, quals, occ_ts, strict=True
-        ):
-            sensor_id = self.sensor_ids[sensor]
-            name = CONDITIONS[cond]
-            occurrence = stable_id(sensor_id, name, since)
-            action = AlarmAction.RAISED if up else AlarmAction.CLEARED
-            note = None
-            limit = None
-            if up:
-                n_raised += 1
+    def _update_busy(self, sensors: np.ndarray) -> None:
+        """Recompute 'not idle' for sensors whose state changed."""
+        n = self.n_sensors
+        flags = self.region.reshape(n, N_CONDITIONS)[sensors] | self.active_flag.reshape(n, N_CONDITIONS)[sensors]
+        self.busy[sensors] = flags.any(axis=1) | self.oos[sensors]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _lifecycle(self, trans: _Transitions, esd: _EsdReadings) -> list[AlarmEvent]:
+        """Give transitions occurrences, lifecycle and ids; events in output order."""
+        slot = np.concatenate(trans.slot)
+        row = np.concatenate(trans.row)
+        sub = np.concatenate(trans.sub)
+        order = np.lexsort((sub, row, slot))
+        columns = [
+            np.concatenate(c)[order].tolist() for c in (trans.slot, trans.row, trans.sub, trans.kind, trans.ts)
+        ]
+        values = np.concatenate(trans.value)[order].tolist()
+        notes = np.concatenate(trans.note)[order].tolist()
+        out: list[tuple[tuple, AlarmEvent]] = []
+        for sl, r, sb, kind, when, value, note in zip(*columns, values, notes, strict=True):
+            sensor, cond = divmod(sl, N_CONDITIONS)
+            shown = None if value != value else value
+            key = (sensor, r, cond)
+            if kind == _RAISE:
                 if cond == DQ:
-                    note = _QUALITY_LABELS[qual]
-                    self.dq_note[sensor] = note
+                    text = _QUALITY_LABELS[note]
+                elif cond == COMM:
+                    text = "interrupted" if note == 1 else "comm-fail"
+                elif cond == FAULT:
+                    text = "out-of-range"
                 else:
-                    limit = float(setpoint[sensor, cond])
-            elif cond == DQ:
-                self.dq_note.pop(sensor, None)
-            events.append(
-                AlarmEvent(
-                    id=stable_id(occurrence, action.value, when),
-                    occurrence_id=occurrence,
-                    sensor_id=sensor_id,
-                    condition=name,
-                    action=action,
-                    ts_ms=when,
-                    priority=PRIORITY[name],
-                    enterprise_id=self._enterprise[sensor],
-                    source_id=self._source[sensor],
-                    value=value if math.isfinite(value) else None,
-                    limit=limit,
-                    note=note,
-                )
-            )
-        n_cleared = len(events) - n_raised
-        self._counts["raised"] += n_raised
-        self._counts["cleared"] += n_cleared
-        if n_raised:
-            ALARM_EVENTS.labels(AlarmAction.RAISED.value).inc(n_raised)
-        if n_cleared:
-            ALARM_EVENTS.labels(AlarmAction.CLEARED.value).inc(n_cleared)
+                    text = None
+                limit = self._setpoints[sensor][cond] if cond >= FIRST_LIMIT or cond == ROC else None
+                e = self._esd_list[sensor]
+                closed = cond in _LEVEL_LOW_COLS and e >= 0 and esd.closed(e, r)
+                self._raise(sl, when, shown, limit, text, closed, key, sb * 2, out)
+            elif kind == _CLEAR:
+                self._clear(sl, when, shown, key, sb * 2, out)
+            else:
+                occ = self.current[sl]
+                if not (occ.shelved or occ.suppressed):
+                    occ.acked = False
+                    limit = self._setpoints[sensor][cond]
+                    event = self._event(occ, AlarmAction.REALARMED, when, value=shown, limit=limit)
+                    out.append(((when, *key, sb * 2), event))
+        out.sort(key=lambda pair: pair[0])
+        return self._count([event for _, event in out])
+
+    def _raise(
+        self,
+        slot: int,
+        ts: int,
+        value: float | None,
+        limit: float | None,
+        note: str | None,
+        esd_closed: bool,
+        key: tuple,
+        sub: int,
+        out: list,
+    ) -> None:
+        """Open a new occurrence of an alarm (suppressed or shelved as the alarm is at that moment)."""
+        sensor, cond = divmod(slot, N_CONDITIONS)
+        last = self.last_raise.get(slot)
+        seq = last[1] + 1 if last is not None and last[0] == ts else 0
+        self.last_raise[slot] = (ts, seq)
+        sensor_id, name = self.sensor_ids[sensor], CONDITIONS[cond]
+        occ_id = stable_id(sensor_id, name, ts) if seq == 0 else stable_id(sensor_id, name, ts, seq)
+        occ = Occurrence(occ_id, slot, ts, seq, limit, note)
+        self.current[slot] = occ
+        self.open[occ_id] = occ
+        self.active_flag[slot] = True
+        self.raise_ts[slot] = ts
+        self.busy[sensor] = True
+        out.append(((ts, *key, sub), self._event(occ, AlarmAction.RAISED, ts, value=value, limit=limit, note=note)))
+        reason = None
+        if self._suppressed[sensor]:
+            reason = f"{lifecycle.DESIGN_NOTE}: tank out of service"
+        elif esd_closed:
+            reason = f"{lifecycle.DESIGN_NOTE}: ESD closed"
+        shelf = self.shelving.get(slot)
+        if reason is not None:
+            occ.suppressed = True
+            out.append(((ts, *key, sub + 1), self._event(occ, AlarmAction.SUPPRESSED, ts, note=reason)))
+        elif shelf is not None and ts < shelf[0]:
+            occ.shelved = True
+            event = self._event(occ, AlarmAction.SHELVED, ts, user=shelf[1], note=shelf[2])
+            out.append(((ts, *key, sub + 1), event))
+
+    def _clear(self, slot: int, ts: int, value: float | None, key: tuple, sub: int, out: list) -> None:
+        """The condition of an alarm's current occurrence has returned."""
+        occ = self.current.pop(slot)
+        self.active_flag[slot] = False
+        cond = slot % N_CONDITIONS
+        if cond == COMM:
+            ts = max(ts, occ.raised_ts)
+        occ.active = False
+        occ.latched = cond in _LATCHING_COLS and not occ.shelved and not occ.suppressed
+        note = lifecycle.LATCHED_NOTE if occ.latched else None
+        out.append(((ts, *key, sub), self._event(occ, AlarmAction.CLEARED, ts, value=value, note=note)))
+        if occ.state == lifecycle.NORMAL:
+            del self.open[occ.id]
+
+    def _event(
+        self,
+        occ: Occurrence,
+        action: AlarmAction,
+        ts: int,
+        *,
+        value: float | None = None,
+        limit: float | None = None,
+        user: str | None = None,
+        note: str | None = None,
+    ) -> AlarmEvent:
+        """An event of an occurrence; the id is derived from the occurrence, action, time and user."""
+        sensor, cond = divmod(occ.slot, N_CONDITIONS)
+        event_id = stable_id(occ.id, action.value, ts) if user is None else stable_id(occ.id, action.value, ts, user)
+        return AlarmEvent(
+            id=event_id,
+            occurrence_id=occ.id,
+            sensor_id=self.sensor_ids[sensor],
+            condition=CONDITIONS[cond],
+            action=action,
+            ts_ms=ts,
+            priority=self._priority_names[sensor][cond],
+            enterprise_id=self._enterprise[sensor],
+            source_id=self._source[sensor],
+            value=value,
+            limit=limit,
+            user=user,
+            note=note,
+        )
+
+    def _count(self, events: list[AlarmEvent]) -> list[AlarmEvent]:
+        """Count events by action (here and in Prometheus) and pass them through."""
+        by_action = Counter(e.action.value for e in events)
+        for action, n in by_action.items():
+            self._counts[action] += n
+            ALARM_EVENTS.labels(action).inc(n)
         return events
+
+    # ------------------------------------------------------------------ the clock
+
+    def tick(self, now_ms: int) -> list[AlarmEvent]:
+        """Raise comm-loss for sensors silent for their interruption time, and end expired shelving."""
+        if self.started_ms is None:
+            self.started_ms = int(now_ms)
+        out: list[tuple[tuple, AlarmEvent]] = []
+        ref = np.where(self.last_data_ts == NO_TS, self.started_ms, self.last_data_ts)
+        comm = self.active_flag[COMM::N_CONDITIONS]
+        due = np.flatnonzero((self._stale > 0) & ~self.oos & ~comm & (now_ms - ref >= self._stale))
+        for sensor in due.tolist():
+            when = int(ref[sensor] + self._stale[sensor])
+            self._raise(sensor * N_CONDITIONS + COMM, when, None, None, "interrupted", False, (sensor, COMM, 0), 0, out)
+        for slot, (until, *_) in sorted(self.shelving.items()):
+            if until <= now_ms:
+                del self.shelving[slot]
+                occ = self.current.get(slot)
+                if occ is not None and occ.shelved:
+                    occ.shelved = False
+                    event = self._event(occ, AlarmAction.UNSHELVED, until, note="shelve expired")
+                    sensor, cond = divmod(slot, N_CONDITIONS)
+                    out.append(((until, sensor, cond, 1, 0), event))
+        out.sort(key=lambda pair: pair[0])
+        return self._count([event for _, event in out])
+
+    # ------------------------------------------------------------------ operations
+
+    def apply(self, command: Mapping[str, Any] | Command) -> list[AlarmEvent]:
+        """Apply an operator command (the bus form, see alarms/lifecycle.py); CommandError when it cannot."""
+        try:
+            cmd = command if isinstance(command, Command) else parse_command(command)
+            if cmd.op == "acknowledge":
+                return self.acknowledge(cmd.occurrence_id or "", cmd.user, cmd.ts_ms, cmd.note)
+            if cmd.op == "shelve":
+                return self.shelve(cmd.occurrence_id or "", cmd.user, cmd.ts_ms, cmd.note or "", cmd.duration_s or 0)
+            if cmd.op == "unshelve":
+                return self.unshelve(cmd.occurrence_id or "", cmd.user, cmd.ts_ms, cmd.note)
+            if cmd.op == "reset":
+                return self.reset(cmd.occurrence_id or "", cmd.user, cmd.ts_ms, cmd.note)
+            if cmd.op == "comment":
+                return self.comment(
+                    cmd.occurrence_id or "", cmd.user, cmd.ts_ms, cmd.note or "", cmd.sensor_id, cmd.condition
+                )
+            if cmd.op == "remove_from_service":
+                return self.remove_from_service(cmd.sensor_id or "", cmd.user, cmd.ts_ms, cmd.note or "")
+            return self.return_to_service(cmd.sensor_id or "", cmd.user, cmd.ts_ms)
+        except CommandError:
+            INPUT_REJECTED.labels(STAGE, "bad_command").inc()
+            raise
+
+    def _occurrence(self, occurrence_id: str) -> Occurrence:
+        occ = self.open.get(occurrence_id)
+        if occ is None:
+            raise CommandError(f"no open alarm occurrence {occurrence_id!r}")
+        return occ
+
+    def acknowledge(self, occurrence_id: str, user: str, ts_ms: int, note: str | None = None) -> list[AlarmEvent]:
+        """Acknowledge an open occurrence (nothing if it already is)."""
+        occ = self._occurrence(occurrence_id)
+        if occ.acked:
+            return []
+        occ.acked = True
+        event = self._event(occ, AlarmAction.ACKNOWLEDGED, ts_ms, user=user, note=note)
+        if occ.state == lifecycle.NORMAL:
+            del self.open[occ.id]
+        return self._count([event])
+
+    def shelve(
+        self, occurrence_id: str, user: str, ts_ms: int, reason: str, duration_s: float
+    ) -> list[AlarmEvent]:
+        """Shelve the alarm of an open occurrence for ``duration_s`` (at most lifecycle.MAX_SHELVE_S)."""
+        occ = self._occurrence(occurrence_id)
+        if not reason or not reason.strip():
+            raise CommandError("shelving needs a reason")
+        if not 0 < duration_s <= lifecycle.MAX_SHELVE_S:
+            raise CommandError(f"shelve duration must be above 0 and at most {lifecycle.MAX_SHELVE_S:g} s")
+        self.shelving[occ.slot] = (ts_ms + round(duration_s * 1000), user, reason, occ.id)
+        occ.shelved = True
+        event = self._event(occ, AlarmAction.SHELVED, ts_ms, user=user, note=reason)
+        if occ.state == lifecycle.NORMAL:
+            del self.open[occ.id]
+        return self._count([event])
+
+    def unshelve(self, occurrence_id: str, user: str, ts_ms: int, note: str | None = None) -> list[AlarmEvent]:
+        """Unshelve the alarm an occurrence belongs to (the shelved one, or any open one of it)."""
+        slots = [slot for slot, shelf in self.shelving.items() if shelf[3] == occurrence_id]
+        if slots:
+            slot = slots[0]
+        else:
+            slot = self._occurrence(occurrence_id).slot
+            if slot not in self.shelving:
+                raise CommandError(f"the alarm of occurrence {occurrence_id!r} is not shelved")
+        del self.shelving[slot]
+        occ = self.current.get(slot)
+        if occ is None or not occ.shelved:
+            return []
+        occ.shelved = False
+        return self._count([self._event(occ, AlarmAction.UNSHELVED, ts_ms, user=user, note=note)])
+
+    def reset(self, occurrence_id: str, user: str, ts_ms: int, note: str | None = None) -> list[AlarmEvent]:
+        """Reset a latched occurrence whose condition has returned; reset implies acknowledgement."""
+        occ = self._occurrence(occurrence_id)
+        if not occ.latched:
+            why = "its condition is still present" if occ.active else "it is not latched"
+            raise CommandError(f"cannot reset occurrence {occurrence_id!r}: {why}")
+        occ.latched = False
+        occ.acked = True
+        del self.open[occ.id]
+        return self._count([self._event(occ, AlarmAction.RESET, ts_ms, user=user, note=note)])
+
+    def comment(
+        self,
+        occurrence_id: str,
+        user: str,
+        ts_ms: int,
+        text: str,
+        sensor_id: str | None = None,
+        condition: str | None = None,
+    ) -> list[AlarmEvent]:
+        """Comment on an occurrence: an open one, or any other named with its sensor and condition."""
+        if not text or not text.strip():
+            raise CommandError("a comment needs text")
+        occ = self.open.get(occurrence_id)
+        if occ is None:
+            if sensor_id is None or condition not in CONDITION_INDEX or not self.site.has_sensor(sensor_id):
+                raise CommandError(
+                    f"no open alarm occurrence {occurrence_id!r}; name its sensor_id and condition to comment on it"
+                )
+            slot = self.site.sensor_index(sensor_id) * N_CONDITIONS + CONDITION_INDEX[condition]
+            occ = Occurrence(occurrence_id, slot, 0, 0, None, None)
+        return self._count([self._event(occ, AlarmAction.COMMENTED, ts_ms, user=user, note=text)])
+
+    def remove_from_service(self, sensor_id: str, user: str, ts_ms: int, reason: str) -> list[AlarmEvent]:
+        """Take a sensor out of service: its readings are no longer evaluated; its open occurrences say so."""
+        sensor = self._sensor(sensor_id)
+        if self.oos[sensor]:
+            return []
+        if not reason or not reason.strip():
+            raise CommandError("taking a sensor out of service needs a reason")
+        self.oos[sensor] = True
+        self.oos_reason[sensor] = reason
+        self.busy[sensor] = True
+        note = f"{lifecycle.OUT_OF_SERVICE_NOTE}: {reason}"
+        return self._service(sensor, AlarmAction.SUPPRESSED, True, user, ts_ms, note)
+
+    def return_to_service(self, sensor_id: str, user: str, ts_ms: int) -> list[AlarmEvent]:
+        """Put a sensor back in service."""
+        sensor = self._sensor(sensor_id)
+        if not self.oos[sensor]:
+            return []
+        self.oos[sensor] = False
+        self.oos_reason.pop(sensor, None)
+        self._update_busy(np.array([sensor]))
+        note = f"{lifecycle.OUT_OF_SERVICE_NOTE}: ended"
+        return self._service(sensor, AlarmAction.UNSUPPRESSED, False, user, ts_ms, note)
+
+    def _sensor(self, sensor_id: str) -> int:
+        if not self.site.has_sensor(sensor_id):
+            raise CommandError(f"no sensor {sensor_id!r} in this site")
+        return self.site.sensor_index(sensor_id)
+
+    def _service(
+        self, sensor: int, action: AlarmAction, flag: bool, user: str, ts_ms: int, note: str
+    ) -> list[AlarmEvent]:
+        mine = [o for o in self.open.values() if o.slot // N_CONDITIONS == sensor]
+        mine.sort(key=lambda o: (o.raised_ts, o.slot, o.seq))
+        events = []
+        for occ in mine:
+            occ.out_of_service = flag
+            events.append(self._event(occ, action, ts_ms, user=user, note=note))
+            if occ.state == lifecycle.NORMAL:
+                del self.open[occ.id]
+        return self._count(events)
 
     # ------------------------------------------------------------------ views
 
     def active(self) -> list[dict[str, Any]]:
-        """Currently active occurrences, ordered by raise time, sensor index, condition."""
-        slots = np.flatnonzero(self.active_flag)
+        """Open occurrences, ordered by raise time, sensor index, condition, sequence."""
+        rows = sorted(self.open.values(), key=lambda o: (o.raised_ts, o.slot, o.seq))
         out = []
-        for slot in slots.tolist():
-            sensor, cond = divmod(slot, N_CONDITIONS)
-            name = CONDITIONS[cond]
-            sensor_id = self.sensor_ids[sensor]
-            since = int(self.raise_ts[slot])
-            setpoint = self.rules.setpoint[sensor, cond]
+        for occ in rows:
+            sensor, cond = divmod(occ.slot, N_CONDITIONS)
             out.append(
                 {
-                    "occurrence_id": stable_id(sensor_id, name, since),
-                    "sensor_id": sensor_id,
-                    "condition": name,
-                    "priority": PRIORITY[name],
-                    "raised_ts_ms": since,
+                    "occurrence_id": occ.id,
+                    "sensor_id": self.sensor_ids[sensor],
+                    "condition": CONDITIONS[cond],
+                    "priority": PRIORITIES[self.rules.priority[sensor, cond]],
+                    "raised_ts_ms": occ.raised_ts,
                     "enterprise_id": self._enterprise[sensor],
                     "source_id": self._source[sensor],
-                    "limit": None if cond == DQ else float(setpoint),
-                    "note": self.dq_note.get(sensor) if cond == DQ else None,
+                    "limit": occ.limit,
+                    "note": occ.note,
+                    "state": occ.state,
                 }
             )
-        out.sort(
-            key=lambda a: (
-                a["raised_ts_ms"],
-                self._sensor_pos(a["sensor_id"]),
-                CONDITION_INDEX[a["condition"]],
-            )
-        )
         return out
 
-    def _sensor_pos(self, sensor_id: str) -> int:
-        """Index of a sensor id."""
-        return self.site.sensor_index(sensor_id)
-
     def stats(self) -> dict[str, int]:
-        """Counters since this core was created, plus the number of active occurrences."""
-        return {**self._counts, "active": int(np.count_nonzero(self.active_flag))}
+        """Counters since this core was created, plus the number of open occurrences."""
+        return {**self._counts, "active": len(self.open)}
 
     # ------------------------------------------------------------------ snapshot / restore
 
     def snapshot(self) -> dict[str, Any]:
-        """Resume state as plain JSON-able lists, keyed by sensor id and condition name.
-
-        Only slots in their region or active are kept: any other slot behaves exactly like a fresh one.
-        """
-        slots = np.flatnonzero(self.region | self.active_flag)
+        """Resume state as plain JSON-able data keyed by sensor id and condition name."""
+        ids = self.sensor_ids
+        seen = np.flatnonzero((self.last_ts != NO_TS) | (self.last_data_ts != NO_TS))
+        slots = np.flatnonzero(self.region | self.active_flag | (self.realarm_k != 0))
         sensor, cond = np.divmod(slots, N_CONDITIONS)
-        seen = np.flatnonzero(self.last_ts != NO_TS)
+        last_ts = self.last_ts
         return {
             "format": SNAPSHOT_FORMAT,
-            "last_ts": {
-                "sensor": [self.sensor_ids[i] for i in seen.tolist()],
-                "ts_ms": self.last_ts[seen].tolist(),
+            "started_ms": self.started_ms,
+            "sensors": {
+                "sensor": [ids[i] for i in seen.tolist()],
+                **{
+                    name: _json_list(getattr(self, name)[seen])
+                    for name in (
+                        "last_ts",
+                        "last_data_ts",
+                        "prev_good_ts",
+                        "prev_good_v",
+                        "flat_start",
+                        "roc_at",
+                        "roc_av",
+                    )
+                },
             },
+            "out_of_service": {ids[i]: reason for i, reason in sorted(self.oos_reason.items())},
             "slots": {
-                "sensor": [self.sensor_ids[i] for i in sensor.tolist()],
+                "sensor": [ids[i] for i in sensor.tolist()],
                 "condition": [CONDITIONS[c] for c in cond.tolist()],
                 "region": self.region[slots].tolist(),
-                "active": self.active_flag[slots].tolist(),
                 "enter_ts": self.enter_ts[slots].tolist(),
                 "exit_ts": self.exit_ts[slots].tolist(),
                 "raise_ts": self.raise_ts[slots].tolist(),
+                "realarm_k": self.realarm_k[slots].tolist(),
             },
-            "dq_note": {self.sensor_ids[i]: note for i, note in sorted(self.dq_note.items())},
+            "occurrences": [
+                {
+                    "id": o.id,
+                    "sensor": ids[o.slot // N_CONDITIONS],
+                    "condition": CONDITIONS[o.slot % N_CONDITIONS],
+                    "raised_ts": o.raised_ts,
+                    "seq": o.seq,
+                    "limit": o.limit,
+                    "note": o.note,
+                    "current": self.current.get(o.slot) is o,
+                    **{f: getattr(o, f) for f in _OCCURRENCE_FLAGS},
+                }
+                for o in sorted(self.open.values(), key=lambda o: (o.raised_ts, o.slot, o.seq))
+            ],
+            # only raises a future raise could share a millisecond with (none is dated before the last reading)
+            "last_raise": [
+                [ids[slot // N_CONDITIONS], CONDITIONS[slot % N_CONDITIONS], ts, seq]
+                for slot, (ts, seq) in sorted(self.last_raise.items())
+                if ts >= last_ts[slot // N_CONDITIONS]
+            ],
+            "shelving": [
+                [ids[slot // N_CONDITIONS], CONDITIONS[slot % N_CONDITIONS], until, user, reason, occ]
+                for slot, (until, user, reason, occ) in sorted(self.shelving.items())
+            ],
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -374,37 +1124,95 @@ class AlarmCore:
             raise ValueError(f"not an alarm-core snapshot (format {got!r}, expected {SNAPSHOT_FORMAT!r})")
         self._reset_state()
         dropped = 0
-        last = snapshot["last_ts"]
-        for sensor_id, ts in zip(last["sensor"], last["ts_ms"], strict=True):
-            if self.site.has_sensor(sensor_id):
-                self.last_ts[self.site.sensor_index(sensor_id)] = int(ts)
-            else:
-                dropped += 1
-        slots = snapshot["slots"]
-        columns = ("sensor", "condition", "region", "active", "enter_ts", "exit_ts", "raise_ts")
-        for sensor_id, name, region, active, enter, exit_, raise_ in zip(
-            *(slots[c] for c in columns), strict=True
-        ):
-            if name not in CONDITION_INDEX:
-                raise ValueError(f"snapshot names unknown alarm condition {name!r}")
-            cond = CONDITION_INDEX[name]
-            if (
-                not self.site.has_sensor(sensor_id)
-                or not self._enabled[self.site.sensor_index(sensor_id), cond]
-            ):
+        self.started_ms = snapshot["started_ms"]
+        sensors = snapshot["sensors"]
+        for i, sensor_id in enumerate(sensors["sensor"]):
+            if not self.site.has_sensor(sensor_id):
                 dropped += 1
                 continue
-            slot = self.site.sensor_index(sensor_id) * N_CONDITIONS + cond
-            self.region[slot] = bool(region)
-            self.active_flag[slot] = bool(active)
-            self.enter_ts[slot] = int(enter)
-            self.exit_ts[slot] = int(exit_)
-            self.raise_ts[slot] = int(raise_)
-        for sensor_id, note in snapshot.get("dq_note", {}).items():
+            index = self.site.sensor_index(sensor_id)
+            for name in ("last_ts", "last_data_ts", "prev_good_ts", "flat_start", "roc_at"):
+                getattr(self, name)[index] = int(sensors[name][i])
+            for name in ("prev_good_v", "roc_av"):
+                value = sensors[name][i]
+                getattr(self, name)[index] = np.nan if value is None else float(value)
+        for sensor_id, reason in snapshot["out_of_service"].items():
             if self.site.has_sensor(sensor_id):
-                self.dq_note[self.site.sensor_index(sensor_id)] = str(note)
+                index = self.site.sensor_index(sensor_id)
+                self.oos[index] = True
+                self.oos_reason[index] = str(reason)
+        slots = snapshot["slots"]
+        for i, (sensor_id, name) in enumerate(zip(slots["sensor"], slots["condition"], strict=True)):
+            slot = self._slot(sensor_id, name)
+            if slot is None:
+                dropped += 1
+                continue
+            self.region[slot] = bool(slots["region"][i])
+            for column in ("enter_ts", "exit_ts", "raise_ts", "realarm_k"):
+                getattr(self, column)[slot] = int(slots[column][i])
+        for row in snapshot["occurrences"]:
+            slot = self._slot(row["sensor"], row["condition"])
+            if slot is None:
+                dropped += 1
+                continue
+            occ = Occurrence(row["id"], slot, int(row["raised_ts"]), int(row["seq"]), row["limit"], row["note"])
+            for flag in _OCCURRENCE_FLAGS:
+                setattr(occ, flag, bool(row[flag]))
+            self.open[occ.id] = occ
+            if row["current"]:
+                self.current[slot] = occ
+                self.active_flag[slot] = True
+        for sensor_id, name, ts, seq in snapshot["last_raise"]:
+            slot = self._slot(sensor_id, name)
+            if slot is not None:
+                self.last_raise[slot] = (int(ts), int(seq))
+        for sensor_id, name, until, user, reason, occ_id in snapshot["shelving"]:
+            slot = self._slot(sensor_id, name)
+            if slot is not None:
+                self.shelving[slot] = (int(until), str(user), str(reason), str(occ_id))
+        self._update_busy(np.arange(self.n_sensors))
         if dropped:
             INPUT_REJECTED.labels(STAGE, "snapshot_unknown_slot").inc(dropped)
+
+    def _slot(self, sensor_id: str, condition: str) -> int | None:
+        """The slot of a sensor × condition, or None when this site has no such sensor or condition."""
+        if condition not in CONDITION_INDEX:
+            raise ValueError(f"snapshot names unknown alarm condition {condition!r}")
+        if not self.site.has_sensor(sensor_id):
+            return None
+        sensor, cond = self.site.sensor_index(sensor_id), CONDITION_INDEX[condition]
+        if not self.rules.enabled[sensor, cond]:
+            return None
+        return sensor * N_CONDITIONS + cond
+
+
+_OCCURRENCE_FLAGS = ("active", "acked", "latched", "shelved", "suppressed", "out_of_service")
+
+
+def _json_list(values: np.ndarray) -> list:
+    """A column as a JSON-able list: NaN becomes None."""
+    if values.dtype.kind == "f":
+        return [None if x != x else x for x in values.tolist()]
+    return values.tolist()
+
+
+def _ranges(begin: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The indices of the half-open ranges [begin, end), concatenated (few ranges, many indices)."""
+    lengths = end - begin
+    total = int(lengths.sum())
+    offsets = np.repeat(begin - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return offsets + np.arange(total)
+
+
+def _segments(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For grouped keys: segment-start flags, start indices and each row's segment number."""
+    k = len(s)
+    start = np.empty(k, dtype=bool)
+    if k:
+        start[0] = True
+        np.not_equal(s[1:], s[:-1], out=start[1:])
+    starts = np.flatnonzero(start)
+    return start, starts, np.cumsum(start) - 1
 
 
 def _segmented_cummax(values: np.ndarray, seg_id: np.ndarray) -> np.ndarray:
@@ -429,9 +1237,7 @@ def _latch(
     return np.where(decided[last], value[last], carry)
 
 
-def _fill(
-    event: np.ndarray, ts: np.ndarray, start: np.ndarray, carry: np.ndarray, index: np.ndarray
-) -> np.ndarray:
+def _fill(event: np.ndarray, ts: np.ndarray, start: np.ndarray, carry: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Timestamp of the latest ``event`` pair in the segment so far, else ``carry``."""
     last = np.maximum.accumulate(np.where(event | start, index, 0))
     return np.where(event[last], ts[last], carry)
@@ -445,4 +1251,4 @@ def _before(after: np.ndarray, start: np.ndarray, carry: np.ndarray) -> np.ndarr
     return np.where(start, carry, out)
 
 
-__all__ = ["AlarmCore", "DIRECTION", "SNAPSHOT_FORMAT"]
+__all__ = ["AlarmCore", "Occurrence", "SNAPSHOT_FORMAT"]

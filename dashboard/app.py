@@ -1,4 +1,8 @@
-"""The dashboard application: REST routes per resource, the live websocket, and the static zh-CN page."""
+"""The dashboard application: REST routes per resource, the live websocket, and the static zh-CN page.
+
+Every route except ``/api/health``, the login and the static page requires a bearer token, and answers only about
+the enterprises in the caller's scope (``dashboard.routers.deps.ScopeDep``); the websocket authenticates itself.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,16 +20,54 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from dashboard.live import LiveHub, dumps
-from dashboard.routers import alarms, health, live, readings, sources
+from dashboard.routers import (
+    alarms,
+    audit,
+    auth,
+    compliance,
+    escalations,
+    grades,
+    health,
+    live,
+    readings,
+    replay,
+    sources,
+)
+from dashboard.routers import (
+    metrics as metrics_router,
+)
 from dashboard.routers.alarms import alarm_out
-from dashboard.routers.deps import SiteNames
+from dashboard.routers.deps import AUTH_RESPONSES, SiteNames, authenticated
 from tankwatch import metrics
+from tankwatch.auth import Auth, AuthSettings
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site
+from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.timeseries import TimeSeriesStore
+from tankwatch.stores.users import UserStore
+
+if TYPE_CHECKING:
+    from alarms.escalation import EscalationEngine
+    from alarms.notify import InboxSender
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+# Open without a token: liveness and the login itself (and the static page, mounted last).
+OPEN_ROUTERS = (health.router, auth.login_router)
+# Behind authentication; each filters by the caller's scope. New routers go here.
+PROTECTED_ROUTERS = (
+    auth.router,
+    sources.router,
+    readings.router,
+    alarms.router,
+    escalations.router,
+    audit.router,
+    grades.router,
+    compliance.router,
+    replay.router,
+    metrics_router.router,
+)
 
 # The page makes no request to any other host; the browser enforces that too.
 CONTENT_SECURITY_POLICY = (
@@ -41,23 +84,41 @@ def create_app(
     *,
     clock: Clock | None = None,
     run_hub: bool = True,
+    auth: Auth | None = None,
+    audit_journal: AuditJournal | None = None,
+    escalation: EscalationEngine | None = None,
+    inbox: InboxSender | None = None,
 ) -> FastAPI:
-    """Build the app; with ``run_hub`` the app's lifespan runs ``hub.run()`` (pass False if the caller runs it)."""
+    """Build the app; with ``run_hub`` the app's lifespan runs ``hub.run()`` (pass False if the caller runs it).
+
+    ``auth`` defaults to the users in the events database with the secret from TANKWATCH_SECRET_KEY; the audit
+    journal, escalation engine and inbox default to the same database (pass the supervisor's engine so that the
+    API and the running escalation share one instance).
+    """
     clock = clock or SystemClock()
     names = SiteNames(site)
+    engine = events.engine
+    if auth is None:
+        auth = Auth(UserStore(engine), site, AuthSettings.from_env())
+    if escalation is None or inbox is None:
+        from alarms.escalation import EscalationEngine, EscalationStore
+        from alarms.notify import InboxSender
 
-    async def snapshot() -> str:
-        """The first message a websocket client gets; the hub's own state is read last, with no await after."""
-        rows = await run_in_threadpool(events.alarms, "active")
+        escalation = escalation or EscalationEngine(site, clock, EscalationStore(engine))
+        inbox = inbox or InboxSender(engine)
+
+    async def snapshot(enterprises: frozenset[str] | None) -> str:
+        """A websocket client's first message, of its enterprises; the hub's state is read last, with no await after."""
+        rows = await run_in_threadpool(events.alarms, "active", enterprises)
         active = [alarm_out(names, row).model_dump() for row in rows]
         hub.absorb(timeseries.latest(), mark_dirty=False)
         return dumps(
             {
                 "type": "snapshot",
                 "ts_ms": clock.now_ms(),
-                "readings": hub.rows(),
+                "readings": hub.rows_in(enterprises),
                 "alarms": active,
-                "events": hub.recent_events(),
+                "events": hub.recent_events(enterprises),
             }
         )
 
@@ -87,6 +148,20 @@ def create_app(
     app.state.clock = clock
     app.state.names = names
     app.state.sources_tree = None
+    app.state.auth = auth
+    app.state.audit = audit_journal or AuditJournal(engine)
+    app.state.escalation = escalation
+    app.state.inbox = inbox
+    # Until the supervisor hands over its own (runtime.serve does), grades are empty, evidence is read from the
+    # events database, the tester can run scenarios, and alarm commands answer 503 (no alarm stage to send to).
+    from alarms.credibility import EvidenceStore
+    from alarms.grading import GradingStage
+    from tankwatch.replay_control import ScenarioReplayControl
+
+    app.state.grading = GradingStage(site)
+    app.state.evidence = EvidenceStore(engine)
+    app.state.replay = ScenarioReplayControl()
+    app.state.bus = None
 
     @app.exception_handler(RequestValidationError)
     async def count_rejected(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -101,7 +176,10 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
-    for module in (health, sources, readings, alarms, live):
-        app.include_router(module.router)
+    for router in OPEN_ROUTERS:
+        app.include_router(router)
+    for router in PROTECTED_ROUTERS:
+        app.include_router(router, dependencies=[Depends(authenticated)], responses=AUTH_RESPONSES)
+    app.include_router(live.router)  # the websocket authenticates itself (token in the query or first message)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app

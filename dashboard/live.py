@@ -1,4 +1,8 @@
-"""Live hub: one bus subscription fanned out to every websocket client, readings coalesced per sensor."""
+"""Live hub: one bus subscription fanned out to every websocket client, readings coalesced per sensor.
+
+Each client carries the enterprise ids it may see; every message is built per scope, so a client never receives a
+reading or an event of an enterprise outside it.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +42,8 @@ class Sendable(Protocol):
         ...
 
 
-SnapshotFactory = Callable[[], Awaitable[str]]
+Enterprises = frozenset[str] | None  # None: every enterprise (in-process use only; websockets always pass a set)
+SnapshotFactory = Callable[[Enterprises], Awaitable[str]]
 
 
 def dumps(message: dict[str, Any]) -> str:
@@ -54,8 +59,9 @@ def finite_or_none(value: float) -> float | None:
 class _Client:
     """One websocket with its own bounded queue, so a slow reader only ever hurts itself."""
 
-    def __init__(self, ws: Sendable, maxsize: int) -> None:
+    def __init__(self, ws: Sendable, maxsize: int, enterprises: Enterprises = None) -> None:
         self.ws = ws
+        self.enterprises = enterprises
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize)
         self.dropped = 0
         self.needs_resync = False  # set when a dropped message may have carried state the client lacks
@@ -94,6 +100,8 @@ class LiveHub:
         self.push_interval_s = push_interval_s
         self.client_queue_size = client_queue_size
         self._ids = [s.sensor.id for s in site.sensors]
+        self._enterprise_of = np.array([s.enterprise_id for s in site.sensors], dtype=object)
+        self._masks: dict[frozenset[str], np.ndarray] = {}
         n = len(self._ids)
         self._ts = np.full(n, -1, dtype=np.int64)
         self._value = np.full(n, np.nan)
@@ -151,16 +159,32 @@ class LiveHub:
             for i in index.tolist()
         ]
 
-    def recent_events(self) -> list[dict[str, Any]]:
-        """Events seen on the bus lately, oldest first (a client applies them over the stored alarm list)."""
-        return list(self._recent)
+    def recent_events(self, enterprises: Enterprises = None) -> list[dict[str, Any]]:
+        """Events seen on the bus lately, oldest first, of these enterprises (a client applies them over the alarms)."""
+        if enterprises is None:
+            return list(self._recent)
+        return [e for e in self._recent if e.get("enterprise_id") in enterprises]
+
+    def sensor_mask(self, enterprises: Enterprises) -> np.ndarray:
+        """bool per sensor index: the sensor belongs to one of these enterprises (all when None)."""
+        if enterprises is None:
+            return np.ones(len(self._ids), dtype=bool)
+        mask = self._masks.get(enterprises)
+        if mask is None:
+            mask = np.isin(self._enterprise_of, list(enterprises)) if enterprises else np.zeros(len(self._ids), bool)
+            self._masks[enterprises] = mask
+        return mask
+
+    def rows_in(self, enterprises: Enterprises) -> list[list[Any]]:
+        """Like :meth:`rows` for every sensor with data, limited to these enterprises."""
+        return self.rows(np.flatnonzero((self._ts >= 0) & self.sensor_mask(enterprises)))
 
     # ----- clients ---------------------------------------------------------------------------------
 
-    async def connect(self, ws: Sendable) -> None:
-        """Register a client: it gets a snapshot first, then every live message after it, in order."""
-        first = await self._snapshot()
-        client = _Client(ws, self.client_queue_size)
+    async def connect(self, ws: Sendable, enterprises: Enterprises = None) -> None:
+        """Register a client that may see ``enterprises``: a snapshot first, then every live message after it."""
+        first = await self._snapshot(enterprises)
+        client = _Client(ws, self.client_queue_size, enterprises)
         # Registering and queueing the snapshot happen without an await in between, so no message is missed.
         client.queue.put_nowait(first)
         self._clients[id(ws)] = client
@@ -174,10 +198,17 @@ class LiveHub:
         if client and client.sender and client.sender is not asyncio.current_task():
             client.sender.cancel()
 
-    async def _snapshot(self) -> str:
+    async def _snapshot(self, enterprises: Enterprises) -> str:
         if self.snapshot_factory is not None:
-            return await self.snapshot_factory()
-        return dumps({"type": "snapshot", "readings": self.rows(), "alarms": [], "events": self.recent_events()})
+            return await self.snapshot_factory(enterprises)
+        return dumps(
+            {
+                "type": "snapshot",
+                "readings": self.rows_in(enterprises),
+                "alarms": [],
+                "events": self.recent_events(enterprises),
+            }
+        )
 
     async def _send_loop(self, client: _Client) -> None:
         """Send a client's queue in order; a failed send means the client went away."""
@@ -192,9 +223,19 @@ class LiveHub:
             self.disconnect(client.ws)
 
     def broadcast(self, message: str) -> None:
-        """Queue one message for every client."""
+        """Queue one message for every client, whatever its scope (only for messages about no enterprise)."""
         for client in list(self._clients.values()):
             client.offer(message)
+
+    def broadcast_scoped(self, build: Callable[[Enterprises], str | None]) -> None:
+        """Queue for each client the message ``build`` makes for its scope (built once per scope; None: nothing)."""
+        built: dict[Enterprises, str | None] = {}
+        for client in list(self._clients.values()):
+            if client.enterprises not in built:
+                built[client.enterprises] = build(client.enterprises)
+            message = built[client.enterprises]
+            if message is not None:
+                client.offer(message)
 
     # ----- bus -------------------------------------------------------------------------------------
 
@@ -239,7 +280,13 @@ class LiveHub:
                 metrics.INPUT_REJECTED.labels("dashboard", "not_an_alarm_event").inc(len(events) - len(good))
             if good:
                 self._recent.extend(good)
-                self.broadcast(dumps({"type": "events", "events": good}))
+                self.broadcast_scoped(lambda scope, good=good: self._events_message(good, scope))
+
+    @staticmethod
+    def _events_message(events: list[dict[str, Any]], enterprises: Enterprises) -> str | None:
+        """An ``events`` message with only the events of these enterprises, or None when none is left."""
+        mine = events if enterprises is None else [e for e in events if e.get("enterprise_id") in enterprises]
+        return dumps({"type": "events", "events": mine}) if mine else None
 
     async def _push_loop(self) -> None:
         """At most one readings message per interval, carrying only sensors that changed."""
@@ -251,9 +298,14 @@ class LiveHub:
         """Push pending readings now, and resync clients that dropped messages."""
         for client in [c for c in self._clients.values() if c.needs_resync]:
             client.needs_resync = False
-            client.replace_all(await self._snapshot())
-        changed = np.flatnonzero(self._dirty)
-        if not len(changed):
+            client.replace_all(await self._snapshot(client.enterprises))
+        dirty = self._dirty.copy()
+        if not dirty.any():
             return
-        self._dirty[changed] = False
-        self.broadcast(dumps({"type": "readings", "rows": self.rows(changed)}))
+        self._dirty[:] = False
+
+        def readings_for(enterprises: Enterprises) -> str | None:
+            index = np.flatnonzero(dirty & self.sensor_mask(enterprises))
+            return dumps({"type": "readings", "rows": self.rows(index)}) if len(index) else None
+
+        self.broadcast_scoped(readings_for)

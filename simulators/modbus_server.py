@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
@@ -22,28 +24,90 @@ OFFLINE_EXCEPTION = ExcCodes.GATEWAY_NO_RESPONSE
 _CLIENT_WRITE_CODES = frozenset({5, 6, 15, 16, 22, 23})
 
 
+@dataclass(frozen=True)
+class ModbusFaultSpec:
+    """How a device misbehaves on the wire.
+
+    ``exception``: every client request is answered with exception ``code``; ``timeout``: every answer is
+    ``delay_s`` late (past a client's timeout, the way an overloaded gateway behaves); ``byte_order``: the device
+    writes its values with the words (16-bit types: the bytes) of each point swapped, a firmware or
+    configuration mismatch the reader cannot see.
+    """
+
+    kind: Literal["exception", "timeout", "byte_order"]
+    code: int = 4
+    delay_s: float = 3.0
+    sensors: frozenset[str] | None = None  # byte_order: only these points (None: every point)
+
+    def __post_init__(self) -> None:
+        if self.kind == "exception" and self.code not in {c.value for c in ExcCodes}:
+            known = sorted(c.value for c in ExcCodes)
+            raise ValueError(f"Modbus exception code {self.code} is not one pymodbus can send (known: {known})")
+        if not self.delay_s > 0:
+            raise ValueError(f"delay_s must be positive, got {self.delay_s}")
+
+
+class DeviceRefused(Exception):
+    """A simulated device answered a read with a Modbus exception code."""
+
+    def __init__(self, device_id: str, code: int) -> None:
+        super().__init__(f"device {device_id} answered with exception {code}")
+        self.code = code
+
+
+class DeviceSilent(Exception):
+    """A simulated device did not answer in time."""
+
+
+def wrong_order(point: RegisterPoint) -> str:
+    """The byte order a misconfigured device would use for ``point``: words reversed (bytes for 16-bit)."""
+    order = point.byte_order
+    if len(order) == 2:
+        return order[::-1]
+    words = [order[i : i + 2] for i in range(0, len(order), 2)]
+    return "".join(reversed(words))
+
+
 @dataclass(eq=False)
 class _Unit:
-    """One simulated device: its map, a mirror of its registers and whether it answers."""
+    """One simulated device: its map, a mirror of its registers, whether it answers and how it misbehaves."""
 
     device_id: str
     config: ModbusDevice
     endpoint: tuple[str, int]
     online: bool = True
+    fault: ModbusFaultSpec | None = None
     # Mirror of each table, written to the server as one block per table so a 32-bit value is never torn.
     tables: dict[RegisterTable, list[int]] = field(default_factory=dict)
     points: dict[str, RegisterPoint] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)  # the engineering values last written
 
     async def action(
         self, func_code: int, start: int, address: int, count: int, registers: list[int], values: list | None
     ) -> ExcCodes | None:
-        """pymodbus hook on every access: an offline unit refuses requests from clients."""
+        """pymodbus hook on every access: an offline unit refuses requests from clients; faults apply."""
         # Our own updates arrive as read codes (3/4) carrying values; clients read without values or write
         # with write codes, so the simulator keeps its registers current while the unit is "offline".
         own_update = values is not None and func_code not in _CLIENT_WRITE_CODES
-        if not self.online and not own_update:
+        if own_update:
+            return None
+        if not self.online:
             return OFFLINE_EXCEPTION
+        if self.fault is not None and self.fault.kind == "exception":
+            return ExcCodes(self.fault.code)
+        if self.fault is not None and self.fault.kind == "timeout":
+            await asyncio.sleep(self.fault.delay_s)
         return None
+
+    def encode(self, sensor_id: str, value: float) -> None:
+        """Put one value into the mirror, in the wrong order while a byte-order fault is in force."""
+        point = self.points[sensor_id]
+        fault = self.fault
+        if fault is not None and fault.kind == "byte_order" and (fault.sensors is None or sensor_id in fault.sensors):
+            point = point.model_copy(update={"order": wrong_order(point)})
+        registers = encode_point(point, value)
+        self.tables[point.table][point.address : point.address + len(registers)] = registers
+        self.values[sensor_id] = value
 
     def sim_device(self) -> SimDevice:
         """The pymodbus device: separate holding and input blocks of exactly the declared sizes."""
@@ -154,17 +218,46 @@ class ModbusSimServer:
 
         Sensors that no Modbus device of this server reads are ignored, so a caller may pass every reading.
         """
+        for device_id in self.write_local(values):
+            await self._flush(self._units[device_id])
+
+    def write_local(self, values: Mapping[str, float]) -> set[str]:
+        """Encode values into the register mirrors only (no server I/O); returns the devices touched."""
         touched: set[str] = set()
         for sensor_id, value in values.items():
             unit = self._sensor_unit.get(sensor_id)
             if unit is None:
                 continue
-            point = unit.points[sensor_id]
-            registers = encode_point(point, value)
-            unit.tables[point.table][point.address : point.address + len(registers)] = registers
+            unit.encode(sensor_id, value)
             touched.add(unit.device_id)
-        for device_id in touched:
-            await self._flush(self._units[device_id])
+        return touched
+
+    def set_fault(self, device_id: str, fault: ModbusFaultSpec | None) -> None:
+        """Start (or with None end) a wire fault; the mirror is re-encoded at the next write."""
+        unit = self._unit(device_id)
+        if fault is not None and fault.sensors is not None and (stray := sorted(fault.sensors - set(unit.points))):
+            raise KeyError(f"device {device_id} has no points for sensors {stray}")
+        unit.fault = fault
+        for sensor_id, value in list(unit.values.items()):
+            unit.encode(sensor_id, value)
+
+    def fault_of(self, device_id: str) -> ModbusFaultSpec | None:
+        """The fault in force on a device, if any."""
+        return self._unit(device_id).fault
+
+    def read_local(self, device_id: str, table: RegisterTable, start: int, count: int) -> list[int]:
+        """What a client's read would get, without the network: registers, DeviceRefused or DeviceSilent."""
+        unit = self._unit(device_id)
+        if not unit.online:
+            raise DeviceRefused(device_id, OFFLINE_EXCEPTION.value)
+        if unit.fault is not None and unit.fault.kind == "exception":
+            raise DeviceRefused(device_id, unit.fault.code)
+        if unit.fault is not None and unit.fault.kind == "timeout":
+            raise DeviceSilent(f"device {device_id} answers {unit.fault.delay_s} s late")
+        registers = unit.tables[table]
+        if start < 0 or start + count > len(registers):
+            raise DeviceRefused(device_id, ExcCodes.ILLEGAL_ADDRESS.value)
+        return list(registers[start : start + count])
 
     async def _flush(self, unit: _Unit) -> None:
         """Copy a unit's mirror into its server."""

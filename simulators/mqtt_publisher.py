@@ -39,6 +39,8 @@ class MqttPublisher:
     def __init__(self, site: Site, broker_host: str | None = None, broker_port: int | None = None) -> None:
         self.site = site
         self._offline: set[str] = set()
+        self._faults: dict[str, str] = {}  # device id → payload fault
+        self._skew_ms: dict[str, int] = {}  # device id → device clock offset
         self._connections: dict[tuple, _Connection] = {}
         self.device_ids: list[str] = []
         for dev in site.devices:
@@ -115,14 +117,39 @@ class MqttPublisher:
         """Whether a device publishes."""
         return device_id not in self._offline
 
+    def set_fault(self, device_id: str, fault: str | None) -> None:
+        """Send broken payloads (one of PAYLOAD_FAULTS) from a device, or (None) well-formed ones again."""
+        if device_id not in self.device_ids:
+            raise KeyError(f"no MQTT device {device_id!r} on this publisher")
+        if fault is None:
+            self._faults.pop(device_id, None)
+        elif fault not in PAYLOAD_FAULTS:
+            raise ValueError(f"unknown payload fault {fault!r} (known: {sorted(PAYLOAD_FAULTS)})")
+        else:
+            self._faults[device_id] = fault
+
+    def set_skew(self, device_id: str, skew_s: float) -> None:
+        """Let a device's clock run ``skew_s`` seconds off (0: right again); its timestamps carry the offset."""
+        if device_id not in self.device_ids:
+            raise KeyError(f"no MQTT device {device_id!r} on this publisher")
+        self._skew_ms[device_id] = round(skew_s * 1000)
+
     def messages(self, values: Mapping[str, float], ts_ms: int) -> list[tuple[str, bytes, int]]:
         """The (topic, payload, qos) every online device would send for ``values``; sensors without one skip."""
         out = []
         for conn in self._connections.values():
             for device_id, dev in conn.devices:
                 if device_id not in self._offline:
-                    out.extend(device_messages(dev, values, ts_ms))
+                    out.extend(self._device_messages(device_id, dev, values, ts_ms))
         return out
+
+    def _device_messages(
+        self, device_id: str, dev: MqttDevice, values: Mapping[str, float], ts_ms: int
+    ) -> list[tuple[str, bytes, int]]:
+        """One device's messages, with its clock offset and payload fault applied."""
+        return device_messages(
+            dev, values, ts_ms + self._skew_ms.get(device_id, 0), fault=self._faults.get(device_id)
+        )
 
     def publish(self, values: Mapping[str, float], ts_ms: int) -> int:
         """Publish every online device's readings present in ``values``; returns messages handed to paho.
@@ -137,7 +164,7 @@ class MqttPublisher:
             for device_id, dev in conn.devices:
                 if device_id in self._offline:
                     continue
-                for topic, payload, qos in device_messages(dev, values, ts_ms):
+                for topic, payload, qos in self._device_messages(device_id, dev, values, ts_ms):
                     info = conn.client.publish(topic, payload, qos=qos)
                     if info.rc == mqtt.MQTT_ERR_SUCCESS:
                         sent += 1
@@ -146,15 +173,22 @@ class MqttPublisher:
         return sent
 
 
-def device_messages(dev: MqttDevice, values: Mapping[str, float], ts_ms: int) -> list[tuple[str, bytes, int]]:
-    """Messages one device sends for the values of its sensors present in ``values``."""
+# Payloads a faulty device (or a broken gateway) sends; each one the platform must reject and count.
+PAYLOAD_FAULTS = frozenset({"not_json", "not_object", "value_not_number", "oversized"})
+OVERSIZED_BYTES = (1 << 20) + 1024  # past the 1 MiB the MQTT adapter accepts
+
+
+def device_messages(
+    dev: MqttDevice, values: Mapping[str, float], ts_ms: int, fault: str | None = None
+) -> list[tuple[str, bytes, int]]:
+    """Messages one device sends for the values of its sensors present in ``values`` (broken by ``fault``)."""
     present = [s for s in dev.sensors if s in values]
     if not present:
         return []
     p = dev.payload
     if p.format == "json_points":
         body = {"points": [[s, ts_ms, float(values[s])] for s in present]}
-        return [(dev.topic, json.dumps(body).encode(), dev.qos)]
+        return [(dev.topic, _payload(body, fault), dev.qos)]
     out = []
     for s in present:
         body: dict[str, object] = {p.value_key: float(values[s])}
@@ -162,8 +196,27 @@ def device_messages(dev: MqttDevice, values: Mapping[str, float], ts_ms: int) ->
             body[p.ts_key] = ts_ms
         if p.status_key is not None:
             body[p.status_key] = "ok"
-        out.append((dev.topic.replace("{sensor}", s), json.dumps(body).encode(), dev.qos))
+        if fault == "value_not_number":
+            body[p.value_key] = f"{values[s]:.1f} {_UNIT_NOISE}"
+        out.append((dev.topic.replace("{sensor}", s), _payload(body, fault), dev.qos))
     return out
+
+
+_UNIT_NOISE = "HIGH"  # what some controllers put into the value field instead of a number
+
+
+def _payload(body: dict, fault: str | None) -> bytes:
+    """Serialize a message body, broken the way ``fault`` says."""
+    if fault is None or fault == "value_not_number":
+        return json.dumps(body).encode()
+    if fault == "not_json":
+        text = json.dumps(body).encode()
+        return text[: len(text) // 2]  # cut mid-message, as a gateway with a too-small buffer does
+    if fault == "not_object":
+        return json.dumps(list(body.values())).encode()
+    if fault == "oversized":
+        return json.dumps({**body, "diagnostics": "x" * OVERSIZED_BYTES}).encode()
+    raise ValueError(f"unknown payload fault {fault!r} (known: {sorted(PAYLOAD_FAULTS)})")
 
 
 def _check_topic(device_id: str, dev: MqttDevice) -> None:

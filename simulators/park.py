@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
-from simulators.modbus_server import ModbusSimServer
+from simulators.modbus_server import ModbusFaultSpec, ModbusSimServer
 from simulators.mqtt_publisher import MqttPublisher
 from simulators.physics import Esd, TankFarm
 from simulators.scenario import (
     Action,
+    ClockSkew,
     FailCooling,
     FillTo,
+    Freeze,
+    ModbusFault,
+    MqttFault,
     Ramp,
     Release,
     RestoreCooling,
     Scenario,
     ScenarioError,
+    SetBroker,
     SetDevice,
     SetEsd,
     SetFlow,
@@ -62,6 +68,9 @@ class ParkSimulator:
         )
         self.modbus = ModbusSimServer(site, modbus_host, modbus_port)
         self.mqtt = MqttPublisher(site, mqtt_host, mqtt_port)
+        self.broker_online = True  # scenario state of the MQTT brokers (broker_offline / broker_online)
+        # Called with the new broker state; whoever runs the brokers (a live scenario run) stops/starts them.
+        self.on_broker: Callable[[bool], None] | None = None
         self.steps = 0  # completed steps
         self._started = False
         self._start_ms: int | None = None  # clock time of scenario time 0, fixed by the first run()
@@ -94,6 +103,8 @@ class ParkSimulator:
                 farm.ramp(action.sensor, action.to, action.over_s)
             case Release():
                 farm.release(action.sensor)
+            case Freeze():
+                farm.freeze(action.sensor)
             case FailCooling():
                 farm.fail_cooling(action.tank, action.heat_c_per_h)
             case RestoreCooling():
@@ -106,6 +117,22 @@ class ParkSimulator:
                     self.modbus.set_online(action.device, online)
                 else:
                     self.mqtt.set_online(action.device, online)
+            case SetBroker():
+                self.broker_online = action.action == "broker_online"
+                if self.on_broker is not None:
+                    self.on_broker(self.broker_online)
+            case ModbusFault():
+                only = frozenset(action.sensors) if action.sensors is not None else None
+                spec = (
+                    None
+                    if action.fault == "none"
+                    else ModbusFaultSpec(action.fault, action.code, action.delay_s, only)
+                )
+                self.modbus.set_fault(action.device, spec)
+            case MqttFault():
+                self.mqtt.set_fault(action.device, None if action.fault == "none" else action.fault)
+            case ClockSkew():
+                self.mqtt.set_skew(action.device, action.skew_s)
         log.info("scenario %s: %s", self.scenario.name, action.model_dump(exclude_none=True))
 
     async def publish(self) -> None:
@@ -113,6 +140,11 @@ class ParkSimulator:
         values = self.farm.values()
         await self.modbus.write(values)
         self.mqtt.publish(values, self.clock.now_ms())
+
+    @property
+    def start_ms(self) -> int | None:
+        """Clock time of scenario time 0 (None until ``run()`` begins)."""
+        return self._start_ms
 
     @property
     def started(self) -> bool:

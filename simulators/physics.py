@@ -201,7 +201,7 @@ class TankFarm:
                 gas_kinds.append(s.kind)
                 self.sigma[i] = GAS_NOISE[s.kind]
                 continue
-            if info.tank_id is None:
+            if info.tank_id is None or s.kind == SensorKind.LIGHTNING:  # lightning: a site-wide warning level
                 self.role[i] = Role.FIXED
                 self.fixed[i] = _nominal(s)
                 continue
@@ -288,6 +288,14 @@ class TankFarm:
             self._gas_ramps[g] = _Ramp(float(self.gas_source[g]), to, self.t_s, over_s)
         else:
             self._overrides[i] = _Ramp(float(self._readings[i]), to, self.t_s, over_s)
+
+    def freeze(self, sensor_id: str) -> None:
+        """A transmitter sticks: its reading holds its current value (no noise) until a ``release``."""
+        i = self.site.sensor_index(sensor_id)
+        if self.role[i] in (Role.ESD, Role.GAS):
+            raise ValueError(f"{sensor_id}: only level, temperature, pressure and fixed sensors can be frozen")
+        held = float(self._readings[i])
+        self._overrides[i] = _Ramp(held, held, self.t_s, 0.0)
 
     def release(self, sensor_id: str) -> None:
         """End a reading override."""
@@ -392,6 +400,8 @@ def _nominal(sensor: Sensor) -> float:
     """A quiet value for a sensor the physics does not model: between its L and H limits, else mid-range."""
     if sensor.kind == SensorKind.ESD_VALVE:
         return float(Esd.OPEN)
+    if sensor.kind == SensorKind.LIGHTNING:
+        return 0.0  # no warning in force
     limits = sensor.limits
     low, high = sensor.range
     if limits is not None and limits.l is not None and limits.h is not None:

@@ -102,8 +102,54 @@ class SetDevice(_Action):
     device: str
 
 
+class Freeze(_Action):
+    """A transmitter sticks: its reading holds its current value, a flat line, until a ``release``."""
+
+    action: Literal["freeze"]
+    sensor: str
+
+
+class SetBroker(_Action):
+    """Every MQTT broker of the site goes away (all connections drop), or comes back."""
+
+    action: Literal["broker_offline", "broker_online"]
+
+
+class ModbusFault(_Action):
+    """A Modbus device misbehaves on the wire until a fault ``none``.
+
+    ``exception``: every read answers with exception ``code``; ``timeout``: answers come ``delay_s`` late (past
+    the client's timeout); ``byte_order``: the device writes its values in the wrong byte/word order.
+    """
+
+    action: Literal["modbus_fault"]
+    device: str
+    fault: Literal["exception", "timeout", "byte_order", "none"]
+    code: int = Field(default=4, ge=1, le=255)
+    delay_s: float = Field(default=3.0, gt=0)
+    sensors: list[str] | None = None  # byte_order: only these points of the device (default: all)
+
+
+class MqttFault(_Action):
+    """An MQTT device sends broken payloads until a fault ``none``: not JSON, not an object, a non-numeric
+    value, or a payload larger than the platform accepts."""
+
+    action: Literal["mqtt_fault"]
+    device: str
+    fault: Literal["not_json", "not_object", "value_not_number", "oversized", "none"]
+
+
+class ClockSkew(_Action):
+    """An MQTT device's clock runs ``skew_s`` seconds off (negative: behind); 0 puts it right."""
+
+    action: Literal["clock_skew"]
+    device: str
+    skew_s: float
+
+
 Action = Annotated[
-    SetFlow | FillTo | Ramp | Release | FailCooling | RestoreCooling | SetEsd | SetDevice,
+    SetFlow | FillTo | Ramp | Release | Freeze | FailCooling | RestoreCooling | SetEsd | SetDevice | SetBroker
+    | ModbusFault | MqttFault | ClockSkew,
     Field(discriminator="action"),
 ]
 
@@ -119,6 +165,10 @@ class Scenario(_Strict):
     initial: dict[str, TankInitial] = Field(default_factory=dict)
     actions: list[Action] = Field(default_factory=list)
     loop_s: float | None = Field(default=None, gt=0)
+    # Site file, relative to the scenario file; default: the demo park (deploy/sites/demo-park.yaml).
+    site: str | None = None
+    duration_s: float = Field(default=120.0, gt=0)  # how long `tankwatch scenario run` runs it
+    seed: int = 0  # physics noise and the default starting levels
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -154,7 +204,7 @@ def check_against_site(scenario: Scenario, site: Site) -> list[str]:
     from tankwatch.geometry import height_m  # local: keeps the scenario models importable on their own
 
     tanks = {tank.id: tank for _, _, tank in site.tanks()}
-    devices = {d.id for d in site.devices}
+    devices = {d.id: d for d in site.devices}
     problems = []
     for tank_id in scenario.initial:
         if tank_id not in tanks:
@@ -170,6 +220,21 @@ def check_against_site(scenario: Scenario, site: Site) -> list[str]:
         device_id = getattr(action, "device", None)
         if device_id is not None and device_id not in devices:
             problems.append(f"{where}.device: unknown device {device_id!r}")
+        elif device_id is not None:
+            protocol = "modbus" if devices[device_id].modbus is not None else "mqtt"
+            wanted = {"modbus_fault": "modbus", "mqtt_fault": "mqtt", "clock_skew": "mqtt"}.get(action.action)
+            if wanted is not None and wanted != protocol:
+                problems.append(f"{where}.device: {action.action} needs an {wanted} device, {device_id} is {protocol}")
+        if isinstance(action, ModbusFault) and action.sensors is not None and device_id in devices:
+            modbus = devices[device_id].modbus
+            served = {p.sensor for p in modbus.points} if modbus is not None else set()
+            for sid in action.sensors:
+                if sid not in served:
+                    problems.append(f"{where}.sensors: {sid!r} is not a point of device {device_id}")
+        if isinstance(action, Freeze) and site.has_sensor(action.sensor):
+            kind = site.sensor(action.sensor).sensor.kind
+            if kind in GAS_KINDS or kind == SensorKind.ESD_VALVE:
+                problems.append(f"{where}.sensor: {action.sensor} is a {kind}; only transmitters can be frozen")
         if isinstance(action, FillTo) and action.tank in tanks:
             top = height_m(tanks[action.tank].geometry)
             if action.level_m > top:
@@ -215,14 +280,7 @@ def parse_scenario(text: str, file: str = "<scenario>", site: Site | None = None
 
 def load_scenario(path_or_name: str | Path, site: Site | None = None) -> Scenario:
     """Read and validate a scenario file, or a bundled scenario by name (``demo``)."""
-    path = Path(path_or_name)
-    if not path.exists() and path.suffix == "" and path.name == str(path_or_name):
-        bundled = SCENARIO_DIR / f"{path_or_name}.yaml"
-        if bundled.exists():
-            path = bundled
-        else:
-            names = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
-            raise ScenarioError(f"{path_or_name}: no such scenario file or bundled scenario (bundled: {names})")
+    path = scenario_file(path_or_name)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -232,9 +290,34 @@ def load_scenario(path_or_name: str | Path, site: Site | None = None) -> Scenari
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 DEMO_SCENARIO = SCENARIO_DIR / "demo.yaml"
+GOLDEN_DIR = SCENARIO_DIR / "golden"
+DEMO_SITE = Path(__file__).resolve().parent.parent / "deploy" / "sites" / "demo-park.yaml"
+
+
+def scenario_names() -> list[str]:
+    """Names of the bundled scenarios, sorted."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def scenario_file(path_or_name: str | Path) -> Path:
+    """The file of a scenario given as a path or a bundled name; ScenarioError naming the bundled ones."""
+    path = Path(path_or_name)
+    if path.exists():
+        return path
+    if path.suffix == "" and path.name == str(path_or_name) and (SCENARIO_DIR / f"{path_or_name}.yaml").exists():
+        return SCENARIO_DIR / f"{path_or_name}.yaml"
+    raise ScenarioError(f"{path_or_name}: no such scenario file or bundled scenario (bundled: {scenario_names()})")
+
+
+def site_file_for(scenario: Scenario, scenario_path: Path) -> Path:
+    """The site a scenario runs on: its ``site`` key (relative to the scenario file) or the demo park."""
+    if scenario.site is None:
+        return DEMO_SITE
+    return (scenario_path.parent / scenario.site).resolve()
 
 # pydantic puts the discriminator value into error locations; the file has no such level.
 _ACTION_TAGS = {
     "set_flow", "fill_to", "ramp", "release", "fail_cooling", "restore_cooling",
-    "close_esd", "open_esd", "bypass_esd", "device_offline", "device_online",
+    "close_esd", "open_esd", "bypass_esd", "device_offline", "device_online", "freeze", "broker_offline",
+    "broker_online", "modbus_fault", "mqtt_fault", "clock_skew",
 }

@@ -17,7 +17,14 @@ bench_app = typer.Typer(no_args_is_help=True, help="Reproducible benchmarks, eac
 app.add_typer(bench_app, name="bench")
 
 # Modules that define commands next to the code they drive; each has register(app, bench_app).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "tankwatch.stages_cli",  # run [stage], db
+    "tankwatch.replay_cli",  # record, replay, scenario, bench replay
+    "alarms.hazard_cli",  # hazard, compliance
+    "bench.peers_cli",  # bench peers
+    "alarms.cli",  # bench alarm-core
+    "tankwatch.users_cli",  # user add/list/remove
+)
 
 DEMO_SITE = Path(__file__).resolve().parent.parent / "deploy" / "sites" / "demo-park.yaml"
 
@@ -79,22 +86,6 @@ def demo(
     _logging(verbose)
     site = override_endpoints(_load(config), modbus_port=modbus_port, mqtt_port=mqtt_port)
     asyncio.run(run_demo(site, port=port, duration_s=duration, data_dir=data_dir, scenario=scenario, say=typer.echo))
-
-
-@app.command()
-def run(
-    config: ConfigOption,
-    port: PortOption = 8000,
-    duration: Annotated[float | None, typer.Option(help="Exit cleanly after this many seconds")] = None,
-    data_dir: DataDirOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """Run the pipeline against the real devices of a site file."""
-    from tankwatch.runtime import run_live
-
-    _logging(verbose)
-    site = _load(config)
-    asyncio.run(run_live(site, port=port, duration_s=duration, data_dir=data_dir, say=typer.echo))
 
 
 for _module in COMMAND_MODULES:

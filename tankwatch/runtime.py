@@ -1,31 +1,52 @@
-"""Compose a whole process: stores, alarm core, adapters, dashboard and (for the demo) simulators and broker."""
+"""Compose a process: the whole pipeline in one (memory bus), or any single stage against Kafka.
+
+``run_stage("all", …)`` with a ``memory://`` bus is the embedded default (``tankwatch run --config FILE``);
+with ``kafka://HOST:PORT`` each stage — ingest, alarms, historian, dashboard — runs alone or all together.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
 
+from alarms.credibility import EvidenceRecorder, EvidenceStore
+from alarms.escalation import EscalationEngine, EscalationRunner, EscalationStore
 from alarms.evaluate import AlarmCore
+from alarms.grading import GradingStage
+from alarms.hazard import regulatory_assessment
+from alarms.notify import Dispatcher
 from dashboard.app import create_app
 from dashboard.live import LiveHub
 from ingest.modbus.adapter import ModbusSource
 from ingest.mqtt.adapter import MqttSource
 from simulators.park import ParkSimulator
 from simulators.scenario import load_scenario
+from tankwatch import bus as topics
+from tankwatch.auth import Auth, AuthSettings, sync_site_users
 from tankwatch.broker import broker_answers, embedded_broker
-from tankwatch.bus import MemoryBus
+from tankwatch.bus import Bus, MemoryBus, Overflow
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site, rebuild_site
+from tankwatch.records import ReadingBatch
+from tankwatch.replay_control import ScenarioReplayControl
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import TimeSeriesStore
-from tankwatch.supervisor import Pipeline
+from tankwatch.stores.users import UserStore
+from tankwatch.supervisor import Pipeline, drain
 
 log = logging.getLogger(__name__)
+
+EVIDENCE_EVERY_S = 10.0
+
+
+def regulatory_levels(site: Site) -> dict[str, int | None]:
+    """GB 18218 level of every hazard source from its design maximum quantities (alarm priorities use it)."""
+    return {source.id: regulatory_assessment(site, source).assessment.level for _, source in site.sources()}
 
 Say = Callable[[str], None]
 
@@ -40,6 +61,38 @@ def override_endpoints(site: Site, modbus_port: int | None = None, mqtt_port: in
             device["modbus"]["port"] = modbus_port
         if "mqtt" in device and mqtt_port is not None:
             device["mqtt"]["broker"]["port"] = mqtt_port
+    return rebuild_site(data, site.path)
+
+
+ENVIRONMENT_OVERRIDES = {
+    "TANKWATCH_SQL_URL": "storage.sql_url",
+    "TANKWATCH_INFLUX_URL": "storage.influx.url",
+    "TANKWATCH_INFLUX_ORG": "storage.influx.org",
+    "TANKWATCH_INFLUX_BUCKET": "storage.influx.bucket",
+    "TANKWATCH_BUS": "bus.url",
+}
+
+
+def apply_environment(site: Site, environ: dict[str, str] | None = None) -> Site:
+    """The site with deployment settings taken from the environment (containers, systemd units).
+
+    ``TANKWATCH_SQL_URL``, ``TANKWATCH_BUS`` and ``TANKWATCH_INFLUX_URL``/``_ORG``/``_BUCKET`` replace the
+    site file's ``storage.sql_url``, ``bus.url`` and ``storage.influx`` keys (the InfluxDB token is always read
+    from the environment variable ``storage.influx.token_env``, default ``TANKWATCH_INFLUX_TOKEN``).
+    """
+    import os
+
+    env = os.environ if environ is None else environ
+    given = {name: env[name] for name in ENVIRONMENT_OVERRIDES if env.get(name)}
+    if not given:
+        return site
+    data = site.file.model_dump(mode="json", exclude_none=True)
+    for name, value in given.items():
+        *parents, key = ENVIRONMENT_OVERRIDES[name].split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[key] = value
     return rebuild_site(data, site.path)
 
 
@@ -75,33 +128,56 @@ async def serve(
     duration_s: float | None,
     say: Say,
     extra_tasks: tuple = (),
+    demo: bool = False,
 ) -> None:
     """Run ingest → alarms → stores → dashboard until cancelled or ``duration_s`` has passed."""
     data_dir.mkdir(parents=True, exist_ok=True)
     sensor_ids = [s.sensor.id for s in site.sensors]
     timeseries = TimeSeriesStore(data_dir / "timeseries.db", sensor_ids, site.file.storage.retention_days)
-    events = EventStore(site.file.storage.sql_url or sqlite_url(data_dir))
+    events = EventStore(await migrated_sql_url(site, data_dir))
     bus = MemoryBus()
     hub = LiveHub(bus, site)
+    users = UserStore(events.engine)
+    sync_site_users(users, site, demo=demo, now_ms=clock.now_ms())  # the site file's users (the demo's)
+    auth = Auth(users, site, AuthSettings.from_env(demo=demo))
+    escalation = EscalationEngine(site, clock, EscalationStore(events.engine), users=users)
+    notifier = Dispatcher.from_site(clock, events.engine, site.file.escalation, is_muted=escalation.is_muted)
+    escalation.notifier = notifier
+    escalation_runner = EscalationRunner(escalation, bus, clock)  # subscribes now, before anything is published
+    core = AlarmCore(site, hazard_levels=regulatory_levels(site))
+    grading = GradingStage(site)
+    evidence = EvidenceStore(events.engine)
+    recorder = EvidenceRecorder(site)
+
+    async def record_evidence() -> None:
+        """Look for violations to put on record for the regulator, every EVIDENCE_EVERY_S."""
+        while True:
+            await clock.sleep(EVIDENCE_EVERY_S)
+            found = recorder.update(clock.now_ms(), grading.latest(), core.active())
+            if found:
+                await asyncio.to_thread(evidence.add, found)
+
     pipeline = Pipeline(
         site=site,
         clock=clock,
         bus=bus,
         sources=[ModbusSource(site, clock), MqttSource(site, clock)],
-        alarm_core=AlarmCore(site),
+        alarm_core=core,
         timeseries=timeseries,
         events=events,
-        extra_tasks=(hub.run, *extra_tasks),
+        grading=grading,
+        overdue=escalation.overdue,
+        extra_tasks=(hub.run, record_evidence, escalation_runner.run, notifier.run, *extra_tasks),
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(site, timeseries, events, hub, clock=clock, run_hub=False),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-        )
+    app = create_app(
+        site, timeseries, events, hub, clock=clock, run_hub=False, auth=auth, escalation=escalation,
+        inbox=notifier.inbox,
     )
+    app.state.bus = bus
+    app.state.grading = grading
+    app.state.evidence = evidence
+    app.state.replay = ScenarioReplayControl()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     pipeline.start()
     web = asyncio.create_task(server.serve())
     say(f"tankwatch dashboard: http://127.0.0.1:{port}/  (Ctrl-C to stop)")
@@ -143,6 +219,7 @@ async def run_demo(
                 duration_s=duration_s,
                 say=say,
                 extra_tasks=(simulator.run,),
+                demo=True,
             )
         finally:
             await simulator.stop()
@@ -152,3 +229,244 @@ async def run_live(site: Site, *, port: int, duration_s: float | None, data_dir:
     """Production: read the site's real devices."""
     data = data_dir_for(site, data_dir)
     await serve(site, port=port, data_dir=data, clock=SystemClock(), duration_s=duration_s, say=say)
+
+
+# ---------------------------------------------------------------------------------------------- stages alone
+
+STAGES = ("all", "ingest", "alarms", "historian", "dashboard")
+
+
+class StageError(ValueError):
+    """A stage cannot run as asked (the message says why and what to do)."""
+
+
+async def migrated_sql_url(site: Site, data_dir: Path) -> str:
+    """The site's SQL URL (default: SQLite in ``data_dir``), migrated to the newest schema revision."""
+    from tankwatch.migrations import upgrade
+
+    url = site.file.storage.sql_url or sqlite_url(data_dir)
+    await asyncio.to_thread(upgrade, url)
+    return url
+
+
+async def consume(bus: Bus, topic: str, group: str, handle: Callable[[list], Awaitable[object]],
+                  overflow: Overflow = Overflow.BLOCK) -> None:
+    """Feed ``handle`` everything fetched for ``group`` at once; it finishes before the next fetch (commit)."""
+    items = bus.subscribe(topic, group, overflow)
+    depth = getattr(bus, "depth", None)
+    async for first in items:
+        await handle(await drain(first, items, depth(topic, group) if depth else 0))
+
+
+def _flat(lists: list[list]) -> list:
+    return [x for items in lists for x in items]
+
+
+async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say) -> None:
+    """Read the site's devices and publish range-checked batches."""
+    pipeline = Pipeline(site=site, clock=clock, bus=bus, sources=[ModbusSource(site, clock), MqttSource(site, clock)])
+    pipeline.start()
+    say(f"ingest: {len(site.devices)} devices → readings")
+    try:
+        await pipeline.wait()
+    finally:
+        await pipeline.stop()
+
+
+async def alarms_stage(site: Site, bus: Bus, say: Say) -> None:
+    """One member of the alarm workers' consumer group."""
+    from tankwatch.kafka_bus import AlarmWorker, KafkaBus
+
+    if not isinstance(bus, KafkaBus):
+        raise StageError("the alarms stage alone needs a Kafka bus (--bus kafka://HOST:PORT)")
+    worker = AlarmWorker(site, bus, on_assignment=lambda parts: say(f"alarms: owns readings partitions {parts}"))
+    say("alarms: joining the alarm workers' group")
+    await worker.run()
+
+
+async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, say: Say) -> None:
+    """Readings → time series (InfluxDB or the embedded file), events → SQL (and InfluxDB), grades → InfluxDB."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    events = EventStore(await migrated_sql_url(site, data_dir))
+    influx_settings = site.file.storage.influx
+    tasks: list[Awaitable[None]] = []
+    if influx_settings is not None:
+        from tankwatch.stores.influx import InfluxHistorian
+
+        influx = InfluxHistorian.from_settings(site, influx_settings, data_dir)
+        series: object = influx
+
+        async def store_events(lists: list[list]) -> None:
+            flat = _flat(lists)
+            await asyncio.to_thread(events.add, flat)
+            await asyncio.to_thread(influx.write_events, flat)
+
+        async def store_grades(lists: list[list]) -> None:
+            await asyncio.to_thread(influx.write_grades, _flat(lists))
+
+        tasks += [influx.forward(), consume(bus, topics.GRADES, "historian", store_grades)]
+        say(f"historian: readings → InfluxDB {influx_settings.url} bucket {influx_settings.bucket}")
+    else:
+        ids = [s.sensor.id for s in site.sensors]
+        embedded = TimeSeriesStore(data_dir / "timeseries.db", ids, site.file.storage.retention_days)
+        series = embedded
+
+        async def store_events(lists: list[list]) -> None:
+            await asyncio.to_thread(events.add, _flat(lists))
+
+        async def purge() -> None:
+            while True:
+                await asyncio.to_thread(embedded.purge, clock.now_ms())
+                await clock.sleep(3600)
+
+        tasks.append(purge())
+        say(f"historian: readings → {data_dir / 'timeseries.db'}")
+
+    async def store_readings(batches: list[ReadingBatch]) -> None:
+        await asyncio.to_thread(series.write, ReadingBatch.concat(batches))  # type: ignore[attr-defined]
+
+    tasks += [
+        consume(bus, topics.READINGS, "historian", store_readings),
+        consume(bus, topics.EVENTS, "eventstore", store_events),
+    ]
+    try:
+        await _all(tasks)
+    finally:
+        series.close()  # type: ignore[attr-defined]
+        events.close()
+
+
+async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *, host: str, port: int,
+                          say: Say) -> None:
+    """The dashboard: live tail of the bus, events from SQL, history from the embedded time-series file.
+
+    With the embedded historian on the same data folder the file is the historian's; with InfluxDB the dashboard
+    keeps its own file from the live tail (history since it started, kept for the site's retention period).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    events = EventStore(await migrated_sql_url(site, data_dir))
+    ids = [s.sensor.id for s in site.sensors]
+    own_cache = site.file.storage.influx is not None
+    path = data_dir / ("dashboard-cache.db" if own_cache else "timeseries.db")
+    timeseries = TimeSeriesStore(path, ids, site.file.storage.retention_days)
+    hub = LiveHub(bus, site)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(site, timeseries, events, hub, clock=clock, run_hub=False),
+        host=host, port=port, log_level="warning", lifespan="off",
+    ))
+
+    async def cache(batches: list[ReadingBatch]) -> None:
+        await asyncio.to_thread(timeseries.write, ReadingBatch.concat(batches))
+
+    tasks: list[Awaitable[None]] = [hub.run(), server.serve()]
+    if own_cache:
+        tasks.append(consume(bus, topics.READINGS, "dashboard-cache", cache, Overflow.DROP_OLDEST))
+    say(f"tankwatch dashboard: http://{host}:{port}/")
+    try:
+        await _all(tasks)
+    finally:
+        server.should_exit = True
+        timeseries.close()
+        events.close()
+
+
+async def _all(coroutines: list[Awaitable[None]]) -> None:
+    """Run coroutines together; the first to fail cancels the others and its exception propagates."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_stage(
+    stage: str,
+    site: Site,
+    *,
+    bus_url: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    data_dir: Path | None = None,
+    duration_s: float | None = None,
+    session_timeout_s: float = 10.0,
+    say: Say = print,
+) -> None:
+    """Run one stage (or ``all``) until cancelled or ``duration_s`` has passed.
+
+    The bus is ``bus_url`` or the site's ``bus.url``; a stage alone needs Kafka, ``all`` on ``memory://`` is the
+    single-process pipeline of :func:`run_live`.
+    """
+    if stage not in STAGES:
+        raise StageError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+    url = bus_url or site.file.bus.url
+    data = data_dir_for(site, data_dir)
+    if url.startswith("memory://"):
+        if stage != "all":
+            raise StageError(f"the {stage} stage alone needs a Kafka bus: --bus kafka://HOST:PORT "
+                             "(or bus.url in the site file)")
+        await run_live(site, port=port, duration_s=duration_s, data_dir=data_dir, say=say)
+        return
+    from tankwatch.kafka_bus import KafkaBus
+
+    try:
+        bus = KafkaBus.from_url(url, site, client_id=f"tankwatch-{stage}",
+                                session_timeout_ms=int(session_timeout_s * 1000),
+                                heartbeat_interval_ms=max(100, int(session_timeout_s * 1000) // 3))
+    except ValueError as exc:
+        raise StageError(str(exc)) from None
+    clock = SystemClock()
+    from aiokafka.errors import KafkaError
+
+    try:
+        await bus.ensure_topics()
+    except KafkaError as exc:
+        raise StageError(f"cannot reach Kafka at {bus.bootstrap}: {exc}") from None
+    chosen = STAGES[1:] if stage == "all" else (stage,)
+    runners = {
+        "ingest": lambda: ingest_stage(site, bus, clock, say),
+        "alarms": lambda: alarms_stage(site, bus, say),
+        "historian": lambda: historian_stage(site, bus, data, clock, say),
+        "dashboard": lambda: dashboard_stage(site, bus, data, clock, host=host, port=port, say=say),
+    }
+    coroutines: list[Awaitable[None]] = [runners[name]() for name in chosen]
+    if duration_s is not None:
+        coroutines.append(_expire(duration_s))
+    try:
+        await _all(coroutines)
+    except _Expired:
+        pass
+    finally:
+        await bus.close()
+
+
+class _Expired(Exception):
+    """The requested duration has passed."""
+
+
+async def _expire(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    raise _Expired
+
+
+async def until_signalled(work: Awaitable[None]) -> None:
+    """Run ``work``; SIGTERM or SIGINT cancels it, so its clean-up (checkpoints, leaving groups) runs."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

@@ -49,6 +49,7 @@ class SensorKind(StrEnum):
     GAS_TOXIC = "gas_toxic"  # mg/m³
     OXYGEN = "oxygen"  # %VOL
     ESD_VALVE = "esd_valve"  # 0 open, 1 closed (tripped), 2 bypassed
+    LIGHTNING = "lightning"  # lightning-warning level: 0 none, 1 yellow, 2 orange, 3 red (雷电预警)
 
 
 GAS_KINDS = frozenset({SensorKind.GAS_COMBUSTIBLE, SensorKind.GAS_TOXIC, SensorKind.OXYGEN})
@@ -65,6 +66,11 @@ class Limits(Strict):
     deadband_pct: float | None = Field(default=None, ge=0, le=50)
     on_delay_s: float = Field(default=0, ge=0)
     off_delay_s: float = Field(default=0, ge=0)
+    realarm_s: float | None = Field(default=None, gt=0)  # re-annunciate a standing alarm every so often
+    roc_per_min: float | None = Field(default=None, gt=0)  # rate-of-change alarm, units per minute
+    roc_window_s: float = Field(default=60, gt=0)  # the rate is measured between windows this long
+    flatline_s: float | None = Field(default=None, gt=0)  # value unchanged this long → credibility alarm
+    flatline_tolerance: float = Field(default=0, ge=0)  # steps this small count as unchanged
 
     @model_validator(mode="after")
     def _ordered(self) -> Limits:
@@ -99,6 +105,7 @@ class Sensor(Strict):
     gas: str | None = None  # gas name for toxic detectors, e.g. "NH3", "Cl2", "H2S"
     gas_limits: GasLimits | None = None
     expected_period_s: float = Field(default=1.0, gt=0)
+    stale_periods: float | None = Field(default=5, gt=0)  # no reading for this many periods → comm-loss alarm
 
     @field_validator("range")
     @classmethod
@@ -335,12 +342,221 @@ class Device(Strict):
         return self
 
 
+class InfluxSettings(Strict):
+    """InfluxDB 2.x historian; the token is read from the environment variable ``token_env``, never the file."""
+
+    url: str = Field(pattern=r"^https?://")
+    org: str = Field(min_length=1)
+    bucket: str = Field(min_length=1)
+    token_env: str = "TANKWATCH_INFLUX_TOKEN"
+    buffer_dir: str | None = None  # store-and-forward buffer; default: <data_dir>/influx-buffer
+    buffer_max_mb: float = Field(default=1024, gt=0)  # past this the oldest buffered points are dropped, counted
+    timeout_s: float = Field(default=10, gt=0)
+
+
+class KafkaTopics(Strict):
+    """Kafka topic names of the streams between stages."""
+
+    readings: str = "tankwatch.readings"
+    events: str = "tankwatch.events"
+    grades: str = "tankwatch.grades"
+    commands: str = "tankwatch.commands"
+    alarm_state: str = "tankwatch.alarm-state"  # compacted: alarm-core snapshots per readings partition
+
+
+class BusSettings(Strict):
+    """The bus between stages: ``memory://`` (one process) or ``kafka://HOST:PORT[,HOST:PORT]`` (distributed)."""
+
+    url: str = Field(default="memory://", pattern=r"^(memory://|kafka://\S+)$")
+    topics: KafkaTopics = Field(default_factory=KafkaTopics)
+    partitions: int = Field(default=12, ge=1, le=10_000)  # of each stream topic; the alarm workers' parallelism
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    retention_hours: float = Field(default=168, gt=0)  # of readings, events, grades, commands
+    group_prefix: str = "tankwatch."  # consumer groups are <prefix><stage>
+
+
 class Storage(Strict):
     """Where data is kept."""
 
     data_dir: str = "data"
     retention_days: float = Field(default=30, gt=0)  # Order No. 40 Art. 13: at least 30 days
     sql_url: str | None = None  # default: SQLite in data_dir
+    influx: InfluxSettings | None = None  # InfluxDB 2.x historian instead of the embedded time-series file
+
+
+GradingCondition = Literal[
+    "alarm_active",  # an active alarm of one of ``alarms`` on a sensor of the source
+    "esd_state",  # an ESD valve of the source reads one of ``esd_states`` (1 tripped, 2 bypassed)
+    "escalation_overdue",  # an alarm of the source passed its escalation deadline unacknowledged
+    "monitoring_lost",  # a required instrument has had no good reading for more than ``min_duration_s``
+    "data_quality",  # flat-lined, interrupted or faulty data (data-quality alarms, bad or stale readings)
+    "alarm_shelved",  # an alarm of the source is shelved
+    "compliance_gap",  # the source fails a compliance check (clause 28 of the Nantong/Huai'an plans)
+    "unclassified_alarm",  # an active alarm whose condition the grading does not know
+]
+
+
+class GradingWhen(Strict):
+    """The condition of a grading rule: a name from a closed vocabulary and its parameters."""
+
+    condition: GradingCondition
+    alarms: list[str] = Field(default_factory=list)  # alarm_active: condition names, e.g. HH, LL, GAS2
+    esd_states: list[Literal[1, 2]] = Field(default_factory=list)  # esd_state: 1 tripped, 2 bypassed
+    min_duration_s: float = Field(default=0, ge=0)  # monitoring_lost: how long before it counts
+    levels: list[Literal[1, 2, 3, 4]] = Field(default_factory=list)  # GB 18218 levels; empty: every source
+
+    @model_validator(mode="after")
+    def _parameters_fit(self) -> GradingWhen:
+        if self.condition == "alarm_active" and not self.alarms:
+            raise ValueError("alarm_active needs 'alarms' (condition names such as HH, LL, GAS2)")
+        if self.condition != "alarm_active" and self.alarms:
+            raise ValueError(f"'alarms' only applies to alarm_active, not {self.condition}")
+        if self.condition == "esd_state" and not self.esd_states:
+            raise ValueError("esd_state needs 'esd_states' (1 tripped, 2 bypassed)")
+        if self.condition != "esd_state" and self.esd_states:
+            raise ValueError(f"'esd_states' only applies to esd_state, not {self.condition}")
+        return self
+
+
+class GradingRule(Strict):
+    """One red/yellow grading rule with where it comes from (a document, or the words "our default")."""
+
+    id: Id
+    colour: Literal["red", "yellow"]
+    when: GradingWhen
+    source: str = Field(min_length=1)
+    text_zh: str = Field(min_length=1)
+    text_en: str = Field(min_length=1)
+
+
+class Role(StrEnum):
+    """What a dashboard user is."""
+
+    OPERATOR = "operator"  # on-duty control-room operator of an enterprise
+    SAFETY_MANAGER = "safety_manager"  # an enterprise's 包保 responsible person (主要/技术/操作负责人)
+    PARK_REGULATOR = "park_regulator"
+    COUNTY_REGULATOR = "county_regulator"
+    TESTER = "tester"
+    ADMIN = "admin"
+
+
+class UserScope(Strict):
+    """What a user may see: exactly one of some enterprises, a park (by id) or a county (by name)."""
+
+    enterprises: list[Id] | None = Field(default=None, min_length=1)
+    park: Id | None = None
+    county: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> UserScope:
+        given = [k for k in ("enterprises", "park", "county") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"scope needs exactly one of enterprises, park or county, got {given or 'none'}")
+        return self
+
+
+class SiteUser(Strict):
+    """A dashboard user created from the site file (the demo's users); the password itself only in the demo."""
+
+    login: Id
+    name: str = Field(min_length=1)
+    role: Role
+    scope: UserScope
+    password: str | None = Field(default=None, min_length=8)  # plain text: accepted by the demo only
+    password_env: str | None = Field(default=None, min_length=1)  # name of the environment variable holding it
+
+    @model_validator(mode="after")
+    def _one_password(self) -> SiteUser:
+        if (self.password is None) == (self.password_env is None):
+            raise ValueError("a user needs exactly one of 'password' or 'password_env'")
+        return self
+
+
+EscalationStepName = Literal["operator", "operational", "technical", "principal", "park_regulator", "county_regulator"]
+
+
+class AlarmMatchers(Strict):
+    """Which alarms a route or inhibition rule applies to; every given key must match (lists mean 'any of')."""
+
+    priority: list[str] | None = None
+    grade: list[Literal["red", "yellow", "green"]] | None = None
+    enterprise: list[Id] | None = None
+    source: list[Id] | None = None
+    sensor: list[Id] | None = None
+    condition: list[str] | None = None  # alarm-core conditions: HH H L LL GAS1 GAS2 O2_HIGH O2_LOW DQ
+    quality: list[str] | None = None  # for DQ alarms: the quality that raised it (stale, comm-fail, bad, …)
+
+
+class EscalationRoute(Strict):
+    """A node of the escalation tree; unset options are inherited from the parent (Alertmanager-style)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: Id | None = None
+    match: AlarmMatchers = Field(default_factory=AlarmMatchers)
+    steps: list[EscalationStepName] | None = Field(default=None, min_length=1)
+    # minutes to wait for an acknowledgement at each step before the next fires, per priority
+    timers_min: dict[str, list[Annotated[float, Field(gt=0)]]] | None = None
+    repeat_interval_min: float | None = Field(default=None, gt=0)  # reminders until acknowledged
+    receivers: list[Id] | None = None  # notifier ids (webhook, email) besides the dashboard inbox
+    continue_matching: bool = Field(default=False, alias="continue")  # also try later siblings
+    routes: list[EscalationRoute] = Field(default_factory=list)
+
+
+class InhibitRule(Strict):
+    """While an alarm matching ``source`` is active, ``target`` alarms sharing the ``equal`` labels are muted."""
+
+    source: AlarmMatchers
+    target: AlarmMatchers
+    equal: list[Literal["device", "sensor", "tank", "source", "enterprise"]] = Field(min_length=1)
+
+
+class WebhookReceiver(Strict):
+    """JSON POST to a URL."""
+
+    url: str = Field(pattern=r"^https?://")
+    timeout_s: float = Field(default=5.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class EmailReceiver(Strict):
+    """Mail through an SMTP server."""
+
+    host: str
+    port: int = Field(default=25, ge=1, le=65535)
+    tls: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password_env: str | None = None
+    sender: str
+    to: list[str] = Field(min_length=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class NotifyReceiver(Strict):
+    """A notifier: exactly one of ``webhook`` or ``email``."""
+
+    id: Id
+    language: Literal["zh", "en"] = "zh"
+    attempts: int = Field(default=4, ge=1, le=20)
+    backoff_s: float = Field(default=1.0, ge=0)  # doubled after each failed attempt
+    webhook: WebhookReceiver | None = None
+    email: EmailReceiver | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NotifyReceiver:
+        if (self.webhook is None) == (self.email is None):
+            raise ValueError("a receiver needs exactly one of 'webhook' or 'email'")
+        return self
+
+
+class EscalationConfig(Strict):
+    """Escalation routes, timers, inhibition and notifiers; every key has a documented default."""
+
+    route: EscalationRoute = Field(default_factory=EscalationRoute)
+    inhibit: list[InhibitRule] | None = None  # None: the default (a device's comm-fail mutes its stale alarms)
+    receivers: list[NotifyReceiver] = Field(default_factory=list)
+    group_wait_s: float = Field(default=0.0, ge=0)
+    dedup_window_s: float = Field(default=3600.0, ge=0)
 
 
 class SiteFile(Strict):
@@ -352,3 +568,18 @@ class SiteFile(Strict):
     enterprises: list[Enterprise] = Field(min_length=1)
     devices: list[Device] = Field(default_factory=list)
     storage: Storage = Field(default_factory=Storage)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    users: list[SiteUser] = Field(default_factory=list)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    # Red/yellow/green policy; None: the shipped defaults (alarms/data/grading_defaults.yaml). Green is "no rule".
+    grading: list[GradingRule] | None = None
+
+    @field_validator("grading")
+    @classmethod
+    def _unique_rule_ids(cls, v: list[GradingRule] | None) -> list[GradingRule] | None:
+        seen: set[str] = set()
+        for rule in v or []:
+            if rule.id in seen:
+                raise ValueError(f"duplicate grading rule id {rule.id!r}")
+            seen.add(rule.id)
+        return v

@@ -1,10 +1,16 @@
-"""The supervisor: wires sources → bus → alarm core → stores, owns the tasks and stops them cleanly."""
+"""The supervisor: wires sources → bus → alarm core → stores, owns the tasks and stops them cleanly.
+
+The alarm stage has three inputs, all applied in this one event loop so they never interleave mid-call:
+reading batches (``evaluate``), the clock (``tick`` every ``TICK_S`` of the injected clock: comm-loss of silent
+sensors, shelving that ran out) and operator commands from the bus topic ``commands`` (``apply``). Each
+publishes the events it causes on ``events``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -14,7 +20,7 @@ from tankwatch.bus import Bus
 from tankwatch.clock import Clock
 from tankwatch.config import Site
 from tankwatch.quality import RangeCheck
-from tankwatch.records import AlarmEvent, ReadingBatch
+from tankwatch.records import AlarmEvent, Grade, ReadingBatch
 from tankwatch.stages import Source
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.timeseries import TimeSeriesStore
@@ -22,13 +28,40 @@ from tankwatch.stores.timeseries import TimeSeriesStore
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 3600.0
+TICK_S = 1.0
 
 
 class AlarmEvaluator(Protocol):
-    """What the supervisor needs of an alarm core."""
+    """What the supervisor needs of an alarm core (alarms.evaluate.AlarmCore)."""
 
     def evaluate(self, batch: ReadingBatch) -> list[AlarmEvent]:
         """Events caused by a batch."""
+        ...
+
+    def tick(self, now_ms: int) -> list[AlarmEvent]:
+        """Events due by the clock alone."""
+        ...
+
+    def apply(self, command: dict[str, Any]) -> list[AlarmEvent]:
+        """Events of an operator command; ValueError (naming what is wrong) when it cannot be applied."""
+        ...
+
+    def active(self) -> list[dict]:
+        """The open occurrences."""
+        ...
+
+
+class Grading(Protocol):
+    """What the supervisor needs of a grading stage: absorb readings, grade on the clock."""
+
+    def absorb(self, batch: ReadingBatch) -> None:
+        """Keep the newest readings."""
+        ...
+
+    def update(
+        self, batch: ReadingBatch, core_active: Sequence[dict], now_ms: int, overdue: Collection[str]
+    ) -> list[Grade]:
+        """Grade everything now; the grades whose colour changed."""
         ...
 
 
@@ -51,6 +84,8 @@ class Pipeline:
     alarm_core: AlarmEvaluator | None = None
     timeseries: TimeSeriesStore | None = None
     events: EventStore | None = None
+    grading: Grading | None = None
+    overdue: Callable[[], Collection[str]] = frozenset  # occurrence ids past their escalation deadline
     extra_tasks: Sequence[Callable[[], Awaitable[None]]] = ()
     _source_tasks: list[asyncio.Task] = field(default_factory=list, init=False)
     _stage_tasks: list[asyncio.Task] = field(default_factory=list, init=False)
@@ -66,6 +101,7 @@ class Pipeline:
             self.bus.subscribe(topics.READINGS, "historian") if self.timeseries is not None else None
         )
         self._events_for_store = self.bus.subscribe(topics.EVENTS, "eventstore") if self.events else None
+        self._commands = self.bus.subscribe(topics.COMMANDS, "alarms") if self.alarm_core is not None else None
 
     async def emit(self, batch: ReadingBatch) -> None:
         """Quality-check a batch and publish it; awaiting is the back-pressure."""
@@ -86,11 +122,39 @@ class Pipeline:
     async def _evaluate(self, batches: list[ReadingBatch]) -> None:
         """Evaluate readings and publish the events they cause."""
         assert self.alarm_core is not None
-        events = self.alarm_core.evaluate(ReadingBatch.concat(batches))
-        if events:
-            for e in events:
-                metrics.ALARM_EVENTS.labels(str(e.action)).inc()
+        batch = ReadingBatch.concat(batches)
+        events = self.alarm_core.evaluate(batch)
+        if self.grading is not None:
+            self.grading.absorb(batch)
+        if events:  # the core counts them (tankwatch_alarm_events_total)
             await self.bus.publish(topics.EVENTS, events)
+
+    async def _apply_commands(self, commands: list[Any]) -> None:
+        """Apply operator commands in arrival order; a bad one is logged and counted, never fatal."""
+        assert self.alarm_core is not None
+        events: list[AlarmEvent] = []
+        for command in commands:
+            try:
+                events += self.alarm_core.apply(command)
+            except ValueError as exc:  # the core counted it (input_rejected{stage="alarms",reason="bad_command"})
+                log.warning("alarm command rejected: %s", exc)
+        if events:
+            await self.bus.publish(topics.EVENTS, events)
+
+    async def _tick_stage(self) -> None:
+        """Tick the alarm core every TICK_S of the injected clock (comm-loss and shelving run on time)."""
+        assert self.alarm_core is not None
+        while True:
+            now = self.clock.now_ms()
+            events = self.alarm_core.tick(now)
+            if events:
+                await self.bus.publish(topics.EVENTS, events)
+            if self.grading is not None:
+                # grading once a second, not per batch: grades move with alarms, not with every reading
+                changed = self.grading.update(ReadingBatch.empty(), self.alarm_core.active(), now, self.overdue())
+                if changed:
+                    await self.bus.publish(topics.GRADES, changed)
+            await self.clock.sleep(TICK_S)
 
     async def _historise(self, batches: list[ReadingBatch]) -> None:
         """Write readings to the time-series store off the event loop."""
@@ -134,6 +198,9 @@ class Pipeline:
         stages: list[Awaitable[None]] = []
         if self._readings_for_alarms is not None:
             stages.append(self._consume(topics.READINGS, "alarms", self._readings_for_alarms, self._evaluate))
+        if self._commands is not None:
+            stages.append(self._consume(topics.COMMANDS, "alarms", self._commands, self._apply_commands))
+            stages.append(self._tick_stage())
         if self._readings_for_historian is not None:
             stages.append(
                 self._consume(topics.READINGS, "historian", self._readings_for_historian, self._historise)
@@ -158,7 +225,12 @@ class Pipeline:
         await _cancel(self._source_tasks)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_timeout_s
-        queues = [(topics.READINGS, "alarms"), (topics.READINGS, "historian"), (topics.EVENTS, "eventstore")]
+        queues = [
+            (topics.READINGS, "alarms"),
+            (topics.COMMANDS, "alarms"),
+            (topics.READINGS, "historian"),
+            (topics.EVENTS, "eventstore"),
+        ]
         while loop.time() < deadline and (self._in_flight or any(self._depth(t, g) for t, g in queues)):
             await asyncio.sleep(0.02)
         await _cancel(self._stage_tasks)

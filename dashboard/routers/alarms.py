@@ -1,20 +1,39 @@
-"""GET /api/alarms: alarm occurrences, active or all, with names resolved from the site."""
+"""Alarms: occurrences with their ISA-18.2 lifecycle, operator operations, and alarm-system KPIs.
+
+Operations (acknowledge, shelve, unshelve, reset, comment) are not applied here: they are published as commands
+on the bus topic ``commands`` (``request.app.state.bus``) and the alarm core applies them in order with readings
+and its clock; the answer (202) carries the id the resulting event will have. When the caller's enterprises are
+known (``request.state.allowed_enterprises``, set by authentication) every route keeps to them: occurrences of
+other enterprises answer 404 like unknown ones.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import BaseModel, Field
 
+from alarms.kpi import alarm_kpis
+from alarms.lifecycle import MAX_SHELVE_S, MAX_TEXT
 from dashboard.live import finite_or_none
-from dashboard.routers.deps import EventsDep, NamesDep, SiteNames, iso_utc
+from dashboard.routers.deps import ClockDep, EventsDep, NamesDep, SiteNames, audit_action, iso_utc
+from tankwatch import bus as topics
+from tankwatch import metrics
+from tankwatch.records import stable_id
+from tankwatch.site import Role
 
 router = APIRouter(tags=["alarms"])
 
+State = Literal["active", "shelved", "suppressed", "out_of_service", "cleared", "all"]
+OccurrenceId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")]
+User = Annotated[str, Field(min_length=1, max_length=64, pattern=r"\S")]
+Note = Annotated[str, Field(max_length=MAX_TEXT)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=r"\S")]
+
 
 class AlarmOut(BaseModel):
-    """One alarm occurrence (raised once, then acknowledged and/or cleared)."""
+    """One alarm occurrence and where it is in its lifecycle."""
 
     occurrence_id: str
     sensor_id: str
@@ -25,12 +44,21 @@ class AlarmOut(BaseModel):
     enterprise_name: str | None
     source_id: str
     source_name: str | None
-    state: str  # "active" | "cleared"
+    state: str  # active (on the operator's list) | shelved | suppressed | out_of_service | cleared
+    lifecycle: str  # normal | unack_active | ack_active | unack_returned | latched | shelved | suppressed | …
     acknowledged: bool
+    condition_active: bool  # the condition is still present
+    latched: bool
+    shelved: bool
+    suppressed: bool
+    out_of_service: bool
     raised_ms: int
     raised: str | None
     cleared_ms: int | None
     cleared: str | None
+    closed_ms: int | None
+    acknowledged_by: str | None
+    acknowledged_ms: int | None
     value: float | None
     limit: float | None
     note: str | None
@@ -39,7 +67,7 @@ class AlarmOut(BaseModel):
 class AlarmsOut(BaseModel):
     """Occurrences, newest first."""
 
-    state: Literal["active", "all"]
+    state: State
     count: int
     alarms: list[AlarmOut]
 
@@ -58,24 +86,292 @@ def alarm_out(names: SiteNames, row: dict[str, Any]) -> AlarmOut:
         source_id=row["source_id"],
         source_name=names.source.get(row["source_id"]),
         state=row["state"],
+        lifecycle=row.get("lifecycle") or row["state"],
         acknowledged=bool(row["acknowledged"]),
+        condition_active=bool(row.get("active", row["state"] == "active")),
+        latched=bool(row.get("latched", False)),
+        shelved=bool(row.get("shelved", False)),
+        suppressed=bool(row.get("suppressed", False)),
+        out_of_service=bool(row.get("out_of_service", False)),
         raised_ms=row["raised_ms"],
         raised=iso_utc(row["raised_ms"]),
         cleared_ms=cleared_ms,
         cleared=None if cleared_ms is None else iso_utc(cleared_ms),
+        closed_ms=row.get("closed_ms"),
+        acknowledged_by=row.get("acknowledged_by"),
+        acknowledged_ms=row.get("acknowledged_ms"),
         value=None if row.get("value") is None else finite_or_none(row["value"]),
         limit=None if row.get("limit") is None else finite_or_none(row["limit"]),
         note=row.get("note"),
     )
 
 
+def _allowed(request: Request) -> frozenset[str] | None:
+    """The caller's enterprises when authentication has set them, else None (no restriction)."""
+    allowed = getattr(request.state, "allowed_enterprises", None)
+    return None if allowed is None else frozenset(allowed)
+
+
 @router.get("/api/alarms", response_model=AlarmsOut)
 def alarms(
+    request: Request,
     names: NamesDep,
     events: EventsDep,
-    state: Annotated[Literal["active", "all"], Query(description="active only, or every occurrence")] = "active",
+    state: Annotated[State, Query(description="active: the operator's list (open and annunciated)")] = "active",
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> AlarmsOut:
-    """Alarm occurrences newest first: ``active`` (default) or ``all``."""
-    rows = [alarm_out(names, row) for row in events.alarms(state, limit=limit)]
+    """Alarm occurrences newest first: ``active`` (default), ``shelved``, ``suppressed``, … or ``all``."""
+    rows = [alarm_out(names, row) for row in events.alarms(state, _allowed(request), limit=limit)]
     return AlarmsOut(state=state, count=len(rows), alarms=rows)
+
+
+# ----------------------------------------------------------------------------------- KPIs
+
+
+class BadActorOut(BaseModel):
+    """An alarm (sensor × condition) and how often it was raised in the window."""
+
+    sensor_id: str
+    sensor_name: str | None
+    condition: str
+    count: int
+
+
+class EnterpriseKpisOut(BaseModel):
+    """Alarm-system KPIs of one enterprise (operator position) over the window."""
+
+    enterprise_id: str
+    enterprise_name: str | None
+    alarms: int
+    alarms_per_10min: float
+    peak_10min: int
+    periods: int
+    flood_periods: int  # 10-minute periods with more than 10 alarms
+    flood_share: float
+    chattering: list[BadActorOut]  # raised 3 or more times within 60 s
+    stale: list[str]  # occurrence ids present for more than 24 h
+    bad_actors: list[BadActorOut]  # top 10
+    priority_counts: dict[str, int]
+    priority_shares: dict[str, float]
+
+
+class KpisOut(BaseModel):
+    """KPIs per enterprise."""
+
+    since_ms: int
+    until_ms: int
+    since: str | None
+    until: str | None
+    enterprises: list[EnterpriseKpisOut]
+
+
+def kpis_for(events: Any, names: SiteNames, now_ms: int, hours: float, allowed: frozenset[str] | None) -> KpisOut:
+    """KPIs of the last ``hours`` up to ``now_ms`` for the allowed enterprises (all when None)."""
+    since = now_ms - max(1, round(hours * 3600_000))  # at least a millisecond, however small ``hours`` is
+    rows = events.occurrences_between(since, now_ms, allowed)
+    listed = [e for e in names.enterprise if allowed is None or e in allowed]
+    result = alarm_kpis(rows, since, now_ms, now_ms, listed)
+
+    def actors(items) -> list[BadActorOut]:  # noqa: ANN001 - list of alarms.kpi.BadActor
+        return [BadActorOut(sensor_id=a.sensor_id, sensor_name=names.sensor.get(a.sensor_id), condition=a.condition,
+                            count=a.count) for a in items]
+
+    return KpisOut(
+        since_ms=since,
+        until_ms=now_ms,
+        since=iso_utc(since),
+        until=iso_utc(now_ms),
+        enterprises=[
+            EnterpriseKpisOut(
+                enterprise_id=k.enterprise_id,
+                enterprise_name=names.enterprise.get(k.enterprise_id),
+                alarms=k.alarms,
+                alarms_per_10min=k.alarms_per_10min,
+                peak_10min=k.peak_10min,
+                periods=k.periods,
+                flood_periods=k.flood_periods,
+                flood_share=k.flood_share,
+                chattering=actors(k.chattering),
+                stale=k.stale,
+                bad_actors=actors(k.bad_actors),
+                priority_counts=k.priority_counts,
+                priority_shares=k.priority_shares,
+            )
+            for k in result.values()
+        ],
+    )
+
+
+@router.get("/api/alarms/kpis", response_model=KpisOut)
+def kpis(
+    request: Request,
+    names: NamesDep,
+    events: EventsDep,
+    clock: ClockDep,
+    hours: Annotated[float, Query(gt=0, le=24 * 90, description="window length, ending now")] = 24.0,
+) -> KpisOut:
+    """Alarm-system KPIs per enterprise: alarms per 10 min, floods, chattering, stale, bad actors, priority mix."""
+    return kpis_for(events, names, clock.now_ms(), hours, _allowed(request))
+
+
+# ----------------------------------------------------------------------------------- operations
+
+
+class AckIn(BaseModel):
+    """Acknowledge an occurrence."""
+
+    user: User
+    note: Note | None = None
+
+
+class ShelveIn(BaseModel):
+    """Shelve the alarm of an occurrence for a while, with a reason."""
+
+    user: User
+    reason: Text
+    duration_s: float = Field(gt=0, le=MAX_SHELVE_S)
+
+
+class UnshelveIn(BaseModel):
+    """Unshelve the alarm of an occurrence."""
+
+    user: User
+    note: Note | None = None
+
+
+class ResetIn(BaseModel):
+    """Reset a latched occurrence whose condition has returned."""
+
+    user: User
+    note: Note | None = None
+
+
+class CommentIn(BaseModel):
+    """A comment on an occurrence."""
+
+    user: User
+    text: Text
+
+
+class CommandOut(BaseModel):
+    """A command accepted for the alarm core; ``event_id`` is the id its event will carry if it applies."""
+
+    accepted: bool
+    op: str
+    occurrence_id: str
+    user: str
+    ts_ms: int
+    event_id: str
+
+
+_ACTION = {
+    "acknowledge": "acknowledged",
+    "shelve": "shelved",
+    "unshelve": "unshelved",
+    "reset": "reset",
+    "comment": "commented",
+}
+_OPERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such occurrence (or not in the caller's scope)"},
+    409: {"description": "The occurrence is not in a state this operation applies to"},
+    503: {"description": "No alarm stage is listening (no bus)"},
+}
+
+
+# Who may act on alarms: the enterprise's people; regulators sign escalations instead, testers only look.
+ALARM_OPERATORS = frozenset({Role.OPERATOR, Role.SAFETY_MANAGER})
+
+
+async def _publish(request: Request, events: Any, clock: Any, op: str, occurrence_id: str, user: str,
+                   **extra: Any) -> CommandOut:
+    """Check the occurrence, publish the command on the bus, and say what event id it will produce."""
+    principal = getattr(request.state, "principal", None)  # set by authentication on every protected route
+    if principal is not None:
+        if principal.role not in ALARM_OPERATORS:
+            raise HTTPException(403, f"role {principal.role.value} may not {op} alarms")
+        user = principal.login  # who acts is who logged in, never what the body claims
+    row = events.occurrence(occurrence_id)
+    allowed = _allowed(request)
+    if row is None or (allowed is not None and row["enterprise_id"] not in allowed):
+        metrics.INPUT_REJECTED.labels("dashboard", "unknown_occurrence").inc()
+        raise HTTPException(404, f"unknown alarm occurrence {occurrence_id!r}")
+    if op != "comment":
+        why = _conflict(op, row)
+        if why:
+            metrics.INPUT_REJECTED.labels("dashboard", "alarm_state_conflict").inc()
+            raise HTTPException(409, f"cannot {op} occurrence {occurrence_id}: {why}")
+    bus = getattr(request.app.state, "bus", None)
+    if bus is None:
+        raise HTTPException(503, "alarm commands need the alarm stage's bus, and this dashboard has none")
+    ts = clock.now_ms()
+    command = {"op": op, "occurrence_id": occurrence_id, "user": user, "ts_ms": ts}
+    command.update({k: v for k, v in extra.items() if v is not None})
+    if op == "comment":  # lets the core comment on an occurrence it no longer holds
+        command.update(sensor_id=row["sensor_id"], condition=row["condition"])
+    await bus.publish(topics.COMMANDS, command, key=row["enterprise_id"])
+    if principal is not None:  # the audit journal: who, when, what, from where
+        detail = {k: v for k, v in extra.items() if v is not None}
+        audit_action(request, f"alarm.{op}", "alarm", occurrence_id, enterprise_id=row["enterprise_id"], detail=detail)
+    return CommandOut(
+        accepted=True,
+        op=op,
+        occurrence_id=occurrence_id,
+        user=user,
+        ts_ms=ts,
+        event_id=stable_id(occurrence_id, _ACTION[op], ts, user),
+    )
+
+
+def _conflict(op: str, row: dict[str, Any]) -> str | None:
+    """Why the stored lifecycle rules an operation out (the core has the last word), or None."""
+    if row["state"] == "cleared":
+        return "it is closed"
+    if op == "acknowledge" and row["acknowledged"]:
+        return "it is acknowledged already"
+    if op == "reset" and not row.get("latched"):
+        return "its condition is still present" if row.get("active") else "it is not latched"
+    if op == "unshelve" and not row.get("shelved"):
+        return "it is not shelved"
+    return None
+
+
+@router.post("/api/alarms/{occurrence_id}/ack", response_model=CommandOut, status_code=202,
+             responses=_OPERATION_RESPONSES)
+async def acknowledge(request: Request, occurrence_id: OccurrenceId, body: AckIn, events: EventsDep,
+                      clock: ClockDep) -> CommandOut:
+    """Acknowledge an occurrence (确认)."""
+    return await _publish(request, events, clock, "acknowledge", occurrence_id, body.user, note=body.note)
+
+
+@router.post("/api/alarms/{occurrence_id}/shelve", response_model=CommandOut, status_code=202,
+             responses=_OPERATION_RESPONSES)
+async def shelve(request: Request, occurrence_id: OccurrenceId, body: ShelveIn, events: EventsDep,
+                 clock: ClockDep) -> CommandOut:
+    """Shelve the alarm of an occurrence for ``duration_s`` (搁置), at most 8 h, with a reason."""
+    return await _publish(
+        request, events, clock, "shelve", occurrence_id, body.user, note=body.reason, duration_s=body.duration_s
+    )
+
+
+@router.post("/api/alarms/{occurrence_id}/unshelve", response_model=CommandOut, status_code=202,
+             responses=_OPERATION_RESPONSES)
+async def unshelve(request: Request, occurrence_id: OccurrenceId, body: UnshelveIn, events: EventsDep,
+                   clock: ClockDep) -> CommandOut:
+    """Unshelve the alarm of an occurrence (取消搁置)."""
+    return await _publish(request, events, clock, "unshelve", occurrence_id, body.user, note=body.note)
+
+
+@router.post("/api/alarms/{occurrence_id}/reset", response_model=CommandOut, status_code=202,
+             responses=_OPERATION_RESPONSES)
+async def reset(request: Request, occurrence_id: OccurrenceId, body: ResetIn, events: EventsDep,
+                clock: ClockDep) -> CommandOut:
+    """Reset a latched gas alarm whose condition has returned (复位)."""
+    return await _publish(request, events, clock, "reset", occurrence_id, body.user, note=body.note)
+
+
+@router.post("/api/alarms/{occurrence_id}/comment", response_model=CommandOut, status_code=202,
+             responses=_OPERATION_RESPONSES)
+async def comment(request: Request, occurrence_id: OccurrenceId, body: CommentIn, events: EventsDep,
+                  clock: ClockDep) -> CommandOut:
+    """Comment on an occurrence (备注)."""
+    return await _publish(request, events, clock, "comment", occurrence_id, body.user, note=body.text)

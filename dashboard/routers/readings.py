@@ -1,4 +1,4 @@
-"""GET /api/readings/latest and GET /api/readings: newest values and one sensor's history."""
+"""GET /api/readings/latest and GET /api/readings: newest values and one sensor's history, within the caller's scope."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel
 
 from dashboard.live import finite_or_none
-from dashboard.routers.deps import EPOCH, ClockDep, HubDep, SiteDep, TimeSeriesDep, iso_utc
-from tankwatch import metrics
+from dashboard.routers.deps import AUTH_RESPONSES, EPOCH, ClockDep, HubDep, ScopeDep, TimeSeriesDep, iso_utc
 from tankwatch.records import Quality
 
 router = APIRouter(tags=["readings"])
@@ -107,9 +106,9 @@ class ReadingsOut(BaseModel):
     points: list[Point]
 
 
-@router.get("/api/readings/latest", response_model=LatestOut)
-async def latest(timeseries: TimeSeriesDep, hub: HubDep, clock: ClockDep) -> LatestOut:
-    """Per sensor: value, time and quality label (stored values merged with what the live hub saw since)."""
+@router.get("/api/readings/latest", response_model=LatestOut, responses=AUTH_RESPONSES)
+async def latest(timeseries: TimeSeriesDep, hub: HubDep, clock: ClockDep, scope: ScopeDep) -> LatestOut:
+    """Per sensor of the caller's enterprises: value, time and quality (stored values merged with live ones)."""
     # async on purpose: the hub's arrays belong to the event loop; the store call is an in-memory copy.
     hub.absorb(timeseries.latest(), mark_dirty=False)
     now = clock.now_ms()
@@ -118,7 +117,7 @@ async def latest(timeseries: TimeSeriesDep, hub: HubDep, clock: ClockDep) -> Lat
         time=iso_utc(now),
         readings=[
             LatestReading(sensor_id=sid, ts_ms=ts, time=iso_utc(ts), value=value, quality=label)
-            for sid, ts, value, label in hub.rows()
+            for sid, ts, value, label in hub.rows_in(scope.enterprises)
         ],
     )
 
@@ -126,10 +125,10 @@ async def latest(timeseries: TimeSeriesDep, hub: HubDep, clock: ClockDep) -> Lat
 @router.get(
     "/api/readings",
     response_model=ReadingsOut,
-    responses={404: {"model": ErrorOut, "description": "Unknown sensor"}},
+    responses={**AUTH_RESPONSES, 404: {"model": ErrorOut, "description": "Unknown sensor, or outside the scope"}},
 )
 def readings(
-    site: SiteDep,
+    scope: ScopeDep,
     timeseries: TimeSeriesDep,
     clock: ClockDep,
     sensor: Annotated[str, Query(description="sensor id, e.g. T101-LT-A", max_length=200)],
@@ -141,9 +140,7 @@ def readings(
     # parse_time_ms ran as the parameters' validator, so start/end already hold epoch ms here.
     start_ms: int | None = start  # type: ignore[assignment]
     end_ms: int | None = end  # type: ignore[assignment]
-    if not site.has_sensor(sensor):
-        metrics.INPUT_REJECTED.labels("dashboard", "unknown_sensor").inc()
-        raise HTTPException(404, f"unknown sensor {sensor!r}")
+    info = scope.require_sensor(sensor)  # 404 alike for unknown and out-of-scope ids: nothing to probe
     if end_ms is None:
         end_ms = clock.now_ms() if start_ms is None else max(clock.now_ms(), start_ms + DEFAULT_WINDOW_MS)
     if start_ms is None:
@@ -159,7 +156,6 @@ def readings(
                 }
             ]
         )
-    info = site.sensor(sensor)
     batch = timeseries.query(info.index, start_ms, end_ms, max_points=max_points)
     return ReadingsOut(
         sensor_id=sensor,

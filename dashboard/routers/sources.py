@@ -1,11 +1,14 @@
-"""GET /api/sources: the park tree the page draws — enterprises, hazard sources, tanks and sensors."""
+"""GET /api/sources: the park tree the page draws; GET /api/sources/{id}/hazard: GB 18218 assessment."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from dashboard.routers.deps import SiteDep
+from alarms.hazard import live_assessment, reference, regulatory_assessment, tank_levels
+from dashboard.routers.deps import AUTH_RESPONSES, ErrorOut, ScopeDep, SiteDep, TimeSeriesDep
 from tankwatch.config import SensorInfo, Site
 from tankwatch.site import GasLimits, Geometry, Limits, Location, SensorKind, Tank, UnitKind
 
@@ -195,10 +198,97 @@ def sources_tree(site: Site) -> SourcesOut:
     )
 
 
-@router.get("/api/sources", response_model=SourcesOut)
-def sources(request: Request, site: SiteDep) -> SourcesOut:
-    """Park → enterprises → hazard sources → tanks (geometry, chemical, height) and sensors (kind, unit, limits)."""
+@router.get("/api/sources", response_model=SourcesOut, responses=AUTH_RESPONSES)
+def sources(request: Request, site: SiteDep, scope: ScopeDep) -> SourcesOut:
+    """Park → enterprises → hazard sources → tanks and sensors, limited to the enterprises the caller may see."""
     state = request.app.state
     if getattr(state, "sources_tree", None) is None:
         state.sources_tree = sources_tree(site)  # the site never changes while the app runs
-    return state.sources_tree
+    tree: SourcesOut = state.sources_tree
+    visible = [e for e in tree.enterprises if scope.allows(e.id)]
+    count = sum(len(t.sensors) for e in visible for s in e.hazard_sources for t in s.tanks) + sum(
+        len(s.sensors) for e in visible for s in e.hazard_sources
+    )
+    return SourcesOut(park=tree.park, enterprises=visible, sensor_count=count)
+
+
+# ---------------------------------------------------------------------------------------------- hazard
+
+
+class HazardTermOut(BaseModel):
+    """One chemical's share of a unit: q/Q and β·q/Q, with confidence tags of the reference data."""
+
+    chemical: str
+    name_zh: str
+    name_en: str
+    cas: list[str]
+    keys: list[str]
+    table: str
+    symbol: str | None
+    q_t: float
+    critical_t: float
+    beta: float
+    ratio: float
+    weighted: float
+    tag: str
+    beta_tag: str
+
+
+class TankInventoryOut(BaseModel):
+    """A tank's quantity in the assessment (live: from its level; missing: design maximum stands in)."""
+
+    tank_id: str
+    chemical: str
+    q_t: float
+    level_m: float | None
+    missing: bool
+
+
+class HazardAssessmentOut(BaseModel):
+    """GB 18218-2018 S, R and level of a source on one basis (regulatory or live), clearly labelled."""
+
+    source_id: str
+    basis: Literal["regulatory", "live"]
+    label_zh: str
+    label_en: str
+    ts_ms: int | None
+    complete: bool
+    s: float
+    r: float
+    alpha: float
+    exposed_population: int
+    is_major: bool
+    level: int | None
+    level_zh: str
+    terms: list[HazardTermOut]
+    tanks: list[TankInventoryOut]
+
+
+class SourceHazardOut(BaseModel):
+    """The legal (design maximum) and the live (level × density) assessment of a hazard source, kept apart."""
+
+    source_id: str
+    enterprise_id: str
+    name: str
+    reference: str
+    regulatory: HazardAssessmentOut
+    live: HazardAssessmentOut
+
+
+@router.get(
+    "/api/sources/{source_id}/hazard",
+    response_model=SourceHazardOut,
+    responses={**AUTH_RESPONSES, 404: {"model": ErrorOut, "description": "Unknown hazard source"}},
+)
+def source_hazard(source_id: str, scope: ScopeDep, timeseries: TimeSeriesDep) -> SourceHazardOut:
+    """GB 18218-2018 identification and grading of one hazard source: regulatory and live."""
+    ent, src = scope.require_source(source_id)
+    levels, ts = tank_levels(scope.site, timeseries.latest())
+    return SourceHazardOut(
+        source_id=src.id,
+        enterprise_id=ent.id,
+        name=src.name,
+        reference=reference().version,
+        regulatory=HazardAssessmentOut(**regulatory_assessment(scope.site, src).to_dict()),
+        live=HazardAssessmentOut(**live_assessment(scope.site, src, levels, ts).to_dict()),
+    )

@@ -1,6 +1,7 @@
-// tankwatch dashboard page: park tree from /api/sources, live values and alarms from /ws/live.
-// Plain JS, no framework, no request to any other host. The DOM is built once and then only the
-// values that changed are written.
+// tankwatch dashboard core: strings, API access with login, the live websocket, shared state (park tree,
+// readings, alarms), the audible annunciator and the view router. The views (control.js, park.js,
+// replay.js) and the trend chart (trend.js) build on window.tankwatch. Plain JS, no framework, no request
+// to any other host.
 "use strict";
 
 (function () {
@@ -11,6 +12,11 @@
       "langButton": "English",
       "loading": "加载中…",
       "loadError": "无法加载园区配置，重试中…",
+      "notAvailable": "接口暂未提供",
+      "apiError": "接口错误",
+      "view.control": "控制室",
+      "view.park": "园区监管",
+      "view.replay": "测试回放",
       "sources": "危险源",
       "conn.connecting": "连接中…",
       "conn.live": "实时",
@@ -18,8 +24,28 @@
       "sum.alarms": "报警",
       "sum.faults": "故障",
       "sum.normal": "正常",
+      "largeType": "大字",
+      "logout": "退出",
+      "close": "关闭",
+      "cancel": "取消",
+      "ok": "确定",
+      "audio.on": "声音开",
+      "audio.muted": "已静音",
+      "audio.silence": "消音",
+      "audio.blocked": "浏览器阻止了报警声音：点击此处启用",
+      "banner.alarm": "新报警",
+      "banner.grade": "特别管控（红色）",
+      "login.title": "登录",
+      "login.user": "用户名",
+      "login.password": "密码",
+      "login.submit": "登录",
+      "login.failed": "用户名或密码错误",
+      "login.limited": "尝试次数过多，请稍后再试",
+      "login.expired": "登录已过期，请重新登录",
       "activeAlarms": "当前报警",
+      "shelvedAlarms": "已搁置",
       "noAlarms": "无当前报警",
+      "noShelved": "无搁置报警",
       "col.time": "时间",
       "col.priority": "优先级",
       "col.tag": "位号",
@@ -28,8 +54,31 @@
       "col.value": "报警值",
       "col.limit": "限值",
       "col.state": "状态",
+      "col.actions": "操作",
+      "col.enterprise": "企业",
+      "col.grade": "分级",
+      "col.activeAlarms": "报警",
+      "col.online": "在线率",
+      "col.compliance": "合规",
+      "col.reasons": "原因",
       "state.unack": "未确认",
       "state.ack": "已确认",
+      "state.returned": "已恢复未确认",
+      "state.latched": "锁存",
+      "state.shelved": "已搁置",
+      "state.escalated": "已升级",
+      "act.ack": "确认",
+      "act.ackAll": "全部确认",
+      "act.shelve": "搁置",
+      "act.unshelve": "取消搁置",
+      "act.comment": "备注",
+      "act.reset": "复位",
+      "act.reason": "原因",
+      "act.duration": "时长",
+      "act.minutes": "分钟",
+      "act.note": "内容",
+      "act.failed": "操作失败",
+      "act.unavailable": "报警操作接口暂未提供（仅显示）",
       "status.normal": "正常",
       "status.fault": "故障",
       "status.alarm": "报警",
@@ -39,6 +88,7 @@
       "quality.stale": "数据中断",
       "quality.comm-fail": "通讯故障",
       "quality.out-of-range": "超量程",
+      "quality.flat": "数值冻结",
       "kind.level": "液位",
       "kind.temperature": "温度",
       "kind.pressure": "压力",
@@ -46,6 +96,7 @@
       "kind.gas_combustible": "可燃气体",
       "kind.gas_toxic": "有毒气体",
       "kind.oxygen": "氧气",
+      "kind.lightning": "雷电预警",
       "esd.0": "开",
       "esd.1": "已切断",
       "esd.2": "旁路",
@@ -73,10 +124,13 @@
       "cond.stale": "数据中断",
       "cond.comm": "通讯故障",
       "cond.comm-fail": "通讯故障",
+      "cond.comm_loss": "通讯中断",
       "cond.bad": "坏值",
       "cond.out-of-range": "超量程",
+      "cond.sensor_fault": "仪表故障",
       "cond.roc": "变化率",
       "cond.flat": "数值冻结",
+      "cond.flatline": "数值冻结",
       "cond.deviation": "液位偏差",
       "cond.esd": "切断阀动作",
       "prio.highest": "紧急",
@@ -87,12 +141,120 @@
       "prio.medium": "中",
       "prio.low": "低",
       "prio.diagnostic": "诊断",
+      "kpi.rate": "10分钟报警数",
+      "kpi.flood": "报警泛滥",
+      "kpi.floodYes": "泛滥中",
+      "kpi.floodNo": "否",
+      "kpi.active": "活动报警",
+      "kpi.unack": "未确认",
+      "kpi.chattering": "振荡报警",
+      "kpi.floods24": "24h泛滥时段",
+      "kpi.stale": "长期报警",
+      "kpi.unavailable": "报警KPI接口暂未提供",
+      "trend": "趋势",
+      "trend.hint": "点击任一测点查看历史趋势",
+      "trend.empty": "该时段无数据",
+      "trend.loading": "加载中…",
+      "grade.red": "特别管控",
+      "grade.yellow": "重点关注",
+      "grade.green": "一般监管",
+      "grade.unknown": "未分级",
+      "grade.unavailable": "分级接口暂未提供：按报警状态着色",
+      "park.overview": "总览",
+      "park.escalations": "升级工单",
+      "park.compliance": "合规检查",
+      "park.credibility": "数据可信度",
+      "park.evidence": "违规证据",
+      "park.hazard": "GB 18218 辨识",
+      "park.openControl": "在控制室查看",
+      "park.pickEnterprise": "点击地图或列表中的企业查看详情",
+      "park.sources": "危险源",
+      "park.liveValues": "实时值",
+      "park.reasons": "分级原因",
+      "park.noReasons": "无",
+      "compliant": "合规",
+      "compliance.na": "不适用",
+      "gaps": "存在缺项",
+      "esc.sla": "时限",
+      "esc.overdue": "已超时",
+      "esc.sign": "签收",
+      "esc.dispose": "处置反馈",
+      "esc.close": "消警",
+      "esc.reasonCode": "消警原因",
+      "esc.disposition": "处置情况",
+      "esc.empty": "无升级工单",
+      "esc.unavailable": "升级工单接口暂未提供",
+      "esc.step": "升级层级",
+      "esc.status": "状态",
+      "esc.alarm": "报警",
+      "esc.opened": "发起时间",
+      "esc.reason.handled": "已处置",
+      "esc.reason.false_alarm": "误报",
+      "esc.reason.equipment_fault": "设备故障",
+      "esc.reason.maintenance": "检修作业",
+      "esc.reason.test": "测试",
+      "esc.stepName.operator": "值班操作员",
+      "esc.stepName.operational": "操作负责人",
+      "esc.stepName.technical": "技术负责人",
+      "esc.stepName.principal": "主要负责人",
+      "esc.stepName.park_regulator": "园区监管",
+      "esc.stepName.county_regulator": "县级监管",
+      "esc.st.open": "升级中",
+      "esc.st.acknowledged": "已确认",
+      "esc.st.awaiting_close": "待消警",
+      "esc.st.awaiting_clear": "待报警恢复",
+      "esc.st.closed": "已消警",
+      "compliance.unavailable": "合规检查接口暂未提供",
+      "credibility.unavailable": "数据可信度接口暂未提供",
+      "evidence.unavailable": "违规证据接口暂未提供",
+      "evidence.empty": "无违规证据",
+      "evidence.found": "发现时间",
+      "evidence.kind": "类型",
+      "evidence.range": "时间范围",
+      "evidence.summary": "说明",
+      "evidence.data": "数据",
+      "hazard.incomplete": "数据不完整（以设计最大量代替）",
+      "hazard.unavailable": "重大危险源辨识接口暂未提供",
+      "hazard.regulatory": "设计最大量（法定辨识）",
+      "hazard.live": "实时储量（动态）",
+      "hazard.level": "级别",
+      "hazard.notMajor": "非重大危险源",
+      "hazard.chemical": "物质",
+      "hazard.q": "实际量 q (t)",
+      "hazard.Q": "临界量 Q (t)",
+      "replay.title": "场景与回放",
+      "replay.speed": "速度",
+      "replay.start": "开始",
+      "replay.stop": "停止",
+      "replay.kind": "类型",
+      "replay.name": "名称",
+      "replay.description": "说明",
+      "replay.golden": "期望时间线",
+      "replay.timeline": "报警时间线：期望 / 实际",
+      "replay.scenario": "场景",
+      "replay.feed": "录制数据",
+      "replay.idle": "空闲",
+      "replay.running": "运行中",
+      "replay.finished": "已完成",
+      "replay.expected": "期望",
+      "replay.actual": "实际",
+      "replay.match": "一致",
+      "replay.mismatch": "不一致",
+      "replay.unavailable": "回放接口暂未提供（待场景与回放模块接入）",
+      "replay.noTimeline": "尚无时间线",
+      "yes": "是",
+      "no": "否",
     },
     "en": {
       "title": "Major Hazard Source Monitoring",
       "langButton": "中文",
       "loading": "Loading…",
       "loadError": "Cannot load the park configuration, retrying…",
+      "notAvailable": "Not available yet",
+      "apiError": "API error",
+      "view.control": "Control room",
+      "view.park": "Park regulator",
+      "view.replay": "Test & replay",
       "sources": "Hazard sources",
       "conn.connecting": "Connecting…",
       "conn.live": "Live",
@@ -100,8 +262,28 @@
       "sum.alarms": "alarms",
       "sum.faults": "faults",
       "sum.normal": "normal",
+      "largeType": "Large type",
+      "logout": "Log out",
+      "close": "Close",
+      "cancel": "Cancel",
+      "ok": "OK",
+      "audio.on": "Sound on",
+      "audio.muted": "Muted",
+      "audio.silence": "Silence",
+      "audio.blocked": "The browser blocked alarm sound: click here to enable it",
+      "banner.alarm": "New alarm",
+      "banner.grade": "Red grade (special control)",
+      "login.title": "Log in",
+      "login.user": "User name",
+      "login.password": "Password",
+      "login.submit": "Log in",
+      "login.failed": "Wrong user name or password",
+      "login.limited": "Too many attempts, try again later",
+      "login.expired": "Session expired, please log in again",
       "activeAlarms": "Active alarms",
+      "shelvedAlarms": "Shelved",
       "noAlarms": "No active alarms",
+      "noShelved": "No shelved alarms",
       "col.time": "Time",
       "col.priority": "Priority",
       "col.tag": "Tag",
@@ -110,8 +292,31 @@
       "col.value": "Value",
       "col.limit": "Limit",
       "col.state": "State",
+      "col.actions": "Actions",
+      "col.enterprise": "Enterprise",
+      "col.grade": "Grade",
+      "col.activeAlarms": "Alarms",
+      "col.online": "Online",
+      "col.compliance": "Compliance",
+      "col.reasons": "Reasons",
       "state.unack": "Unacknowledged",
       "state.ack": "Acknowledged",
+      "state.returned": "Returned, unack.",
+      "state.latched": "Latched",
+      "state.shelved": "Shelved",
+      "state.escalated": "Escalated",
+      "act.ack": "Ack",
+      "act.ackAll": "Ack all",
+      "act.shelve": "Shelve",
+      "act.unshelve": "Unshelve",
+      "act.comment": "Comment",
+      "act.reset": "Reset",
+      "act.reason": "Reason",
+      "act.duration": "Duration",
+      "act.minutes": "minutes",
+      "act.note": "Text",
+      "act.failed": "Action failed",
+      "act.unavailable": "Alarm actions API not available yet (display only)",
       "status.normal": "Normal",
       "status.fault": "Fault",
       "status.alarm": "Alarm",
@@ -121,6 +326,7 @@
       "quality.stale": "Stale",
       "quality.comm-fail": "Comm. failure",
       "quality.out-of-range": "Out of range",
+      "quality.flat": "Flat-line",
       "kind.level": "Level",
       "kind.temperature": "Temp.",
       "kind.pressure": "Pressure",
@@ -128,6 +334,7 @@
       "kind.gas_combustible": "Combustible gas",
       "kind.gas_toxic": "Toxic gas",
       "kind.oxygen": "Oxygen",
+      "kind.lightning": "Lightning warning",
       "esd.0": "Open",
       "esd.1": "Tripped",
       "esd.2": "Bypassed",
@@ -155,42 +362,160 @@
       "cond.stale": "Stale data",
       "cond.comm": "Comm. failure",
       "cond.comm-fail": "Comm. failure",
+      "cond.comm_loss": "Comm. loss",
       "cond.bad": "Bad value",
       "cond.out-of-range": "Out of range",
+      "cond.sensor_fault": "Sensor fault",
       "cond.roc": "Rate of change",
       "cond.flat": "Flat-line",
+      "cond.flatline": "Flat-line",
       "cond.deviation": "Level deviation",
       "cond.esd": "ESD operated",
       "prio.highest": "Emergency",
       "prio.emergency": "Emergency",
-      "prio.critical": "Emergency",
+      "prio.critical": "Critical",
       "prio.urgent": "Emergency",
       "prio.high": "High",
       "prio.medium": "Medium",
       "prio.low": "Low",
       "prio.diagnostic": "Diagnostic",
+      "kpi.rate": "Alarms / 10 min",
+      "kpi.flood": "Alarm flood",
+      "kpi.floodYes": "FLOOD",
+      "kpi.floodNo": "no",
+      "kpi.active": "Active",
+      "kpi.unack": "Unack.",
+      "kpi.chattering": "Chattering",
+      "kpi.floods24": "Floods (24 h)",
+      "kpi.stale": "Stale (>24 h)",
+      "kpi.unavailable": "Alarm KPI API not available yet",
+      "trend": "Trend",
+      "trend.hint": "Click any measurement for its history",
+      "trend.empty": "No data in this period",
+      "trend.loading": "Loading…",
+      "grade.red": "Special control",
+      "grade.yellow": "Attention",
+      "grade.green": "General",
+      "grade.unknown": "Not graded",
+      "grade.unavailable": "Grading API not available yet: coloured by alarm state",
+      "park.overview": "Overview",
+      "park.escalations": "Escalations",
+      "park.compliance": "Compliance",
+      "park.credibility": "Data credibility",
+      "park.evidence": "Evidence",
+      "park.hazard": "GB 18218",
+      "park.openControl": "Open in control room",
+      "park.pickEnterprise": "Click an enterprise on the map or in the list",
+      "park.sources": "Hazard sources",
+      "park.liveValues": "Live values",
+      "park.reasons": "Grade reasons",
+      "park.noReasons": "none",
+      "compliant": "Compliant",
+      "compliance.na": "Not applicable",
+      "gaps": "Gaps",
+      "esc.sla": "SLA",
+      "esc.overdue": "Overdue",
+      "esc.sign": "Sign",
+      "esc.dispose": "Disposition",
+      "esc.close": "Close",
+      "esc.reasonCode": "Reason code",
+      "esc.disposition": "Disposition",
+      "esc.empty": "No escalations",
+      "esc.unavailable": "Escalation API not available yet",
+      "esc.step": "Step",
+      "esc.status": "Status",
+      "esc.alarm": "Alarm",
+      "esc.opened": "Opened",
+      "esc.reason.handled": "Handled",
+      "esc.reason.false_alarm": "False alarm",
+      "esc.reason.equipment_fault": "Equipment fault",
+      "esc.reason.maintenance": "Maintenance",
+      "esc.reason.test": "Test",
+      "esc.stepName.operator": "On-duty operator",
+      "esc.stepName.operational": "Operations lead",
+      "esc.stepName.technical": "Technical lead",
+      "esc.stepName.principal": "Principal",
+      "esc.stepName.park_regulator": "Park regulator",
+      "esc.stepName.county_regulator": "County regulator",
+      "esc.st.open": "Escalating",
+      "esc.st.acknowledged": "Acknowledged",
+      "esc.st.awaiting_close": "Awaiting close",
+      "esc.st.awaiting_clear": "Awaiting alarm clear",
+      "esc.st.closed": "Closed",
+      "compliance.unavailable": "Compliance API not available yet",
+      "credibility.unavailable": "Data credibility API not available yet",
+      "evidence.unavailable": "Evidence API not available yet",
+      "evidence.empty": "No evidence entries",
+      "evidence.found": "Found",
+      "evidence.kind": "Kind",
+      "evidence.range": "Time range",
+      "evidence.summary": "Summary",
+      "evidence.data": "Data",
+      "hazard.incomplete": "incomplete (design maximum stands in)",
+      "hazard.unavailable": "Hazard assessment API not available yet",
+      "hazard.regulatory": "Design maximum (regulatory)",
+      "hazard.live": "Live inventory (dynamic)",
+      "hazard.level": "Level",
+      "hazard.notMajor": "Not a major hazard",
+      "hazard.chemical": "Substance",
+      "hazard.q": "Quantity q (t)",
+      "hazard.Q": "Threshold Q (t)",
+      "replay.title": "Scenarios and replay",
+      "replay.speed": "Speed",
+      "replay.start": "Start",
+      "replay.stop": "Stop",
+      "replay.kind": "Kind",
+      "replay.name": "Name",
+      "replay.description": "Description",
+      "replay.golden": "Golden timeline",
+      "replay.timeline": "Alarm timeline: expected / actual",
+      "replay.scenario": "Scenario",
+      "replay.feed": "Recorded feed",
+      "replay.idle": "Idle",
+      "replay.running": "Running",
+      "replay.finished": "Finished",
+      "replay.expected": "Expected",
+      "replay.actual": "Actual",
+      "replay.match": "match",
+      "replay.mismatch": "mismatch",
+      "replay.unavailable": "Replay API not available yet (waiting for the scenario/replay module)",
+      "replay.noTimeline": "No timeline yet",
+      "yes": "yes",
+      "no": "no",
     },
   };
   const LANG_KEY = "tankwatch.lang";
+  const TOKEN_KEY = "tankwatch.token";
+  const LARGE_KEY = "tankwatch.large";
+  const MUTE_KEY = "tankwatch.muted";
   let lang = readLang();
+
+  function storageGet(store, key) {
+    try {
+      return window[store].getItem(key);
+    } catch (_e) {
+      return null; // storage may be disabled
+    }
+  }
+
+  function storageSet(store, key, value) {
+    try {
+      if (value === null) window[store].removeItem(key);
+      else window[store].setItem(key, value);
+    } catch (_e) {
+      // storage may be disabled; the setting holds for this page only
+    }
+  }
 
   // ?lang=en (or zh-CN) in the address wins, so a wall screen can be set up by URL alone.
   function readLang() {
     const asked = new URLSearchParams(window.location.search).get("lang");
     if (asked && STRINGS[asked]) {
-      try {
-        window.localStorage.setItem(LANG_KEY, asked);
-      } catch (_e) {
-        // storage may be disabled; the URL still decides for this page
-      }
+      storageSet("localStorage", LANG_KEY, asked);
       return asked;
     }
-    try {
-      const saved = window.localStorage.getItem(LANG_KEY);
-      return saved && STRINGS[saved] ? saved : "zh-CN";
-    } catch (_e) {
-      return "zh-CN"; // storage may be disabled; Chinese is the default
-    }
+    const saved = storageGet("localStorage", LANG_KEY);
+    return saved && STRINGS[saved] ? saved : "zh-CN";
   }
 
   function t(key, fallback) {
@@ -208,6 +533,14 @@
     return node;
   }
 
+  // The SVG namespace, taken from the map element the page already has (no URL literal in the script).
+  const SVG_NS = document.getElementById("park-map").namespaceURI;
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const key in attrs || {}) node.setAttribute(key, attrs[key]);
+    return node;
+  }
+
   // Write only when different: the cheapest DOM update is the one not made.
   function setText(node, text) {
     if (node.textContent !== text) node.textContent = text;
@@ -215,6 +548,22 @@
 
   function setAttr(node, name, value) {
     if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+  }
+
+  function button(labelKey, onClick, cls) {
+    const node = el("button", "tool" + (cls ? " " + cls : ""), t(labelKey));
+    node.type = "button";
+    node.setAttribute("data-i18n", labelKey);
+    node.addEventListener("click", onClick);
+    return node;
+  }
+
+  // A muted sentence standing where a view's data would be, for APIs that are missing or failing.
+  function note(node, key, detail) {
+    const p = el("p", "api-note", t(key) + (detail ? " (" + detail + ")" : ""));
+    p.setAttribute("data-i18n", key);
+    node.replaceChildren(p);
+    return p;
   }
 
   function pad(n) {
@@ -226,12 +575,22 @@
       pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
   }
 
-  function formatAlarmTime(ms) {
+  function formatTime(ms) {
     const date = new Date(ms);
     const time = pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
     const today = new Date(serverNow());
     if (date.toDateString() === today.toDateString()) return time;
     return pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " " + time;
+  }
+
+  function formatDuration(ms) {
+    const negative = ms < 0;
+    let s = Math.floor(Math.abs(ms) / 1000);
+    const h = Math.floor(s / 3600);
+    s -= h * 3600;
+    const m = Math.floor(s / 60);
+    s -= m * 60;
+    return (negative ? "-" : "") + (h ? h + ":" + pad(m) : String(m)) + ":" + pad(s);
   }
 
   function decimalsFor(sensor) {
@@ -242,21 +601,244 @@
   }
 
   function formatValue(sensor, value) {
-    if (value === null || value === undefined) return "—";
+    if (value === null || value === undefined || typeof value !== "number") return "—";
     return value.toFixed(decimalsFor(sensor));
   }
 
-  // ----- state -------------------------------------------------------------------------------------
+  function percent(value) {
+    if (value === null || value === undefined || typeof value !== "number") return "—";
+    return (value <= 1 ? value * 100 : value).toFixed(1) + " %";
+  }
+
+  // Time fields may come as epoch ms or ISO text, depending on the API.
+  function toMs(value) {
+    if (typeof value === "number") return value;
+    if (typeof value === "string") {
+      const ms = Date.parse(value);
+      return Number.isNaN(ms) ? null : ms;
+    }
+    return null;
+  }
+
+  // ----- events between the core and the views -----------------------------------------------------
+  const listeners = {};
+  function on(name, fn) {
+    (listeners[name] = listeners[name] || []).push(fn);
+  }
+  function emit(name, data) {
+    for (const fn of listeners[name] || []) {
+      try {
+        fn(data);
+      } catch (err) {
+        // one broken view must never stop the others
+        window.console.error("tankwatch view failed on", name, err);
+      }
+    }
+  }
+
+  // ----- API access --------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super("HTTP " + status + (detail ? ": " + detail : ""));
+      this.status = status;
+      this.detail = detail;
+    }
+  }
+
+  let token = storageGet("sessionStorage", TOKEN_KEY);
+  let openapi = null; // the server's OpenAPI document: which routes exist and where to log in
+  const paths = new Set();
+
+  function templateOf(path) {
+    return path.replace(/\{[^}]*\}/g, "{}");
+  }
+
+  // Whether the server offers a route; unknown (no OpenAPI) counts as yes and the call itself decides.
+  function has(path, method) {
+    if (!openapi) return true;
+    const entry = openapi.paths[Object.keys(openapi.paths).find(function (p) {
+      return templateOf(p) === templateOf(path);
+    })];
+    if (!entry) return false;
+    return method ? Boolean(entry[method.toLowerCase()]) : true;
+  }
+
+  // The first OpenAPI path matching a pattern, e.g. the credibility route whatever its exact name.
+  function findPath(pattern, method) {
+    if (!openapi) return null;
+    for (const p of Object.keys(openapi.paths)) {
+      if (pattern.test(p) && (!method || openapi.paths[p][method])) return p;
+    }
+    return null;
+  }
+
+  function detailOf(body) {
+    if (!body) return "";
+    if (typeof body.detail === "string") return body.detail;
+    if (Array.isArray(body.detail)) return body.detail.map(function (d) { return d.msg; }).join("; ");
+    return "";
+  }
+
+  // fetch with the login token; 401 asks for a login and rejects, so a view shows its note.
+  function api(method, path, body, options) {
+    const headers = { Accept: "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    const init = { method: method, headers: headers };
+    if (options && options.form) {
+      init.body = new URLSearchParams(body);
+      headers["Content-Type"] = "application/x-www-form-urlencoded";
+    } else if (body !== undefined && body !== null) {
+      init.body = JSON.stringify(body);
+      headers["Content-Type"] = "application/json";
+    }
+    const url = path.charAt(0) === "/" ? path.slice(1) : path; // relative: works behind a path prefix
+    return window.fetch(url, init).then(function (response) {
+      const json = (response.headers.get("content-type") || "").indexOf("json") >= 0;
+      return (json ? response.json().catch(function () { return null; }) : Promise.resolve(null))
+        .then(function (data) {
+          if (response.status === 401 && !(options && options.noLogin)) needLogin("login.expired");
+          if (!response.ok) throw new ApiError(response.status, detailOf(data));
+          return data;
+        });
+    });
+  }
+
+  function loadOpenApi() {
+    return window.fetch("openapi.json", { headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .catch(function () { return null; })
+      .then(function (doc) {
+        openapi = doc && doc.paths ? doc : null;
+        paths.clear();
+        if (openapi) for (const p of Object.keys(openapi.paths)) paths.add(p);
+      });
+  }
+
+  // ----- login -------------------------------------------------------------------------------------
+  let user = null; // {username, role, ...} when the server says who we are
+  let loginWaiters = [];
+
+  function tokenUrl() {
+    const schemes = openapi && openapi.components && openapi.components.securitySchemes;
+    for (const name in schemes || {}) {
+      const flow = schemes[name].flows && schemes[name].flows.password;
+      if (flow && flow.tokenUrl) return flow.tokenUrl;
+    }
+    return findPath(/\/(token|login)$/, "post") || "/api/auth/token";
+  }
+
+  function authRequired() {
+    const schemes = openapi && openapi.components && openapi.components.securitySchemes;
+    return Boolean(schemes && Object.keys(schemes).length);
+  }
+
+  function needLogin(messageKey) {
+    token = null;
+    storageSet("sessionStorage", TOKEN_KEY, null);
+    const overlay = document.getElementById("login");
+    const error = document.getElementById("login-error");
+    if (messageKey) {
+      error.hidden = false;
+      setText(error, t(messageKey));
+    }
+    if (overlay.hidden) {
+      overlay.hidden = false;
+      document.getElementById("login-user").focus();
+    }
+    return new Promise(function (resolve) { loginWaiters.push(resolve); });
+  }
+
+  function submitLogin(event) {
+    event.preventDefault();
+    unlockAudio(); // the login click is the user gesture browsers want before sound
+    const form = event.target;
+    const error = document.getElementById("login-error");
+    const body = { username: form.username.value, password: form.password.value, grant_type: "password" };
+    api("POST", tokenUrl(), body, { form: true, noLogin: true })
+      .then(function (data) {
+        token = data.access_token;
+        storageSet("sessionStorage", TOKEN_KEY, token);
+        form.password.value = "";
+        error.hidden = true;
+        document.getElementById("login").hidden = true;
+        if (started) {
+          window.location.reload(); // a login after an expired token: start again with the new one
+          return;
+        }
+        const waiters = loginWaiters;
+        loginWaiters = [];
+        for (const resolve of waiters) resolve();
+      })
+      .catch(function (err) {
+        error.hidden = false;
+        setText(error, t(err.status === 429 ? "login.limited" : "login.failed") +
+          (err.status && err.status !== 401 && err.status !== 400 && err.status !== 429 ? " (" + err.message + ")" : ""));
+      });
+  }
+
+  function loadUser() {
+    const path = findPath(/\/(auth\/)?(me|whoami|users\/me)$/, "get");
+    if (!path || !token) {
+      user = null;
+      return Promise.resolve(null);
+    }
+    return api("GET", path).then(function (data) {
+      user = data;
+      return data;
+    }).catch(function () {
+      user = null;
+      return null;
+    });
+  }
+
+  function showUser() {
+    const box = document.getElementById("user");
+    box.hidden = !token;
+    const name = user ? (user.display_name || user.name || user.username || "") : "";
+    const role = user && user.role ? " · " + user.role : "";
+    setText(document.getElementById("user-name"), name + role);
+  }
+
+  function logout() {
+    const path = findPath(/\/logout$/, "post");
+    const done = function () {
+      token = null;
+      storageSet("sessionStorage", TOKEN_KEY, null);
+      window.location.reload();
+    };
+    if (path && token) api("POST", path, {}, { noLogin: true }).then(done, done);
+    else done();
+  }
+
+  // ----- shared state: park tree, readings, alarms -------------------------------------------------
   let tree = null; // /api/sources
-  const sensors = new Map(); // sensor id -> {info, sourceId, reading, views: [update functions]}
-  const sourceCards = new Map(); // hazard source id -> {node, sensorIds}
-  const sourceNames = new Map();
-  const alarms = new Map(); // occurrence id -> alarm
-  const alarmRows = new Map(); // occurrence id -> {tr, cells}
+  const sensors = new Map(); // sensor id -> entry
+  const sourceInfo = new Map(); // hazard source id -> {source, enterprise}
+  const alarms = new Map(); // occurrence id -> alarm (shown in the active or the shelved list)
   let serverOffsetMs = 0; // server clock minus browser clock, from the snapshot
 
   function serverNow() {
     return Date.now() + serverOffsetMs;
+  }
+
+  function indexTree(data) {
+    tree = data;
+    sensors.clear();
+    sourceInfo.clear();
+    for (const ent of tree.enterprises) {
+      for (const src of ent.hazard_sources) {
+        sourceInfo.set(src.id, { source: src, enterprise: ent });
+        const add = function (info, tank) {
+          sensors.set(info.id, {
+            info: info, sourceId: src.id, enterpriseId: ent.id, tank: tank || null,
+            reading: null, alarmCount: 0, faultCount: 0, status: null, views: [],
+          });
+        };
+        for (const tank of src.tanks) for (const s of tank.sensors) add(s, tank);
+        for (const s of src.sensors) add(s, null);
+      }
+    }
+    for (const a of alarms.values()) countAlarm(a, 1);
   }
 
   // Status of one sensor: alarm (red) beats fault (yellow) beats normal (green); no data is grey.
@@ -274,195 +856,18 @@
 
   const STATUS_RANK = { nodata: 0, normal: 1, fault: 2, alarm: 3 };
 
+  // Why a sensor is yellow: comm-fail, flat-line and stale are told apart, never one "fault".
   function qualityText(entry) {
     const r = entry.reading;
+    if (entry.faultCount > 0 && entry.faultCondition) {
+      return t("cond." + entry.faultCondition.toLowerCase(), entry.faultCondition);
+    }
     if (!r) return t("status.nodata");
     if (r.quality !== "good") return t("quality." + r.quality, r.quality);
     if (sensorStatus(entry) === "fault") return t("quality.stale");
     return "";
   }
 
-  // ----- building the tree -------------------------------------------------------------------------
-  function register(info, sourceId) {
-    const entry = {
-      info: info, sourceId: sourceId, reading: null, alarmCount: 0, faultCount: 0, views: [], status: null,
-    };
-    sensors.set(info.id, entry);
-    return entry;
-  }
-
-  function limitsOf(info) {
-    const marks = [];
-    const lim = info.limits;
-    if (lim) {
-      for (const key of ["hh", "h", "l", "ll"]) {
-        if (lim[key] !== null && lim[key] !== undefined) marks.push([key, lim[key]]);
-      }
-    }
-    return marks;
-  }
-
-  function fractionOf(info, value) {
-    const low = info.range[0];
-    const high = info.range[1];
-    return Math.min(1, Math.max(0, (value - low) / (high - low)));
-  }
-
-  // A value with its label, coloured by the sensor's status.
-  function valueRow(entry, label) {
-    const row = el("div", "kv");
-    const name = el("span", "k", label);
-    const val = el("span", "v");
-    const unit = el("span", "u", entry.info.unit === "state" ? "" : entry.info.unit);
-    const note = el("span", "q");
-    row.append(name, val, unit, note);
-    row.title = entry.info.name || entry.info.id;
-    entry.views.push(function (status) {
-      const r = entry.reading;
-      if (entry.info.kind === "esd_valve") {
-        const state = r && r.value !== null ? String(Math.round(r.value)) : null;
-        setText(val, state === null ? "—" : t("esd." + state, state));
-        setAttr(row, "data-esd", state === null ? "" : state);
-      } else {
-        setText(val, formatValue(entry.info, r ? r.value : null));
-      }
-      setText(note, qualityText(entry));
-      setAttr(row, "data-status", status);
-    });
-    return row;
-  }
-
-  function buildVessel(levelEntry) {
-    const vessel = el("div", "vessel");
-    const fill = el("div", "fill");
-    vessel.append(fill);
-    for (const [key, value] of limitsOf(levelEntry.info)) {
-      const mark = el("div", "mark mark-" + key);
-      mark.style.bottom = (fractionOf(levelEntry.info, value) * 100).toFixed(2) + "%";
-      mark.append(el("span", null, key.toUpperCase()));
-      mark.title = key.toUpperCase() + " " + value + " " + levelEntry.info.unit;
-      vessel.append(mark);
-    }
-    levelEntry.views.push(function (status) {
-      const r = levelEntry.reading;
-      const frac = r && r.value !== null ? fractionOf(levelEntry.info, r.value) : 0;
-      const height = (frac * 100).toFixed(1) + "%";
-      if (fill.style.height !== height) fill.style.height = height;
-      setAttr(vessel, "data-status", status);
-    });
-    return vessel;
-  }
-
-  function buildTank(tank, sourceId) {
-    const node = el("div", "tank");
-    const head = el("div", "tank-head");
-    head.append(el("span", "tank-id", tank.id), el("span", "tank-name", tank.name || ""));
-    node.append(head);
-    node.append(el("div", "tank-chem", tank.chemical + (tank.in_service ? "" : " · " + t("outOfService"))));
-    const entries = tank.sensors.map(function (s) { return register(s, sourceId); });
-    const levels = entries.filter(function (e) { return e.info.kind === "level"; });
-    const body = el("div", "tank-body");
-    if (levels.length) body.append(buildVessel(levels[0]));
-    const values = el("div", "tank-values");
-    for (const entry of entries) {
-      let label = t("kind." + entry.info.kind, entry.info.kind);
-      if (entry.info.kind === "level" && levels.length > 1) label += " " + entry.info.id.split("-").pop();
-      values.append(valueRow(entry, label));
-    }
-    body.append(values);
-    node.append(body);
-    return { node: node, sensorIds: entries.map(function (e) { return e.info.id; }) };
-  }
-
-  function buildGas(entry) {
-    const info = entry.info;
-    const chip = el("div", "gas");
-    const id = el("div", "gas-id", info.id.split("-").slice(1).join("-") || info.id);
-    const val = el("div", "gas-val");
-    const unit = el("span", "u", info.unit);
-    const levels = el("div", "gas-lim");
-    const g = info.gas_limits;
-    if (g) {
-      const pair = info.kind === "oxygen" ? [g.low, g.high] : [g.first, g.second];
-      levels.textContent = pair.map(function (v) { return v === null || v === undefined ? "—" : v; }).join(" / ");
-      levels.title = t("gasLevels") + (info.gas_limits_default ? t("gasDefault") : "");
-    } else {
-      levels.textContent = "— / —";
-    }
-    chip.title = (info.name || info.id) + (info.gas ? " · " + info.gas : "");
-    const num = el("span", "n");
-    val.append(num, unit);
-    const note = el("div", "q");
-    chip.append(id, val, levels, note);
-    entry.views.push(function (status) {
-      setText(num, formatValue(info, entry.reading ? entry.reading.value : null));
-      setText(note, qualityText(entry));
-      setAttr(chip, "data-status", status);
-    });
-    return chip;
-  }
-
-  function buildSource(src) {
-    sourceNames.set(src.id, src.name);
-    const card = el("article", "source");
-    const head = el("header", "source-head");
-    const dot = el("span", "status-dot");
-    const title = el("h3", null, src.name);
-    const meta = el("span", "source-meta",
-      src.id + " · " + t("unit." + src.unit_kind, src.unit_kind) + " · " + t("exposed") + " " + src.exposed_population);
-    head.append(dot, title, meta);
-    card.append(head);
-    const r = src.responsible;
-    card.title = t("responsible") + ": " + [r.principal.name, r.technical.name, r.operational.name].join(" / ");
-    const ids = [];
-    if (src.tanks.length) {
-      const tanks = el("div", "tanks");
-      for (const tank of src.tanks) {
-        const built = buildTank(tank, src.id);
-        tanks.append(built.node);
-        ids.push.apply(ids, built.sensorIds);
-      }
-      card.append(tanks);
-    }
-    const own = src.sensors.map(function (s) { return register(s, src.id); });
-    const gas = own.filter(function (e) { return /^gas_|^oxygen$/.test(e.info.kind); });
-    const other = own.filter(function (e) { return gas.indexOf(e) < 0; });
-    if (other.length) {
-      const list = el("div", "source-values");
-      for (const entry of other) list.append(valueRow(entry, entry.info.name || entry.info.id));
-      card.append(list);
-    }
-    if (gas.length) {
-      const section = el("div", "gas-section");
-      section.append(el("div", "gas-title", t("gas") + " · " + t("gasLevels")));
-      const grid = el("div", "gas-grid");
-      for (const entry of gas) grid.append(buildGas(entry));
-      section.append(grid);
-      card.append(section);
-    }
-    for (const entry of own) ids.push(entry.info.id);
-    sourceCards.set(src.id, { node: card, dot: dot, sensorIds: ids });
-    return card;
-  }
-
-  function buildTree() {
-    const root = document.getElementById("sources");
-    const keep = [document.getElementById("sources-title")];
-    root.replaceChildren.apply(root, keep);
-    sensors.clear();
-    sourceCards.clear();
-    setText(document.getElementById("park-name"), tree.park.name);
-    for (const ent of tree.enterprises) {
-      const section = el("section", "enterprise");
-      section.append(el("h2", "enterprise-name", ent.name));
-      const cards = el("div", "source-cards");
-      for (const src of ent.hazard_sources) cards.append(buildSource(src));
-      section.append(cards);
-      root.append(section);
-    }
-  }
-
-  // ----- applying data -----------------------------------------------------------------------------
   const dirty = new Set();
   let renderQueued = false;
 
@@ -477,29 +882,18 @@
 
   function render() {
     renderQueued = false;
-    const touchedSources = new Set();
+    const touched = new Set();
     for (const id of dirty) {
       const entry = sensors.get(id);
       if (!entry) continue;
       const status = sensorStatus(entry);
       entry.status = status;
       for (const view of entry.views) view(status);
-      touchedSources.add(entry.sourceId);
+      touched.add(entry.sourceId);
     }
     dirty.clear();
-    for (const id of touchedSources) renderSource(id);
+    emit("rendered", touched);
     renderSummary();
-  }
-
-  function renderSource(sourceId) {
-    const card = sourceCards.get(sourceId);
-    if (!card) return;
-    let worst = "nodata";
-    for (const id of card.sensorIds) {
-      const status = sensors.get(id).status || "nodata";
-      if (STATUS_RANK[status] > STATUS_RANK[worst]) worst = status;
-    }
-    setAttr(card.node, "data-status", worst);
   }
 
   function renderSummary() {
@@ -524,31 +918,45 @@
       entry.reading = { ts_ms: row[1], value: row[2], quality: row[3] };
       markDirty(row[0]);
     }
+    emit("readings", rows);
   }
 
-  // ----- alarms ------------------------------------------------------------------------------------
+  // ----- alarms: the ISA-18.2 lifecycle as the page shows it ---------------------------------------
   const PRIORITY_RANK = { highest: 0, emergency: 0, critical: 0, urgent: 0, high: 1, medium: 2, low: 3, diagnostic: 4 };
-
   function priorityRank(p) {
     return p in PRIORITY_RANK ? PRIORITY_RANK[p] : 5;
   }
+  function isLoud(priority) {
+    return priorityRank(priority) <= 1;
+  }
 
   // Data-quality alarms make a sensor yellow (fault); process and gas alarms make it red.
-  const FAULT_CONDITIONS = /^(dq|stale|comm|comm-fail|bad|out-of-range|flat)$/i;
+  const FAULT_CONDITIONS = /^(dq|stale|comm|comm-fail|comm_loss|bad|out-of-range|sensor_fault|flat|flatline)$/i;
+  // Gas alarms latch until reset (GB/T 50493-2019).
+  const LATCHING = /^(gas1|gas2|first|second)$/i;
+
+  function isFault(a) {
+    return FAULT_CONDITIONS.test(String(a.condition));
+  }
 
   function countAlarm(a, delta) {
+    if (a.state === "shelved") return; // shelved alarms do not colour the mimic
     const entry = sensors.get(a.sensor_id);
     if (!entry) return;
-    const field = FAULT_CONDITIONS.test(String(a.condition)) ? "faultCount" : "alarmCount";
-    entry[field] = Math.max(0, entry[field] + delta);
+    if (isFault(a)) {
+      entry.faultCount = Math.max(0, entry.faultCount + delta);
+      entry.faultCondition = delta > 0 ? String(a.condition) : entry.faultCount ? entry.faultCondition : null;
+    } else {
+      entry.alarmCount = Math.max(0, entry.alarmCount + delta);
+    }
     markDirty(a.sensor_id);
   }
 
   function putAlarm(a) {
     const old = alarms.get(a.occurrence_id);
     if (old) countAlarm(old, -1);
-    countAlarm(a, 1);
     alarms.set(a.occurrence_id, a);
+    countAlarm(a, 1);
   }
 
   function dropAlarm(occurrenceId) {
@@ -556,23 +964,49 @@
     if (!old) return;
     alarms.delete(occurrenceId);
     countAlarm(old, -1);
+    annunciator.forget(occurrenceId);
+  }
+
+  function update(occurrenceId, changes) {
+    const old = alarms.get(occurrenceId);
+    if (old) putAlarm(Object.assign({}, old, changes));
+  }
+
+  // A stored occurrence row as the page keeps it; unknown states stay visible rather than vanish.
+  function normalizeAlarm(row) {
+    const a = Object.assign({}, row);
+    // ISA-18.2 states of the alarm core (alarms/lifecycle.py) folded into what the list needs
+    const state = String(a.lifecycle || a.state || "active").toLowerCase();
+    const folded = { unack_active: "active", ack_active: "active", unack_returned: "cleared", returned: "cleared",
+      out_of_service: "suppressed" };
+    a.state = folded[state] || state;
+    if (state === "ack_active") a.acknowledged = true;
+    if (a.shelved || a.shelved_until_ms) a.state = "shelved";
+    a.acknowledged = Boolean(a.acknowledged);
+    return a;
+  }
+
+  function keepInList(a) {
+    if (a.state === "active" || a.state === "latched" || a.state === "shelved") return true;
+    if (a.state === "cleared") return !a.acknowledged; // returned but unacknowledged stays until acknowledged
+    return false;
   }
 
   function resetAlarms(list) {
     for (const id of Array.from(alarms.keys())) dropAlarm(id);
-    for (const a of list) if (a.state === "active") putAlarm(a);
+    for (const row of list) {
+      const a = normalizeAlarm(row);
+      if (keepInList(a)) putAlarm(a);
+    }
   }
 
-  // One alarm transition (ISA-18.2): what the active list shows after it.
-  function applyEvent(e, fromSnapshot) {
+  // One alarm transition: what the lists show after it; `live` is false while replaying a snapshot.
+  function applyEvent(e, live) {
     const existing = alarms.get(e.occurrence_id);
     switch (e.action) {
       case "raised":
       case "realarmed":
-      case "unshelved":
-      case "unsuppressed":
-        // In a snapshot, the stored row already reflects later acknowledgements: keep it.
-        if (existing && fromSnapshot) return;
+        if (existing && !live) return; // the stored row already reflects later acknowledgements
         putAlarm({
           occurrence_id: e.occurrence_id,
           sensor_id: e.sensor_id,
@@ -581,91 +1015,154 @@
           enterprise_id: e.enterprise_id,
           source_id: e.source_id,
           state: "active",
-          acknowledged: e.action === "raised" || e.action === "realarmed" ? false : Boolean(existing && existing.acknowledged),
-          raised_ms: existing && e.action !== "raised" ? existing.raised_ms : e.ts_ms,
+          acknowledged: false,
+          raised_ms: existing ? existing.raised_ms : e.ts_ms,
           value: e.value,
           limit: e.limit,
           note: e.note,
+          live: Boolean(live),
         });
+        if (live && isLoud(e.priority)) annunciator.add(e);
+        break;
+      case "unshelved":
+      case "unsuppressed":
+        if (existing) update(e.occurrence_id, { state: "active" });
+        else if (live) applyEvent(Object.assign({}, e, { action: "raised" }), live);
         break;
       case "acknowledged":
-        if (existing) alarms.set(e.occurrence_id, Object.assign({}, existing, { acknowledged: true }));
+        annunciator.forget(e.occurrence_id);
+        if (!existing) break;
+        if (existing.state === "cleared") dropAlarm(e.occurrence_id);
+        else update(e.occurrence_id, { acknowledged: true, acked_by: e.user });
         break;
       case "cleared":
+        if (!existing) break;
+        if (e.note === "latched") update(e.occurrence_id, { state: "latched", cleared_ms: e.ts_ms });
+        else if (existing.acknowledged || existing.state === "shelved") dropAlarm(e.occurrence_id);
+        else update(e.occurrence_id, { state: "cleared", cleared_ms: e.ts_ms });
+        break;
       case "reset":
-      case "shelved":
       case "suppressed":
         dropAlarm(e.occurrence_id);
         break;
+      case "shelved":
+        annunciator.forget(e.occurrence_id);
+        if (existing) update(e.occurrence_id, { state: "shelved", shelve_note: e.note, shelved_by: e.user });
+        break;
+      case "commented":
+        if (existing) update(e.occurrence_id, { comment: e.note, commented_by: e.user });
+        break;
+      case "escalated":
+        if (existing) update(e.occurrence_id, { escalated: true });
+        break;
       default:
-        break; // comments and escalations do not change the list
+        break;
     }
   }
 
-  const alarmBody = document.getElementById("alarm-rows");
+  // ----- audible annunciation ----------------------------------------------------------------------
+  // A two-tone chime repeats while any new critical/high alarm is unacknowledged, unless muted or
+  // silenced. window.tankwatch.audio.state says what the page is doing, so tests and people can see it.
+  const annunciator = (function () {
+    const pending = new Map(); // occurrence id -> event that asked for sound
+    const state = { sounding: false, muted: storageGet("localStorage", MUTE_KEY) === "1", pending: 0,
+      beeps: 0, context: "none", lastOccurrence: null };
+    let ctx = null;
+    let timer = null;
 
-  function alarmValueText(info, value, unit) {
-    if (value === null || value === undefined) return "—";
-    if (info.kind === "esd_valve") return t("esd." + Math.round(value), String(value));
-    return formatValue(info, value) + unit;
-  }
-
-  function alarmCells(a) {
-    const entry = sensors.get(a.sensor_id);
-    const info = entry ? entry.info : { range: [0, 100], unit: "" };
-    const unit = info.unit === "state" ? "" : " " + info.unit;
-    return [
-      formatAlarmTime(a.raised_ms),
-      t("prio." + a.priority, a.priority),
-      a.sensor_id,
-      sourceNames.get(a.source_id) || a.source_id,
-      t("cond." + String(a.condition).toLowerCase(), a.condition),
-      alarmValueText(info, a.value, unit),
-      a.limit === null || a.limit === undefined ? "—" : a.limit + unit,
-      a.acknowledged ? t("state.ack") : t("state.unack"),
-    ];
-  }
-
-  function renderAlarms() {
-    const list = Array.from(alarms.values()).sort(function (a, b) {
-      return priorityRank(a.priority) - priorityRank(b.priority) || b.raised_ms - a.raised_ms;
-    });
-    for (const [id, row] of alarmRows) {
-      if (!alarms.has(id)) {
-        row.tr.remove();
-        alarmRows.delete(id);
+    function context() {
+      if (!ctx) {
+        const Ctor = window.AudioContext || window.webkitAudioContext;
+        if (!Ctor) return null;
+        ctx = new Ctor();
       }
+      return ctx;
     }
-    let previous = null;
-    for (const a of list) {
-      let row = alarmRows.get(a.occurrence_id);
-      if (!row) {
-        const tr = el("tr");
-        const cells = [];
-        for (let i = 0; i < 8; i++) {
-          const td = el("td", i === 5 || i === 6 ? "num" : null);
-          cells.push(td);
-          tr.append(td);
-        }
-        row = { tr: tr, cells: cells };
-        alarmRows.set(a.occurrence_id, row);
+
+    function beep() {
+      const c = context();
+      state.context = c ? c.state : "none";
+      if (!c || c.state !== "running") {
+        document.getElementById("audio-blocked").hidden = !c || state.muted;
+        if (c) c.resume().catch(function () {});
+        return;
       }
-      const texts = alarmCells(a);
-      for (let i = 0; i < 8; i++) setText(row.cells[i], texts[i]);
-      setAttr(row.tr, "data-priority", a.priority);
-      setAttr(row.tr, "data-ack", a.acknowledged ? "1" : "0");
-      // Move a row only when it is not already in place.
-      const want = previous ? previous.nextSibling : alarmBody.firstChild;
-      if (want !== row.tr) alarmBody.insertBefore(row.tr, want);
-      previous = row.tr;
+      document.getElementById("audio-blocked").hidden = true;
+      const now = c.currentTime;
+      [[880, 0], [660, 0.3]].forEach(function (tone) {
+        const osc = c.createOscillator();
+        const gain = c.createGain();
+        osc.type = "square";
+        osc.frequency.value = tone[0];
+        gain.gain.setValueAtTime(0.0001, now + tone[1]);
+        gain.gain.exponentialRampToValueAtTime(0.2, now + tone[1] + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, now + tone[1] + 0.25);
+        osc.connect(gain).connect(c.destination);
+        osc.start(now + tone[1]);
+        osc.stop(now + tone[1] + 0.27);
+      });
+      state.beeps += 1;
     }
-    setText(document.getElementById("alarm-count"), String(list.length));
-    document.getElementById("alarm-empty").hidden = list.length > 0;
+
+    function refresh() {
+      state.pending = pending.size;
+      const want = pending.size > 0 && !state.muted;
+      if (want && !timer) {
+        beep();
+        timer = window.setInterval(beep, 1500);
+      } else if (!want && timer) {
+        window.clearInterval(timer);
+        timer = null;
+      }
+      state.sounding = want;
+      const mute = document.getElementById("mute");
+      mute.setAttribute("aria-pressed", state.muted ? "true" : "false");
+      mute.setAttribute("data-i18n", state.muted ? "audio.muted" : "audio.on");
+      setText(mute, t(state.muted ? "audio.muted" : "audio.on"));
+      if (!want) document.getElementById("audio-blocked").hidden = true;
+      emit("audio", state);
+    }
+
+    return {
+      state: state,
+      add: function (e) {
+        pending.set(e.occurrence_id, e);
+        state.lastOccurrence = e.occurrence_id;
+        refresh();
+      },
+      forget: function (occurrenceId) {
+        if (pending.delete(occurrenceId)) refresh();
+      },
+      silence: function () {
+        pending.clear();
+        refresh();
+      },
+      toggleMute: function () {
+        state.muted = !state.muted;
+        storageSet("localStorage", MUTE_KEY, state.muted ? "1" : null);
+        refresh();
+      },
+      unlock: function () {
+        const c = context();
+        if (c && c.state !== "running") c.resume().catch(function () {});
+        state.context = c ? c.state : "none";
+      },
+      pendingIds: function () {
+        return Array.from(pending.keys());
+      },
+      refresh: refresh,
+    };
+  })();
+
+  function unlockAudio() {
+    annunciator.unlock();
   }
 
   // ----- websocket ---------------------------------------------------------------------------------
   let socket = null;
   let retryMs = 1000;
+  let liveMessages = 0;
+  let firstSnapshot = false;
 
   function setConnection(state) {
     const node = document.getElementById("conn");
@@ -683,31 +1180,46 @@
     } catch (_e) {
       return; // a malformed frame is ignored, the next one carries fresh state
     }
+    liveMessages += 1;
     if (msg.type === "snapshot") {
       if (typeof msg.ts_ms === "number") serverOffsetMs = msg.ts_ms - Date.now();
       applyRows(msg.readings || []);
       resetAlarms(msg.alarms || []);
-      for (const e of msg.events || []) applyEvent(e, true);
-      renderAlarms();
+      for (const e of msg.events || []) applyEvent(e, false);
+      emit("alarms", { snapshot: true });
+      if (!firstSnapshot) {
+        firstSnapshot = true;
+        // When the page first showed live data: measured by bench/dashboard_perf.py, cheap for everyone else.
+        window.requestAnimationFrame(function () { performance.mark("tankwatch:first-snapshot"); });
+      }
     } else if (msg.type === "readings") {
       applyRows(msg.rows || []);
     } else if (msg.type === "events") {
-      for (const e of msg.events || []) applyEvent(e, false);
-      renderAlarms();
+      for (const e of msg.events || []) applyEvent(e, true);
+      emit("alarms", { events: msg.events || [] });
+    } else {
+      emit("message", msg); // grades, escalations… whatever the server adds later
     }
   }
 
+  // The token goes in the query (browsers cannot set headers on a websocket) and as the first message.
   function connect() {
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    const base = window.location.pathname.replace(/[^/]*$/, "");
+    const query = token ? "?token=" + encodeURIComponent(token) : "";
     setConnection("connecting");
-    socket = new WebSocket(scheme + window.location.host + "/ws/live");
+    socket = new WebSocket(scheme + window.location.host + base + "ws/live" + query);
     socket.onopen = function () {
       retryMs = 1000;
       setConnection("live");
     };
     socket.onmessage = onMessage;
-    socket.onclose = function () {
+    socket.onclose = function (event) {
       setConnection("down");
+      if (event.code === 4401 || event.code === 1008) {
+        needLogin("login.expired").then(connect);
+        return;
+      }
       window.setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 15000);
     };
@@ -716,7 +1228,109 @@
     };
   }
 
-  // ----- language ----------------------------------------------------------------------------------
+  // ----- alarm operations (engineer A's routes), one place for every view --------------------------
+  function alarmAction(occurrenceId, action, body) {
+    return api("POST", "/api/alarms/" + encodeURIComponent(occurrenceId) + "/" + action, body || {});
+  }
+
+  function canAct(action) {
+    return has("/api/alarms/{occurrence_id}/" + action, "post");
+  }
+
+  // ----- a small dialog for the actions that need words (shelve reason, comment, disposition…) -----
+  function ask(options) {
+    // options: {title, sub, fields: [{name, labelKey, type, value, options:[[value,label]], required}]}
+    const overlay = document.getElementById("action-dialog");
+    const form = document.getElementById("action-form");
+    const fields = document.getElementById("action-fields");
+    const error = document.getElementById("action-error");
+    setText(document.getElementById("action-title"), options.title);
+    setText(document.getElementById("action-sub"), options.sub || "");
+    error.hidden = true;
+    fields.replaceChildren();
+    const inputs = {};
+    for (const f of options.fields) {
+      const label = el("label");
+      label.append(el("span", null, t(f.labelKey)));
+      let input;
+      if (f.options) {
+        input = el("select");
+        for (const opt of f.options) {
+          const o = el("option", null, opt[1]);
+          o.value = opt[0];
+          input.append(o);
+        }
+      } else if (f.type === "textarea") {
+        input = el("textarea");
+        input.rows = 3;
+      } else {
+        input = el("input");
+        input.type = f.type || "text";
+        if (f.min !== undefined) input.min = f.min;
+        if (f.max !== undefined) input.max = f.max;
+      }
+      input.name = f.name;
+      if (f.value !== undefined) input.value = f.value;
+      if (f.required) input.required = true;
+      label.append(input);
+      fields.append(label);
+      inputs[f.name] = input;
+    }
+    overlay.hidden = false;
+    const first = fields.querySelector("input,select,textarea");
+    if (first) first.focus();
+    return new Promise(function (resolve) {
+      function finish(values) {
+        overlay.hidden = true;
+        form.onsubmit = null;
+        document.getElementById("action-cancel").onclick = null;
+        resolve(values);
+      }
+      form.onsubmit = function (event) {
+        event.preventDefault();
+        const values = {};
+        for (const name in inputs) values[name] = inputs[name].value;
+        if (options.submit) {
+          options.submit(values).then(function () { finish(values); }, function (err) {
+            error.hidden = false;
+            setText(error, t("act.failed") + ": " + err.message);
+          });
+        } else {
+          finish(values);
+        }
+      };
+      document.getElementById("action-cancel").onclick = function () { finish(null); };
+    });
+  }
+
+  // ----- views and routing -------------------------------------------------------------------------
+  const views = {};
+  let currentView = null;
+
+  function route() {
+    const hash = window.location.hash.replace(/^#\/?/, "");
+    const parts = hash.split("/").filter(Boolean);
+    const name = views[parts[0]] ? parts[0] : defaultView();
+    if (currentView !== name) {
+      if (currentView && views[currentView].hide) views[currentView].hide();
+      currentView = name;
+    }
+    for (const node of document.querySelectorAll("main.view")) node.hidden = node.getAttribute("data-view") !== name;
+    for (const a of document.querySelectorAll("#tabs a")) {
+      a.setAttribute("aria-current", a.getAttribute("data-view") === name ? "page" : "false");
+    }
+    document.body.setAttribute("data-view", name);
+    if (views[name].show) views[name].show(parts.slice(1));
+  }
+
+  function defaultView() {
+    const role = user && String(user.role || "");
+    if (/regulator/.test(role)) return "park";
+    if (/tester/.test(role)) return "replay";
+    return "control";
+  }
+
+  // ----- language and large type -------------------------------------------------------------------
   function applyStaticStrings() {
     document.documentElement.lang = lang;
     for (const node of document.querySelectorAll("[data-i18n]")) {
@@ -728,34 +1342,22 @@
 
   function switchLanguage() {
     lang = lang === "zh-CN" ? "en" : "zh-CN";
-    try {
-      window.localStorage.setItem(LANG_KEY, lang);
-    } catch (_e) {
-      // the choice still holds for this page
-    }
+    storageSet("localStorage", LANG_KEY, lang);
     applyStaticStrings();
-    if (tree) {
-      const readings = new Map();
-      const counts = new Map();
-      for (const [id, entry] of sensors) {
-        readings.set(id, entry.reading);
-        counts.set(id, [entry.alarmCount, entry.faultCount]);
-      }
-      buildTree();
-      for (const [id, entry] of sensors) {
-        entry.reading = readings.get(id) || null;
-        const kept = counts.get(id) || [0, 0];
-        entry.alarmCount = kept[0];
-        entry.faultCount = kept[1];
-        markDirty(id);
-      }
-    }
-    renderAlarms();
+    emit("lang", lang);
+    for (const id of sensors.keys()) markDirty(id);
+  }
+
+  function applyLarge(large) {
+    document.body.classList.toggle("large", large);
+    document.getElementById("large").setAttribute("aria-pressed", large ? "true" : "false");
+    storageSet("localStorage", LARGE_KEY, large ? "1" : null);
   }
 
   // ----- start -------------------------------------------------------------------------------------
   function tick() {
     setText(document.getElementById("clock"), formatClock(new Date(serverNow())));
+    emit("tick", serverNow());
   }
 
   // Staleness depends on time passing, not only on messages: re-judge every sensor now and then.
@@ -764,31 +1366,82 @@
   }
 
   function loadSources() {
-    window.fetch("api/sources", { headers: { Accept: "application/json" } })
-      .then(function (response) {
-        if (!response.ok) throw new Error("HTTP " + response.status);
-        return response.json();
-      })
-      .then(function (data) {
-        tree = data;
-        buildTree();
-        for (const id of sensors.keys()) markDirty(id);
+    return api("GET", "/api/sources").then(function (data) {
+      indexTree(data);
+      setText(document.getElementById("park-name"), data.park.name);
+      emit("tree", data);
+      for (const id of sensors.keys()) markDirty(id);
+    });
+  }
+
+  let started = false;
+
+  function start() {
+    started = true;
+    loadSources()
+      .then(function () {
         connect();
+        route();
       })
-      .catch(function () {
+      .catch(function (err) {
+        if (err && err.status === 401) return; // the login form is up; start() runs again after it
         const notice = document.getElementById("sources-notice");
         if (notice) {
           notice.setAttribute("data-i18n", "loadError");
           setText(notice, t("loadError"));
         }
-        window.setTimeout(loadSources, 5000);
+        window.setTimeout(start, 5000);
       });
   }
 
-  document.getElementById("lang").addEventListener("click", switchLanguage);
-  applyStaticStrings();
-  tick();
-  window.setInterval(tick, 1000);
-  window.setInterval(recheckStale, 10000);
-  loadSources();
+  function boot() {
+    document.getElementById("lang").addEventListener("click", switchLanguage);
+    document.getElementById("large").addEventListener("click", function () {
+      applyLarge(!document.body.classList.contains("large"));
+    });
+    document.getElementById("mute").addEventListener("click", function () {
+      unlockAudio();
+      annunciator.toggleMute();
+    });
+    document.getElementById("silence").addEventListener("click", function () { annunciator.silence(); });
+    document.getElementById("audio-blocked").addEventListener("click", function () {
+      unlockAudio();
+      annunciator.refresh();
+    });
+    document.getElementById("login-form").addEventListener("submit", submitLogin);
+    document.getElementById("logout").addEventListener("click", logout);
+    document.addEventListener("click", unlockAudio, { once: true });
+    window.addEventListener("hashchange", function () { if (tree) route(); });
+    applyLarge(storageGet("localStorage", LARGE_KEY) === "1" || new URLSearchParams(window.location.search).has("large"));
+    applyStaticStrings();
+    annunciator.refresh();
+    tick();
+    window.setInterval(tick, 1000);
+    window.setInterval(recheckStale, 10000);
+    loadOpenApi().then(function () {
+      const ready = authRequired() && !token ? needLogin() : Promise.resolve();
+      return ready.then(loadUser).then(function () {
+        showUser();
+        start();
+      });
+    });
+  }
+
+  window.tankwatch = {
+    t: t, el: el, svg: svg, setText: setText, setAttr: setAttr, button: button, note: note,
+    formatTime: formatTime, formatClock: formatClock, formatDuration: formatDuration, formatValue: formatValue,
+    percent: percent, toMs: toMs, pad: pad,
+    on: on, emit: emit, api: api, has: has, findPath: findPath, ApiError: ApiError, ask: ask,
+    alarmAction: alarmAction, canAct: canAct,
+    sensors: sensors, sourceInfo: sourceInfo, alarms: alarms, isFault: isFault, LATCHING: LATCHING,
+    priorityRank: priorityRank, isLoud: isLoud, keepInList: keepInList, applyEvent: applyEvent,
+    sensorStatus: sensorStatus, qualityText: qualityText, STATUS_RANK: STATUS_RANK, markDirty: markDirty,
+    serverNow: serverNow, views: views, audio: annunciator,
+    get tree() { return tree; },
+    get user() { return user; },
+    get lang() { return lang; },
+    get liveMessages() { return liveMessages; },
+    get view() { return currentView; },
+  };
+  document.addEventListener("DOMContentLoaded", boot);
 })();

@@ -1,4 +1,9 @@
-"""SQL store for alarm events and the occurrences they describe (SQLAlchemy: SQLite default, PostgreSQL)."""
+"""SQL store for alarm events and the occurrences they describe (SQLAlchemy: SQLite default, PostgreSQL).
+
+Each occurrence row carries its ISA-18.2 lifecycle (alarms/lifecycle.py), moved by every event applied to it, so
+the operator's list (``state="active"``: open and annunciated) needs no replay of events. Events are stored once
+by id: a redelivered or replayed event changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import BigInteger
 
+from alarms.lifecycle import ANNUNCIATED, NORMAL, OccurrenceFlags
 from tankwatch import metrics
 from tankwatch.records import AlarmAction, AlarmEvent
 
@@ -55,15 +61,28 @@ alarm_occurrences = Table(
     Column("priority", String(16), nullable=False),
     Column("enterprise_id", String(64), nullable=False),
     Column("source_id", String(64), nullable=False),
+    # active (open, on the operator's list) | shelved | suppressed | out_of_service | cleared (closed)
     Column("state", String(16), nullable=False),
+    Column("lifecycle", String(16), nullable=False),  # the ISA-18.2 state, alarms.lifecycle.STATES
+    Column("active", Boolean, nullable=False, default=True),  # the condition is present
     Column("acknowledged", Boolean, nullable=False, default=False),
+    Column("latched", Boolean, nullable=False, default=False),
+    Column("shelved", Boolean, nullable=False, default=False),
+    Column("suppressed", Boolean, nullable=False, default=False),
+    Column("out_of_service", Boolean, nullable=False, default=False),
+    Column("annunciated", Boolean, nullable=False, default=True),  # False: suppressed or shelved as raised
     Column("raised_ms", BigInteger, nullable=False),
-    Column("cleared_ms", BigInteger),
+    Column("cleared_ms", BigInteger),  # the condition returned
+    Column("closed_ms", BigInteger),  # back to normal (acknowledged, reset, …)
+    Column("acknowledged_by", String(64)),
+    Column("acknowledged_ms", BigInteger),
     Column("value", Float),
     Column("limit", Float),
     Column("note", String(500)),
     Index("ix_alarm_occurrences_state", "state", "enterprise_id"),
+    Index("ix_alarm_occurrences_raised", "raised_ms"),
 )
+STATES = ("active", "shelved", "suppressed", "out_of_service", "cleared")
 
 _EVENT_COLUMNS = [c.name for c in alarm_events.columns]
 
@@ -120,9 +139,10 @@ class EventStore:
 
     @staticmethod
     def _apply(conn, e: AlarmEvent) -> None:  # noqa: ANN001 - a SQLAlchemy connection
-        """Update the occurrence an event belongs to."""
+        """Move the occurrence an event belongs to through its lifecycle."""
         occ = alarm_occurrences.c
         if e.action is AlarmAction.RAISED:
+            flags = OccurrenceFlags()
             conn.execute(
                 alarm_occurrences.insert().values(
                     occurrence_id=e.occurrence_id,
@@ -131,35 +151,72 @@ class EventStore:
                     priority=e.priority,
                     enterprise_id=e.enterprise_id,
                     source_id=e.source_id,
-                    state="active",
-                    acknowledged=False,
                     raised_ms=e.ts_ms,
                     value=_finite(e.value),
                     limit=e.limit,
                     note=e.note,
+                    **_flag_columns(flags),
                 )
             )
             return
-        where = alarm_occurrences.update().where(occ.occurrence_id == e.occurrence_id)
+        row = conn.execute(select(alarm_occurrences).where(occ.occurrence_id == e.occurrence_id)).first()
+        if row is None:  # e.g. a comment on an occurrence raised before this store existed
+            return
+        m = row._mapping
+        flags = OccurrenceFlags(
+            m["active"], m["acknowledged"], m["latched"], m["shelved"], m["suppressed"], m["out_of_service"]
+        )
+        was_open = flags.state != NORMAL
+        flags.apply(e.action, e.note)
+        values = _flag_columns(flags)
         if e.action is AlarmAction.CLEARED:
-            conn.execute(where.values(state="cleared", cleared_ms=e.ts_ms))
+            values["cleared_ms"] = e.ts_ms
         elif e.action is AlarmAction.ACKNOWLEDGED:
-            conn.execute(where.values(acknowledged=True))
+            values.update(acknowledged_by=e.user, acknowledged_ms=e.ts_ms)
+        elif e.action in (AlarmAction.SUPPRESSED, AlarmAction.SHELVED) and e.ts_ms == m["raised_ms"]:
+            values["annunciated"] = False  # raised while suppressed or shelved: never shown to the operator
+        if was_open and flags.state == NORMAL:
+            values["closed_ms"] = e.ts_ms
+        conn.execute(alarm_occurrences.update().where(occ.occurrence_id == e.occurrence_id).values(**values))
 
     def alarms(
         self, state: str = "active", enterprise_ids: Collection[str] | None = None, limit: int = 500
     ) -> list[dict]:
-        """Occurrences, newest first; ``state`` is ``active`` or ``all``; optionally only some enterprises."""
+        """Occurrences, newest first; ``state`` one of STATES or ``all``; optionally only some enterprises.
+
+        ``active`` is the operator's list: open and annunciated (unacknowledged or acknowledged while present,
+        returned but unacknowledged, latched).
+        """
         occ = alarm_occurrences.c
-        query = select(alarm_occurrences).order_by(occ.raised_ms.desc()).limit(limit)
-        if state == "active":
-            query = query.where(occ.state == "active")
+        query = select(alarm_occurrences).order_by(occ.raised_ms.desc(), occ.occurrence_id).limit(limit)
+        if state in STATES:
+            query = query.where(occ.state == state)
         elif state != "all":
-            raise ValueError(f"state must be 'active' or 'all', not {state!r}")
+            raise ValueError(f"state must be one of {', '.join(STATES)} or all, not {state!r}")
         if enterprise_ids is not None:
             query = query.where(occ.enterprise_id.in_(list(enterprise_ids)))
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+    def occurrence(self, occurrence_id: str) -> dict | None:
+        """One occurrence row, or None."""
+        query = select(alarm_occurrences).where(alarm_occurrences.c.occurrence_id == occurrence_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else dict(row._mapping)
+
+    def occurrences_between(
+        self, since_ms: int, until_ms: int, enterprise_ids: Collection[str] | None = None
+    ) -> list[dict]:
+        """Occurrences raised in [since_ms, until_ms) plus those still open, for alarm-system KPIs."""
+        occ = alarm_occurrences.c
+        query = select(alarm_occurrences).where(
+            ((occ.raised_ms >= since_ms) & (occ.raised_ms < until_ms)) | (occ.state != "cleared")
+        )
+        if enterprise_ids is not None:
+            query = query.where(occ.enterprise_id.in_(list(enterprise_ids)))
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query.order_by(occ.raised_ms))]
 
     def events(self, since_ms: int | None = None, limit: int = 1000) -> list[dict]:
         """Events in time order (newest last), optionally from ``since_ms`` on."""
@@ -174,6 +231,27 @@ class EventStore:
     def close(self) -> None:
         """Release connections."""
         self.engine.dispose()
+
+
+def _flag_columns(flags: OccurrenceFlags) -> dict:
+    """Occurrence columns for lifecycle flags."""
+    lifecycle = flags.state
+    if lifecycle == NORMAL:
+        state = "cleared"
+    elif lifecycle in ANNUNCIATED:
+        state = "active"
+    else:
+        state = lifecycle  # shelved, suppressed, out_of_service
+    return {
+        "state": state,
+        "lifecycle": lifecycle,
+        "active": flags.active,
+        "acknowledged": flags.acknowledged,
+        "latched": flags.latched,
+        "shelved": flags.shelved,
+        "suppressed": flags.suppressed,
+        "out_of_service": flags.out_of_service,
+    }
 
 
 def _finite(value: float | None) -> float | None:

@@ -57,6 +57,10 @@ def test_demo_reads_both_protocols_raises_scenario_alarms_and_exits_cleanly(demo
     proc, url = demo
     client = httpx.Client(base_url=url, timeout=5)
     wait_for(lambda: client.get("/api/health").status_code == 200, 30, "the dashboard to answer")
+    assert client.get("/api/readings/latest").status_code == 401  # only health and the login are open
+    login = client.post("/api/auth/token", data={"username": "park-reg", "password": "demo-park-reg"})
+    assert login.status_code == 200, login.text  # a demo user from the site file, as the README lists
+    client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
 
     def both_protocols():
         latest = {r["sensor_id"]: r for r in client.get("/api/readings/latest").json()["readings"]}

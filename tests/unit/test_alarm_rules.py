@@ -7,9 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alarms.rules import CONDITION_INDEX, CONDITIONS, PRIORITY, RulesError, compile_rules, gas_table
+from alarms.rules import (
+    CONDITION_INDEX,
+    CONDITIONS,
+    PRIORITIES,
+    PRIORITY,
+    RulesError,
+    compile_rules,
+    gas_table,
+    priority_for,
+)
 from tankwatch.config import load_site
-from tests.unit.alarm_oracle import make_site
+from tests.unit.alarm_oracle import make_site, tank
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "sites" / "demo-park.yaml"
 
@@ -260,7 +269,11 @@ def test_gas_detector_takes_deadband_and_delays_from_limits():
 
 def test_priority_table():
     assert {c: PRIORITY[c] for c in CONDITIONS} == {
+        "COMM": "low",
+        "FAULT": "low",
         "DQ": "low",
+        "FLAT": "low",
+        "ROC": "medium",
         "HH": "high",
         "H": "medium",
         "L": "medium",
@@ -270,3 +283,61 @@ def test_priority_table():
         "O2_HIGH": "medium",
         "O2_LOW": "medium",
     }
+
+
+@pytest.mark.parametrize(
+    ("condition", "level", "expected"),
+    [
+        ("HH", None, "high"),
+        ("HH", 1, "critical"),
+        ("HH", 3, "critical"),
+        ("H", 2, "high"),
+        ("H", 4, "medium"),
+        ("GAS2", 4, "critical"),
+        ("GAS1", 1, "high"),
+        ("COMM", 1, "medium"),
+        ("COMM", 3, "low"),
+        ("ROC", None, "medium"),
+    ],
+)
+def test_priority_from_condition_and_hazard_level(condition, level, expected):
+    assert priority_for(condition, level) == expected
+
+
+def test_hazard_levels_reach_the_compiled_priorities_and_bad_levels_are_named():
+    site = make_site([level(h=10, hh=15)], source="HS7")
+    rules = compile_rules(site, {"HS7": 1})
+    assert PRIORITIES[rules.priority[0, CONDITION_INDEX["HH"]]] == "critical"
+    assert PRIORITIES[compile_rules(site).priority[0, CONDITION_INDEX["HH"]]] == "high"
+    with pytest.raises(RulesError, match="hazard source HS7: hazard level must be 1–4 or None, not 7"):
+        compile_rules(site, {"HS7": 7})
+
+
+def test_extra_settings_compile_to_milliseconds():
+    sensor = level(h=10, realarm_s=600, roc_per_min=0.5, roc_window_s=30, flatline_s=120, flatline_tolerance=0.01)
+    sensor.update(expected_period_s=2, stale_periods=3)
+    rules = compile_rules(make_site([sensor]))
+    assert rules.settings("T1-LT") == {
+        "realarm_ms": 600_000,
+        "roc_per_min": 0.5,
+        "roc_window_ms": 30_000,
+        "flat_ms": 120_000,
+        "flat_tolerance": 0.01,
+        "stale_ms": 6000,
+        "suppressed": False,
+        "esd": -1,
+    }
+    plain = compile_rules(make_site([level("X", h=1) | {"stale_periods": None}])).settings("X")
+    assert (plain["stale_ms"], plain["flat_ms"], plain["realarm_ms"], plain["roc_per_min"]) == (0, 0, 0, None)
+    assert not compile_rules(make_site([level("X", h=1)])).enabled[0, CONDITION_INDEX["FLAT"]]
+
+
+def test_tank_out_of_service_and_esd_valve_are_compiled():
+    xv = {"id": "T1-XV", "kind": "esd_valve", "unit": "state", "range": [0, 2]}
+    site = make_site(
+        [], tanks=[tank("T1", [level("T1-LT", l=2), xv]), tank("T2", [level("T2-LT", l=2)], in_service=False)]
+    )
+    rules = compile_rules(site)
+    assert rules.settings("T1-LT")["esd"] == site.sensor_index("T1-XV")
+    assert rules.settings("T2-LT")["esd"] == -1
+    assert (rules.settings("T1-LT")["suppressed"], rules.settings("T2-LT")["suppressed"]) == (False, True)

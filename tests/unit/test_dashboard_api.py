@@ -20,12 +20,15 @@ from dashboard.app import STATIC_DIR, create_app
 from dashboard.live import LiveHub
 from dashboard.routers.readings import MAX_MS, parse_time_ms
 from tankwatch import bus as topics
+from tankwatch.auth import Auth, AuthSettings
 from tankwatch.bus import MemoryBus
 from tankwatch.clock import ManualClock
 from tankwatch.config import Site, load_site
 from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, stable_id
+from tankwatch.site import Role, UserScope
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.timeseries import TimeSeriesStore
+from tankwatch.stores.users import UserStore
 
 SITE_FILE = Path(__file__).parents[2] / "deploy" / "sites" / "demo-park.yaml"
 T0 = 1_714_550_400_000  # 2024-05-01T08:00:00Z
@@ -47,12 +50,23 @@ def stores(site: Site, tmp_path: Path) -> Iterator[tuple[TimeSeriesStore, EventS
     events.close()
 
 
+def viewer(site: Site, events: EventStore) -> tuple[Auth, str]:
+    """Auth with one park-wide regulator (sees every enterprise) and that user's bearer token."""
+    users = UserStore(events.engine)
+    scope = UserScope(park=site.file.park.id)
+    user = users.add("viewer", "Viewer", Role.PARK_REGULATOR, scope, "viewer-password", now_ms=T0, replace=True)
+    auth = Auth(users, site, AuthSettings.from_env({}))
+    return auth, auth.issue(user)
+
+
 @pytest.fixture
 def client(site: Site, stores: tuple[TimeSeriesStore, EventStore]) -> Iterator[TestClient]:
     timeseries, events = stores
     hub = LiveHub(MemoryBus(), site)
-    app = create_app(site, timeseries, events, hub, clock=ManualClock(T0 + HOUR))
+    auth, token = viewer(site, events)
+    app = create_app(site, timeseries, events, hub, clock=ManualClock(T0 + HOUR), auth=auth)
     with TestClient(app) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {token}"
         yield test_client
 
 
@@ -225,7 +239,9 @@ def test_alarms_active_and_all(client: TestClient, site: Site, stores) -> None:
     acked = event(site, "T101-LT-A", AlarmAction.ACKNOWLEDGED, T0 + 5000, condition="hh", raised_ms=T0)
     temp = event(site, "T102-TT", AlarmAction.RAISED, T0 + 1000)
     temp_clear = event(site, "T102-TT", AlarmAction.CLEARED, T0 + 9000, raised_ms=T0 + 1000)
-    events.add([level, acked, temp, temp_clear])
+    # returned but unacknowledged stays open (ISA-18.2); the acknowledgement closes it
+    temp_ack = event(site, "T102-TT", AlarmAction.ACKNOWLEDGED, T0 + 9500, raised_ms=T0 + 1000)
+    events.add([level, acked, temp, temp_clear, temp_ack])
 
     active = client.get("/api/alarms").json()
     assert active["state"] == "active" and active["count"] == 1
@@ -269,12 +285,12 @@ def test_page_served_and_self_contained(client: TestClient) -> None:
     assert "text/html" in index.headers["content-type"]
     assert 'lang="zh-CN"' in index.text and "app.js" in index.text and "app.css" in index.text
     assert "default-src 'self'" in index.headers["content-security-policy"]
-    for name in ["index.html", "app.js", "app.css"]:
+    for name in sorted(p.name for p in STATIC_DIR.iterdir() if p.is_file()):
         response = client.get(f"/{name}")
         assert response.status_code == 200, name
         assert response.text == (STATIC_DIR / name).read_text(encoding="utf-8")
         assert not EXTERNAL.findall(response.text), name
-    assert not re.search(r"<script[^>]+src=[\"'](?!app\.js)", index.text)
+    assert not re.search(r"<script[^>]+src=[\"'](?![\w-]+\.js[\"'])", index.text)  # same-origin files only
 
 
 @pytest.mark.parametrize(
@@ -393,8 +409,9 @@ async def test_websocket_snapshot_then_live_messages(site: Site, stores) -> None
     events.add([stored])
     bus = MemoryBus()
     hub = LiveHub(bus, site, push_interval_s=0.05)
-    app = create_app(site, timeseries, events, hub, clock=ManualClock(T0 + HOUR))
-    async with serve(app) as port, websockets.connect(f"ws://127.0.0.1:{port}/ws/live") as ws:
+    auth, token = viewer(site, events)
+    app = create_app(site, timeseries, events, hub, clock=ManualClock(T0 + HOUR), auth=auth)
+    async with serve(app) as port, websockets.connect(f"ws://127.0.0.1:{port}/ws/live?token={token}") as ws:
         snapshot = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
         assert snapshot["type"] == "snapshot" and snapshot["ts_ms"] == T0 + HOUR
         assert snapshot["readings"] == [["T101-LT-A", T0, 12.0, "good"]]
@@ -428,8 +445,8 @@ async def test_websocket_snapshot_then_live_messages(site: Site, stores) -> None
         assert hub.client_count == 1
 
     # A client connecting later gets the events it missed in its snapshot.
-    later = create_app(site, timeseries, events, hub, clock=ManualClock(T0 + HOUR))
-    async with serve(later) as port, websockets.connect(f"ws://127.0.0.1:{port}/ws/live") as ws:
+    later = create_app(site, timeseries, events, hub, clock=ManualClock(T0 + HOUR), auth=auth)
+    async with serve(later) as port, websockets.connect(f"ws://127.0.0.1:{port}/ws/live?token={token}") as ws:
         snapshot = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
         assert raised.to_dict() in snapshot["events"]
         assert ["T101-TT", T0 + 20, 31.0, "good"] in snapshot["readings"]

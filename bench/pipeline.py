@@ -1,0 +1,297 @@
+"""Benchmark: the whole pipeline, MQTT in → alarms → stores, on the memory bus or on Kafka, in one run.
+
+* Throughput: a gateway per enterprise publishes ``json_points`` messages (500 readings each) to a private
+  Mosquitto for ``seconds`` as fast as the pipeline keeps up (at most 100,000 points in flight); points/s =
+  readings that went through both the alarm stage and the time-series store, divided by the time from the
+  first publish to the last of them done.
+* Latency: then ``rate`` points/s for ``seconds``, one sensor in ten stepping across its H and HH limits every
+  tenth reading; each reading is stamped with its publish time, and an alarm event's latency is the time it is
+  handed to a websocket of the live hub (the one behind ``/ws/live``) minus the stamp of the reading that
+  caused it. p50/p99 over all events of the run.
+
+Everything runs in this process (broker and, for ``--bus kafka``, tansu as child processes) on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from tankwatch import metrics
+from tankwatch.config import Site, load_site
+
+Say = Callable[[str], None]
+ENTERPRISES = 4
+SENSORS_PER_ENTERPRISE = 250
+POINTS_PER_MESSAGE = 500
+MAX_BACKLOG = 100_000  # points in flight during the throughput run: enough to keep every stage busy
+PERSON = {"name": "值班员"}
+
+
+def bench_site(folder: Path, mqtt_port: int, tag: str) -> Site:
+    """1,000 pressure sensors in 4 enterprises, each enterprise one MQTT gateway (json_points)."""
+    loc = {"lat": 31.0, "lon": 121.0}
+    enterprises, devices = [], []
+    for e in range(ENTERPRISES):
+        ids = [f"E{e}-PT{s:03d}" for s in range(SENSORS_PER_ENTERPRISE)]
+        enterprises.append({
+            "id": f"E{e}", "name": f"企业{e}", "location": loc,
+            "hazard_sources": [{
+                "id": f"HS{e}", "name": f"罐区{e}", "unit_kind": "storage", "location": loc, "exposed_population": 0,
+                "responsible": {"principal": PERSON, "technical": PERSON, "operational": PERSON},
+                "sensors": [{"id": i, "kind": "pressure", "unit": "MPa", "range": [0, 100],
+                             "limits": {"h": 80, "hh": 90, "deadband": 1}} for i in ids],
+            }],
+        })
+        devices.append({"id": f"gw-E{e}", "mqtt": {
+            "broker": {"host": "127.0.0.1", "port": mqtt_port}, "topic": f"bench/{tag}/E{e}/points", "qos": 0,
+            "payload": {"format": "json_points"}, "sensors": ids}})
+    doc = {
+        "park": {"id": "bench", "name": "基准园区", "location": loc},
+        "enterprises": enterprises,
+        "devices": devices,
+        "storage": {"data_dir": str(folder)},
+        "bus": {"partitions": 4, "group_prefix": f"bench{tag}.",
+                "topics": {k: f"bench{tag}.{k}" for k in ("readings", "events", "grades", "commands", "alarm_state")}},
+    }
+    path = folder / "bench-site.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    return load_site(path)
+
+
+class Gateways:
+    """Publishes json_points messages for every enterprise from a thread (paho, QoS 0)."""
+
+    def __init__(self, site: Site, port: int, tag: str) -> None:
+        self.ids = {e.id: [s.sensor.id for s in site.sensors if s.enterprise_id == e.id] for e in site.enterprises}
+        self.topics = {e: f"bench/{tag}/{e}/points" for e in self.ids}
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{tag}",
+                                  protocol=MQTTProtocolVersion.MQTTv311)
+        self.client.max_queued_messages_set(0)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.published = 0
+        self.step = 0  # readings per sensor so far, for values and strictly increasing timestamps
+
+    def message(self, enterprise: str, start: int, count: int, stamp_ms: int, toggling: bool) -> bytes:
+        """``count`` readings of consecutive sensors of one enterprise, all stamped ``stamp_ms``."""
+        ids = self.ids[enterprise]
+        rows = []
+        for k in range(start, start + count):
+            sensor = ids[k % len(ids)]
+            value = 50.0
+            if toggling and k % 10 == 0 and (self.step // 10) % 2 == 1:
+                value = 95.0  # one sensor in ten crosses H and HH for ten readings, then returns
+            rows.append([sensor, stamp_ms, value])
+        return orjson.dumps({"points": rows})
+
+    def sweep(self, toggling: bool) -> int:
+        """One reading for every sensor, stamped now; returns points published."""
+        stamp = time.time_ns() // 1_000_000
+        stamp = max(stamp, getattr(self, "_last_stamp", 0) + 1)  # strictly increasing per sensor
+        self._last_stamp = stamp
+        n = 0
+        for enterprise, ids in self.ids.items():
+            for start in range(0, len(ids), POINTS_PER_MESSAGE):
+                count = min(POINTS_PER_MESSAGE, len(ids) - start)
+                self.client.publish(self.topics[enterprise], self.message(enterprise, start, count, stamp, toggling))
+                n += count
+        self.step += 1
+        self.published += n
+        return n
+
+    def run(self, seconds: float, rate: float | None, toggling: bool, stop: threading.Event,
+            done: Callable[[], int] | None = None) -> None:
+        """Sweep for ``seconds``: paced to ``rate`` points/s, or as fast as the pipeline keeps up — at most
+        ``MAX_BACKLOG`` points published and not yet ``done`` (so the broker never has to drop any)."""
+        start = time.monotonic()
+        sent = 0
+        while time.monotonic() - start < seconds and not stop.is_set():
+            if done is not None and self.published - done() > MAX_BACKLOG:
+                time.sleep(0.002)
+                continue
+            sent += self.sweep(toggling)
+            if rate:
+                ahead = sent / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class LatencyRecorder:
+    """A websocket stand-in on the live hub: notes when each alarm event is handed to it."""
+
+    def __init__(self) -> None:
+        self.latencies_ms: list[float] = []
+        self.since_ms = 0
+
+    async def send_text(self, data: str) -> None:
+        now = time.time_ns() / 1e6
+        message = orjson.loads(data)
+        if message.get("type") == "events":
+            for e in message["events"]:
+                if e["ts_ms"] >= self.since_ms:
+                    self.latencies_ms.append(now - e["ts_ms"])
+
+
+def _stored() -> float:
+    """Readings written to the embedded time-series store so far (process-wide counter)."""
+    return metrics.STORE_WRITTEN.labels("timeseries")._value.get()
+
+
+async def _wait(check: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def run_pipeline_bench(bus: str = "memory", rate: float = 10_000, seconds: float = 10.0,
+                             say: Say = print) -> dict[str, Any]:
+    """Run both phases; returns points_per_s, p50_ms, p99_ms and what was measured."""
+    from tests.services import start_mosquitto, start_tansu
+
+    tag = uuid.uuid4().hex[:6]
+    broker = start_mosquitto()
+    tansu = None
+    with tempfile.TemporaryDirectory(prefix="tankwatch-bench-") as folder:
+        try:
+            site = bench_site(Path(folder), broker.port, tag)
+            if bus == "kafka":
+                tansu = start_tansu()
+                bus = tansu.url
+            say(f"bench: {len(site.sensors)} sensors, MQTT 127.0.0.1:{broker.port}, bus {bus}")
+            async with _pipeline(site, bus, Path(folder), say) as (processed, recorder):
+                return await _measure(site, broker.port, tag, processed, recorder, rate, seconds, bus, say)
+        finally:
+            if tansu is not None:
+                tansu.cleanup()
+            broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say):
+    """Start the stages; yields (readings the alarm stage has evaluated, latency recorder)."""
+    from alarms.evaluate import AlarmCore
+    from dashboard.live import LiveHub
+    from ingest.mqtt.adapter import MqttSource
+    from tankwatch.bus import MemoryBus
+    from tankwatch.clock import SystemClock
+    from tankwatch.stores.events import EventStore, sqlite_url
+    from tankwatch.stores.timeseries import TimeSeriesStore
+    from tankwatch.supervisor import Pipeline
+
+    clock = SystemClock()
+    recorder = LatencyRecorder()
+    tasks: list[asyncio.Task] = []
+    if bus_url == "memory":
+        bus: Any = MemoryBus()
+        core = AlarmCore(site)
+        timeseries = TimeSeriesStore(folder / "timeseries.db", [s.sensor.id for s in site.sensors])
+        events = EventStore(sqlite_url(folder))
+        hub = LiveHub(bus, site)
+        pipeline = Pipeline(site=site, clock=clock, bus=bus, sources=[MqttSource(site, clock)], alarm_core=core,
+                            timeseries=timeseries, events=events, extra_tasks=(hub.run,))
+        pipeline.start()
+
+        def processed() -> int:
+            return core.stats()["readings"]
+    else:
+        from tankwatch.kafka_bus import AlarmWorker, KafkaBus
+        from tankwatch.runtime import historian_stage, ingest_stage
+
+        bus = KafkaBus.from_url(bus_url, site, session_timeout_ms=3000, heartbeat_interval_ms=300)
+        await bus.ensure_topics()
+        worker = AlarmWorker(site, bus)
+        hub = LiveHub(bus, site)
+        quiet: Say = lambda _m: None  # noqa: E731
+        tasks += [asyncio.create_task(c) for c in (
+            ingest_stage(site, bus, clock, quiet), worker.run(), historian_stage(site, bus, folder, clock, quiet),
+            hub.run())]
+        if not await _wait(lambda: bool(worker.cores), 60):
+            raise RuntimeError("the alarm worker got no partitions within 60 s")
+
+        def processed() -> int:
+            return sum(c.stats()["readings"] for c in worker.cores.values())
+
+    await asyncio.sleep(1.0)  # subscriptions settle (MQTT subscribe, Kafka tails at their ends)
+    await hub.connect(recorder)
+    try:
+        yield processed, recorder
+    finally:
+        hub.disconnect(recorder)
+        if bus_url == "memory":
+            await pipeline.stop()
+            timeseries.close()
+            events.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await bus.close()
+
+
+async def _measure(site: Site, port: int, tag: str, processed: Callable[[], int], recorder: LatencyRecorder,
+                   rate: float, seconds: float, bus: str, say: Say) -> dict[str, Any]:
+    gateways = Gateways(site, port, tag)
+    stop = threading.Event()
+    try:
+        # Throughput: publish flat out, wait until alarms and the store have every point.
+        base_done, base_stored = processed(), _stored()
+        published_before = gateways.published
+
+        def finished() -> int:
+            return published_before + min(processed() - base_done, int(_stored() - base_stored))
+
+        start = time.monotonic()
+        await asyncio.to_thread(gateways.run, seconds, None, False, stop, finished)
+        offered = gateways.published - published_before
+        say(f"throughput: {offered} points published in {time.monotonic() - start:.1f} s")
+        complete = await _wait(lambda: processed() - base_done >= offered and _stored() - base_stored >= offered,
+                               max(60.0, seconds * 6))
+        elapsed = time.monotonic() - start
+        done = min(processed() - base_done, int(_stored() - base_stored))
+        points_per_s = done / elapsed
+        say(f"throughput: {done} of {offered} points through alarms and store in {elapsed:.1f} s"
+            f"{'' if complete else ' (timed out: not all arrived)'}")
+
+        # Latency at a steady rate.
+        before = gateways.published
+        recorder.since_ms = time.time_ns() // 1_000_000
+        await asyncio.to_thread(gateways.run, seconds, rate, True, stop)
+        sent = gateways.published - before
+        await _wait(lambda: processed() - base_done >= gateways.published, 30)
+        await asyncio.sleep(1.5)  # the last events reach the hub
+        lat = np.array(recorder.latencies_ms)
+        say(f"latency: {sent} points at {rate:.0f}/s, {len(lat)} alarm events")
+        return {
+            "points_per_s": round(points_per_s),
+            "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+            "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
+            "bus": "memory" if bus == "memory" else "kafka",
+            "throughput_points": done,
+            "throughput_complete": complete,
+            "latency_rate": rate,
+            "latency_points": sent,
+            "latency_events": len(lat),
+        }
+    finally:
+        stop.set()
+        gateways.close()

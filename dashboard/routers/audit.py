@@ -1,0 +1,71 @@
+"""GET /api/audit: the append-only journal of what people did, for admins and regulators within their scope."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from dashboard.routers.deps import AUTH_RESPONSES, AuditDep, ScopeDep, iso_utc, require_roles
+from dashboard.routers.readings import TimeParam
+from tankwatch.site import Role
+
+router = APIRouter(tags=["audit"])
+
+AUDIT_READERS = (Role.ADMIN, Role.PARK_REGULATOR, Role.COUNTY_REGULATOR)
+
+
+class AuditEntryOut(BaseModel):
+    """One journal entry: who, when, what, to what, from where."""
+
+    seq: int
+    ts_ms: int
+    time: str | None
+    actor: str
+    role: str | None
+    action: str
+    target_kind: str
+    target_id: str
+    enterprise_id: str | None  # null: park-wide (logins, user changes)
+    remote: str | None
+    detail: dict[str, Any]
+    hash: str
+
+
+class AuditOut(BaseModel):
+    """Entries newest first."""
+
+    count: int
+    entries: list[AuditEntryOut]
+
+
+@router.get(
+    "/api/audit", response_model=AuditOut, responses=AUTH_RESPONSES, dependencies=[require_roles(*AUDIT_READERS)]
+)
+def audit(
+    scope: ScopeDep,
+    journal: AuditDep,
+    start: TimeParam = None,
+    end: TimeParam = None,
+    action: Annotated[str | None, Query(max_length=64, description="e.g. alarm.ack, escalation.close")] = None,
+    actor: Annotated[str | None, Query(max_length=64)] = None,
+    target_id: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> AuditOut:
+    """Entries of the enterprises in scope (and park-wide ones: logins, user changes), newest first."""
+    # parse_time_ms ran as the parameters' validator, so start/end already hold epoch ms here.
+    rows = journal.entries(
+        enterprise_ids=scope.enterprises,
+        include_park_wide=bool(scope.enterprises),
+        since_ms=start,  # type: ignore[arg-type]
+        until_ms=end,  # type: ignore[arg-type]
+        action=action,
+        actor=actor,
+        target_id=target_id,
+        limit=limit,
+    )
+    entries = [AuditEntryOut(**asdict(e), time=iso_utc(e.ts_ms)) for e in rows]
+    return AuditOut(count=len(entries), entries=entries)
+

@@ -1,0 +1,353 @@
+"""Escalations in scope with SLA countdown; acknowledge, sign (签收), dispose (处置反馈), close (消警); the inbox."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from alarms.escalation import CLOSE_REASONS, STEP_LEVEL, Escalation, EscalationEngine, EscalationError
+from alarms.notify import InboxSender
+from dashboard.routers.deps import (
+    AUTH_RESPONSES,
+    ClockDep,
+    ErrorOut,
+    NamesDep,
+    ScopeDep,
+    SiteNames,
+    audit_action,
+    iso_utc,
+)
+from tankwatch.auth import Principal
+
+router = APIRouter(tags=["escalations"])
+
+EscalationId = Annotated[str, Path(max_length=64, description="the alarm occurrence id")]
+StepName = Literal["operator", "operational", "technical", "principal", "park_regulator", "county_regulator"]
+Level = Literal["enterprise", "park", "county"]
+ReasonCode = Literal["handled", "false_alarm", "equipment_fault", "maintenance", "test"]
+assert set(ReasonCode.__args__) == set(CLOSE_REASONS)  # type: ignore[attr-defined]
+ACTION_RESPONSES = {
+    **AUTH_RESPONSES,
+    404: {"model": ErrorOut, "description": "No such escalation in the caller's scope"},
+    409: {"model": ErrorOut, "description": "Not possible in the escalation's current state"},
+}
+
+
+def _engine(request: Request) -> EscalationEngine:
+    return request.app.state.escalation
+
+
+def _inbox(request: Request) -> InboxSender:
+    return request.app.state.inbox
+
+
+EngineDep = Annotated[EscalationEngine, Depends(_engine)]
+InboxDep = Annotated[InboxSender, Depends(_inbox)]
+
+
+class LevelOut(BaseModel):
+    """One organisation level of an escalation."""
+
+    level: Level
+    notified_ms: int | None
+    acknowledged_ms: int | None  # for regulators: signed (签收)
+    acknowledged_by: str | None
+    note: str | None
+    reminders: int
+
+
+class DispositionOut(BaseModel):
+    """A disposition record (处置反馈)."""
+
+    ts_ms: int
+    time: str | None
+    login: str
+    level: Level
+    text: str
+
+
+class EscalationOut(BaseModel):
+    """An escalation with its SLA countdown: when the next step fires if nobody acknowledges."""
+
+    escalation_id: str
+    occurrence_id: str
+    status: Literal["open", "acknowledged", "awaiting_close", "awaiting_clear", "closed"]
+    enterprise_id: str
+    enterprise_name: str | None
+    source_id: str
+    source_name: str | None
+    sensor_id: str
+    sensor_name: str | None
+    condition: str
+    priority: str
+    raised_ms: int
+    raised: str | None
+    alarm_active: bool
+    cleared_ms: int | None
+    steps: list[StepName]
+    step: StepName | None  # the last step that fired
+    next_step: StepName | None
+    next_step_ms: int | None
+    seconds_to_next_step: float | None  # the countdown; 0 when due now
+    overdue: bool
+    inhibited_by: str | None
+    paused: bool
+    levels: list[LevelOut]
+    dispositions: list[DispositionOut]
+    closed_ms: int | None
+    closed_by: str | None
+    close_reason: ReasonCode | None
+    close_note: str | None
+
+
+class EscalationsOut(BaseModel):
+    """Escalations newest first."""
+
+    state: Literal["open", "all"]
+    count: int
+    escalations: list[EscalationOut]
+
+
+class NoteIn(BaseModel):
+    """An optional remark."""
+
+    note: str | None = Field(default=None, max_length=500)
+
+
+class DisposeIn(BaseModel):
+    """What was done (处置反馈)."""
+
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class CloseIn(BaseModel):
+    """Close (消警) with a reason code."""
+
+    reason: ReasonCode
+    note: str | None = Field(default=None, max_length=500)
+
+
+def escalation_out(e: Escalation, engine: EscalationEngine, names: SiteNames, now_ms: int) -> EscalationOut:
+    """An escalation for the API, with names, countdown and dispositions."""
+    labels = e.labels
+    next_ms = e.next_step_ms()
+    return EscalationOut(
+        escalation_id=e.escalation_id,
+        occurrence_id=labels["occurrence_id"],
+        status=e.status(),  # type: ignore[arg-type]
+        enterprise_id=e.enterprise_id,
+        enterprise_name=names.enterprise.get(e.enterprise_id),
+        source_id=labels["source"],
+        source_name=names.source.get(labels["source"]),
+        sensor_id=labels["sensor"],
+        sensor_name=names.sensor.get(labels["sensor"]),
+        condition=labels["condition"],
+        priority=labels["priority"],
+        raised_ms=e.raised_ms,
+        raised=iso_utc(e.raised_ms),
+        alarm_active=e.alarm_active,
+        cleared_ms=e.cleared_ms,
+        steps=list(e.steps),  # type: ignore[arg-type]
+        step=e.steps[e.step] if e.step >= 0 else None,  # type: ignore[arg-type]
+        next_step=e.steps[e.step + 1] if next_ms is not None else None,  # type: ignore[arg-type]
+        next_step_ms=next_ms,
+        seconds_to_next_step=None if next_ms is None else max(0.0, (next_ms - now_ms) / 1000),
+        overdue=e.step >= 1 and not e.acknowledged and e.closed_ms is None and e.state == "open",
+        inhibited_by=e.inhibited_by,
+        paused=e.paused,
+        levels=[
+            LevelOut(
+                level=level,  # type: ignore[arg-type]
+                notified_ms=lv.notified_ms,
+                acknowledged_ms=lv.acked_ms,
+                acknowledged_by=lv.acked_by,
+                note=lv.note,
+                reminders=lv.reminders,
+            )
+            for level, lv in sorted(e.levels.items(), key=lambda kv: list(STEP_LEVEL.values()).index(kv[0]))
+        ],
+        dispositions=[
+            DispositionOut(ts_ms=d.ts_ms, time=iso_utc(d.ts_ms), login=d.login, level=d.level, text=d.text)  # type: ignore[arg-type]
+            for d in engine.store.dispositions(e.escalation_id)
+        ],
+        closed_ms=e.closed_ms,
+        closed_by=e.closed_by,
+        close_reason=e.close_reason,  # type: ignore[arg-type]
+        close_note=e.close_note,
+    )
+
+
+def _fail(exc: EscalationError) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
+
+
+@router.get("/api/escalations", response_model=EscalationsOut, responses=AUTH_RESPONSES)
+def list_escalations(
+    scope: ScopeDep,
+    engine: EngineDep,
+    names: NamesDep,
+    clock: ClockDep,
+    state: Annotated[Literal["open", "all"], Query(description="open only, or every escalation")] = "open",
+    limit: Annotated[int, Query(ge=1, le=2000)] = 200,
+) -> EscalationsOut:
+    """Escalations of the enterprises in the caller's scope, newest first, with the SLA countdown."""
+    now = clock.now_ms()
+    found = engine.list(scope.enterprises, state=state, limit=limit)
+    rows = [escalation_out(e, engine, names, now) for e in found]
+    return EscalationsOut(state=state, count=len(rows), escalations=rows)
+
+
+@router.get("/api/escalations/{escalation_id}", response_model=EscalationOut, responses=ACTION_RESPONSES)
+def get_escalation(
+    escalation_id: EscalationId, scope: ScopeDep, engine: EngineDep, names: NamesDep, clock: ClockDep
+) -> EscalationOut:
+    """One escalation (404 when unknown or outside the caller's scope)."""
+    try:
+        e = engine.get(escalation_id, scope.principal)
+    except EscalationError as exc:
+        raise _fail(exc) from None
+    return escalation_out(e, engine, names, clock.now_ms())
+
+
+def _act(request: Request, action: str, e: Escalation, principal: Principal, detail: dict) -> None:
+    audit_action(request, action, "escalation", e.escalation_id, enterprise_id=e.enterprise_id, detail=detail)
+
+
+@router.post("/api/escalations/{escalation_id}/ack", response_model=EscalationOut, responses=ACTION_RESPONSES)
+def acknowledge(
+    request: Request,
+    escalation_id: EscalationId,
+    body: NoteIn,
+    scope: ScopeDep,
+    engine: EngineDep,
+    names: NamesDep,
+    clock: ClockDep,
+) -> EscalationOut:
+    """Acknowledge for the enterprise level (operators and safety managers); the escalation stops climbing."""
+    try:
+        e = engine.acknowledge(escalation_id, scope.principal, body.note)
+    except EscalationError as exc:
+        raise _fail(exc) from None
+    _act(request, "escalation.ack", e, scope.principal, {"note": body.note})
+    return escalation_out(e, engine, names, clock.now_ms())
+
+
+@router.post("/api/escalations/{escalation_id}/sign", response_model=EscalationOut, responses=ACTION_RESPONSES)
+def sign(
+    request: Request,
+    escalation_id: EscalationId,
+    body: NoteIn,
+    scope: ScopeDep,
+    engine: EngineDep,
+    names: NamesDep,
+    clock: ClockDep,
+) -> EscalationOut:
+    """A park or county regulator signs for the escalation at their level (签收)."""
+    try:
+        e = engine.sign(escalation_id, scope.principal, body.note)
+    except EscalationError as exc:
+        raise _fail(exc) from None
+    _act(request, "escalation.sign", e, scope.principal, {"note": body.note})
+    return escalation_out(e, engine, names, clock.now_ms())
+
+
+@router.post("/api/escalations/{escalation_id}/dispose", response_model=EscalationOut, responses=ACTION_RESPONSES)
+def dispose(
+    request: Request,
+    escalation_id: EscalationId,
+    body: DisposeIn,
+    scope: ScopeDep,
+    engine: EngineDep,
+    names: NamesDep,
+    clock: ClockDep,
+) -> EscalationOut:
+    """A regulator who signed records the disposition (处置反馈)."""
+    try:
+        engine.dispose(escalation_id, scope.principal, body.text)
+        e = engine.get(escalation_id, scope.principal)
+    except EscalationError as exc:
+        raise _fail(exc) from None
+    _act(request, "escalation.dispose", e, scope.principal, {"text": body.text})
+    return escalation_out(e, engine, names, clock.now_ms())
+
+
+@router.post("/api/escalations/{escalation_id}/close", response_model=EscalationOut, responses=ACTION_RESPONSES)
+def close(
+    request: Request,
+    escalation_id: EscalationId,
+    body: CloseIn,
+    scope: ScopeDep,
+    engine: EngineDep,
+    names: NamesDep,
+    clock: ClockDep,
+) -> EscalationOut:
+    """A regulator closes (消警) with a reason code; it ends once the alarm is also back to normal."""
+    try:
+        e = engine.close(escalation_id, scope.principal, body.reason, body.note)
+    except EscalationError as exc:
+        raise _fail(exc) from None
+    _act(request, "escalation.close", e, scope.principal, {"reason": body.reason, "note": body.note})
+    return escalation_out(e, engine, names, clock.now_ms())
+
+
+# ----- inbox -------------------------------------------------------------------------------------------------
+
+
+class InboxMessageOut(BaseModel):
+    """A notification in the caller's dashboard inbox, in both languages."""
+
+    id: int
+    ts_ms: int
+    time: str | None
+    kind: Literal["raised", "escalated", "reminder", "cleared", "closed"]
+    escalation_id: str
+    enterprise_id: str
+    level: Level
+    sound: bool
+    subject_zh: str
+    body_zh: str
+    subject_en: str
+    body_en: str
+    read: bool
+
+
+class InboxOut(BaseModel):
+    """The caller's messages, newest first."""
+
+    unread: int
+    messages: list[InboxMessageOut]
+
+
+@router.get("/api/inbox", response_model=InboxOut, responses=AUTH_RESPONSES)
+def inbox(
+    scope: ScopeDep,
+    box: InboxDep,
+    unread_only: Annotated[bool, Query(description="only messages not yet read")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> InboxOut:
+    """The caller's notifications (escalation steps, reminders, cleared and closed notices)."""
+    rows = box.messages(scope.principal.login, unread_only=unread_only, enterprise_ids=scope.enterprises, limit=limit)
+    messages = [
+        InboxMessageOut(
+            **{k: r[k] for k in InboxMessageOut.model_fields if k in r and k not in ("time", "read")},
+            time=iso_utc(r["ts_ms"]),
+            read=r["read_ms"] is not None,
+        )
+        for r in rows
+    ]
+    return InboxOut(unread=sum(not m.read for m in messages), messages=messages)
+
+
+@router.post(
+    "/api/inbox/{message_id}/read",
+    status_code=204,
+    responses={**AUTH_RESPONSES, 404: {"model": ErrorOut, "description": "No such message of the caller"}},
+)
+def mark_read(
+    message_id: Annotated[int, Path(ge=1, le=2**62)], scope: ScopeDep, box: InboxDep, clock: ClockDep
+) -> None:
+    """Mark one of the caller's messages read."""
+    if not box.mark_read(scope.principal.login, message_id, clock.now_ms()):
+        raise HTTPException(404, f"no message {message_id}")

@@ -1,0 +1,811 @@
+"""Kafka bus (aiokafka): stage-to-stage topics keyed by enterprise, consumer groups, and alarm workers whose
+alarm-core state follows their partitions through rebalances and crashes.
+
+Delivery is at least once and made exactly once downstream by ids: a worker commits a partition's offset only
+after the events it produced are acknowledged by Kafka and its alarm-core snapshot for that offset is written to
+the compacted state topic; after a crash the next owner restores that snapshot and replays from its offset,
+producing the same events with the same stable ids, which every consumer and store de-duplicates.
+No idempotent or transactional producer is needed (and tansu, the test broker, has neither).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import hashlib
+import logging
+import struct
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import ConsumerStoppedError, KafkaError
+from aiokafka.partitioner import murmur2
+from prometheus_client import Counter, Gauge
+
+from tankwatch import bus as topics
+from tankwatch import metrics
+from tankwatch.bus import Overflow
+from tankwatch.config import Site
+from tankwatch.records import AlarmEvent, Grade, GradeColour, ReadingBatch
+from tankwatch.site import BusSettings
+
+log = logging.getLogger(__name__)
+
+STAGE = "bus"
+KAFKA_SCHEME = "kafka://"
+BATCH_MAGIC = b"TWB1"
+_BATCH_HEADER = struct.Struct("<4s8sI")  # magic, site fingerprint, rows
+_ROW_BYTES = 4 + 8 + 8 + 1  # int32 sensor, int64 ts, float64 value, uint8 quality
+MAX_ROWS_PER_MESSAGE = 40_000  # 840 kB: below Kafka's default 1 MB message limit
+FETCH_RECORDS = 2_000
+RECENT_EVENT_IDS = 200_000  # per events subscription: redelivered events seen this recently are skipped
+TOPIC_KEYS = (topics.READINGS, topics.EVENTS, topics.GRADES, topics.COMMANDS)
+
+KAFKA_CHECKPOINTS = Counter(
+    "tankwatch_alarm_checkpoints_total", "Alarm-core snapshots written to the state topic (then offsets committed)"
+)
+KAFKA_RESTORES = Counter(
+    "tankwatch_alarm_restores_total", "Partitions whose alarm-core state was restored on assignment", ["found"]
+)
+KAFKA_REDELIVERED = Counter(
+    "tankwatch_bus_redelivered_total", "Items skipped because their id was already seen (redelivery)", ["topic"]
+)
+WORKER_PARTITIONS = Gauge("tankwatch_alarm_worker_partitions", "Readings partitions this alarm worker owns")
+
+
+class BusMessageRejected(ValueError):
+    """A Kafka record that cannot be decoded; ``reason`` is the counter label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}")
+
+
+# ----------------------------------------------------------------------------------------------- encoding
+
+
+def site_fingerprint(site: Site) -> bytes:
+    """8 bytes naming the site's sensor table: batches carry sensor indices, valid only for the same table."""
+    text = "\x1f".join(s.sensor.id for s in site.sensors)
+    return hashlib.blake2b(text.encode(), digest_size=8).digest()
+
+
+def encode_batch(batch: ReadingBatch, fingerprint: bytes) -> bytes:
+    """Header then the four columns as little-endian arrays (21 bytes a row)."""
+    return b"".join(
+        (
+            _BATCH_HEADER.pack(BATCH_MAGIC, fingerprint, len(batch)),
+            np.ascontiguousarray(batch.sensor, dtype="<i4").tobytes(),
+            np.ascontiguousarray(batch.ts_ms, dtype="<i8").tobytes(),
+            np.ascontiguousarray(batch.value, dtype="<f8").tobytes(),
+            np.ascontiguousarray(batch.quality, dtype="u1").tobytes(),
+        )
+    )
+
+
+def decode_batch(data: bytes, fingerprint: bytes, n_sensors: int) -> ReadingBatch:
+    """Inverse of :func:`encode_batch`; rows naming a sensor index outside the site are dropped and counted."""
+    if len(data) < _BATCH_HEADER.size:
+        raise BusMessageRejected("truncated_batch", f"{len(data)} bytes is shorter than the header")
+    magic, fp, n = _BATCH_HEADER.unpack_from(data)
+    if magic != BATCH_MAGIC:
+        raise BusMessageRejected("not_a_reading_batch", f"magic {magic!r}, expected {BATCH_MAGIC!r}")
+    if fp != fingerprint:
+        raise BusMessageRejected(
+            "site_mismatch", f"batch made for sensor table {fp.hex()}, this process has {fingerprint.hex()}"
+        )
+    if len(data) != _BATCH_HEADER.size + n * _ROW_BYTES:
+        raise BusMessageRejected("truncated_batch", f"{len(data)} bytes cannot hold {n} rows")
+    at = _BATCH_HEADER.size
+    sensor = np.frombuffer(data, "<i4", n, at).astype(np.int32)
+    ts = np.frombuffer(data, "<i8", n, at + 4 * n).astype(np.int64)
+    value = np.frombuffer(data, "<f8", n, at + 12 * n).astype(np.float64)
+    quality = np.frombuffer(data, "u1", n, at + 20 * n).copy()
+    batch = ReadingBatch(sensor, ts, value, quality)
+    valid = (sensor >= 0) & (sensor < n_sensors)
+    if not valid.all():
+        metrics.INPUT_REJECTED.labels(STAGE, "unknown_sensor_index").inc(int((~valid).sum()))
+        batch = batch.take(valid)
+    return batch
+
+
+def encode_events(events: Iterable[AlarmEvent]) -> bytes:
+    """A JSON array of event objects."""
+    return orjson.dumps([e.to_dict() for e in events])
+
+
+def decode_events(data: bytes) -> list[AlarmEvent]:
+    """Inverse of :func:`encode_events`; any malformed element rejects the record."""
+    try:
+        items = orjson.loads(data)
+        if not isinstance(items, list):
+            raise TypeError(f"expected a JSON array, got {type(items).__name__}")
+        return [AlarmEvent.from_dict(item) for item in items]
+    except (orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
+        raise BusMessageRejected("bad_alarm_events", str(exc)) from None
+
+
+def encode_grades(grades: Iterable[Grade]) -> bytes:
+    """A JSON array of grade objects."""
+    return orjson.dumps(
+        [{"subject_id": g.subject_id, "colour": str(g.colour), "ts_ms": g.ts_ms, "reasons": list(g.reasons)}
+         for g in grades]
+    )
+
+
+def decode_grades(data: bytes) -> list[Grade]:
+    """Inverse of :func:`encode_grades`."""
+    try:
+        return [
+            Grade(str(g["subject_id"]), GradeColour(g["colour"]), int(g["ts_ms"]), tuple(map(str, g["reasons"])))
+            for g in orjson.loads(data)
+        ]
+    except (orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
+        raise BusMessageRejected("bad_grades", str(exc)) from None
+
+
+def decode_command(data: bytes) -> dict:
+    """An operator command: a JSON object."""
+    try:
+        item = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BusMessageRejected("bad_command", str(exc)) from None
+    if not isinstance(item, dict):
+        raise BusMessageRejected("bad_command", f"expected a JSON object, got {type(item).__name__}")
+    return item
+
+
+def enterprise_partition(enterprise_id: str, partitions: int) -> int:
+    """The partition of an enterprise's records: Kafka's default keyed partitioner (murmur2, as in Java)."""
+    return (murmur2(enterprise_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def parse_kafka_url(url: str) -> str:
+    """``kafka://h1:9092,h2:9092`` → ``h1:9092,h2:9092``; ValueError naming what is wrong."""
+    if not url.startswith(KAFKA_SCHEME) or not url[len(KAFKA_SCHEME):].strip("/"):
+        raise ValueError(f"bus URL {url!r}: expected kafka://HOST:PORT[,HOST:PORT]")
+    servers = url[len(KAFKA_SCHEME):].strip("/")
+    for server in servers.split(","):
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"bus URL {url!r}: {server!r} is not HOST:PORT")
+    return servers
+
+
+# ----------------------------------------------------------------------------------------------- the bus
+
+
+@dataclass
+class _Entry:
+    """A fetched item, where it came from, and the offset to commit once it is finished (past any records after
+    it that carried nothing to deliver)."""
+
+    tp: TopicPartition
+    next_offset: int
+    item: Any
+
+
+class KafkaBus:
+    """The :class:`tankwatch.bus.Bus` over Kafka: one producer, one consumer per subscription.
+
+    Records are keyed by enterprise so each enterprise's order is kept. Reading batches are split per enterprise
+    and sent as compact column bytes; events, grades and commands as JSON (orjson). ``publish`` returns once
+    every record is acknowledged by all in-sync replicas.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        site: Site,
+        settings: BusSettings | None = None,
+        *,
+        client_id: str = "tankwatch",
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+        linger_ms: int = 5,
+        fetch_max_wait_ms: int = 10,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.site = site
+        self.settings = settings or site.file.bus
+        self.client_id = client_id
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.linger_ms = linger_ms
+        # How long a fetch may wait for data: brokers that hold every fetch this long (tansu does) add it to
+        # the latency of each hop, so it is short; an idle consumer then polls 100 times a second.
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        names = self.settings.topics
+        self.topic_names = {
+            topics.READINGS: names.readings,
+            topics.EVENTS: names.events,
+            topics.GRADES: names.grades,
+            topics.COMMANDS: names.commands,
+        }
+        self.fingerprint = site_fingerprint(site)
+        self.n_sensors = len(site.sensors)
+        self.enterprise_ids = [e.id for e in site.enterprises]
+        code = {e: i for i, e in enumerate(self.enterprise_ids)}
+        self._sensor_enterprise = np.array([code[s.enterprise_id] for s in site.sensors], dtype=np.int32)
+        self._subject_enterprise = {e: e for e in self.enterprise_ids}
+        for enterprise, source in site.sources():
+            self._subject_enterprise[source.id] = enterprise.id
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+        self._partitions: dict[str, int] = {}
+        self._subscriptions: dict[tuple[str, str], _Subscription] = {}
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, site: Site, **options: Any) -> KafkaBus:
+        """A bus for ``kafka://HOST:PORT[,HOST:PORT]``."""
+        return cls(parse_kafka_url(url), site, **options)
+
+    def kafka_topic(self, topic: str) -> str:
+        """The configured Kafka topic of a logical topic (``readings``, ``events``, …)."""
+        try:
+            return self.topic_names[topic]
+        except KeyError:
+            raise ValueError(f"unknown bus topic {topic!r}; known: {', '.join(TOPIC_KEYS)}") from None
+
+    def group_id(self, group: str) -> str:
+        """The Kafka consumer group of a stage's group name."""
+        return f"{self.settings.group_prefix}{group}"
+
+    async def ensure_topics(self) -> None:
+        """Create the stream topics (partitions, retention) and the compacted state topic when missing."""
+        retention_ms = str(int(self.settings.retention_hours * 3_600_000))
+        wanted = [
+            NewTopic(name, self.settings.partitions, self.settings.replication_factor,
+                     topic_configs={"retention.ms": retention_ms, "cleanup.policy": "delete"})
+            for name in self.topic_names.values()
+        ]
+        wanted.append(
+            NewTopic(self.settings.topics.alarm_state, 1, self.settings.replication_factor,
+                     topic_configs={"cleanup.policy": "compact", "segment.ms": "600000",
+                                    "min.cleanable.dirty.ratio": "0.1"})
+        )
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-admin")
+        await admin.start()
+        try:
+            response = await admin.create_topics(wanted)
+            for name, code, message in getattr(response, "topic_errors", []):
+                if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS
+                    raise RuntimeError(f"cannot create Kafka topic {name!r}: error {code} {message}")
+        finally:
+            await admin.close()
+
+    # -- producing -----------------------------------------------------------------------------------------
+
+    async def producer(self) -> AIOKafkaProducer:
+        """The shared producer, started on first use (acks from all in-sync replicas, no idempotence)."""
+        if self._closed:
+            raise RuntimeError("bus is closed")
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap,
+                    client_id=f"{self.client_id}-producer",
+                    acks="all",
+                    enable_idempotence=False,
+                    linger_ms=self.linger_ms,
+                    max_batch_size=1_048_576,
+                    max_request_size=4_194_304,
+                )
+                await producer.start()
+                self._producer = producer
+            return self._producer
+
+    async def _partition_count(self, producer: AIOKafkaProducer, name: str) -> int:
+        """Partitions of a topic (cached; a topic's partition count only grows by an operator's hand)."""
+        if name not in self._partitions:
+            self._partitions[name] = len(await producer.partitions_for(name))
+        return self._partitions[name]
+
+    def records(self, topic: str, item: Any, key: str | None = None) -> list[tuple[str, bytes]]:
+        """(enterprise key, value) records for one published item."""
+        if topic == topics.READINGS:
+            if not isinstance(item, ReadingBatch):
+                raise TypeError(f"readings must be a ReadingBatch, not {type(item).__name__}")
+            return list(self._batch_records(item))
+        if topic == topics.EVENTS:
+            events = list(item) if isinstance(item, list | tuple) else [item]
+            by_enterprise: dict[str, list[AlarmEvent]] = {}
+            for e in events:
+                by_enterprise.setdefault(e.enterprise_id, []).append(e)
+            return [(k, encode_events(v)) for k, v in by_enterprise.items()]
+        if topic == topics.GRADES:
+            grades = list(item) if isinstance(item, list | tuple) else [item]
+            by_key: dict[str, list[Grade]] = {}
+            for g in grades:
+                by_key.setdefault(self._subject_enterprise.get(g.subject_id, g.subject_id), []).append(g)
+            return [(k, encode_grades(v)) for k, v in by_key.items()]
+        if topic == topics.COMMANDS:
+            if not isinstance(item, dict):
+                raise TypeError(f"a command must be a dict, not {type(item).__name__}")
+            return [(key or str(item.get("enterprise_id", "")), orjson.dumps(item))]
+        raise ValueError(f"unknown bus topic {topic!r}; known: {', '.join(TOPIC_KEYS)}")
+
+    def _batch_records(self, batch: ReadingBatch) -> Iterable[tuple[str, bytes]]:
+        """One record per enterprise (and per ``MAX_ROWS_PER_MESSAGE`` rows), rows kept in arrival order."""
+        if not len(batch):
+            return
+        valid = (batch.sensor >= 0) & (batch.sensor < self.n_sensors)
+        if not valid.all():
+            metrics.INPUT_REJECTED.labels(STAGE, "unknown_sensor_index").inc(int((~valid).sum()))
+            batch = batch.take(valid)
+        codes = self._sensor_enterprise[batch.sensor]
+        order = np.argsort(codes, kind="stable")
+        sorted_codes = codes[order]
+        bounds = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1], True])
+        for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            key = self.enterprise_ids[int(sorted_codes[start])]
+            for chunk in range(start, end, MAX_ROWS_PER_MESSAGE):
+                rows = order[chunk:min(end, chunk + MAX_ROWS_PER_MESSAGE)]
+                yield key, encode_batch(batch.take(rows), self.fingerprint)
+
+    async def publish(self, topic: str, item: Any, key: str | None = None) -> None:
+        """Send ``item`` keyed by enterprise and wait until Kafka acknowledged every record of it."""
+        records = self.records(topic, item, key)
+        if not records:
+            return
+        await self.send_records(self.kafka_topic(topic), records)
+        metrics.BUS_PUBLISHED.labels(topic).inc()
+
+    async def send_records(self, name: str, records: list[tuple[str, bytes]]) -> None:
+        """Send (key, value) records to the partition of each key; return when all are acknowledged."""
+        producer = await self.producer()
+        n = await self._partition_count(producer, name)
+        futures = [
+            await producer.send(name, value, key=key.encode(), partition=enterprise_partition(key, n))
+            for key, value in records
+        ]
+        await asyncio.gather(*futures)
+
+    # -- consuming -----------------------------------------------------------------------------------------
+
+    def decode(self, topic: str, value: bytes) -> Any:
+        """The item a record carries."""
+        if topic == topics.READINGS:
+            return decode_batch(value, self.fingerprint, self.n_sensors)
+        if topic == topics.EVENTS:
+            return decode_events(value)
+        if topic == topics.GRADES:
+            return decode_grades(value)
+        return decode_command(value)
+
+    def subscribe(
+        self, topic: str, group: str, overflow: Overflow = Overflow.BLOCK, maxsize: int | None = None
+    ) -> AsyncIterator[Any]:
+        """Items of ``topic``.
+
+        ``BLOCK``: a consumer-group member (``<prefix><group>``) from the committed offset; the offsets of the
+        items handed out are committed when the subscriber, having taken everything fetched, asks for more —
+        so a subscriber that finishes an item before asking for the next commits only finished work.
+        ``DROP_OLDEST``: a live tail of every partition from now on, no group, nothing committed; when more than
+        ``maxsize`` items wait, the oldest are dropped and counted.
+        """
+        self.kafka_topic(topic)
+        sub = _Subscription(self, topic, group, live=overflow is Overflow.DROP_OLDEST, maxsize=maxsize or 1024)
+        self._subscriptions[(topic, group)] = sub
+        return sub.iterate()
+
+    def depth(self, topic: str, group: str) -> int:
+        """Items fetched and waiting for ``group`` (lets a busy stage take them all at once)."""
+        sub = self._subscriptions.get((topic, group))
+        return len(sub.buffer) if sub else 0
+
+    def consumer(self, *names: str, group: str | None, **options: Any) -> AIOKafkaConsumer:
+        """A consumer with this bus's connection and group timing."""
+        return AIOKafkaConsumer(
+            *names,
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-{group or 'tail'}",
+            group_id=self.group_id(group) if group else None,
+            enable_auto_commit=False,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            **options,
+        )
+
+    async def close(self) -> None:
+        """Stop every subscription (their iterators end) and the producer."""
+        self._closed = True
+        for sub in list(self._subscriptions.values()):
+            await sub.stop()
+        self._subscriptions.clear()
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+
+class RecentIds:
+    """A bounded set of the ids seen most recently."""
+
+    def __init__(self, size: int = RECENT_EVENT_IDS) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def fresh(self, ids: Iterable[str]) -> list[bool]:
+        """For each id, whether it was not seen before (and remember it)."""
+        out = []
+        for i in ids:
+            if i in self._ids:
+                self._ids.move_to_end(i)
+                out.append(False)
+            else:
+                self._ids[i] = None
+                out.append(True)
+        while len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return out
+
+
+class _Revocations(ConsumerRebalanceListener):
+    """Forget what was fetched for partitions this member loses: their new owner fetches it again."""
+
+    def __init__(self, sub: _Subscription) -> None:
+        self.sub = sub
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        lost = set(revoked)
+        self.sub.buffer = deque(e for e in self.sub.buffer if e.tp not in lost)
+        for tp in lost:
+            self.sub.taken.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
+class _Subscription:
+    """One consumer feeding one subscriber."""
+
+    def __init__(self, bus: KafkaBus, topic: str, group: str, *, live: bool, maxsize: int) -> None:
+        self.bus = bus
+        self.topic = topic
+        self.group = group
+        self.live = live
+        self.maxsize = maxsize
+        self.buffer: deque[_Entry] = deque()
+        self.taken: dict[TopicPartition, int] = {}  # next offset after the items handed out, not yet committed
+        self.seen = RecentIds() if topic == topics.EVENTS else None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.stopped = False
+
+    async def start(self) -> AIOKafkaConsumer:
+        name = self.bus.kafka_topic(self.topic)
+        if self.live:
+            consumer = self.bus.consumer(name, group=None, auto_offset_reset="latest")
+        else:
+            consumer = self.bus.consumer(group=self.group, auto_offset_reset="earliest")
+            consumer.subscribe([name], listener=_Revocations(self))
+        await consumer.start()
+        self.consumer = consumer
+        return consumer
+
+    async def iterate(self) -> AsyncIterator[Any]:
+        """Yield items in partition order; commit finished work before each fetch."""
+        consumer = await self.start()
+        try:
+            while not self.stopped:
+                if not self.buffer:
+                    await self.commit()
+                    try:
+                        fetched = await consumer.getmany(timeout_ms=500, max_records=FETCH_RECORDS)
+                    except ConsumerStoppedError:
+                        return
+                    self._absorb(fetched)
+                    continue
+                entry = self.buffer.popleft()
+                self.taken[entry.tp] = entry.next_offset
+                yield entry.item
+        finally:
+            await self.stop()
+
+    def _absorb(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        """Decode fetched records into the buffer; bad records are counted, and they and records holding only
+        redelivered events are finished with the item before them (or at once, when nothing is before them)."""
+        for tp, records in fetched.items():
+            last: _Entry | None = None
+            for record in records:
+                item: Any = None
+                try:
+                    item = self._dedup(self.bus.decode(self.topic, record.value))
+                except BusMessageRejected as exc:
+                    metrics.INPUT_REJECTED.labels(STAGE, exc.reason).inc()
+                    log.warning("%s[%d]@%d rejected: %s", tp.topic, tp.partition, record.offset, exc)
+                if item is not None:
+                    last = _Entry(tp, record.offset + 1, item)
+                    self.buffer.append(last)
+                elif last is not None:
+                    last.next_offset = record.offset + 1
+                else:  # everything before it was handed out already, and is finished by the next commit
+                    self.taken[tp] = record.offset + 1
+        if self.live:
+            while len(self.buffer) > self.maxsize:
+                self.buffer.popleft()
+                metrics.BUS_DROPPED.labels(self.topic, self.group).inc()
+
+    def _dedup(self, item: Any) -> Any:
+        """Events already delivered to this subscriber are left out (None when nothing new is left)."""
+        if self.seen is None:
+            return item
+        fresh = [e for e, new in zip(item, self.seen.fresh(e.id for e in item), strict=True) if new]
+        if len(fresh) < len(item):
+            KAFKA_REDELIVERED.labels(self.topic).inc(len(item) - len(fresh))
+        return fresh or None
+
+    async def commit(self) -> None:
+        """Commit the offsets of items handed out and finished (group subscriptions only)."""
+        if self.live or not self.taken or self.consumer is None:
+            return
+        assigned = self.consumer.assignment()
+        offsets = {tp: off for tp, off in self.taken.items() if tp in assigned}
+        self.taken.clear()
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:  # a rebalance is under way: the new owner redelivers, stores de-duplicate
+            log.info("commit of %s skipped (%s); the items will be redelivered", self.group, exc)
+
+    async def stop(self) -> None:
+        """Stop the consumer (once)."""
+        self.stopped = True
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+
+# ----------------------------------------------------------------------------------------------- alarm workers
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Alarm-core state of one readings partition as of ``offset`` (the next record to evaluate)."""
+
+    partition: int
+    offset: int
+    state: dict
+
+
+CoreFactory = Callable[[], Any]
+
+
+class AlarmWorker:
+    """A member of the alarm workers' consumer group: one alarm core per owned readings partition.
+
+    On assignment each new partition's core is restored from its latest checkpoint and consumption resumes at the
+    checkpoint's offset; on revocation (and every ``checkpoint_every_s``) the cores are checkpointed and only then
+    are offsets committed. Events are published (and acknowledged) before any checkpoint that covers them.
+    """
+
+    def __init__(
+        self,
+        site: Site,
+        bus: KafkaBus,
+        *,
+        group: str = "alarms",
+        checkpoint_every_s: float = 1.0,
+        core_factory: CoreFactory | None = None,
+        on_assignment: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        self.site = site
+        self.bus = bus
+        self.group = group
+        self.checkpoint_every_s = checkpoint_every_s
+        if core_factory is None:
+            from alarms.evaluate import AlarmCore
+            from alarms.rules import compile_rules
+
+            rules = compile_rules(site)
+            core_factory = lambda: AlarmCore(site, rules)  # noqa: E731 - a factory bound to the compiled rules
+        self.core_factory = core_factory
+        self.on_assignment = on_assignment
+        self.readings_topic = bus.kafka_topic(topics.READINGS)
+        self.state_topic = bus.settings.topics.alarm_state
+        self.cores: dict[int, Any] = {}
+        self.next_offset: dict[int, int] = {}
+        self.events_published = 0
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dirty: set[int] = set()
+        self._last_checkpoint = time.monotonic()
+        self.member = uuid.uuid4().hex[:8]
+
+    def state_key(self, partition: int) -> bytes:
+        """Key of a partition's checkpoints in the compacted state topic."""
+        return f"{self.bus.group_id(self.group)}|{self.readings_topic}|{partition}".encode()
+
+    async def run(self) -> None:
+        """Consume, evaluate, publish and checkpoint until cancelled; a final checkpoint on the way out."""
+        await self.bus.ensure_topics()
+        consumer = self.bus.consumer(group=self.group, auto_offset_reset="earliest")
+        consumer.subscribe([self.readings_topic], listener=_WorkerListener(self))
+        await consumer.start()
+        self._consumer = consumer
+        try:
+            while True:
+                fetched = await consumer.getmany(timeout_ms=500, max_records=FETCH_RECORDS)
+                async with self._lock:
+                    await self._process(fetched)
+                    if self._dirty and time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s:
+                        await self._checkpoint(set(self.cores))
+        finally:
+            with contextlib.suppress(Exception):  # leaving anyway: the last checkpoint only saves replay work
+                async with self._lock:
+                    await asyncio.shield(self._checkpoint(set(self.cores)))
+            self._consumer = None
+            await consumer.stop()
+            WORKER_PARTITIONS.set(0)
+
+    async def _process(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        """Evaluate each owned partition's new records in order and publish the events they cause."""
+        events: list[AlarmEvent] = []
+        for tp, records in fetched.items():
+            p = tp.partition
+            core = self.cores.get(p)
+            if core is None:  # revoked since the fetch
+                continue
+            records = await self._in_sequence(tp, records)
+            if not records:
+                continue
+            batches = []
+            for record in records:
+                try:
+                    batches.append(self.bus.decode(topics.READINGS, record.value))
+                except BusMessageRejected as exc:
+                    metrics.INPUT_REJECTED.labels("alarms", exc.reason).inc()
+                    log.warning("readings[%d]@%d rejected: %s", p, record.offset, exc)
+            events.extend(core.evaluate(ReadingBatch.concat(batches)))
+            self.next_offset[p] = records[-1].offset + 1
+            self._dirty.add(p)
+        if events:
+            for e in events:
+                metrics.ALARM_EVENTS.labels(str(e.action)).inc()
+            await self.bus.publish(topics.EVENTS, events)
+            self.events_published += len(events)
+
+    async def _in_sequence(self, tp: TopicPartition, records: list[Any]) -> list[Any]:
+        """Records continuing exactly where the partition's state stands; stale fetches are dropped."""
+        expected = self.next_offset.get(tp.partition)
+        if expected is None or not records:
+            return records
+        records = [r for r in records if r.offset >= expected]
+        if records and records[0].offset > expected:
+            assert self._consumer is not None
+            start = (await self._consumer.beginning_offsets([tp]))[tp]
+            if expected >= start:  # fetched before a seek back to the checkpoint: fetch again from there
+                self._consumer.seek(tp, expected)
+                return []
+            lost = records[0].offset - expected
+            metrics.INPUT_REJECTED.labels("alarms", "readings_expired_before_evaluation").inc(lost)
+            log.error("readings partition %d: %d records expired (retention) before evaluation", tp.partition, lost)
+        return records
+
+    async def _checkpoint(self, partitions: set[int]) -> None:
+        """Write snapshots of the given partitions, then commit their offsets."""
+        records = []
+        offsets = {}
+        for p in sorted(partitions):
+            if p not in self.cores or p not in self.next_offset:
+                continue
+            value = {"offset": self.next_offset[p], "member": self.member, "state": self.cores[p].snapshot()}
+            records.append((self.state_key(p), gzip.compress(orjson.dumps(value), 1)))
+            offsets[TopicPartition(self.readings_topic, p)] = self.next_offset[p]
+        if records:
+            producer = await self.bus.producer()
+            futures = [await producer.send(self.state_topic, value, key=key) for key, value in records]
+            await asyncio.gather(*futures)
+            KAFKA_CHECKPOINTS.inc(len(records))
+            if self._consumer is not None:
+                try:
+                    await self._consumer.commit(offsets)
+                except KafkaError as exc:  # the checkpoint, not the commit, is what a new owner resumes from
+                    log.info("offset commit skipped during a rebalance (%s)", exc)
+        self._dirty -= partitions
+        self._last_checkpoint = time.monotonic()
+
+    async def load_checkpoints(self, partitions: set[int]) -> dict[int, Checkpoint]:
+        """The latest checkpoint of each partition, read from the state topic's beginning to its end."""
+        keys = {self.state_key(p): p for p in partitions}
+        found: dict[int, Checkpoint] = {}
+        if not keys:
+            return found
+        reader = self.bus.consumer(group=None, auto_offset_reset="earliest")
+        await reader.start()
+        try:
+            await reader.topics()  # fetches cluster metadata, so the state topic's partitions are known
+            parts = reader.partitions_for_topic(self.state_topic) or set()
+            tps = [TopicPartition(self.state_topic, p) for p in sorted(parts)]
+            if not tps:
+                return found
+            reader.assign(tps)
+            end = await reader.end_offsets(tps)
+            await reader.seek_to_beginning(*tps)
+            pending = {tp for tp in tps if end[tp] > 0}
+            while pending:
+                fetched = await reader.getmany(timeout_ms=1000, max_records=FETCH_RECORDS)
+                for tp, records in fetched.items():
+                    for record in records:
+                        p = keys.get(record.key)
+                        if p is not None and record.offset < end[tp] and record.value is not None:
+                            try:
+                                value = orjson.loads(gzip.decompress(record.value))
+                                found[p] = Checkpoint(p, int(value["offset"]), value["state"])
+                            except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+                                metrics.INPUT_REJECTED.labels("alarms", "bad_checkpoint").inc()
+                                log.error("checkpoint of partition %d at %d unreadable (%s); an older one is "
+                                          "used if there is one", p, record.offset, exc)
+                for tp in list(pending):
+                    if await reader.position(tp) >= end[tp]:
+                        pending.discard(tp)
+        finally:
+            await reader.stop()
+        return found
+
+    async def on_assigned(self, assigned: set[int]) -> None:
+        """Restore new partitions from their checkpoints and seek to the checkpoints' offsets."""
+        async with self._lock:
+            new = assigned - set(self.cores)
+            checkpoints = await self.load_checkpoints(new)
+            for p in sorted(new):
+                core = self.core_factory()
+                checkpoint = checkpoints.get(p)
+                tp = TopicPartition(self.readings_topic, p)
+                if checkpoint is not None:
+                    try:
+                        core.restore(checkpoint.state)
+                    except (ValueError, KeyError, TypeError) as exc:  # e.g. a snapshot of an older core format
+                        metrics.INPUT_REJECTED.labels("alarms", "bad_checkpoint").inc()
+                        log.error("partition %d: checkpoint not restorable (%s); starting from a fresh core at "
+                                  "the committed offset", p, exc)
+                        core = self.core_factory()
+                        checkpoint = None
+                if checkpoint is not None:
+                    self.next_offset[p] = checkpoint.offset
+                    assert self._consumer is not None
+                    self._consumer.seek(tp, checkpoint.offset)
+                else:
+                    self.next_offset.pop(p, None)
+                KAFKA_RESTORES.labels("yes" if checkpoint else "no").inc()
+                self.cores[p] = core
+            WORKER_PARTITIONS.set(len(self.cores))
+            log.info("alarm worker %s owns readings partitions %s (restored %s)", self.member,
+                     sorted(self.cores), sorted(checkpoints))
+            if self.on_assignment is not None:
+                self.on_assignment(sorted(self.cores))
+
+    async def on_revoked(self, revoked: set[int]) -> None:
+        """Checkpoint and commit the partitions being taken away, then forget them."""
+        async with self._lock:
+            await self._checkpoint(revoked & set(self.cores))
+            for p in revoked:
+                self.cores.pop(p, None)
+                self.next_offset.pop(p, None)
+                self._dirty.discard(p)
+            WORKER_PARTITIONS.set(len(self.cores))
+
+
+class _WorkerListener(ConsumerRebalanceListener):
+    """Routes rebalance callbacks to the worker."""
+
+    def __init__(self, worker: AlarmWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.worker.on_revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.worker.on_assigned({tp.partition for tp in assigned})

@@ -1,0 +1,300 @@
+"""InfluxDB 2.x historian (influxdb-client) with store-and-forward: nothing accepted here is lost to an outage.
+
+Schema (documented with example queries in deploy/README.md):
+
+* ``readings``     tags enterprise, hazard_source, tank (when the sensor sits on a tank), sensor, kind (level,
+  temperature, …); fields ``value`` (float, absent when the device gave none) and ``quality`` (integer code:
+  0 good, 1 bad, 2 stale, 3 comm-fail, 4 out-of-range); timestamp = the reading's, in ms.
+* ``alarm_events`` tags enterprise, hazard_source, tank, sensor, kind (the alarm condition: HH, H, L, LL, GAS1,
+  GAS2, O2_HIGH, O2_LOW, DQ), action, priority; fields ``value``, ``limit``, ``quality`` (0), ``event_id``,
+  ``occurrence_id``, ``user``, ``note``; timestamp = the event's.
+* ``grades``       tags enterprise, hazard_source (for a source's grade), kind (``source`` or ``enterprise``);
+  fields ``value`` (0 green, 1 yellow, 2 red), ``quality`` (0), ``colour``, ``reasons``.
+
+Writes go in chunks of ``batch_lines`` lines, gzip-compressed, retried with exponential backoff; a chunk that
+still fails goes to the durable :class:`~tankwatch.stores.buffer.DiskBuffer`, and while anything is buffered new
+chunks queue behind it, so points reach the server in order with their original timestamps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
+from prometheus_client import Counter, Gauge
+
+from tankwatch.config import Site
+from tankwatch.records import AlarmEvent, Grade, ReadingBatch
+from tankwatch.site import InfluxSettings
+from tankwatch.stores.buffer import DiskBuffer
+
+log = logging.getLogger(__name__)
+
+BATCH_LINES = 5_000
+GRADE_CODES = {"green": 0, "yellow": 1, "red": 2}
+
+WRITTEN = Counter("tankwatch_historian_written_total", "Points the time-series server accepted")
+BUFFERED = Counter("tankwatch_historian_buffered_total", "Points put in the local buffer while the server failed")
+DROPPED = Counter(
+    "tankwatch_historian_dropped_total", "Points lost: buffer past its bound, unreadable chunk, refused by server",
+    ["reason"],
+)
+RETRIED = Counter("tankwatch_historian_retried_total", "Write requests retried after a failure")
+BUFFER_POINTS = Gauge("tankwatch_historian_buffer_points", "Points waiting in the local buffer")
+
+# Server answers that retrying cannot fix: the data itself was refused (counted as dropped, never buffered).
+_REFUSED = {400, 413, 422}
+
+
+def escape_tag(value: str) -> str:
+    """A tag key or value escaped for line protocol (commas, equals signs, spaces)."""
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def escape_string(value: str) -> str:
+    """A string field value, quoted."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _tags(measurement: str, pairs: Iterable[tuple[str, str | None]]) -> str:
+    """``measurement,k=v,…`` leaving out tags without a value."""
+    return measurement + "".join(f",{k}={escape_tag(v)}" for k, v in pairs if v)
+
+
+def _float(value: float) -> str:
+    """A float field value (finite values only)."""
+    return repr(float(value))
+
+
+class LineProtocol:
+    """Turns readings, events and grades into InfluxDB line protocol with the tankwatch schema."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self._reading_prefix = [
+            _tags("readings", (("enterprise", s.enterprise_id), ("hazard_source", s.source_id),
+                               ("tank", s.tank_id), ("sensor", s.sensor.id), ("kind", str(s.sensor.kind))))
+            for s in site.sensors
+        ]
+        self._source_enterprise = {source.id: e.id for e, source in site.sources()}
+        self._enterprises = {e.id for e in site.enterprises}
+
+    def readings(self, batch: ReadingBatch) -> list[str]:
+        """One line per reading; a NaN value is written as quality alone (line protocol has no NaN)."""
+        prefix = self._reading_prefix
+        out = []
+        for s, t, v, q in zip(batch.sensor.tolist(), batch.ts_ms.tolist(), batch.value.tolist(),
+                              batch.quality.tolist(), strict=True):
+            if math.isfinite(v):
+                out.append(f"{prefix[s]} value={v!r},quality={q}i {t}")
+            else:
+                out.append(f"{prefix[s]} quality={q}i {t}")
+        return out
+
+    def events(self, events: Iterable[AlarmEvent]) -> list[str]:
+        """One line per alarm event."""
+        out = []
+        for e in events:
+            tank = self.site.sensor(e.sensor_id).tank_id if self.site.has_sensor(e.sensor_id) else None
+            head = _tags("alarm_events", (("enterprise", e.enterprise_id), ("hazard_source", e.source_id),
+                                          ("tank", tank), ("sensor", e.sensor_id), ("kind", e.condition),
+                                          ("action", str(e.action)), ("priority", e.priority)))
+            fields = [f"event_id={escape_string(e.id)}", f"occurrence_id={escape_string(e.occurrence_id)}",
+                      "quality=0i"]
+            if e.value is not None and math.isfinite(e.value):
+                fields.append(f"value={_float(e.value)}")
+            if e.limit is not None and math.isfinite(e.limit):
+                fields.append(f"limit={_float(e.limit)}")
+            if e.user:
+                fields.append(f"user={escape_string(e.user)}")
+            if e.note:
+                fields.append(f"note={escape_string(e.note)}")
+            out.append(f"{head} {','.join(fields)} {e.ts_ms}")
+        return out
+
+    def grades(self, grades: Iterable[Grade]) -> list[str]:
+        """One line per grade of a hazard source or an enterprise."""
+        out = []
+        for g in grades:
+            if g.subject_id in self._source_enterprise:
+                tags = (("enterprise", self._source_enterprise[g.subject_id]), ("hazard_source", g.subject_id),
+                        ("kind", "source"))
+            else:
+                kind = "enterprise" if g.subject_id in self._enterprises else "subject"
+                tags = (("enterprise", g.subject_id), ("kind", kind))
+            colour = str(g.colour)
+            fields = (f"value={GRADE_CODES.get(colour, -1)}.0,quality=0i,colour={escape_string(colour)},"
+                      f"reasons={escape_string('; '.join(g.reasons))}")
+            out.append(f"{_tags('grades', tags)} {fields} {g.ts_ms}")
+        return out
+
+
+class InfluxHistorian:
+    """Writes the tankwatch schema to InfluxDB 2.x; store-and-forward through a disk buffer.
+
+    ``write*`` methods are blocking (run them in a thread) and return once every point is either accepted by the
+    server or durably buffered; :meth:`forward` (a coroutine) sends the buffer back in order after recovery.
+    """
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        url: str,
+        org: str,
+        bucket: str,
+        token: str,
+        buffer: DiskBuffer,
+        batch_lines: int = BATCH_LINES,
+        attempts: int = 3,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 5.0,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.lines = LineProtocol(site)
+        self.url = url
+        self.org = org
+        self.bucket = bucket
+        self.buffer = buffer
+        self.batch_lines = batch_lines
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
+        # The write service itself, with a body gzipped here at level 1: the client's own gzip (level 9) costs
+        # more CPU than formatting and sending together.
+        self._service = WriteService(self.client.api_client)
+        self._order = threading.Lock()  # one send or buffer decision at a time keeps points in order
+        self.written = 0
+        self.buffered = 0
+        self.retried = 0
+        self.refused = 0
+        self.last_error = ""
+        buffer.on_drop = self._dropped
+        BUFFER_POINTS.set(buffer.points)
+
+    @classmethod
+    def from_settings(cls, site: Site, settings: InfluxSettings, data_dir: Path) -> InfluxHistorian:
+        """A historian for a site's ``storage.influx`` section; the token comes from ``settings.token_env``."""
+        token = os.environ.get(settings.token_env)
+        if not token:
+            raise ValueError(f"storage.influx: environment variable {settings.token_env} (the API token) is not set")
+        folder = Path(settings.buffer_dir) if settings.buffer_dir else Path(data_dir) / "influx-buffer"
+        buffer = DiskBuffer(folder, int(settings.buffer_max_mb * 1024 * 1024))
+        return cls(site, url=settings.url, org=settings.org, bucket=settings.bucket, token=token, buffer=buffer,
+                   timeout_s=settings.timeout_s)
+
+    def _dropped(self, points: int, reason: str) -> None:
+        DROPPED.labels(reason).inc(points)
+        BUFFER_POINTS.set(self.buffer.points)
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def write(self, batch: ReadingBatch) -> int:
+        """Write readings; returns the number of points handled (sent or buffered)."""
+        return self.write_lines(self.lines.readings(batch))
+
+    def write_events(self, events: Sequence[AlarmEvent]) -> int:
+        """Write alarm events."""
+        return self.write_lines(self.lines.events(events))
+
+    def write_grades(self, grades: Sequence[Grade]) -> int:
+        """Write grades."""
+        return self.write_lines(self.lines.grades(grades))
+
+    def write_lines(self, lines: Sequence[str]) -> int:
+        """Send line-protocol lines in chunks; a chunk the server will not take now is buffered on disk."""
+        for start in range(0, len(lines), self.batch_lines):
+            chunk = lines[start:start + self.batch_lines]
+            with self._order:
+                if len(self.buffer) == 0 and self._send(chunk, self.attempts):
+                    continue
+                self.buffer.append(chunk)
+                self.buffered += len(chunk)
+                BUFFERED.inc(len(chunk))
+                BUFFER_POINTS.set(self.buffer.points)
+        return len(lines)
+
+    def _send(self, lines: Sequence[str], attempts: int) -> bool:
+        """POST one chunk, retrying with backoff; True once the server has it (or refused it for good)."""
+        body = gzip.compress("\n".join(lines).encode(), compresslevel=1)
+        delay = self.backoff_s
+        for attempt in range(attempts):
+            if attempt:
+                RETRIED.inc()
+                self.retried += 1
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self.max_backoff_s)
+            try:
+                self._service.post_write(org=self.org, bucket=self.bucket, body=body, precision=WritePrecision.MS,
+                                         content_encoding="gzip", content_type="text/plain; charset=utf-8")
+            except ApiException as exc:
+                self.last_error = f"HTTP {exc.status}: {exc.reason}"
+                if exc.status in _REFUSED:
+                    self.refused += len(lines)
+                    DROPPED.labels("refused_by_server").inc(len(lines))
+                    log.error("time-series server refused %d points: %s %s", len(lines), self.last_error,
+                              (exc.body or "")[:300])
+                    return True
+                continue
+            except Exception as exc:  # noqa: BLE001 - connection errors of every kind mean "try later"
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                continue
+            self.written += len(lines)
+            WRITTEN.inc(len(lines))
+            return True
+        log.debug("time-series write failed %d times: %s", attempts, self.last_error)
+        return False
+
+    def forward_once(self) -> int | None:
+        """Send the oldest buffered chunks (up to ``batch_lines`` points) once: points sent, 0 when the buffer is
+        empty, None when the server still fails."""
+        with self._order:
+            chunks, lines = self.buffer.peek(self.batch_lines)
+            if not chunks:
+                return 0
+            if not self._send(lines, 1):
+                return None
+            self.buffer.remove(chunks)
+            BUFFER_POINTS.set(self.buffer.points)
+            return len(lines)
+
+    async def forward(self, idle_s: float = 0.5) -> None:
+        """Drain the buffer in order whenever the server takes writes; run as a task until cancelled."""
+        delay = self.backoff_s
+        was_failing = False
+        while True:
+            sent = await asyncio.to_thread(self.forward_once)
+            if sent is None:
+                if not was_failing:
+                    log.warning("time-series server unreachable (%s); %d points buffered on disk",
+                                self.last_error, self.buffer.points)
+                was_failing = True
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self.max_backoff_s)
+                continue
+            delay = self.backoff_s
+            if sent == 0:
+                if was_failing:
+                    log.warning("time-series server back; buffer sent")
+                    was_failing = False
+                await asyncio.sleep(idle_s)
+
+    def purge(self, now_ms: int) -> int:
+        """Retention is the bucket's (InfluxDB deletes old points itself): nothing to do here."""
+        return 0
+
+    def close(self) -> None:
+        """Release the HTTP client (the buffer stays on disk for the next start)."""
+        self.client.close()

@@ -1,0 +1,171 @@
+"""The dashboard in a real browser against the running demo: operator, park regulator, scope, offline, tester."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import api_status, login, screenshot
+from tests.e2e.demo_users import USERS
+
+LIVE_ALARM_TIMEOUT_MS = 90_000  # the e2e scenario raises T101's H/HH once a minute
+AUDIO = "() => window.tankwatch.audio.state"
+
+
+def test_operator_sees_a_scenario_alarm_live_acknowledges_it_silencing_the_horn_and_shelves_one(demo, new_page):
+    page = new_page()
+    login(page, demo, USERS["operator_e1"])
+    # A row raised while the page watched (not from the snapshot), of the scenario's overfill on T101.
+    row = page.wait_for_selector('#alarm-rows tr[data-live="1"][data-sensor^="T101-LT"]', timeout=LIVE_ALARM_TIMEOUT_MS)
+    assert row.get_attribute("data-ack") == "0"
+    screenshot(page, "control-room-alarm")
+    # T101's HH (high priority) follows its H within seconds: a new high alarm sounds the horn.
+    page.wait_for_function("() => window.tankwatch.audio.pendingIds().length > 0", timeout=LIVE_ALARM_TIMEOUT_MS)
+    state = page.evaluate(AUDIO)
+    assert state["sounding"] is True and state["context"] == "running", state
+    page.wait_for_function("() => window.tankwatch.audio.state.beeps > 0", timeout=10_000)
+    assert page.is_visible("#alarm-banner")
+
+    if api_status(page, "POST", "/api/alarms/{occurrence_id}/ack") == 0:
+        pytest.skip("acknowledge/shelve pending engineer A: POST /api/alarms/{occurrence_id}/ack|shelve not served yet")
+
+    # Acknowledge every alarm that asked for sound, from the list, one click each.
+    sounding = page.evaluate("() => window.tankwatch.audio.pendingIds()")
+    for occurrence in sounding:
+        button = page.query_selector(f'#alarm-rows tr[data-occurrence="{occurrence}"] button[data-action="ack"]')
+        if button:
+            button.click()
+    try:
+        page.wait_for_function("() => window.tankwatch.audio.pendingIds().length === 0", timeout=15_000)
+    except Exception:  # noqa: BLE001 - playwright's TimeoutError; say why when the server refused
+        refused = page.get_attribute("#alarm-actions-note", "data-error") or ""
+        if "503" in refused:
+            pytest.skip(f"alarm commands not wired into the demo yet (lead: app.state.bus): {refused}")
+        raise AssertionError(f"the horn still sounds after acknowledging; the page says: {refused!r}") from None
+    state = page.evaluate(AUDIO)
+    assert state["sounding"] is False, state
+    for occurrence in sounding:  # acknowledged, or gone because it had already returned to normal
+        assert page.get_attribute(f'#alarm-rows tr[data-occurrence="{occurrence}"]', "data-ack") in ("1", None)
+
+    # Shelve one alarm with a reason and a duration: it leaves the active list for the shelved one.
+    target = page.wait_for_selector('#alarm-rows tr button[data-action="shelve"]', timeout=15_000)
+    occurrence = target.evaluate("b => b.closest('tr').getAttribute('data-occurrence')")
+    target.click()
+    page.fill("#action-fields input[name=reason]", "e2e 仪表检修")
+    page.select_option("#action-fields select[name=minutes]", "30")
+    page.click("#action-submit")
+    page.wait_for_selector("#action-dialog", state="hidden", timeout=10_000)
+    page.wait_for_selector(f'#alarm-rows tr[data-occurrence="{occurrence}"]', state="detached", timeout=10_000)
+    page.click("#show-shelved")
+    page.wait_for_selector(f'#alarm-rows tr[data-occurrence="{occurrence}"][data-state="shelved"]', timeout=10_000)
+    screenshot(page, "control-room-shelved")
+    assert page.errors == []
+
+
+def test_operator_opens_a_trend_with_its_limits_drawn(demo, new_page):
+    page = new_page()
+    login(page, demo, USERS["operator_e1"])
+    page.click('#sources .vessel[data-sensor="T101-LT-A"]')
+    page.wait_for_selector("#trend-chart svg polyline.series", timeout=15_000)
+    limits = page.eval_on_selector_all("#trend-chart line.limit", "ls => ls.map(l => l.getAttribute('data-limit'))")
+    assert {"hh", "h"} <= set(limits)
+    page.click('#trend-ranges button[data-range="86400000"]')
+    page.wait_for_selector("#trend-chart svg polyline.series", timeout=15_000)
+    assert page.get_attribute('#trend-ranges button[data-range="86400000"]', "aria-pressed") == "true"
+    screenshot(page, "control-room-trend")
+    assert page.errors == []
+
+
+def test_user_of_enterprise_a_sees_nothing_of_enterprise_b(demo, new_page):
+    page = new_page()
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(str(payload))))
+    login(page, demo, USERS["operator_e1"])
+    page.wait_for_timeout(3000)  # a few live pushes
+    others = page.evaluate(
+        """async () => {
+            const token = sessionStorage.getItem('tankwatch.token');
+            const r = await fetch('api/sources', {headers: {Authorization: 'Bearer ' + token}});
+            return (await r.json()).enterprises.map(e => e.id);
+        }"""
+    )
+    assert others == ["E1"], f"/api/sources shows enterprises {others} to an operator of E1"
+    text = page.inner_text("body")
+    for name in ("华东氯碱化工有限公司", "滨海合成氨有限公司", "液氯储罐区", "HS3", "HS4", "HS5"):
+        assert name not in text, f"{name!r} of another enterprise is on the page of an E1 operator"
+    leaked = [f for f in frames if any(tag in f for tag in ('"HS3', '"HS4', '"HS5', '"E2"', '"E3"', '"V3', '"V4'))]
+    assert not leaked, f"websocket frames carry other enterprises' data: {leaked[0][:200]}"
+    ids = page.evaluate("() => Array.from(window.tankwatch.sensors.values()).map(e => e.enterpriseId)")
+    assert set(ids) == {"E1"}
+    assert page.errors == []
+
+
+def test_page_loads_and_runs_with_the_network_to_everything_but_127_0_0_1_blocked(demo, new_page, guard):
+    page = new_page()
+    login(page, demo, USERS["operator_e1"])
+    page.wait_for_timeout(1500)
+    for hash_ in ("#/park", "#/replay", "#/control"):
+        page.evaluate(f"location.hash = '{hash_}'")
+        page.wait_for_timeout(800)
+    resources = page.evaluate("() => performance.getEntriesByType('resource').map(r => r.name)")
+    assert guard.blocked == [], f"the page tried to reach other hosts: {guard.blocked}"
+    off_host = [r for r in resources if not r.startswith(demo.url) and not r.startswith(("data:", "blob:"))]
+    assert off_host == []
+    fonts = page.evaluate("() => Array.from(document.fonts).map(f => f.family)")
+    assert fonts == [], f"the page loads web fonts: {fonts}"  # system fonts only
+    screenshot(page, "control-room")
+    assert page.errors == []
+
+
+def test_park_regulator_sees_an_enterprise_turn_red_and_signs_for_its_escalation(demo, new_page):
+    page = new_page()
+    login(page, demo, USERS["regulator"], "#/park")
+    page.wait_for_selector("#park-map .ent-marker", timeout=15_000)
+    screenshot(page, "park-regulator")
+    status = api_status(page, "GET", "/api/grades")
+    if status != 200:
+        pytest.skip(f"grades pending engineer B / the lead: GET /api/grades answers {status or 'not served'}")
+    page.wait_for_selector('#park-map .ent-area[data-grade="red"]', timeout=LIVE_ALARM_TIMEOUT_MS)
+    red = page.eval_on_selector_all('#ent-rows tr[data-grade="red"]', "rs => rs.map(r => r.dataset.enterprise)")
+    assert "E1" in red
+    page.click('#park-map .ent-marker[data-enterprise="E1"]')
+    page.wait_for_selector('#ent-detail .detail-source[data-grade="red"] .reasons li', timeout=10_000)
+    screenshot(page, "park-regulator-red")
+
+    if api_status(page, "GET", "/api/escalations") != 200 or not page.evaluate(
+        "() => window.tankwatch.has('/api/escalations/{escalation_id}/sign', 'post')"
+    ):
+        pytest.skip("escalation inbox pending engineer E: /api/escalations and …/sign not served")
+    page.evaluate("location.hash = '#/park/escalations'")
+    try:
+        sign = page.wait_for_selector('#park-escalations button[data-action="sign"]', timeout=60_000)
+    except Exception:  # noqa: BLE001 - playwright's TimeoutError; the reason is said below
+        pytest.skip("no escalation reached the park level: the escalation engine is not running in the demo yet")
+    escalation = sign.evaluate("b => b.closest('tr').dataset.escalation")
+    # the inbox re-renders every second (SLA countdown): click through a locator, which re-finds the button
+    page.locator(f'#park-escalations tr[data-escalation="{escalation}"] button[data-action="sign"]').click()
+    page.wait_for_selector(
+        f'#park-escalations tr[data-escalation="{escalation}"] button[data-action="dispose"]', timeout=15_000
+    )
+    screenshot(page, "park-regulator-escalations")
+    assert page.errors == []
+
+
+def test_tester_view_english_switch_and_large_type(demo, new_page):
+    page = new_page({"width": 1920, "height": 1080})
+    login(page, demo, USERS["tester"], "#/replay")
+    page.wait_for_selector("#view-replay:not([hidden])")
+    page.wait_for_function(
+        "() => !document.getElementById('replay-note').hidden || document.querySelectorAll('#scenario-rows tr').length"
+    )
+    screenshot(page, "tester")
+    page.click("#lang")
+    assert page.inner_text('#tabs a[data-view="control"]') == "Control room"
+    page.evaluate("location.hash = '#/control'")
+    page.wait_for_selector("#view-control:not([hidden])")
+    page.click("#large")
+    assert page.evaluate("() => document.body.classList.contains('large')")
+    screenshot(page, "control-room-english-large")
+    page.click("#lang")
+    page.click("#large")
+    assert page.inner_text('#tabs a[data-view="control"]') == "控制室"
+    assert page.errors == []

@@ -1,0 +1,138 @@
+"""Every bundled scenario at maximum speed matches its golden alarm timeline; departures read as a diff."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from simulators.golden import ExpectedAlarm, Golden, compare, draft_golden, golden_file, load_golden
+from simulators.scenario import ScenarioError, scenario_names
+from tankwatch.records import AlarmAction, AlarmEvent
+from tankwatch.replay import check_run, run_scenario
+
+NAMES = scenario_names()
+
+
+def cli() -> typer.Typer:
+    """The tankwatch app with this issue's commands registered."""
+    from tankwatch import replay_cli
+    from tankwatch.cli import app, bench_app
+
+    if not any(getattr(g, "name", None) == "scenario" for g in app.registered_groups):
+        replay_cli.register(app, bench_app)
+    return app
+
+
+def test_the_library_covers_the_issue():
+    wanted = {
+        "overfill_failed_trip", "flange_leak", "toxic_release_ammonia", "lpg_cooling_failure",
+        "frozen_level_transmitter", "modbus_device_dropout", "mqtt_broker_outage", "lightning_warning",
+        "esd_close_on_hh", "protocol_faults", "demo",
+    }
+    assert wanted <= set(NAMES)
+    for name in NAMES:
+        assert golden_file(name).exists(), f"scenario {name} has no golden timeline"
+        assert load_golden(golden_file(name)).scenario == name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scenario_matches_its_golden_timeline_at_max_speed(name):
+    scenario, run = run_scenario(name)
+    result = check_run(scenario.name, run)
+    assert result.ok, result.report()
+    assert result.matched > 0
+
+
+def test_max_speed_runs_are_deterministic():
+    _, first = run_scenario("toxic_release_ammonia")
+    _, second = run_scenario("toxic_release_ammonia")
+    assert [e.to_dict() for e in first.events] == [e.to_dict() for e in second.events]
+    assert first.events
+
+
+def event(sensor: str, condition: str, t_s: float, action: str = "raised", priority: str = "high") -> AlarmEvent:
+    return AlarmEvent(
+        id="x", occurrence_id="y", sensor_id=sensor, condition=condition, action=AlarmAction(action),
+        ts_ms=int(t_s * 1000), priority=priority, enterprise_id="E1", source_id="HS1",
+    )
+
+
+def test_compare_reports_missing_unexpected_and_near_misses():
+    golden = Golden(scenario="s", alarms=[
+        ExpectedAlarm(at_s=(10, 12), sensor="T1-LT-?", condition="HH", count=2),
+        ExpectedAlarm(at_s=(50, 60), sensor="T1-LT-A", condition="HH", action="cleared"),
+        ExpectedAlarm(at_s=(200, 210), sensor="T9", condition="H"),
+    ])
+    events = [event("T1-LT-A", "HH", 11), event("T1-LT-B", "HH", 14), event("T2-TT", "H", 30)]
+    result = compare(events, golden, 0, 100)
+    assert not result.ok
+    report = result.report()
+    assert "- ×2 T1-LT-? HH raised within [10, 12] s: found 1 (same kind, outside the window" in report
+    assert "14.0" in report
+    assert "- T1-LT-A HH cleared within [50, 60] s: found 0" in report
+    assert "+ T1-LT-B HH raised (high) at 14.0 s" in report
+    assert "+ T2-TT H raised (high) at 30.0 s" in report
+    assert result.skipped == 1  # T9's window starts after the run
+
+
+def test_a_shortened_run_skips_later_expectations_and_allows_straddling_ones():
+    golden = Golden(scenario="s", alarms=[
+        ExpectedAlarm(at_s=(5, 8), sensor="A", condition="H"),
+        ExpectedAlarm(at_s=(18, 25), sensor="A", condition="HH"),
+        ExpectedAlarm(at_s=(40, 45), sensor="A", condition="HH", action="cleared"),
+    ])
+    result = compare([event("A", "H", 6)], golden, 0, 20)
+    assert result.ok, result.report()
+    assert result.skipped == 1
+
+
+def test_draft_golden_folds_sensors_that_change_together(tmp_path: Path):
+    events = [event("V301-PT", "DQ", 5), event("V302-PT", "DQ", 5), event("T1", "H", 7)]
+    text = draft_golden("s", events, 0)
+    path = tmp_path / "g.yaml"
+    path.write_text(text)
+    golden = load_golden(path)
+    assert compare(events, golden, 0, 10).ok
+    assert golden.alarms[0].sensor == "V30*" and golden.alarms[0].count == 2
+
+
+def test_golden_errors_name_the_file_and_field(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("scenario: s\nalarms:\n- {at_s: [5, 1], sensor: A, condition: H}\n")
+    with pytest.raises(ScenarioError, match=r"bad.yaml: alarms\[0\]: at_s window \[5.0, 1.0\] must be"):
+        load_golden(path)
+
+
+def test_cli_lists_scenarios_name_first():
+    result = CliRunner().invoke(cli(), ["scenario", "list"])
+    assert result.exit_code == 0, result.output
+    names = [line.split()[0] for line in result.output.splitlines()]
+    assert names == NAMES
+
+
+def test_cli_check_passes_and_fails_with_a_readable_diff(tmp_path: Path):
+    ok = CliRunner().invoke(cli(), ["scenario", "run", "lightning_warning", "--check", "-q"])
+    assert ok.exit_code == 0, ok.output
+    assert "timeline matches the golden one" in ok.output
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(
+        "scenario: lightning_warning\nalarms:\n"
+        "- {at_s: [14, 20], sensor: LP1-LW01, condition: H, action: raised, priority: medium}\n"
+        "- {at_s: [40, 45], sensor: LP1-LW01, condition: HH, action: raised, priority: high}\n"
+    )
+    bad = CliRunner().invoke(
+        cli(), ["scenario", "run", "lightning_warning", "--check", "-q", "--golden", str(wrong)]
+    )
+    assert bad.exit_code == 1
+    assert "- LP1-LW01 HH raised (high) within [40, 45] s: found 0" in bad.output
+    assert "+ LP1-LW01 HH raised (high) at" in bad.output
+
+
+def test_cli_rejects_an_unknown_scenario_and_a_bad_speed():
+    unknown = CliRunner().invoke(cli(), ["scenario", "run", "no_such_thing"])
+    assert unknown.exit_code == 1 and "no such scenario file or bundled scenario" in unknown.output
+    speed = CliRunner().invoke(cli(), ["scenario", "run", "demo", "--speed", "fast"])
+    assert speed.exit_code == 1 and "give a positive number" in speed.output
