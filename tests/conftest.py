@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -20,72 +22,55 @@ from tests.services import (
 )
 
 
+@contextlib.contextmanager
+def running(start: Callable[[], Any], stop: str) -> Iterator[Any]:
+    """A test server from ``start`` (its RuntimeError fails the test with its message), stopped by ``stop`` after."""
+    try:
+        handle = start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield handle
+    finally:
+        getattr(handle, stop)()
+
+
 @pytest.fixture(scope="session")
 def mqtt_broker() -> Iterator[tuple[str, int]]:
     """(host, port) of a Mosquitto: the one on 127.0.0.1:1883 when it answers, else one started for the session."""
     if mqtt_accepts(*DEFAULT_MQTT):
         yield DEFAULT_MQTT
         return
-    try:
-        handle = start_mosquitto()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
+    with running(start_mosquitto, "stop") as handle:
         yield handle.address
-    finally:
-        handle.stop()
 
 
 @pytest.fixture
 def private_mosquitto() -> Iterator[MosquittoHandle]:
     """A Mosquitto of this test's own on a free port, which the test may stop and start again."""
-    try:
-        handle = start_mosquitto()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
+    with running(start_mosquitto, "stop") as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[TansuHandle]:
     """A tansu Kafka-protocol broker of this session (memory storage) on a free port."""
-    try:
-        handle = start_tansu()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
+    with running(start_tansu, "cleanup") as handle:
         yield handle
-    finally:
-        handle.cleanup()
 
 
 @pytest.fixture(scope="session")
 def victoria_metrics() -> Iterator[VictoriaMetricsHandle]:
     """A VictoriaMetrics of this session (InfluxDB line-protocol write path) on a free port."""
-    try:
-        handle = start_victoria_metrics()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
+    with running(start_victoria_metrics, "cleanup") as handle:
         yield handle
-    finally:
-        handle.cleanup()
 
 
 @pytest.fixture
 def private_victoria_metrics() -> Iterator[VictoriaMetricsHandle]:
     """A VictoriaMetrics of this test's own, which the test may stop and start again (same port and data)."""
-    try:
-        handle = start_victoria_metrics()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
+    with running(start_victoria_metrics, "cleanup") as handle:
         yield handle
-    finally:
-        handle.cleanup()
 
 
 @pytest.fixture(scope="session")
