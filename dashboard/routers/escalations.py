@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -19,7 +20,7 @@ from dashboard.routers.deps import (
     audit_action,
     iso_utc,
 )
-from tankwatch.auth import Principal
+from tankwatch.clock import Clock
 
 router = APIRouter(tags=["escalations"])
 
@@ -211,8 +212,24 @@ def get_escalation(
     return escalation_out(e, engine, names, clock.now_ms())
 
 
-def _act(request: Request, action: str, e: Escalation, principal: Principal, detail: dict) -> None:
-    audit_action(request, action, "escalation", e.escalation_id, enterprise_id=e.enterprise_id, detail=detail)
+def _perform(
+    request: Request,
+    action: str,
+    detail: dict,
+    run: Callable[[], Escalation],
+    engine: EscalationEngine,
+    names: SiteNames,
+    clock: Clock,
+) -> EscalationOut:
+    """One person's action on an escalation: refused clearly, audited when done, answered with the new state."""
+    try:
+        e = run()
+    except EscalationError as exc:
+        raise _fail(exc) from None
+    audit_action(
+        request, f"escalation.{action}", "escalation", e.escalation_id, enterprise_id=e.enterprise_id, detail=detail
+    )
+    return escalation_out(e, engine, names, clock.now_ms())
 
 
 @router.post("/api/escalations/{escalation_id}/ack", response_model=EscalationOut, responses=ACTION_RESPONSES)
@@ -226,12 +243,8 @@ def acknowledge(
     clock: ClockDep,
 ) -> EscalationOut:
     """Acknowledge for the enterprise level (operators and safety managers); the escalation stops climbing."""
-    try:
-        e = engine.acknowledge(escalation_id, scope.principal, body.note)
-    except EscalationError as exc:
-        raise _fail(exc) from None
-    _act(request, "escalation.ack", e, scope.principal, {"note": body.note})
-    return escalation_out(e, engine, names, clock.now_ms())
+    run = lambda: engine.acknowledge(escalation_id, scope.principal, body.note)  # noqa: E731
+    return _perform(request, "ack", {"note": body.note}, run, engine, names, clock)
 
 
 @router.post("/api/escalations/{escalation_id}/sign", response_model=EscalationOut, responses=ACTION_RESPONSES)
@@ -245,12 +258,8 @@ def sign(
     clock: ClockDep,
 ) -> EscalationOut:
     """A park or county regulator signs for the escalation at their level (签收)."""
-    try:
-        e = engine.sign(escalation_id, scope.principal, body.note)
-    except EscalationError as exc:
-        raise _fail(exc) from None
-    _act(request, "escalation.sign", e, scope.principal, {"note": body.note})
-    return escalation_out(e, engine, names, clock.now_ms())
+    run = lambda: engine.sign(escalation_id, scope.principal, body.note)  # noqa: E731
+    return _perform(request, "sign", {"note": body.note}, run, engine, names, clock)
 
 
 @router.post("/api/escalations/{escalation_id}/dispose", response_model=EscalationOut, responses=ACTION_RESPONSES)
@@ -264,13 +273,12 @@ def dispose(
     clock: ClockDep,
 ) -> EscalationOut:
     """A regulator who signed records the disposition (处置反馈)."""
-    try:
+
+    def run() -> Escalation:
         engine.dispose(escalation_id, scope.principal, body.text)
-        e = engine.get(escalation_id, scope.principal)
-    except EscalationError as exc:
-        raise _fail(exc) from None
-    _act(request, "escalation.dispose", e, scope.principal, {"text": body.text})
-    return escalation_out(e, engine, names, clock.now_ms())
+        return engine.get(escalation_id, scope.principal)
+
+    return _perform(request, "dispose", {"text": body.text}, run, engine, names, clock)
 
 
 @router.post("/api/escalations/{escalation_id}/close", response_model=EscalationOut, responses=ACTION_RESPONSES)
@@ -284,12 +292,8 @@ def close(
     clock: ClockDep,
 ) -> EscalationOut:
     """A regulator closes (消警) with a reason code; it ends once the alarm is also back to normal."""
-    try:
-        e = engine.close(escalation_id, scope.principal, body.reason, body.note)
-    except EscalationError as exc:
-        raise _fail(exc) from None
-    _act(request, "escalation.close", e, scope.principal, {"reason": body.reason, "note": body.note})
-    return escalation_out(e, engine, names, clock.now_ms())
+    run = lambda: engine.close(escalation_id, scope.principal, body.reason, body.note)  # noqa: E731
+    return _perform(request, "close", {"reason": body.reason, "note": body.note}, run, engine, names, clock)
 
 
 # ----- inbox -------------------------------------------------------------------------------------------------
