@@ -1,8 +1,7 @@
 """InfluxDB historian against VictoriaMetrics' InfluxDB write path: the schema, and a server outage under
 10,000 points/s with zero points lost (counted per series).
 
-The issue asks for a 60 s outage; the suite stops the server for 15 s to stay fast (OUTAGE_S): the buffer path is
-the same, only shorter (``TANKWATCH_OUTAGE_S=60`` runs the full length).
+The server is stopped for 60 s, as the issue asks (``TANKWATCH_OUTAGE_S`` shortens it for quick local runs).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from tests.services import VictoriaMetricsHandle
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "sites" / "demo-park.yaml"
 T0 = 1_714_550_400_000
-OUTAGE_S = float(os.environ.get("TANKWATCH_OUTAGE_S", "15"))
+OUTAGE_S = float(os.environ.get("TANKWATCH_OUTAGE_S", "60"))
 RATE = 10_000  # points/s
 TICK_S = 0.1
 
