@@ -157,9 +157,7 @@ def required_sensors(site: Site, source: HazardSource, level: int | None) -> lis
     """The instruments clause 28 requires that the source has: tank T/L/P, needed gas detectors, ESD (level 1/2)."""
     detectors = {_DETECTOR_KIND[d] for d in required_detectors(source)}
     out = []
-    for info in site.sensors:
-        if info.source_id != source.id:
-            continue
+    for info in site.sensors_of_source(source.id):
         kind = info.sensor.kind
         tank = next((t for t in source.tanks if t.id == info.tank_id), None)
         if tank is not None and not tank.in_service:
@@ -239,7 +237,7 @@ def check_source(
 def _gaps(
     site: Site, source: HazardSource, level: int | None, view: LatestView | None, now_ms: int | None
 ) -> Iterator[Gap]:
-    infos = [i for i in site.sensors if i.source_id == source.id]
+    infos = site.sensors_of_source(source.id)
 
     def usable(info: SensorInfo, rule: Rule) -> Iterator[Gap]:
         """A required instrument must be read by a device and (when checked) be online."""

@@ -84,6 +84,14 @@ class Site:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {s.sensor.id: s for s in self.sensors})
+        by_source: dict[str, list[SensorInfo]] = {}
+        for info in self.sensors:
+            by_source.setdefault(info.source_id, []).append(info)
+        object.__setattr__(self, "_by_source", {k: tuple(v) for k, v in by_source.items()})
+
+    def sensors_of_source(self, source_id: str) -> tuple[SensorInfo, ...]:
+        """The sensors of one hazard source (tank and source level), in index order."""
+        return self._by_source.get(source_id, ())  # type: ignore[attr-defined]
 
     def sensor(self, sensor_id: str) -> SensorInfo:
         """Look up a sensor by id (KeyError when unknown)."""
