@@ -37,6 +37,18 @@ def mosquitto_binary() -> str:
     return found
 
 
+
+def stop_process(process: subprocess.Popen | None, grace_s: float) -> None:
+    """Terminate a child process, killing it when it has not exited within ``grace_s``."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
 class BenchBroker:
     """A Mosquitto process of our own; use as a context manager, or ``start()``/``stop()``."""
 
@@ -80,13 +92,7 @@ class BenchBroker:
     def stop(self) -> None:
         """Terminate the broker and remove its files."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process, grace_s=5)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> BenchBroker:

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -210,23 +211,27 @@ class _BrokerLink:
 
     def stats(self) -> dict[str, object]:
         """Connection state and counts of this broker."""
-        with self.lock:
-            connected, subscribed, messages = self.connected, self.subscribed, self.messages
-            dropped, outages, error = self.dropped, self.outages, self.last_error
-        return {
-            "host": self.key.host,
-            "port": self.key.port,
-            "client_id": self.client_id,
-            "devices": list(self.device_ids),
-            "connected": connected,
-            "subscribed": subscribed,
-            "messages": messages,
-            "readings": self.readings,
-            "rejected": dict(self.rejected),
-            "dropped": dropped,
-            "outages": outages,
-            "last_error": error,
-        }
+        return broker_stats(self, self.state())
+
+
+def broker_stats(link: Any, state: tuple[bool, bool, int, int, int, str]) -> dict[str, object]:
+    """A broker link's stats: its identity and counts plus (connected, subscribed, messages, dropped, outages,
+    last error) read under its lock."""
+    connected, subscribed, messages, dropped, outages, error = state
+    return {
+        "host": link.key.host,
+        "port": link.key.port,
+        "client_id": link.client_id,
+        "devices": list(link.device_ids),
+        "connected": connected,
+        "subscribed": subscribed,
+        "messages": messages,
+        "readings": link.readings,
+        "rejected": dict(link.rejected),
+        "dropped": dropped,
+        "outages": outages,
+        "last_error": error,
+    }
 
 
 def _decode_worker(key: BrokerKey, routes: list[DeviceRoute], conn: Connection) -> None:
@@ -380,21 +385,8 @@ class _ProcessLink:
     def stats(self) -> dict[str, object]:
         """Connection state and counts of this broker, as reported by the decode process."""
         with self.lock:
-            connected, subscribed, messages, dropped, outages, error = self.remote
-        return {
-            "host": self.key.host,
-            "port": self.key.port,
-            "client_id": self.client_id,
-            "devices": list(self.device_ids),
-            "connected": connected,
-            "subscribed": subscribed,
-            "messages": messages,
-            "readings": self.readings,
-            "rejected": dict(self.rejected),
-            "dropped": dropped,
-            "outages": outages,
-            "last_error": error,
-        }
+            remote = self.remote
+        return broker_stats(self, remote)
 
 
 def _group_by_broker(site: Site, clock: Clock) -> list[_BrokerLink]:
