@@ -9,9 +9,12 @@ Art. 13 (regulations.md §3.3 [C]); the clause-28 wording is paraphrased from th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import heapq
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import cached_property
+from operator import itemgetter
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -50,6 +53,7 @@ _TANK_INSTRUMENTS = {
     "level": SensorKind.LEVEL,
     "pressure": SensorKind.PRESSURE,
 }
+T = TypeVar("T")
 _DETECTOR_KIND = {"combustible": SensorKind.GAS_COMBUSTIBLE, "toxic": SensorKind.GAS_TOXIC}
 
 
@@ -156,10 +160,11 @@ def required_detectors(source: HazardSource) -> set[str]:
 def required_sensors(site: Site, source: HazardSource, level: int | None) -> list[SensorInfo]:
     """The instruments clause 28 requires that the source has: tank T/L/P, needed gas detectors, ESD (level 1/2)."""
     detectors = {_DETECTOR_KIND[d] for d in required_detectors(source)}
+    tanks = {t.id: t for t in source.tanks}
     out = []
     for info in site.sensors_of_source(source.id):
         kind = info.sensor.kind
-        tank = next((t for t in source.tanks if t.id == info.tank_id), None)
+        tank = tanks.get(info.tank_id) if info.tank_id is not None else None
         if tank is not None and not tank.in_service:
             continue
         on_tank = tank is not None and (
@@ -213,38 +218,94 @@ class LatestView:
         return f"last reading {(now_ms - int(self.ts[i])) / 1000:.0f} s ago"
 
 
-def check_source(
-    site: Site,
-    source: HazardSource,
-    enterprise_id: str,
-    latest: ReadingBatch | LatestView | None = None,
-    now_ms: int | None = None,
-) -> SourceCompliance:
-    """Check one source; with ``latest`` and ``now_ms`` the online requirements are checked too."""
-    assessment = regulatory_assessment(site, source).assessment
-    level = assessment.level
-    online_checked = latest is not None and now_ms is not None
-    if source.unit_kind != UnitKind.STORAGE:
-        return SourceCompliance(source.id, enterprise_id, False, level, online_checked, (), "production unit")
-    if not assessment.is_major:
-        return SourceCompliance(source.id, enterprise_id, False, level, online_checked, (), "not a major hazard")
-    view = LatestView(site, latest) if isinstance(latest, ReadingBatch) else latest
-    gaps = list(_gaps(site, source, level, view, now_ms if online_checked else None))
-    required = tuple(i.sensor.id for i in required_sensors(site, source, level))
-    return SourceCompliance(source.id, enterprise_id, True, level, online_checked, tuple(gaps), None, required)
+@dataclass(frozen=True, slots=True)
+class OnlineCheck:
+    """A required instrument that a device reads: a gap only while it is offline."""
+
+    info: SensorInfo
+    rule: Rule
+
+    def gap(self, source_id: str, view: LatestView, now_ms: int) -> Gap:
+        """The ``online`` gap, saying why the instrument is offline."""
+        detail = f"{self.rule}: {view.why_offline(self.info, now_ms)}"
+        return Gap(source_id, "online", self.info.tank_id, self.info.sensor.id, detail)
 
 
-def _gaps(
-    site: Site, source: HazardSource, level: int | None, view: LatestView | None, now_ms: int | None
-) -> Iterator[Gap]:
+class SourceRequirements:
+    """Clause 28 for one hazard source, worked out once from the site (site models are immutable): the
+    regulatory level, the gaps that hold whatever the readings, and the instruments that are gaps only while
+    offline, so that checking readings is one lookup in ``LatestView.online_mask``."""
+
+    def __init__(self, site: Site, source: HazardSource, enterprise_id: str) -> None:
+        assessment = regulatory_assessment(site, source).assessment
+        self.source_id = source.id
+        self.enterprise_id = enterprise_id
+        self.level = assessment.level
+        self.not_applicable_reason: str | None = None
+        if source.unit_kind != UnitKind.STORAGE:
+            self.not_applicable_reason = "production unit"
+        elif not assessment.is_major:
+            self.not_applicable_reason = "not a major hazard"
+        items = list(_requirements(site, source, self.level)) if self.applicable else []
+        # file-order positions, so that online gaps go back between the fixed ones where they belong
+        self._fixed_pos = tuple(pos for pos, item in enumerate(items) if isinstance(item, Gap))
+        self._fixed_gaps = tuple(item for item in items if isinstance(item, Gap))
+        checks = [(pos, item) for pos, item in enumerate(items) if isinstance(item, OnlineCheck)]
+        self._check_pos = tuple(pos for pos, _ in checks)
+        self._checks = tuple(check for _, check in checks)
+        self._check_index = np.array([check.info.index for check in self._checks], dtype=np.intp)
+        required = required_sensors(site, source, self.level) if self.applicable else []
+        self.required = tuple(i.sensor.id for i in required)
+
+    @property
+    def applicable(self) -> bool:
+        """A major-hazard storage unit (clause 28 applies)."""
+        return self.not_applicable_reason is None
+
+    def check(self, view: LatestView | None = None, now_ms: int | None = None) -> SourceCompliance:
+        """The source's compliance; with ``view`` and ``now_ms`` the online requirements are checked too."""
+        online_checked = view is not None and now_ms is not None
+        if not self.applicable:
+            return SourceCompliance(
+                self.source_id, self.enterprise_id, False, self.level, online_checked, (), self.not_applicable_reason
+            )
+        gaps = self._fixed_gaps
+        if view is not None and now_ms is not None:
+            gaps = self._with_offline(self._fixed_gaps, view, now_ms, lambda gap: gap)
+        return SourceCompliance(
+            self.source_id, self.enterprise_id, True, self.level, online_checked, gaps, None, self.required
+        )
+
+    def short_gaps(self, view: LatestView, now_ms: int) -> tuple[str, ...]:
+        """``Gap.short()`` of every gap ``check(view, now_ms)`` finds (the fixed ones formatted once)."""
+        return self._with_offline(self._fixed_short, view, now_ms, Gap.short)
+
+    @cached_property
+    def _fixed_short(self) -> tuple[str, ...]:
+        return tuple(gap.short() for gap in self._fixed_gaps)
+
+    def _with_offline(
+        self, fixed: tuple[T, ...], view: LatestView, now_ms: int, form: Callable[[Gap], T]
+    ) -> tuple[T, ...]:
+        """The fixed gaps (in some form) with the offline instruments' gaps put in at their file positions."""
+        offline = np.flatnonzero(~view.online_mask(now_ms)[self._check_index])
+        if not len(offline):
+            return fixed
+        found = [(self._check_pos[k], form(self._checks[k].gap(self.source_id, view, now_ms))) for k in offline]
+        merged = heapq.merge(zip(self._fixed_pos, fixed, strict=True), found, key=itemgetter(0))
+        return tuple(item for _, item in merged)
+
+
+def _requirements(site: Site, source: HazardSource, level: int | None) -> Iterator[Gap | OnlineCheck]:
+    """In file order: the gaps that hold whatever the readings, and the instruments to check online."""
     infos = site.sensors_of_source(source.id)
 
-    def usable(info: SensorInfo, rule: Rule) -> Iterator[Gap]:
+    def usable(info: SensorInfo, rule: Rule) -> Iterator[Gap | OnlineCheck]:
         """A required instrument must be read by a device and (when checked) be online."""
         if info.device_id is None:
             yield Gap(source.id, "acquired", info.tank_id, info.sensor.id, f"{rule}: no device reads it")
-        elif view is not None and now_ms is not None and not view.online(info, now_ms):
-            yield Gap(source.id, "online", info.tank_id, info.sensor.id, f"{rule}: {view.why_offline(info, now_ms)}")
+        else:
+            yield OnlineCheck(info, rule)
 
     for tank in source.tanks:
         if not tank.in_service:
@@ -277,6 +338,18 @@ def _gaps(
             for info in esd:
                 if info.device_id is None:
                     yield Gap(source.id, "acquired", tank.id, info.sensor.id, "esd: no device reads it")
+
+
+def check_source(
+    site: Site,
+    source: HazardSource,
+    enterprise_id: str,
+    latest: ReadingBatch | LatestView | None = None,
+    now_ms: int | None = None,
+) -> SourceCompliance:
+    """Check one source; with ``latest`` and ``now_ms`` the online requirements are checked too."""
+    view = LatestView(site, latest) if isinstance(latest, ReadingBatch) else latest
+    return SourceRequirements(site, source, enterprise_id).check(view, now_ms)
 
 
 def check_site(site: Site, latest: ReadingBatch | None = None, now_ms: int | None = None) -> list[SourceCompliance]:

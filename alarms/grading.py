@@ -32,7 +32,6 @@ from pydantic import TypeAdapter
 
 from alarms import compliance
 from alarms.compliance import LatestView
-from alarms.hazard import regulatory_assessment
 from tankwatch import metrics
 from tankwatch.config import SensorInfo, Site
 from tankwatch.records import Grade, GradeColour, ReadingBatch
@@ -163,26 +162,39 @@ def _alarm_detail(alarm: Mapping[str, Any]) -> str:
     return f"{alarm.get('sensor_id')} {alarm.get('condition')}"
 
 
+class SourceTables:
+    """What grading needs of one hazard source, derived once from the (immutable) site: its rules for its
+    level, clause-28 requirements, and sensor index arrays for reading online/offline off one numpy mask."""
+
+    def __init__(self, site: Site, enterprise_id: str, source: HazardSource, policy: Sequence[GradingRule]) -> None:
+        self.source = source
+        self.enterprise_id = enterprise_id
+        self.requirements = compliance.SourceRequirements(site, source, enterprise_id)
+        self.level = self.requirements.level
+        self.rules = tuple(r for r in policy if not r.when.levels or self.level in r.when.levels)
+        self.sensors = site.sensors_of_source(source.id)
+        self.sensor_index = np.array([i.index for i in self.sensors], dtype=np.intp)
+        self.required = tuple(compliance.required_sensors(site, source, self.level))
+        self.required_index = np.array([i.index for i in self.required], dtype=np.intp)
+        self.esd = tuple(i for i in self.sensors if i.sensor.kind == SensorKind.ESD_VALVE)
+
+
+def _offline(infos: Sequence[SensorInfo], index: np.ndarray, online: np.ndarray) -> list[SensorInfo]:
+    """The sensors of ``infos`` (site indices ``index``) that ``online`` marks offline, in order."""
+    return [infos[k] for k in np.flatnonzero(~online[index])]
+
+
 class Grader:
     """Grades every hazard source from alarms, latest readings and overdue escalations; stateful only in when
-    each sensor last had a good reading (for ``monitoring_lost``) and which source an occurrence belongs to."""
+    each sensor last had a good reading (for ``monitoring_lost``) and which source an occurrence belongs to.
+
+    What depends only on the site and policy is worked out once here (``tables``); site models are immutable,
+    so a changed site file means a new Site and a new Grader."""
 
     def __init__(self, site: Site, policy: Sequence[GradingRule] | None = None) -> None:
         self.site = site
         self.policy = tuple(policy) if policy is not None else policy_for(site)
-        self.levels: dict[str, int | None] = {}
-        self.required: dict[str, list[SensorInfo]] = {}
-        self.enterprise_of: dict[str, str] = {}
-        self.sources: list[HazardSource] = []
-        for ent, src in site.sources():
-            level = regulatory_assessment(site, src).assessment.level
-            self.levels[src.id] = level
-            self.required[src.id] = compliance.required_sensors(site, src, level)
-            self.enterprise_of[src.id] = ent.id
-            self.sources.append(src)
-        self.sensors_of: dict[str, list[SensorInfo]] = {src.id: [] for src in self.sources}
-        for info in site.sensors:
-            self.sensors_of[info.source_id].append(info)
+        self.tables = {src.id: SourceTables(site, ent.id, src, self.policy) for ent, src in site.sources()}
         self.named = {a for rule in self.policy for a in rule.when.alarms}
         self._last_good = np.full(len(site.sensors), -1, dtype=np.int64)
         self._stale_ms = compliance.stale_limits_ms(site)
@@ -205,7 +217,7 @@ class Grader:
             self._baseline_ms = now_ms
         good = view.quality == 0
         np.maximum(self._last_good, np.where(good, view.ts, -1), out=self._last_good)
-        by_source: dict[str, list[Mapping[str, Any]]] = {src.id: [] for src in self.sources}
+        by_source: dict[str, list[Mapping[str, Any]]] = {sid: [] for sid in self.tables}
         known = set(core_conditions())
         for alarm in active_alarms:
             sid = alarm.get("source_id")
@@ -223,12 +235,10 @@ class Grader:
                 continue
             overdue_by_source.setdefault(sid, []).append(occ)
         sources = []
-        for src in self.sources:
-            reasons = tuple(self._reasons(src, now_ms, by_source[src.id], view, overdue_by_source, known))
+        for sid, tables in self.tables.items():
+            reasons = tuple(self._reasons(tables, now_ms, by_source[sid], view, overdue_by_source, known))
             colour = worst(r.colour for r in reasons)
-            sources.append(
-                SubjectGrade("source", src.id, self.enterprise_of[src.id], colour, now_ms, reasons, self.levels[src.id])
-            )
+            sources.append(SubjectGrade("source", sid, tables.enterprise_id, colour, now_ms, reasons, tables.level))
         enterprises = []
         for ent in self.site.enterprises:
             mine = [g for g in sources if g.enterprise_id == ent.id]
@@ -245,46 +255,39 @@ class Grader:
 
     def _reasons(
         self,
-        src: HazardSource,
+        tables: SourceTables,
         now_ms: int,
         alarms: list[Mapping[str, Any]],
         view: LatestView,
         overdue: Mapping[str, list[str]],
         known: set[str],
     ) -> Iterable[Reason]:
-        level = self.levels[src.id]
-        gaps: list[compliance.Gap] | None = None
-        for rule in self.policy:
+        sid = tables.source.id
+        for rule in tables.rules:
             w = rule.when
-            if w.levels and level not in w.levels:
-                continue
             details: list[str] = []
             match w.condition:
                 case "alarm_active":
                     wanted = set(w.alarms)
                     details = [_alarm_detail(a) for a in alarms if a.get("condition") in wanted and _is_active(a)]
                 case "esd_state":
-                    details = self._esd(src, view, set(w.esd_states))
+                    details = self._esd(tables, view, set(w.esd_states))
                 case "escalation_overdue":
-                    details = list(overdue.get(src.id, []))
+                    details = list(overdue.get(sid, []))
                 case "monitoring_lost":
-                    details = self._lost(src, now_ms, view, w.min_duration_s)
+                    details = self._lost(tables, now_ms, view, w.min_duration_s)
                 case "data_quality":
                     dq = [a for a in alarms if a.get("condition") in DATA_QUALITY_CONDITIONS and _is_active(a)]
                     details = [_alarm_detail(a) for a in dq]
                     flagged = {a.get("sensor_id") for a in dq}
+                    offline = _offline(tables.sensors, tables.sensor_index, view.online_mask(now_ms))
                     details += [
-                        f"{i.sensor.id} {view.why_offline(i, now_ms)}"
-                        for i in self.sensors_of[src.id]
-                        if i.sensor.id not in flagged and not view.online(i, now_ms)
+                        f"{i.sensor.id} {view.why_offline(i, now_ms)}" for i in offline if i.sensor.id not in flagged
                     ]
                 case "alarm_shelved":
                     details = [_alarm_detail(a) for a in alarms if _is_shelved(a)]
                 case "compliance_gap":
-                    if gaps is None:
-                        ent = self.enterprise_of[src.id]
-                        gaps = list(compliance.check_source(self.site, src, ent, view, now_ms).gaps)
-                    details = [g.short() for g in gaps]
+                    details = list(tables.requirements.short_gaps(view, now_ms))
                 case "unclassified_alarm":
                     details = [
                         _alarm_detail(a) + ("" if a.get("condition") in known else " (unknown condition)")
@@ -297,22 +300,20 @@ class Grader:
                 yield Reason(rule.id, GradeColour(rule.colour), rule.text_zh, rule.text_en, rule.source,
                              tuple(details))
 
-    def _esd(self, src: HazardSource, view: LatestView, states: set[int]) -> list[str]:
+    def _esd(self, tables: SourceTables, view: LatestView, states: set[int]) -> list[str]:
         out = []
-        for info in self.sensors_of[src.id]:
-            if info.sensor.kind != SensorKind.ESD_VALVE or view.quality[info.index] != 0:
+        for info in tables.esd:
+            if view.quality[info.index] != 0:
                 continue
             value = view.value[info.index]
             if np.isfinite(value) and round(float(value)) in states:
                 out.append(f"{info.sensor.id}={round(float(value))}")
         return out
 
-    def _lost(self, src: HazardSource, now_ms: int, view: LatestView, min_duration_s: float) -> list[str]:
+    def _lost(self, tables: SourceTables, now_ms: int, view: LatestView, min_duration_s: float) -> list[str]:
         out = []
         baseline = self._baseline_ms if self._baseline_ms is not None else now_ms
-        for info in self.required[src.id]:
-            if view.online(info, now_ms):
-                continue
+        for info in _offline(tables.required, tables.required_index, view.online_mask(now_ms)):
             since = int(self._last_good[info.index]) if self._last_good[info.index] >= 0 else baseline
             lost_s = (now_ms - since) / 1000.0
             if lost_s > min_duration_s:
@@ -365,9 +366,12 @@ class GradingStage:
         if not ok.all():
             metrics.INPUT_REJECTED.labels(STAGE, "unknown_sensor").inc(int(np.count_nonzero(~ok)))
         sensor, ts = batch.sensor[ok], batch.ts_ms[ok]
-        order = np.lexsort((ts, sensor))
-        last = np.r_[sensor[order][1:] != sensor[order][:-1], True]
-        rows = np.flatnonzero(ok)[order[last]]
+        newest = np.full(len(self._ts), np.iinfo(np.int64).min)
+        np.maximum.at(newest, sensor, ts)
+        at_newest = np.flatnonzero(ts == newest[sensor])
+        last = np.full(len(self._ts), -1)
+        np.maximum.at(last, sensor[at_newest], at_newest)  # of a sensor's rows at its newest ts, the last one
+        rows = np.flatnonzero(ok)[last[last >= 0]]
         newer = batch.ts_ms[rows] >= self._ts[batch.sensor[rows]]
         rows = rows[newer]
         idx = batch.sensor[rows]

@@ -93,3 +93,23 @@ def test_demo_park_is_compliant_when_online() -> None:
     results = check_site(site, all_good(site), NOW)
     assert [r.source_id for r in results if not r.compliant] == []
     assert all(r.applicable for r in results)
+
+
+def test_online_gaps_keep_their_place_among_configuration_gaps(gaps: Site) -> None:
+    def s1_gaps(latest: ReadingBatch) -> list[tuple]:
+        return [(g.rule, g.tank_id, g.sensor_id) for g in check_site(gaps, latest, NOW)[0].gaps]
+
+    fixed = [("temperature", "V1", None), ("acquired", "V1", "V1-PT"), ("pressure", "V2", None),
+             ("gas_toxic", None, None), ("esd", "V2", None)]
+    assert s1_gaps(all_good(gaps)) == fixed
+    assert s1_gaps(ReadingBatch.empty()) == [
+        ("temperature", "V1", None), ("online", "V1", "V1-LT"), ("acquired", "V1", "V1-PT"),
+        ("online", "V2", "V2-TT"), ("online", "V2", "V2-LT"), ("pressure", "V2", None),
+        ("gas_toxic", None, None), ("esd", "V2", None),
+    ]
+    batch = all_good(gaps)
+    quality = batch.quality.copy()
+    quality[gaps.sensor_index("V2-LT")] = Quality.COMM_FAIL
+    assert s1_gaps(ReadingBatch(batch.sensor, batch.ts_ms, batch.value, quality)) == [
+        *fixed[:2], ("online", "V2", "V2-LT"), *fixed[2:]
+    ]

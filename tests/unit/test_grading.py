@@ -195,6 +195,32 @@ def test_compliance_gap_is_yellow() -> None:
     assert any("gas_toxic" in r for r in grades["S1"].reasons)
 
 
+def test_compliance_reasons_follow_each_grading_and_a_rebuilt_site() -> None:
+    site = load_site(SITES / "gaps.yaml")
+    grader = Grader(site)
+    good = _all_good(site)
+
+    def s1_gaps(g: Grader, latest: ReadingBatch) -> tuple[str, ...]:
+        g.grade(int(latest.ts_ms.max()), [], latest)
+        source = next(d for d in g.details if d.subject_id == "S1")
+        return next(r.details for r in source.reasons if r.rule_id == "yellow-compliance-gap")
+
+    fixed = s1_gaps(grader, good)
+    assert fixed == ("V1 temperature (not configured)", "V1-PT acquired (pressure: no device reads it)",
+                     "V2 pressure (not configured)", "S1 gas_toxic (no detector configured)",
+                     "V2 esd (level 1: no esd_valve signal)")
+    quality = good.quality.copy()
+    quality[site.sensor_index("V2-LT")] = Quality.COMM_FAIL
+    offline = ReadingBatch(good.sensor, good.ts_ms + 1000, good.value, quality)
+    assert s1_gaps(grader, offline) == (*fixed[:2], "V2-LT online (level: quality comm-fail)", *fixed[2:])
+    assert s1_gaps(grader, ReadingBatch(good.sensor, good.ts_ms + 2000, good.value, good.quality)) == fixed
+    # the same file rebuilt with tank V2 out of service (same path): a new Grader sees the new site
+    data = site.file.model_dump(mode="json", exclude_none=True)
+    data["enterprises"][0]["hazard_sources"][0]["tanks"][1]["in_service"] = False
+    rebuilt = rebuild_site(data, site.path)
+    assert s1_gaps(Grader(rebuilt), _all_good(rebuilt)) == (fixed[0], fixed[1], fixed[3])
+
+
 def test_site_file_policy_replaces_defaults(site: Site) -> None:
     data = site.file.model_dump(mode="json", exclude_none=True)
     data["grading"] = [
