@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,7 @@ _QUALITY_LABELS = [Quality(q).label for q in range(KNOWN_QUALITIES)]
 _RAISE, _CLEAR, _REALARM = 0, 1, 2
 _LATCHING_COLS = frozenset(CONDITION_INDEX[c] for c in LATCHING)
 _LEVEL_LOW_COLS = frozenset(CONDITION_INDEX[c] for c in LEVEL_LOW)
+_ACTION_OF = attrgetter("action")
 _SMALL_BATCH = 2048  # below this a plain stable argsort groups faster than packing keys
 
 
@@ -678,20 +680,28 @@ class AlarmCore:
         exited = region_before & ~region
         enter_ts = _fill(entered, ts, start, self.enter_ts[slot], index)
         exit_ts = _fill(exited, ts, start, self.exit_ts[slot], index)
-        set_ = region & (ts - enter_ts >= self._on[slot])
-        reset = ~region & (ts - exit_ts >= self._off[slot])
         carry_active = self.active_flag[slot]
-        active = _latch(set_ | reset, set_, start, carry_active, index)
+        on, off = self._on[slot], self._off[slot]
+        if on.any() or off.any():
+            set_ = region & (ts - enter_ts >= on)
+            reset = ~region & (ts - exit_ts >= off)
+            active = _latch(set_ | reset, set_, start, carry_active, index)
+        else:  # no delays: the alarm is active exactly while the reading is in the region
+            active = region
         active_before = _before(active, start, carry_active)
         raised = active & ~active_before
         cleared = active_before & ~active
         raise_ts = _fill(raised, ts, start, self.raise_ts[slot], index)
         # re-alarm: interval k = (ts - raise) // realarm counted while the occurrence stays active
         realarm_ms = self._realarm[ps]
-        stay = active & active_before & (realarm_ms > 0)
-        k_now = np.where(stay, (ts - raise_ts) // np.maximum(realarm_ms, 1), 0)
-        k_prev = _before(k_now, start, self.realarm_k[slot])
-        realarm = stay & (k_now > k_prev)
+        if realarm_ms.any():
+            stay = active & active_before & (realarm_ms > 0)
+            k_now = np.where(stay, (ts - raise_ts) // np.maximum(realarm_ms, 1), 0)
+            k_prev = _before(k_now, start, self.realarm_k[slot])
+            realarm = stay & (k_now > k_prev)
+        else:
+            k_now = np.zeros(k, dtype=self.realarm_k.dtype)
+            realarm = None
 
         end = np.empty(k, dtype=bool)
         end[-1] = True
@@ -708,8 +718,9 @@ class AlarmCore:
         trans.add(slot[i], row[p_row[i]], 0, _RAISE, ts[i], vals[i])
         i = np.flatnonzero(cleared)
         trans.add(slot[i], row[p_row[i]], 0, _CLEAR, ts[i], vals[i])
-        i = np.flatnonzero(realarm)
-        trans.add(slot[i], row[p_row[i]], 0, _REALARM, ts[i], vals[i])
+        if realarm is not None:
+            i = np.flatnonzero(realarm)
+            trans.add(slot[i], row[p_row[i]], 0, _REALARM, ts[i], vals[i])
 
     def _update_busy(self, sensors: np.ndarray) -> None:
         """Recompute 'not idle' for sensors whose state changed."""
@@ -720,59 +731,63 @@ class AlarmCore:
     # ------------------------------------------------------------------ lifecycle
 
     def _lifecycle(self, trans: _Transitions, esd: _EsdReadings) -> list[AlarmEvent]:
-        """Give transitions occurrences, lifecycle and ids; events in output order."""
+        """Give transitions occurrences, lifecycle and ids; events in output order.
+
+        Transitions are applied per slot in arrival order; the events then go out ordered by (event time, sensor,
+        arrival row, condition, sub-step), each transition's optional second event (suppressed or shelved at
+        raise time) right after its first.
+        """
         slot = np.concatenate(trans.slot)
         row = np.concatenate(trans.row)
         sub = np.concatenate(trans.sub)
         order = np.lexsort((sub, row, slot))
-        columns = [
-            np.concatenate(c)[order].tolist() for c in (trans.slot, trans.row, trans.sub, trans.kind, trans.ts)
-        ]
-        values = np.concatenate(trans.value)[order].tolist()
-        notes = np.concatenate(trans.note)[order].tolist()
-        out: list[tuple[tuple, AlarmEvent]] = []
-        for sl, r, sb, kind, when, value, note in zip(*columns, values, notes, strict=True):
-            sensor, cond = divmod(sl, N_CONDITIONS)
+        slot, row, sub = slot[order], row[order], sub[order]
+        sensor, cond = np.divmod(slot, N_CONDITIONS)
+        event_ts = np.concatenate(trans.ts)[order]
+        n = len(slot)
+        first: list[AlarmEvent | None] = [None] * n
+        second: dict[int, AlarmEvent] = {}
+        setpoints, esd_of, current = self._setpoints, self._esd_list, self.current
+        columns = (slot, sensor, cond, row, np.concatenate(trans.kind)[order], event_ts,
+                   np.concatenate(trans.value)[order], np.concatenate(trans.note)[order])
+        for i, (sl, se, co, r, kind, when, value, note) in enumerate(zip(*(c.tolist() for c in columns), strict=True)):
             shown = None if value != value else value
-            key = (sensor, r, cond)
             if kind == _RAISE:
-                if cond == DQ:
-                    text = _QUALITY_LABELS[note]
-                elif cond == COMM:
-                    text = "interrupted" if note == 1 else "comm-fail"
-                elif cond == FAULT:
-                    text = "out-of-range"
+                if co >= FIRST_LIMIT or co == ROC:
+                    text, limit = None, setpoints[se][co]
+                elif co == DQ:
+                    text, limit = _QUALITY_LABELS[note], None
+                elif co == COMM:
+                    text, limit = ("interrupted" if note == 1 else "comm-fail"), None
                 else:
-                    text = None
-                limit = self._setpoints[sensor][cond] if cond >= FIRST_LIMIT or cond == ROC else None
-                e = self._esd_list[sensor]
-                closed = cond in _LEVEL_LOW_COLS and e >= 0 and esd.closed(e, r)
-                self._raise(sl, when, shown, limit, text, closed, key, sb * 2, out)
+                    text, limit = ("out-of-range" if co == FAULT else None), None
+                e = esd_of[se]
+                closed = co in _LEVEL_LOW_COLS and e >= 0 and esd.closed(e, r)
+                first[i], extra = self._raise(sl, when, shown, limit, text, closed)
+                if extra is not None:
+                    second[i] = extra
             elif kind == _CLEAR:
-                self._clear(sl, when, shown, key, sb * 2, out)
+                event = first[i] = self._clear(sl, when, shown)
+                if event.ts_ms != when:
+                    event_ts[i] = event.ts_ms
             else:
-                occ = self.current[sl]
+                occ = current[sl]
                 if not (occ.shelved or occ.suppressed):
                     occ.acked = False
-                    limit = self._setpoints[sensor][cond]
-                    event = self._event(occ, AlarmAction.REALARMED, when, value=shown, limit=limit)
-                    out.append(((when, *key, sb * 2), event))
-        out.sort(key=lambda pair: pair[0])
-        return self._count([event for _, event in out])
+                    first[i] = self._event(occ, AlarmAction.REALARMED, when, shown, setpoints[se][co])
+        events = []
+        for i in np.lexsort((sub, cond, row, sensor, event_ts)).tolist():
+            event = first[i]
+            if event is not None:
+                events.append(event)
+                if i in second:
+                    events.append(second[i])
+        return self._count(events)
 
     def _raise(
-        self,
-        slot: int,
-        ts: int,
-        value: float | None,
-        limit: float | None,
-        note: str | None,
-        esd_closed: bool,
-        key: tuple,
-        sub: int,
-        out: list,
-    ) -> None:
-        """Open a new occurrence of an alarm (suppressed or shelved as the alarm is at that moment)."""
+        self, slot: int, ts: int, value: float | None, limit: float | None, note: str | None, esd_closed: bool
+    ) -> tuple[AlarmEvent, AlarmEvent | None]:
+        """Open a new occurrence of an alarm: its raised event, and its suppressed or shelved event if it is so."""
         sensor, cond = divmod(slot, N_CONDITIONS)
         last = self.last_raise.get(slot)
         seq = last[1] + 1 if last is not None and last[0] == ts else 0
@@ -785,23 +800,22 @@ class AlarmCore:
         self.active_flag[slot] = True
         self.raise_ts[slot] = ts
         self.busy[sensor] = True
-        out.append(((ts, *key, sub), self._event(occ, AlarmAction.RAISED, ts, value=value, limit=limit, note=note)))
-        reason = None
+        raised = self._event(occ, AlarmAction.RAISED, ts, value, limit, None, note)
         if self._suppressed[sensor]:
-            reason = f"{lifecycle.DESIGN_NOTE}: tank out of service"
-        elif esd_closed:
-            reason = f"{lifecycle.DESIGN_NOTE}: ESD closed"
-        shelf = self.shelving.get(slot)
-        if reason is not None:
             occ.suppressed = True
-            out.append(((ts, *key, sub + 1), self._event(occ, AlarmAction.SUPPRESSED, ts, note=reason)))
-        elif shelf is not None and ts < shelf[0]:
+            return raised, self._event(occ, AlarmAction.SUPPRESSED, ts,
+                                       note=f"{lifecycle.DESIGN_NOTE}: tank out of service")
+        if esd_closed:
+            occ.suppressed = True
+            return raised, self._event(occ, AlarmAction.SUPPRESSED, ts, note=f"{lifecycle.DESIGN_NOTE}: ESD closed")
+        shelf = self.shelving.get(slot)
+        if shelf is not None and ts < shelf[0]:
             occ.shelved = True
-            event = self._event(occ, AlarmAction.SHELVED, ts, user=shelf[1], note=shelf[2])
-            out.append(((ts, *key, sub + 1), event))
+            return raised, self._event(occ, AlarmAction.SHELVED, ts, user=shelf[1], note=shelf[2])
+        return raised, None
 
-    def _clear(self, slot: int, ts: int, value: float | None, key: tuple, sub: int, out: list) -> None:
-        """The condition of an alarm's current occurrence has returned."""
+    def _clear(self, slot: int, ts: int, value: float | None) -> AlarmEvent:
+        """The condition of an alarm's current occurrence has returned (a comm-loss never before it was raised)."""
         occ = self.current.pop(slot)
         self.active_flag[slot] = False
         cond = slot % N_CONDITIONS
@@ -809,17 +823,16 @@ class AlarmCore:
             ts = max(ts, occ.raised_ts)
         occ.active = False
         occ.latched = cond in _LATCHING_COLS and not occ.shelved and not occ.suppressed
-        note = lifecycle.LATCHED_NOTE if occ.latched else None
-        out.append(((ts, *key, sub), self._event(occ, AlarmAction.CLEARED, ts, value=value, note=note)))
+        event = self._event(occ, AlarmAction.CLEARED, ts, value, note=lifecycle.LATCHED_NOTE if occ.latched else None)
         if occ.state == lifecycle.NORMAL:
             del self.open[occ.id]
+        return event
 
     def _event(
         self,
         occ: Occurrence,
         action: AlarmAction,
         ts: int,
-        *,
         value: float | None = None,
         limit: float | None = None,
         user: str | None = None,
@@ -827,29 +840,20 @@ class AlarmCore:
     ) -> AlarmEvent:
         """An event of an occurrence; the id is derived from the occurrence, action, time and user."""
         sensor, cond = divmod(occ.slot, N_CONDITIONS)
-        event_id = stable_id(occ.id, action.value, ts) if user is None else stable_id(occ.id, action.value, ts, user)
-        return AlarmEvent(
-            id=event_id,
-            occurrence_id=occ.id,
-            sensor_id=self.sensor_ids[sensor],
-            condition=CONDITIONS[cond],
-            action=action,
-            ts_ms=ts,
-            priority=self._priority_names[sensor][cond],
-            enterprise_id=self._enterprise[sensor],
-            source_id=self._source[sensor],
-            value=value,
-            limit=limit,
-            user=user,
-            note=note,
+        # str(action) is its value (StrEnum)
+        event_id = stable_id(occ.id, action, ts) if user is None else stable_id(occ.id, action, ts, user)
+        return AlarmEvent(  # positional: the hot path of a transition-heavy feed
+            event_id, occ.id, self.sensor_ids[sensor], CONDITIONS[cond], action, ts,
+            self._priority_names[sensor][cond], self._enterprise[sensor], self._source[sensor], value, limit, user,
+            note,
         )
 
     def _count(self, events: list[AlarmEvent]) -> list[AlarmEvent]:
         """Count events by action (here and in Prometheus) and pass them through."""
-        by_action = Counter(e.action.value for e in events)
+        by_action = Counter(map(_ACTION_OF, events))
         for action, n in by_action.items():
-            self._counts[action] += n
-            ALARM_EVENTS.labels(action).inc(n)
+            self._counts[action.value] += n
+            ALARM_EVENTS.labels(action.value).inc(n)
         return events
 
     # ------------------------------------------------------------------ the clock
@@ -864,7 +868,10 @@ class AlarmCore:
         due = np.flatnonzero((self._stale > 0) & ~self.oos & ~comm & (now_ms - ref >= self._stale))
         for sensor in due.tolist():
             when = int(ref[sensor] + self._stale[sensor])
-            self._raise(sensor * N_CONDITIONS + COMM, when, None, None, "interrupted", False, (sensor, COMM, 0), 0, out)
+            raised, extra = self._raise(sensor * N_CONDITIONS + COMM, when, None, None, "interrupted", False)
+            out.append(((when, sensor, COMM, 0, 0), raised))
+            if extra is not None:
+                out.append(((when, sensor, COMM, 0, 1), extra))
         for slot, (until, *_) in sorted(self.shelving.items()):
             if until <= now_ms:
                 del self.shelving[slot]
