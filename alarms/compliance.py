@@ -189,11 +189,14 @@ class LatestView:
         self.quality = np.full(n, Quality.BAD, dtype=np.uint8)
         self.value = np.full(n, np.nan)
         ok = (latest.sensor >= 0) & (latest.sensor < n)
-        order = np.argsort(latest.ts_ms[ok], kind="stable")  # newest row of each sensor is written last
-        idx = latest.sensor[ok][order]
-        self.ts[idx] = latest.ts_ms[ok][order]
-        self.quality[idx] = latest.quality[ok][order]
-        self.value[idx] = latest.value[ok][order]
+        sensor, ts = latest.sensor[ok], latest.ts_ms[ok]
+        order = np.lexsort((ts, sensor))  # stable: of rows with the same sensor and time, the later one last
+        grouped = sensor[order]
+        rows = order[np.r_[grouped[1:] != grouped[:-1], True]] if len(order) else order  # each sensor's newest
+        idx = sensor[rows]
+        self.ts[idx] = ts[rows]
+        self.quality[idx] = latest.quality[ok][rows]
+        self.value[idx] = latest.value[ok][rows]
         self.stale_ms = stale_ms if stale_ms is not None else stale_limits_ms(site)
         self._mask_at: tuple[int, np.ndarray] | None = None
 

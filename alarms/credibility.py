@@ -30,7 +30,6 @@ from sqlalchemy.types import BigInteger
 
 from alarms import compliance
 from alarms.compliance import LatestView
-from alarms.hazard import regulatory_assessment
 from tankwatch.config import Site
 from tankwatch.records import Quality, ReadingBatch, stable_id
 from tankwatch.site import SensorKind
@@ -308,11 +307,13 @@ class EvidenceRecorder:
         self.level: dict[str, int | None] = {}
         self.enterprise_of: dict[str, str] = {}
         self.required: dict[str, list] = {}
+        self.requirements: dict[str, compliance.SourceRequirements] = {}  # the site is immutable: worked out once
         for ent, src in site.sources():
-            level = regulatory_assessment(site, src).assessment.level
-            self.level[src.id] = level
+            requirements = compliance.SourceRequirements(site, src, ent.id)
+            self.requirements[src.id] = requirements
+            self.level[src.id] = requirements.level
             self.enterprise_of[src.id] = ent.id
-            self.required[src.id] = compliance.required_sensors(site, src, level)
+            self.required[src.id] = compliance.required_sensors(site, src, requirements.level)
         n = len(site.sensors)
         self._last_good = np.full(n, -1, dtype=np.int64)
         self._last_good_value = np.full(n, np.nan)
@@ -448,7 +449,7 @@ class EvidenceRecorder:
         """Required instruments not configured (configuration gaps of major storage units): recorded once."""
         out = []
         for ent, src in self.site.sources():
-            result = compliance.check_source(self.site, src, ent.id)
+            result = self.requirements[src.id].check()
             for gap in result.gaps:
                 eid = stable_id("evidence", "instrument_missing", src.id, gap.rule, gap.tank_id, gap.sensor_id)
                 if eid in self._reported:
