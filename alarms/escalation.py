@@ -70,10 +70,10 @@ CLOSE_REASONS: dict[str, str] = {
     "test": "测试",
 }
 
-# A device's comm-loss mutes the stale-data alarms of its other sensors.
+# A device's comm-loss (the alarm core's COMM) mutes the stale-data alarms of its other sensors.
 DEFAULT_INHIBIT = (
     InhibitRule(
-        source=AlarmMatchers(condition=["DQ"], quality=["comm-fail"]),
+        source=AlarmMatchers(condition=["COMM"]),
         target=AlarmMatchers(condition=["DQ"], quality=["stale"]),
         equal=["device"],
     ),

@@ -198,7 +198,7 @@ def test_comm_loss_on_a_device_mutes_the_stale_alarms_of_its_sensors(world) -> N
     site, clock, engine, _ = world
     same_device = [s.sensor.id for s in site.sensors if s.device_id == "plc-HS1"][:3]
     other_device = next(s.sensor.id for s in site.sensors if s.device_id == "plc-HS2")
-    comm = alarm(site, same_device[0], AlarmAction.RAISED, T0, condition="DQ", priority="low", note="comm-fail")
+    comm = alarm(site, same_device[0], AlarmAction.RAISED, T0, condition="COMM", priority="low", note="comm-fail")
     stale = alarm(site, same_device[1], AlarmAction.RAISED, T0 + 1000, condition="DQ", priority="low", note="stale")
     elsewhere = alarm(site, other_device, AlarmAction.RAISED, T0 + 1000, condition="DQ", priority="low", note="stale")
     notes = engine.on_events([comm, stale, elsewhere])
@@ -208,7 +208,7 @@ def test_comm_loss_on_a_device_mutes_the_stale_alarms_of_its_sensors(world) -> N
     assert stale.occurrence_id not in {n.escalation_id for n in later}
     # The comm-loss ends: the stale alarm, still active, now starts its own escalation.
     cleared = engine.on_events(
-        [alarm(site, same_device[0], AlarmAction.CLEARED, T0 + 41 * MIN, condition="DQ", raised_ms=T0)]
+        [alarm(site, same_device[0], AlarmAction.CLEARED, T0 + 41 * MIN, condition="COMM", raised_ms=T0)]
     )
     assert [(n.escalation_id, n.kind, n.ts_ms) for n in cleared if n.escalation_id == stale.occurrence_id] == [
         (stale.occurrence_id, "raised", T0 + 41 * MIN)
@@ -221,7 +221,7 @@ def test_an_inhibiting_alarm_raised_later_mutes_one_already_escalating(world) ->
     a, b = [s.sensor.id for s in site.sensors if s.device_id == "plc-HS1"][:2]
     stale = alarm(site, b, AlarmAction.RAISED, T0, condition="DQ", priority="low", note="stale")
     engine.on_events([stale])
-    engine.on_events([alarm(site, a, AlarmAction.RAISED, T0 + MIN, condition="DQ", priority="low", note="comm-fail")])
+    engine.on_events([alarm(site, a, AlarmAction.RAISED, T0 + MIN, condition="COMM", priority="low", note="comm-fail")])
     assert engine.is_muted(stale.occurrence_id)
     later = run_until(engine, clock, T0 + 8 * 60 * MIN, step_ms=10 * MIN)
     assert stale.occurrence_id not in {n.escalation_id for n in later}
