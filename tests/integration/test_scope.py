@@ -4,18 +4,17 @@ anything of another — not in lists, not by guessing ids, not over the websocke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 import websockets
 from fastapi.testclient import TestClient
 
 from tankwatch import bus as topics
 from tankwatch.records import AlarmAction, Quality, ReadingBatch
+from tests.asgi import serve
 from tests.unit.test_auth_support import (
     MIN,
     T0,
@@ -124,22 +123,6 @@ def test_guessing_ids_of_another_enterprise_looks_like_unknown_ids(world, login:
 
 
 # ----- websocket ---------------------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def serve(app) -> AsyncIterator[int]:  # noqa: ANN001 - a FastAPI app
-    """Run the app with uvicorn on a free 127.0.0.1 port in this event loop; yields the port."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, WAIT_S)
 
 
 async def collect(ws, until_type: str, marker_sensor: str | None = None) -> list[dict]:  # noqa: ANN001

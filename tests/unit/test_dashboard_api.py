@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 import websockets
 from fastapi.testclient import TestClient
 from hypothesis import given
@@ -29,6 +27,7 @@ from tankwatch.site import Role, UserScope
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.timeseries import TimeSeriesStore
 from tankwatch.stores.users import UserStore
+from tests.asgi import serve
 
 SITE_FILE = Path(__file__).parents[2] / "deploy" / "sites" / "demo-park.yaml"
 T0 = 1_714_550_400_000  # 2024-05-01T08:00:00Z
@@ -376,22 +375,6 @@ async def test_slow_client_never_blocks_others(site: Site) -> None:
 
 
 # ----- websocket over a real server --------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def serve(app) -> AsyncIterator[int]:  # noqa: ANN001 - a FastAPI app
-    """Run the app with uvicorn on a free 127.0.0.1 port in this event loop; yields the port."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, WAIT_S)
 
 
 async def next_message(ws, kind: str) -> dict:  # noqa: ANN001 - a websockets connection
