@@ -33,7 +33,6 @@ from tankwatch.bus import Bus, MemoryBus, Overflow
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site, rebuild_site
 from tankwatch.records import ReadingBatch
-from tankwatch.replay_control import ScenarioReplayControl
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import TimeSeriesStore
 from tankwatch.stores.users import UserStore
@@ -176,7 +175,6 @@ async def serve(
     app.state.bus = bus
     app.state.grading = grading
     app.state.evidence = evidence
-    app.state.replay = ScenarioReplayControl()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     pipeline.start()
     web = asyncio.create_task(server.serve())
