@@ -21,6 +21,9 @@ MAX_PAYLOAD_BYTES = 1 << 20
 SECONDS_BELOW = 1e11  # numeric timestamps below this are epoch seconds (1e11 ms is 1973, 1e11 s is year 5138)
 MAX_SHAPES = 4096  # distinct sensor-id sequences of json_points messages remembered per device
 MAX_TS_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z: anything later is a broken device clock
+# A reading dated further ahead of its receive time than this comes from a device clock that is wrong; taken, it
+# would make the device's correct readings look out of order (and be rejected) until real time caught up.
+MAX_AHEAD_MS = 60_000
 GOOD_STATUS = frozenset({"ok", "normal"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -41,6 +44,7 @@ class Reason(StrEnum):
     BAD_ROW = "bad_row"
     VALUE_NOT_NUMBER = "value_not_number"
     BAD_TIMESTAMP = "bad_timestamp"
+    FUTURE_TIMESTAMP = "future_timestamp"
     UNKNOWN_SENSOR = "unknown_sensor"
     UNKNOWN_TOPIC = "unknown_topic"
 
@@ -148,7 +152,15 @@ def decode_json_value(payload: bytes, spec: MqttPayload, receive_ms: int) -> tup
     else:
         raise PayloadRejected(Reason.MISSING_KEY, f"missing key {spec.value_key!r}")
     ts_ms = receive_ms if spec.ts_key is None else parse_timestamp(doc.get(spec.ts_key), receive_ms, spec.ts_key)
+    if ts_ms > receive_ms + MAX_AHEAD_MS:
+        raise PayloadRejected(Reason.FUTURE_TIMESTAMP, _ahead_detail(doc.get(spec.ts_key), ts_ms, receive_ms))
     return ts_ms, value, quality
+
+
+def _ahead_detail(raw: object, ts_ms: int, receive_ms: int) -> str:
+    """Why a timestamp ahead of the receive time is refused."""
+    return (f"timestamp {raw!r} is {(ts_ms - receive_ms) / 1000:.0f} s ahead of its receive time "
+            f"(more than {MAX_AHEAD_MS // 1000} s: the device clock is wrong)")
 
 
 def decode_json_points(payload: bytes, index_of: Mapping[str, int], receive_ms: int) -> Decoded:
@@ -176,6 +188,8 @@ def decode_json_points(payload: bytes, index_of: Mapping[str, int], receive_ms: 
 
     known = sensor >= 0
     bad_ts = known & ~ts_ok
+    ahead = known & ts_ok & (ts_ms > receive_ms + MAX_AHEAD_MS)
+    ts_ok &= ~ahead
     bad_value = known & ts_ok & ~value_ok
     keep = known & ts_ok & value_ok
     if not keep.all():
@@ -183,6 +197,8 @@ def decode_json_points(payload: bytes, index_of: Mapping[str, int], receive_ms: 
                      lambda i: f"unknown sensor {ids[i]!r} (not one of this device's sensors)")
         _reject_rows(rejections, bad_ts, Reason.BAD_TIMESTAMP, position,
                      lambda i: f"bad timestamp {stamps[i]!r} (epoch ms, epoch s or ISO 8601 with offset)")
+        _reject_rows(rejections, ahead, Reason.FUTURE_TIMESTAMP, position,
+                     lambda i: _ahead_detail(stamps[i], int(ts_ms[i]), receive_ms))
         _reject_rows(rejections, bad_value, Reason.VALUE_NOT_NUMBER, position,
                      lambda i: f"value {values[i]!r} is not a number")
         sensor, ts_ms, value, value_null = sensor[keep], ts_ms[keep], value[keep], value_null[keep]
@@ -499,7 +515,8 @@ class _PointsRun:
         self._reset()
 
     def _vectorised(self) -> ReadingBatch | None:
-        """The run as one batch when every row is a known sensor, an int epoch timestamp and a number."""
+        """The run as one batch when every row is a known sensor, an int epoch timestamp (not ahead of its receive
+        time by more than MAX_AHEAD_MS) and a number."""
         sensor = self.sensor[0] if len(self.sensor) == 1 else np.concatenate(self.sensor)
         if not (set(map(type, self.stamps)) == {int} and set(map(type, self.values)) <= _NUMBER_TYPES):
             return None
@@ -514,5 +531,10 @@ class _PointsRun:
             ts_ms = np.where(seconds, ts_ms * 1000, ts_ms)
         if not ((ts_ms >= 0) & (ts_ms <= MAX_TS_MS)).all():
             return None
+        received = [r[3] for r in self.raw]
+        if ts_ms.max() > min(received) + MAX_AHEAD_MS:  # only then is the per-row check needed
+            receive_ms = np.repeat(np.array(received, dtype=np.int64), [len(s) for s in self.sensor])
+            if (ts_ms > receive_ms + MAX_AHEAD_MS).any():
+                return None
         n = len(sensor)
         return ReadingBatch(sensor, ts_ms, np.array(self.values, dtype=np.float64), np.zeros(n, dtype=np.uint8))

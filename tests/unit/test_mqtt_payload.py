@@ -13,8 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.mqtt.payload import (
+    MAX_AHEAD_MS,
     MAX_PAYLOAD_BYTES,
     MAX_SHAPES,
+    MAX_TS_MS,
     DeviceRoute,
     MessageDecoder,
     PayloadRejected,
@@ -29,8 +31,8 @@ from tankwatch.records import Quality, ReadingBatch
 from tankwatch.site import MqttPayload
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "ingest" / "mqtt" / "example.yaml"
-RECEIVED = 1_700_000_000_000
 T0 = 1_714_550_400_000  # 2024-05-01T08:00:00Z
+RECEIVED = T0 + 3_600_000  # received an hour later: devices may report stored readings, never future ones
 
 
 def site_with_devices(devices: list[dict], extra_sensors: tuple[str, ...] = ()) -> Site:
@@ -222,7 +224,7 @@ point_rows = st.lists(
 @given(point_rows)
 @settings(max_examples=150, deadline=None)
 def test_json_points_round_trip(rows: list[tuple[str, int, float]]) -> None:
-    out = decode_json_points(j({"points": rows}), INDEX, RECEIVED)
+    out = decode_json_points(j({"points": rows}), INDEX, MAX_TS_MS)  # received after every generated time
     assert out.rejections == []
     assert out.batch.sensor.tolist() == [INDEX[s] for s, _, _ in rows]
     assert out.batch.ts_ms.tolist() == [t for _, t, _ in rows]
@@ -239,7 +241,7 @@ def test_json_points_bad_rows_never_disturb_good_ones(rows: list, inserts: list)
     mixed: list = [list(r) for r in rows]
     for at, bad in sorted(inserts, key=lambda x: -x[0]):
         mixed.insert(min(at, len(mixed)), bad)
-    out = decode_json_points(j({"points": mixed}), INDEX, RECEIVED)
+    out = decode_json_points(j({"points": mixed}), INDEX, MAX_TS_MS)
     assert out.batch.sensor.tolist() == [INDEX[s] for s, _, _ in rows]
     assert out.batch.ts_ms.tolist() == [t for _, t, _ in rows]
     assert out.batch.value.tolist() == [v for _, _, v in rows]
@@ -415,3 +417,26 @@ def test_example_fragment_validates_and_its_messages_decode() -> None:
     assert out.batch.sensor.tolist() == [idx("HS1-GD01"), idx("HS2-GD01"), idx("HS2-GD02")]
     assert out.batch.ts_ms.tolist() == [T0, T0, T0]
     assert out.batch.value.tolist() == [12.5, 3.5, 0.0]
+
+
+def test_a_device_clock_ahead_of_the_receive_time_is_rejected_and_named() -> None:
+    ahead = RECEIVED + MAX_AHEAD_MS + 1000
+    with pytest.raises(PayloadRejected) as err:
+        decode_json_value(j({"value": 1, "ts": ahead}), SPEC, RECEIVED)
+    assert err.value.reason == Reason.FUTURE_TIMESTAMP and "61 s ahead" in err.value.detail
+    at_bound = RECEIVED + MAX_AHEAD_MS
+    assert decode_json_value(j({"value": 1, "ts": at_bound}), SPEC, RECEIVED)[0] == at_bound
+    out = decode_json_points(j({"points": [["A", T0, 1.0], ["B", ahead, 2.0], ["C", RECEIVED, 3.0]]}), INDEX, RECEIVED)
+    assert out.batch.ts_ms.tolist() == [T0, RECEIVED]
+    assert [(r.reason, r.rows) for r in out.rejections] == [(Reason.FUTURE_TIMESTAMP, 1)]
+    assert "point 1: timestamp" in out.rejections[0].detail
+
+
+def test_the_fast_path_checks_each_message_against_its_own_receive_time() -> None:
+    decoder = MessageDecoder([FAST_ROUTES[0]])
+    late = RECEIVED + 10 * MAX_AHEAD_MS
+    messages = [("g/points", j({"points": [["A", late, 1.0]]}), late),  # fine: received late
+                ("g/points", j({"points": [["B", late, 2.0]]}), RECEIVED)]  # same time, received 10 min before
+    out = decoder.decode(messages)
+    assert out.batch.ts_ms.tolist() == [late]
+    assert [(r.reason, r.rows) for r in out.rejections] == [(Reason.FUTURE_TIMESTAMP, 1)]
