@@ -265,6 +265,10 @@ def start_tansu(port: int | None = None) -> TansuHandle:
     return TansuHandle(port or free_port(), workdir).start()  # type: ignore[return-value]
 
 
+METRICS_REUSE_S = 1.1
+"""VictoriaMetrics recomputes its storage figures on /metrics at most once a second (plus a margin)."""
+
+
 def victoria_metrics_binary() -> str:
     """Path of Debian's victoria-metrics binary; RuntimeError naming the install script when it is missing."""
     found = shutil.which("victoria-metrics")
@@ -277,6 +281,10 @@ class VictoriaMetricsHandle(ServerHandle):
     """VictoriaMetrics: InfluxDB line protocol on /api/v2/write, read back through /api/v1/export."""
 
     name = "victoria-metrics"
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        super().__init__(port, workdir)
+        self._rows_at_start = 0.0  # rows the storage held when this process started (inserts count from there)
 
     @property
     def url(self) -> str:
@@ -291,6 +299,14 @@ class VictoriaMetricsHandle(ServerHandle):
             "-selfScrapeInterval=0", "-loggerLevel=ERROR",
         ]
 
+    def start(self, timeout: float = 30.0) -> VictoriaMetricsHandle:
+        """Start the server and note how many rows its storage already holds (what :meth:`flush` counts from)."""
+        if self.running:
+            return self
+        super().start(timeout)
+        self._rows_at_start = self._searchable_rows(self._metrics())
+        return self
+
     def export(self, match: str) -> list[dict]:
         """Every series matching a selector, e.g. ``{__name__="readings_value"}``: metric labels, values, ts."""
         import json
@@ -301,11 +317,45 @@ class VictoriaMetricsHandle(ServerHandle):
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=30) as response:
             return [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
 
-    def flush(self) -> None:
-        """Make recently written points searchable now (VictoriaMetrics buffers them about a second)."""
+    def flush(self, timeout: float = 60.0) -> None:
+        """Make every point accepted so far searchable; RuntimeError if some are still not after ``timeout``.
+
+        ``/internal/force_flush`` alone is not enough: it turns only the raw rows still waiting in memory into
+        parts, while rows that VictoriaMetrics' own once-a-second flusher has already taken stay invisible until
+        that flusher has sorted them into a part (a few hundred thousand rows after a burst: up to seconds on a
+        busy machine). So this also waits until the server's figures count every row inserted since start as
+        searchable, reading only figures computed after the flush (``/metrics`` reuses them for up to 1 s).
+        """
         import urllib.request
 
         urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=30).read()
+        fresh_from = time.monotonic() + METRICS_REUSE_S
+        deadline = time.monotonic() + timeout
+        while True:
+            time.sleep(max(0.1, fresh_from - time.monotonic()))
+            metrics = self._metrics()
+            ignored = sum(v for k, v in metrics.items() if k.startswith("vm_rows_ignored_total{"))
+            inserted = sum(v for k, v in metrics.items() if k.startswith("vm_rows_inserted_total{"))
+            missing = self._rows_at_start + inserted - ignored - self._searchable_rows(metrics)
+            if missing <= 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"victoria-metrics: {missing:.0f} accepted rows not searchable after {timeout} s")
+
+    @staticmethod
+    def _searchable_rows(metrics: dict[str, float]) -> float:
+        """Rows in the storage's parts (``vm_rows`` counts the raw rows not yet in a part too)."""
+        rows = metrics['vm_rows{type="storage/small"}'] + metrics['vm_rows{type="storage/big"}']
+        return rows - metrics['vm_pending_rows{type="storage"}']
+
+    def _metrics(self) -> dict[str, float]:
+        """The server's own /metrics as ``name{labels}`` → value."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=30) as response:
+            lines = response.read().decode().splitlines()
+        return {key: float(value) for key, _, value in (line.rpartition(" ") for line in lines if line[:1] != "#")
+                if key}
 
 
 def start_victoria_metrics(port: int | None = None) -> VictoriaMetricsHandle:

@@ -1,8 +1,5 @@
-"""InfluxDB historian against VictoriaMetrics' InfluxDB write path: the schema, and a server outage under
-10,000 points/s with zero points lost (counted per series).
-
-The suite stops the server for 15 s (``TANKWATCH_OUTAGE_S=60`` runs the issue's full 60 s, which lost points in one of
-two fresh-clone runs: an open problem of the store-and-forward path).
+"""InfluxDB historian against VictoriaMetrics' InfluxDB write path: the schema, and a 60 s server outage under
+10,000 points/s with zero points lost (counted per series; ``TANKWATCH_OUTAGE_S`` shortens or lengthens the outage).
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from tests.services import VictoriaMetricsHandle
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "sites" / "demo-park.yaml"
 T0 = 1_714_550_400_000
-OUTAGE_S = float(os.environ.get("TANKWATCH_OUTAGE_S", "15"))
+OUTAGE_S = float(os.environ.get("TANKWATCH_OUTAGE_S", "60"))
 RATE = 10_000  # points/s
 TICK_S = 0.1
 
@@ -143,13 +140,13 @@ async def test_an_outage_under_10k_points_per_second_loses_nothing(
             await asyncio.sleep(0.2)
         assert h.buffer.points == 0, f"buffer still holds {h.buffer.points} points: {h.last_error}"
         assert time.monotonic() - outage_start >= OUTAGE_S
+        assert h.buffer.dropped == 0 and h.refused == 0  # nothing left unsent past the bound or refused
         counts = series_counts(vm, "readings_quality")
         assert sum(sent.values()) >= RATE * (6 + OUTAGE_S) * 0.5  # the offered load was real
         expected = {site.sensors[i].sensor.id: c for i, c in sent.items()}
         assert {k: len(v) for k, v in counts.items()} == expected  # zero points lost, per series
         assert counter("tankwatch_historian_buffered_total") > buffered_before
         assert counter("tankwatch_historian_retried_total") > retried_before
-        assert h.buffer.dropped == 0
     finally:
         forwarder.cancel()
         await asyncio.gather(forwarder, return_exceptions=True)
