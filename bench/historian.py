@@ -36,7 +36,7 @@ def run_historian_bench(url: str | None = None, points: int = 500_000, say: Call
     """Write ``points`` readings and time it; returns points_per_s and what was measured."""
     vm = None
     if url is None:
-        from tests.services import start_victoria_metrics
+        from bench.services import start_victoria_metrics
 
         vm = start_victoria_metrics()
         url = vm.url

@@ -167,7 +167,7 @@ async def _wait(check: Callable[[], bool], timeout_s: float) -> bool:
 async def run_pipeline_bench(bus: str = "memory", rate: float = 10_000, seconds: float = 10.0,
                              say: Say = print) -> dict[str, Any]:
     """Run both phases; returns points_per_s, p50_ms, p99_ms and what was measured."""
-    from tests.services import start_mosquitto, start_tansu
+    from bench.services import start_mosquitto, start_tansu
 
     tag = uuid.uuid4().hex[:6]
     broker = start_mosquitto()

@@ -1,4 +1,4 @@
-"""Shared fixtures: test services on 127.0.0.1 (see tests/services.py)."""
+"""Shared fixtures: test services on 127.0.0.1 (see bench/services.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import (
+from bench.services import (
     DEFAULT_MQTT,
     MosquittoHandle,
     PostgresDatabase,

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# Same broker settings as tests/services.py's test broker, except that the queue and the in-flight window
+# Same broker settings as bench/services.py's test broker, except that the queue and the in-flight window
 # are unlimited (0): the feed publishes far faster than a subscriber drains it, and a dropped QoS 1 message
 # would make the point counts disagree.
 CONFIG = """listener {port} 127.0.0.1

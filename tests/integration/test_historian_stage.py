@@ -10,13 +10,13 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from bench.services import PostgresDatabase, TansuHandle, VictoriaMetricsHandle
 from tankwatch import bus as topics
 from tankwatch.kafka_bus import KafkaBus
 from tankwatch.migrations import head
 from tankwatch.records import AlarmAction, AlarmEvent
 from tankwatch.runtime import apply_environment, run_stage
 from tests.integration.test_kafka_bus import FAST_GROUPS, park_doc, wave, write_site
-from tests.services import PostgresDatabase, TansuHandle, VictoriaMetricsHandle
 
 
 async def test_historian_stage_writes_influx_and_postgresql(

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import REGISTRY
 
+from bench.services import TansuHandle
 from tankwatch import bus as topics
 from tankwatch.bus import Overflow
 from tankwatch.config import Site, load_site
@@ -28,7 +29,6 @@ from tankwatch.kafka_bus import (
     site_fingerprint,
 )
 from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch
-from tests.services import TansuHandle
 
 T0 = 1_714_550_400_000
 WAIT_S = 30.0

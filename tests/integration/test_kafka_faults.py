@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from alarms.evaluate import AlarmCore
+from bench.services import TansuHandle
 from tankwatch import bus as topics
 from tankwatch.kafka_bus import KafkaBus, enterprise_partition
 from tankwatch.records import AlarmEvent, ReadingBatch
 from tankwatch.stores.events import EventStore, alarm_events
 from tests.integration.test_kafka_bus import FAST_GROUPS, park_doc, wave, write_site
-from tests.services import TansuHandle
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4

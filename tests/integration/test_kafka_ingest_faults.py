@@ -15,11 +15,11 @@ import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from bench.services import MosquittoHandle, TansuHandle, mqtt_accepts
 from tankwatch.kafka_bus import KafkaBus, decode_batch
 from tankwatch.records import Quality, ReadingBatch
 from tankwatch.runtime import run_stage
 from tests.integration.test_kafka_bus import FAST_GROUPS, park_doc, write_site
-from tests.services import MosquittoHandle, TansuHandle, mqtt_accepts
 
 RESUBSCRIBE_S = 5.0  # the bound, from the broker accepting connections again to data flowing again
 

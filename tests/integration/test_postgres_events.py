@@ -11,10 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+from bench.services import PostgresDatabase
 from tankwatch import migrations
 from tankwatch.records import AlarmAction, AlarmEvent
 from tankwatch.stores.events import EventStore
-from tests.services import PostgresDatabase
 
 T0 = 1_714_550_400_000
 REPO = Path(__file__).resolve().parents[2]

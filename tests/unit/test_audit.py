@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import DatabaseError
 
+from bench.services import PostgresDatabase, postgres_answers
 from tankwatch.records import AlarmAction
 from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import make_engine
-from tests.services import PostgresDatabase, postgres_answers
 from tests.unit.test_auth_support import MIN, T0, alarm, headers, make_env, password
 
 

@@ -25,8 +25,8 @@ from bench.feed import (
 )
 from bench.peers.site import bench_site
 from bench.peers.tankwatch_side import TankwatchRunner
+from bench.services import MosquittoHandle
 from ingest.mqtt.payload import DeviceRoute, MessageDecoder
-from tests.services import MosquittoHandle
 
 FLOW_DIR = Path(__file__).resolve().parents[2] / "bench" / "peers" / "node-red"
 TOPIC = "tw-test/bench/points"

@@ -1,4 +1,5 @@
-"""Services the tests run against on 127.0.0.1: Mosquitto, reused on 1883 when it answers, else started here."""
+"""Servers the tests and benchmarks run against on 127.0.0.1: Mosquitto (reused on 1883 when it answers, else
+started here), tansu, VictoriaMetrics and PostgreSQL databases."""
 
 from __future__ import annotations
 
