@@ -1,10 +1,11 @@
 """Golden alarm timelines: what a scenario must raise and clear, when (a window of scenario seconds), at which
-priority; and a comparison that explains every departure in a readable diff."""
+priority, and how the red/yellow/green grades of hazard sources and enterprises change; and a comparison that
+explains every departure in a readable diff."""
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -64,10 +65,25 @@ class ExpectedAlarm(_Windowed):
 
 
 class ExpectedGrade(_Windowed):
-    """A grade change of a hazard source or enterprise (checked once a grading stage runs with the scenario)."""
+    """``count`` grade changes to ``colour`` of subjects (hazard sources, enterprises) matching ``subject`` (an id
+    or a glob) within ``at_s``. A run's first grading is every subject's baseline and counts as a change."""
 
-    subject: str
+    subject: str = Field(min_length=1)
     colour: Literal["green", "yellow", "red"]
+    count: int = Field(default=1, ge=1)
+
+    def matches(self, grade: Grade, t_s: float) -> bool:
+        """Whether one actual grade change satisfies this expectation (subject, colour, window)."""
+        return (
+            str(grade.colour) == self.colour
+            and fnmatch.fnmatchcase(grade.subject_id, self.subject)
+            and self.at_s[0] <= t_s <= self.at_s[1]
+        )
+
+    def describe(self) -> str:
+        """One line naming what is expected."""
+        times = f"×{self.count} " if self.count > 1 else ""
+        return f"{times}grade {self.subject} {self.colour} within [{self.at_s[0]:g}, {self.at_s[1]:g}] s"
 
 
 class Golden(_Strict):
@@ -76,8 +92,7 @@ class Golden(_Strict):
     scenario: str
     description: str | None = None
     alarms: list[ExpectedAlarm] = Field(default_factory=list)
-    # Grade changes: filled in when grading (issue 4) is wired into scenario runs; checked only then.
-    grades: list[ExpectedGrade] = Field(default_factory=list)
+    grades: list[ExpectedGrade] = Field(default_factory=list)  # checked when the run had a grading stage
 
 
 def golden_file(name: str) -> Path:
@@ -116,10 +131,11 @@ class TimelineCheck:
 
     scenario: str
     ran_s: float
-    matched: int = 0
+    matched: int = 0  # expected alarm events found
     departures: list[Departure] = field(default_factory=list)
     skipped: int = 0  # expectations that fall after the end of a shortened run
     grades_checked: bool = False
+    grades_matched: int = 0  # expected grade changes found
 
     @property
     def ok(self) -> bool:
@@ -128,8 +144,13 @@ class TimelineCheck:
 
     def report(self) -> str:
         """A readable diff: ``-`` expected but missing, ``+`` happened but not expected."""
+        matched = (
+            f"{self.matched} expected events and {self.grades_matched} grade changes matched"
+            if self.grades_checked
+            else f"{self.matched} expected events matched"
+        )
         head = (
-            f"scenario {self.scenario}: {self.matched} expected events matched over {self.ran_s:g} s"
+            f"scenario {self.scenario}: {matched} over {self.ran_s:g} s"
             + (f", {self.skipped} expectations after the end of this run skipped" if self.skipped else "")
             + ("" if self.grades_checked else "; grade changes not checked (no grading stage)")
         )
@@ -140,6 +161,10 @@ class TimelineCheck:
         return "\n".join(lines)
 
 
+Expected = ExpectedAlarm | ExpectedGrade
+Happened = AlarmEvent | Grade
+
+
 def compare(
     events: Sequence[AlarmEvent],
     golden: Golden,
@@ -147,129 +172,129 @@ def compare(
     ran_s: float,
     grades: Sequence[Grade] | None = None,
 ) -> TimelineCheck:
-    """Match events (times taken relative to ``start_ms``) against the golden timeline of a run of ``ran_s``.
+    """Match events and, when given, grade changes (times taken relative to ``start_ms``) against the golden
+    timeline of a run of ``ran_s``.
 
     An expectation whose window ends inside the run must be met; one that starts after the run is skipped; one
-    that straddles the end may be met or not. Every event no expectation accounts for is a departure.
+    that straddles the end may be met or not. Every event or grade change no expectation accounts for is a
+    departure.
     """
     check = TimelineCheck(golden.scenario, ran_s)
-    actual = [((e.ts_ms - start_ms) / 1000.0, e) for e in events]
-    used = [False] * len(actual)
-    # Narrowest deadline first: greedy matching by window end assigns events without stealing from later ones.
-    for expected in sorted(golden.alarms, key=lambda a: (a.at_s[1], a.at_s[0])):
-        found = 0
-        for k, (t_s, event) in enumerate(actual):
-            if found == expected.count:
-                break
-            if not used[k] and expected.matches(event, t_s):
-                used[k] = True
-                found += 1
-        check.matched += found
-        if found < expected.count and expected.at_s[0] > ran_s:
-            check.skipped += 1  # due after the end of a shortened run (events stamped later still match)
-        elif found < expected.count and expected.at_s[1] <= ran_s:
-            check.departures.append(
-                Departure("missing", f"{expected.describe()}: found {found}" + _nearest(expected, actual, used))
-            )
-    for k, (t_s, event) in enumerate(actual):
-        if not used[k]:
-            note = f" [{event.note}]" if event.note else ""
-            check.departures.append(
-                Departure(
-                    "unexpected",
-                    f"{event.sensor_id} {event.condition} {event.action} ({event.priority}){note} at {t_s:.1f} s",
-                )
-            )
+    check.matched = _match(check, golden.alarms, [((e.ts_ms - start_ms) / 1000.0, e) for e in events])
     if grades is not None:
         check.grades_checked = True
-        _compare_grades(check, grades, golden, start_ms, ran_s)
+        check.grades_matched = _match(check, golden.grades, [((g.ts_ms - start_ms) / 1000.0, g) for g in grades])
     return check
 
 
-def _nearest(expected: ExpectedAlarm, actual: list[tuple[float, AlarmEvent]], used: list[bool]) -> str:
-    """Where events of the same kind did happen, to make a missed window easy to fix."""
-    times = [
-        t_s
-        for k, (t_s, e) in enumerate(actual)
-        if not used[k]
-        and e.condition == expected.condition
-        and str(e.action) == expected.action
-        and fnmatch.fnmatchcase(e.sensor_id, expected.sensor)
+def _match(check: TimelineCheck, expectations: Sequence[Expected], actual: list[tuple[float, Happened]]) -> int:
+    """Match one kind of expectation with what happened, adding the departures to ``check``; the number found."""
+    used = [False] * len(actual)
+    matched = 0
+    # Narrowest deadline first: greedy matching by window end assigns items without stealing from later ones.
+    for expected in sorted(expectations, key=lambda x: (x.at_s[1], x.at_s[0])):
+        found = 0
+        for k, (t_s, item) in enumerate(actual):
+            if found == expected.count:
+                break
+            if not used[k] and _matches(expected, item, t_s):
+                used[k] = True
+                found += 1
+        matched += found
+        if found < expected.count and expected.at_s[0] > check.ran_s:
+            check.skipped += 1  # due after the end of a shortened run (items stamped later still match)
+        elif found < expected.count and expected.at_s[1] <= check.ran_s:
+            check.departures.append(
+                Departure("missing", f"{expected.describe()}: found {found}" + _nearest(expected, actual, used))
+            )
+    check.departures += [
+        Departure("unexpected", _line(item, t_s)) for k, (t_s, item) in enumerate(actual) if not used[k]
     ]
+    return matched
+
+
+def _matches(expected: Expected, item: Happened, t_s: float) -> bool:
+    """Whether an item of the expectation's own kind satisfies it."""
+    if isinstance(expected, ExpectedAlarm):
+        return isinstance(item, AlarmEvent) and expected.matches(item, t_s)
+    return isinstance(item, Grade) and expected.matches(item, t_s)
+
+
+def _line(item: Happened, t_s: float) -> str:
+    """One line naming an event or grade change no expectation accounts for."""
+    if isinstance(item, Grade):
+        return f"grade {item.subject_id} {item.colour} at {t_s:.1f} s"
+    note = f" [{item.note}]" if item.note else ""
+    return f"{item.sensor_id} {item.condition} {item.action} ({item.priority}){note} at {t_s:.1f} s"
+
+
+def _nearest(expected: Expected, actual: list[tuple[float, Happened]], used: list[bool]) -> str:
+    """Where items of the same kind did happen, to make a missed window easy to fix."""
+    anywhere: dict = {"at_s": (float("-inf"), float("inf"))}
+    if isinstance(expected, ExpectedAlarm):
+        anywhere |= {"priority": None, "note": None}
+    same_kind = expected.model_copy(update=anywhere)
+    times = [t_s for k, (t_s, item) in enumerate(actual) if not used[k] and _matches(same_kind, item, t_s)]
     if not times:
         return ""
     shown = ", ".join(f"{t:.1f}" for t in times[:5]) + (" …" if len(times) > 5 else "")
-    return f" (same kind, outside the window or priority, at {shown} s)"
+    where = "outside the window or priority" if isinstance(expected, ExpectedAlarm) else "outside the window"
+    return f" (same kind, {where}, at {shown} s)"
 
 
-def _compare_grades(
-    check: TimelineCheck, grades: Iterable[Grade], golden: Golden, start_ms: int, ran_s: float
-) -> None:
-    """Grade changes against the golden ones, with the same window rules as alarms."""
-    actual = [((g.ts_ms - start_ms) / 1000.0, g) for g in grades]
-    used = [False] * len(actual)
-    for expected in sorted(golden.grades, key=lambda g: g.at_s[1]):
-        hit = next(
-            (
-                k
-                for k, (t_s, g) in enumerate(actual)
-                if not used[k]
-                and g.subject_id == expected.subject
-                and str(g.colour) == expected.colour
-                and expected.at_s[0] <= t_s <= expected.at_s[1]
-            ),
-            None,
-        )
-        if hit is not None:
-            used[hit] = True
-            check.matched += 1
-        elif expected.at_s[0] > ran_s:
-            check.skipped += 1
-        elif expected.at_s[1] <= ran_s:
-            check.departures.append(
-                Departure(
-                    "missing",
-                    f"grade {expected.subject} {expected.colour} within "
-                    f"[{expected.at_s[0]:g}, {expected.at_s[1]:g}] s",
-                )
-            )
-    for k, (t_s, g) in enumerate(actual):
-        if not used[k]:
-            check.departures.append(Departure("unexpected", f"grade {g.subject_id} {g.colour} at {t_s:.1f} s"))
-
-
-def draft_golden(scenario: str, events: Sequence[AlarmEvent], start_ms: int, early_s: float = 2.0,
-                 late_s: float = 5.0) -> str:
+def draft_golden(
+    scenario: str,
+    events: Sequence[AlarmEvent],
+    start_ms: int,
+    grades: Sequence[Grade] | None = None,
+    early_s: float = 2.0,
+    late_s: float = 5.0,
+) -> str:
     """A draft golden timeline (YAML) from a run: one entry per kind of event and second, sensors that changed
-    together folded into a glob with a count; windows ``[t - early_s, t + late_s]``. A draft to review, never
+    together folded into a glob with a count; likewise the grade changes when ``grades`` is given (a graded
+    run), subjects of one kind (HS…, E…) folded; windows ``[t - early_s, t + late_s]``. A draft to review, never
     a golden file by itself."""
-    groups: dict[tuple, list[str]] = {}
-    for e in events:
-        t = round((e.ts_ms - start_ms) / 1000.0, 1)
-        groups.setdefault((t, e.condition, str(e.action), e.priority, e.note), []).append(e.sensor_id)
     lines = [
         f"# DRAFT golden alarm timeline of scenario {scenario}: review every window before trusting it.",
         f"scenario: {scenario}",
         "alarms:",
     ]
+    groups: dict[tuple, list[str]] = {}
+    for e in events:
+        t = round((e.ts_ms - start_ms) / 1000.0, 1)
+        groups.setdefault((t, e.condition, str(e.action), e.priority, e.note), []).append(e.sensor_id)
     for (t, condition, action, priority, note), sensors in groups.items():
-        unique = sorted(set(sensors))
-        if len(unique) == 1:
-            pattern = unique[0]
-        else:
-            prefix = unique[0]
-            for s in unique[1:]:
-                while not s.startswith(prefix):
-                    prefix = prefix[:-1]
-            pattern = prefix + "*"
         entry = (
-            f"- {{at_s: [{max(t - early_s, 0):g}, {t + late_s:g}], sensor: '{pattern}', condition: {condition}, "
-            f"action: {action}, priority: {priority}"
+            f"- {{at_s: [{max(t - early_s, 0):g}, {t + late_s:g}], sensor: '{_fold(sensors)}', "
+            f"condition: {condition}, action: {action}, priority: {priority}"
         )
         if note:
             entry += f", note: {note}"
-        if len(sensors) > 1:
-            entry += f", count: {len(sensors)}"
-        lines.append(entry + "}")
-    lines.append("grades: []  # expected grade changes, once grading (issue 4) runs with scenarios")
+        lines.append(entry + (f", count: {len(sensors)}}}" if len(sensors) > 1 else "}"))
+    if grades is None:
+        lines.append("grades: []  # not drafted: the run had no grading stage")
+        return "\n".join(lines) + "\n"
+    lines += [
+        "# Grade changes of hazard sources and enterprises; the first grading is every subject's baseline.",
+        "grades:",
+    ]
+    changed: dict[tuple, list[str]] = {}
+    for g in grades:
+        t = round((g.ts_ms - start_ms) / 1000.0, 1)
+        changed.setdefault((t, str(g.colour), g.subject_id.rstrip("0123456789")), []).append(g.subject_id)
+    for (t, colour, _), subjects in changed.items():
+        entry = f"- {{at_s: [{max(t - early_s, 0):g}, {t + late_s:g}], subject: '{_fold(subjects)}', colour: {colour}"
+        lines.append(entry + (f", count: {len(subjects)}}}" if len(subjects) > 1 else "}"))
     return "\n".join(lines) + "\n"
+
+
+def _fold(ids: Sequence[str]) -> str:
+    """One id, or the common prefix of several followed by ``*``."""
+    unique = sorted(set(ids))
+    if len(unique) == 1:
+        return unique[0]
+    prefix = unique[0]
+    for other in unique[1:]:
+        while not other.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix + "*"

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -370,17 +370,22 @@ def run_scenario_fast(
     decoders; the MQTT publisher's message bytes (payload faults and clock skew included) decoded by the MQTT
     adapter's MessageDecoder, rejections counted as the adapter counts them; comm-fail rows where the adapters
     emit them (refused or silent Modbus reads, MQTT broker outages every 5 s); then the supervisor's range
-    check, the alarm core (and tick, grading). Not exercised: sockets, pymodbus/paho/broker, poll phase and
-    reconnect back-off: that is what :func:`run_scenario_live` adds. ``feed`` (a FeedWriter) records the raw
-    stream, so a replay of it must give the same events.
+    check, the alarm core and its tick, and grading every second of scenario time (the supervisor's tick). Not
+    exercised: sockets, pymodbus/paho/broker, poll phase and reconnect back-off: that is what
+    :func:`run_scenario_live` adds. ``feed`` (a FeedWriter) records the raw stream, so a replay of it must give
+    the same events.
     """
     from ingest.modbus.plan import plan_site
     from ingest.mqtt.payload import DeviceRoute, MessageDecoder
     from simulators.modbus_server import DeviceRefused, DeviceSilent
     from simulators.park import ParkSimulator
+    from tankwatch.supervisor import TICK_S
 
     clock = ManualClock(start_ms)
-    replayer = replayer or Replayer(site, clock=clock)
+    # graded on the live supervisor's tick (once a second of scenario time), so both runs see the same changes
+    replayer = replayer or Replayer(
+        site, grading=_grading_stage(site), grade_every_ms=round(TICK_S * 1000), clock=clock
+    )
     replayer.clock.set(start_ms)
     sim = ParkSimulator(site, scenario, clock, seed=scenario.seed)
     duration_s = scenario.duration_s if duration_s is None else duration_s
@@ -444,6 +449,13 @@ def run_scenario_fast(
     )
 
 
+def _grading_stage(site: Site):
+    """The red/yellow/green stage (alarms.grading), composed here as the supervisor composes stages."""
+    from alarms.grading import GradingStage
+
+    return GradingStage(site)
+
+
 def core_rejections(core: object) -> dict[str, int]:
     """The alarm core's rejection counters (out of order, unknown sensor, bad timestamp) that are non-zero."""
     stats = getattr(core, "stats", None)
@@ -463,7 +475,10 @@ async def run_scenario_live(
 
     Exercised: the simulator serving pymodbus TCP and publishing over paho to an embedded MQTT broker (stopped
     and started again for broker outages), the real ModbusSource and MqttSource on a scaled clock, and the
-    supervisor's Pipeline (range check, bus, alarm core) — the demo's path. Events are collected from the bus.
+    supervisor's Pipeline (range check, bus, alarm core, grading on its tick) — the demo's path. Events and grade
+    changes are collected from the bus. The pipeline first warms up on scenario time 0's values (see
+    :func:`_warm_up`); the grades in effect when the scenario starts are its baseline, stamped at time 0 as a
+    max-speed run's first grading is.
     """
     from alarms.evaluate import AlarmCore
     from ingest.modbus.adapter import ModbusSource
@@ -486,24 +501,30 @@ async def run_scenario_live(
     sim.on_broker = lambda online: outage_tasks.append(asyncio.create_task(brokers.set_online(online)))
     bus = MemoryBus()
     events_in = bus.subscribe(topics.EVENTS, "scenario")
+    grades_in = bus.subscribe(topics.GRADES, "scenario")
     core = AlarmCore(site)
     mqtt_source = MqttSource(site, clock)
+    grading = _grading_stage(site)
     pipeline = Pipeline(
-        site=site, clock=clock, bus=bus, sources=[ModbusSource(site, clock), mqtt_source], alarm_core=core
+        site=site, clock=clock, bus=bus, sources=[ModbusSource(site, clock), mqtt_source], alarm_core=core,
+        grading=grading,
     )
     collected: list[AlarmEvent] = []
+    graded: list[Grade] = []
 
-    async def collect() -> None:
-        async for events in events_in:
-            collected.extend(events)
+    async def collect(items: AsyncIterator[list], into: list) -> None:
+        async for published in items:
+            into.extend(published)
 
-    collector = asyncio.create_task(collect())
+    collectors = [asyncio.create_task(collect(events_in, collected)), asyncio.create_task(collect(grades_in, graded))]
     sim_task: asyncio.Task | None = None
     try:
         await sim.start(mqtt_connect_timeout_s=10.0)
         sim.advance_to(0.0)
         await sim.publish()  # the registers hold the first values before any poll
         pipeline.start()
+        if not await _warm_up(sim, grading, len(site.sensors), clock):
+            say(f"scenario {scenario.name}: not every sensor was read before the start; starting anyway")
         sim_task = asyncio.create_task(sim.run())
         while sim.start_ms is None:
             await asyncio.sleep(0.01)
@@ -518,15 +539,45 @@ async def run_scenario_live(
         await asyncio.gather(*outage_tasks, return_exceptions=True)
         await brokers.stop()
         await bus.close()
-        await asyncio.wait_for(collector, 5.0)
+        await asyncio.wait_for(asyncio.gather(*collectors), 5.0)
     start_ms = sim.start_ms if sim.start_ms is not None else clock.now_ms()
     rejected: dict[str, int] = {}
     for stats in mqtt_source.stats().values():
         for reason, count in stats["rejected"].items():  # type: ignore[union-attr]
             rejected[reason] = rejected.get(reason, 0) + count
     return ScenarioRun(
-        collected, start_ms, duration_s, [], core.stats()["readings"], {**rejected, **core_rejections(core)}
+        collected, start_ms, duration_s, grades_from_start(graded, start_ms), core.stats()["readings"],
+        {**rejected, **core_rejections(core)}, graded=True,
     )
+
+
+WARM_UP_LIMIT_S = 10.0  # scaled seconds a live run waits for the pipeline to have read every sensor
+
+
+async def _warm_up(sim, grading, n_sensors: int, clock: ScaledClock, limit_s: float = WARM_UP_LIMIT_S) -> bool:
+    """Serve scenario time 0's values until the pipeline has read every sensor and graded once since; False when
+    ``limit_s`` passed first. Before its first readings the pipeline grades every sensor as missing; a scenario
+    starts on a platform that has been watching the quiet plant, as a max-speed run's first grading does."""
+    deadline = clock.now_ms() + limit_s * 1000
+    all_read_ms: int | None = None
+    while clock.now_ms() < deadline:
+        if all_read_ms is None and len(grading.latest()) == n_sensors:
+            all_read_ms = clock.now_ms()
+        graded_ms = grading.current().ts_ms
+        if all_read_ms is not None and graded_ms is not None and graded_ms >= all_read_ms:
+            return True
+        await sim.publish()  # again and again: the MQTT adapter may subscribe after the first messages
+        await clock.sleep(0.2)
+    return False
+
+
+def grades_from_start(grades: Sequence[Grade], start_ms: int) -> list[Grade]:
+    """Each subject's grade in effect at ``start_ms`` (restamped there: the baseline), then the later changes."""
+    baseline: dict[str, Grade] = {}
+    for grade in grades:
+        if grade.ts_ms < start_ms:
+            baseline[grade.subject_id] = replace(grade, ts_ms=start_ms)
+    return [*baseline.values(), *(g for g in grades if g.ts_ms >= start_ms)]
 
 
 class _Brokers:

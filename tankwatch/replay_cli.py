@@ -52,6 +52,13 @@ def _timeline(events, start_ms: int) -> None:
         )
 
 
+def _grade_timeline(grades, start_ms: int) -> None:
+    """One line per grade change: time, subject, colour and how many reasons made it so."""
+    for g in grades:
+        reasons = f" ({len(g.reasons)} reasons)" if len(g.reasons) > 1 else ""
+        typer.echo(f"{(g.ts_ms - start_ms) / 1000:8.1f} s  grade {g.subject_id:<6} {g.colour!s:<7}{reasons}")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add record, replay, scenario and bench replay to the CLI."""
     scenario_app = typer.Typer(no_args_is_help=True, help="Simulated scenarios with golden alarm timelines")
@@ -158,16 +165,19 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             raise _fail(str(exc)) from None
         if not quiet:
             _timeline(run.events, run.start_ms)
+            _grade_timeline(run.grades, run.start_ms)
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(run.rejected.items())) or "none"
         path = "max speed, no sockets" if factor is None else f"{factor:g}× through Modbus TCP and MQTT"
+        graded = f", {len(run.grades)} grade changes" if run.graded else ""
         typer.echo(
             f"scenario {scenario.name}: {run.ran_s:g} s ({path}), {run.readings} readings, "
-            f"{len(run.events)} alarm events; rejected: {rejected}"
+            f"{len(run.events)} alarm events{graded}; rejected: {rejected}"
         )
         if alarms_out is not None:
             _write_events(alarms_out, run.events)
         if bless is not None:
-            bless.write_text(draft_golden(scenario.name, run.events, run.start_ms), encoding="utf-8")
+            draft = draft_golden(scenario.name, run.events, run.start_ms, run.grades if run.graded else None)
+            bless.write_text(draft, encoding="utf-8")
             typer.echo(f"draft golden timeline written to {bless}: review every window before using it")
         if check:
             try:

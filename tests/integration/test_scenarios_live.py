@@ -1,5 +1,6 @@
 """Scenarios at 1× through the real protocols (pymodbus TCP, paho → embedded broker, the real adapters and the
-supervisor's pipeline), shortened, against the same golden timelines as the max-speed runs; and recording."""
+supervisor's pipeline with grading), shortened, against the same golden timelines and grade changes as the max-speed
+runs; and recording."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ async def test_scenario_at_real_time_through_the_protocols_matches_its_golden_ti
     result = check_run(scenario.name, run)
     assert result.ok, result.report()
     assert result.matched > 0
+    assert result.grades_checked and any(g.ts_ms > run.start_ms for g in run.grades)  # a change after the baseline
     assert run.readings > 0
 
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from simulators.scenario import DEMO_SITE
 from tankwatch.config import load_site
 from tankwatch.feed import FEED_FORMAT, FeedError, FeedWriter, iter_feed, read_info
-from tankwatch.records import Quality, ReadingBatch
-from tankwatch.replay import Replayer, Windower, parse_speed, replay_feed, run_scenario
+from tankwatch.records import Grade, GradeColour, Quality, ReadingBatch
+from tankwatch.replay import Replayer, Windower, grades_from_start, parse_speed, replay_feed, run_scenario
 from tests.unit.test_scenario_golden import cli
 
 
@@ -146,6 +146,17 @@ def test_replayer_calls_tick_and_grading_hooks_when_there(site):
         replayer.step(batch([0, 1], [k * 1000, k * 1000]), k * 1000 + 1000)
     assert ticks == [1000, 2000, 3000, 4000, 5000]
     assert graded == [(2, 1000), (4, 3000), (4, 5000)]  # every 2 s of feed time, nothing left out
+
+
+def test_a_live_run_reports_the_grades_in_effect_at_its_start_as_the_baseline():
+    green, yellow, red = GradeColour.GREEN, GradeColour.YELLOW, GradeColour.RED
+    published = [  # start-up before any reading, warm-up on the quiet plant, then the scenario from 10 s
+        Grade("HS1", yellow, 1000), Grade("E1", yellow, 1000), Grade("HS1", green, 2000), Grade("E1", green, 2000),
+        Grade("HS1", red, 10_000), Grade("HS1", yellow, 15_000),
+    ]
+    assert [(g.subject_id, g.colour, g.ts_ms) for g in grades_from_start(published, 10_000)] == [
+        ("HS1", green, 10_000), ("E1", green, 10_000), ("HS1", red, 10_000), ("HS1", yellow, 15_000)
+    ]
 
 
 def test_parse_speed():

@@ -8,9 +8,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from simulators.golden import ExpectedAlarm, Golden, compare, draft_golden, golden_file, load_golden
+from simulators.golden import ExpectedAlarm, ExpectedGrade, Golden, compare, draft_golden, golden_file, load_golden
 from simulators.scenario import ScenarioError, scenario_names
-from tankwatch.records import AlarmAction, AlarmEvent
+from tankwatch.records import AlarmAction, AlarmEvent, Grade, GradeColour
 from tankwatch.replay import check_run, run_scenario
 
 NAMES = scenario_names()
@@ -44,6 +44,7 @@ def test_scenario_matches_its_golden_timeline_at_max_speed(name):
     result = check_run(scenario.name, run)
     assert result.ok, result.report()
     assert result.matched > 0
+    assert result.grades_checked and result.grades_matched > 0
 
 
 def test_max_speed_runs_are_deterministic():
@@ -51,6 +52,20 @@ def test_max_speed_runs_are_deterministic():
     _, second = run_scenario("toxic_release_ammonia")
     assert [e.to_dict() for e in first.events] == [e.to_dict() for e in second.events]
     assert first.events
+    assert first.grades == second.grades and first.grades
+
+
+def test_max_speed_runs_grade_every_second_from_a_baseline_of_every_subject():
+    scenario, run = run_scenario("lightning_warning")
+    assert run.graded
+    baseline = [(g.subject_id, g.colour, g.ts_ms) for g in run.grades[:2]]
+    assert baseline == [("LP1", GradeColour.GREEN, run.start_ms), ("LE1", GradeColour.GREEN, run.start_ms)]
+    # graded on the supervisor's 1 s tick: a grade changes within a second of the alarm that changes it
+    h_raised, h_cleared = (next(e.ts_ms for e in run.events if e.condition == "H" and e.action == a)
+                           for a in ("raised", "cleared"))
+    yellow = next(g.ts_ms for g in run.grades if g.colour == GradeColour.YELLOW)
+    green_again = next(g.ts_ms for g in run.grades if g.colour == GradeColour.GREEN and g.ts_ms > yellow)
+    assert 0 <= yellow - h_raised < 1000 and 0 <= green_again - h_cleared < 1000
 
 
 def event(sensor: str, condition: str, t_s: float, action: str = "raised", priority: str = "high") -> AlarmEvent:
@@ -89,6 +104,27 @@ def test_a_shortened_run_skips_later_expectations_and_allows_straddling_ones():
     assert result.skipped == 1
 
 
+def grade(subject: str, colour: str, t_s: float) -> Grade:
+    return Grade(subject, GradeColour(colour), int(t_s * 1000), ("why",))
+
+
+def test_compare_checks_grade_changes_with_globs_counts_and_near_misses():
+    golden = Golden(scenario="s", grades=[
+        ExpectedGrade(at_s=(0, 0), subject="HS?", colour="green", count=2),
+        ExpectedGrade(at_s=(10, 12), subject="HS1", colour="red"),
+        ExpectedGrade(at_s=(200, 210), subject="HS2", colour="yellow"),
+    ])
+    grades = [grade("HS1", "green", 0), grade("HS2", "green", 0), grade("HS1", "red", 15), grade("E1", "red", 15)]
+    result = compare([], golden, 0, 100, grades)
+    assert result.grades_checked and result.grades_matched == 2
+    report = result.report()
+    assert "- grade HS1 red within [10, 12] s: found 0 (same kind, outside the window, at 15.0 s)" in report
+    assert "+ grade HS1 red at 15.0 s" in report
+    assert "+ grade E1 red at 15.0 s" in report
+    assert result.skipped == 1  # HS2's window starts after the run
+    assert "grade changes not checked" in compare([], golden, 0, 100).report()  # a run without grading
+
+
 def test_draft_golden_folds_sensors_that_change_together(tmp_path: Path):
     events = [event("V301-PT", "DQ", 5), event("V302-PT", "DQ", 5), event("T1", "H", 7)]
     text = draft_golden("s", events, 0)
@@ -97,6 +133,19 @@ def test_draft_golden_folds_sensors_that_change_together(tmp_path: Path):
     golden = load_golden(path)
     assert compare(events, golden, 0, 10).ok
     assert golden.alarms[0].sensor == "V30*" and golden.alarms[0].count == 2
+    assert golden.grades == []
+
+
+def test_draft_golden_of_a_graded_run_passes_its_own_check(tmp_path: Path):
+    _, run = run_scenario("modbus_device_dropout")
+    path = tmp_path / "g.yaml"
+    path.write_text(draft_golden("modbus_device_dropout", run.events, run.start_ms, run.grades))
+    golden = load_golden(path)
+    assert compare(run.events, golden, run.start_ms, run.ran_s, run.grades).ok
+    assert {(g.subject, g.colour, g.count) for g in golden.grades if g.at_s[0] == 0} == {
+        ("HS*", "green", 5), ("E*", "green", 3)
+    }
+    assert ("HS3", "yellow", 1) in {(g.subject, g.colour, g.count) for g in golden.grades}
 
 
 def test_golden_errors_name_the_file_and_field(tmp_path: Path):
@@ -129,6 +178,21 @@ def test_cli_check_passes_and_fails_with_a_readable_diff(tmp_path: Path):
     assert bad.exit_code == 1
     assert "- LP1-LW01 HH raised (high) within [40, 45] s: found 0" in bad.output
     assert "+ LP1-LW01 HH raised (high) at" in bad.output
+
+
+def test_cli_check_fails_on_a_wrong_grade_with_a_readable_diff(tmp_path: Path):
+    bundled = golden_file("lightning_warning").read_text(encoding="utf-8")
+    yellow = "- {at_s: [14, 21], subject: LP1, colour: yellow}"
+    assert yellow in bundled
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(bundled.replace(yellow, "- {at_s: [14, 21], subject: LP1, colour: red}"), encoding="utf-8")
+    bad = CliRunner().invoke(
+        cli(), ["scenario", "run", "lightning_warning", "--check", "-q", "--golden", str(wrong)]
+    )
+    assert bad.exit_code == 1, bad.output
+    assert "2 departures from the golden timeline" in bad.output
+    assert "- grade LP1 red within [14, 21] s: found 0" in bad.output
+    assert "+ grade LP1 yellow at 16.0 s" in bad.output
 
 
 def test_cli_rejects_an_unknown_scenario_and_a_bad_speed():
