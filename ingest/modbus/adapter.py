@@ -96,9 +96,17 @@ class ModbusConnection:
                     response = await self.client.read_input_registers(start, count=count, device_id=unit_id)
             except (TimeoutError, ModbusException, OSError) as exc:
                 lost = not self.client.connected
+                # A reply that comes after the timeout would be read as the answer to the next request on this
+                # socket, perhaps another unit's: the socket goes, and the next read connects afresh.
+                self.client.close()
                 raise ReadFailed(
                     f"{self.label} unit {unit_id} {table} {start}+{count}: {exc}", lost
                 ) from None
+            if getattr(response, "dev_id", unit_id) != unit_id:
+                self.client.close()
+                INPUT_REJECTED.labels(STAGE, "mismatched_response").inc()
+                raise ReadFailed(f"{self.label} unit {unit_id} {table} {start}+{count}: the reply came from unit "
+                                 f"{response.dev_id}", False)
         where = f"{self.label} unit {unit_id} {table} {start}+{count}"
         if response.isError():
             code = getattr(response, "exception_code", None)

@@ -198,3 +198,64 @@ def test_wrong_order_swaps_words_and_bytes():
 def test_unknown_exception_code_is_refused():
     with pytest.raises(ValueError, match="exception code 99"):
         ModbusFaultSpec("exception", code=99)
+
+
+SHARED = SITE + """
+- id: plc-2
+  modbus:
+    host: 127.0.0.1
+    port: PORT
+    unit_id: 2
+    poll_interval_s: 0.2
+    timeout_s: 0.5
+    holding_registers: 8
+    points:
+    - {sensor: V2-LT, address: 0, type: float32, order: CDAB}
+    - {sensor: V2-TT, address: 2, type: int16, scale: 0.1}
+    - {sensor: V2-PT, address: 3, type: uint16, scale: 0.001}
+"""
+SHARED_VALUES = {**VALUES, "V2-LT": 3.25, "V2-TT": -5.5, "V2-PT": 1.2}
+
+
+def shared_site(port: int):
+    """Two units behind one host:port (one gateway): plc-1 and plc-2 with the same register layout."""
+    tank = """    - id: V2
+      chemical: 液化石油气
+      geometry: {kind: sphere, diameter_m: 12}
+      density_t_m3: 0.55
+      design_max_t: 500
+      pressurised: true
+      sensors:
+      - {id: V2-LT, kind: level, unit: m, range: [0, 12], limits: {h: 10.5, hh: 11.2}}
+      - {id: V2-TT, kind: temperature, unit: °C, range: [-20, 80], limits: {h: 40, hh: 45}}
+      - {id: V2-PT, kind: pressure, unit: MPa, range: [0, 2.5], limits: {h: 1.6, hh: 1.72}}
+"""
+    text = SHARED.replace("devices:\n", tank + "devices:\n").replace("PORT", str(port))
+    return parse_site(text, "shared.yaml")
+
+
+async def test_a_late_answer_on_a_shared_connection_is_never_taken_as_another_units_reply(caplog):
+    caplog.set_level(logging.CRITICAL, logger="pymodbus")
+    probe = ModbusSimServer(shared_site(1502), "127.0.0.1", 0)
+    await probe.start()
+    site = shared_site(probe.address[1])
+    await probe.write(SHARED_VALUES)
+    collector = Collector(site)
+    v2 = [site.sensor_index(s) for s in ("V2-LT", "V2-TT", "V2-PT")]
+    unit2 = lambda b: len(b) == 3 and b.sensor.tolist() == v2  # noqa: E731
+    try:
+        collector.start()
+        await collector.wait_for(lambda b: unit2(b) and bool((b.quality == Quality.GOOD).all()), "unit 2 readings")
+        probe.set_fault("plc-1", ModbusFaultSpec("timeout", delay_s=0.7))  # answers after the 0.5 s timeout
+        since = len(collector.batches)
+        await collector.wait_for(all_quality(Quality.COMM_FAIL), "unit 1 comm-fail while its answers are late")
+        await asyncio.sleep(3.0)  # many late answers arrive while unit 2 is being read on the same connection
+    finally:
+        await collector.stop()
+        await probe.stop()
+    seen = [b for b in collector.batches[since:] if unit2(b)]
+    assert len(seen) >= 5
+    for batch in seen:
+        # every unit-2 read is unit 2's own registers: good, with its values (never unit 1's late reply)
+        assert (batch.quality == Quality.GOOD).all(), batch
+        assert batch.value.tolist() == pytest.approx([3.25, -5.5, 1.2], abs=1e-3)
