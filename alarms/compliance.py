@@ -181,9 +181,16 @@ def stale_limits_ms(site: Site) -> np.ndarray:
 
 
 class LatestView:
-    """Latest reading per sensor index from a ReadingBatch of latest rows (e.g. TimeSeriesStore.latest())."""
+    """Latest reading per sensor index from a ReadingBatch of latest rows (e.g. TimeSeriesStore.latest()).
 
-    def __init__(self, site: Site, latest: ReadingBatch, stale_ms: np.ndarray | None = None) -> None:
+    With ``watching_since_ms``, a sensor never heard is offline only once its staleness limit has passed since
+    then, as the alarm core raises comm-loss (a platform that has just started has not missed anything yet).
+    """
+
+    def __init__(
+        self, site: Site, latest: ReadingBatch, stale_ms: np.ndarray | None = None,
+        watching_since_ms: int | None = None,
+    ) -> None:
         n = len(site.sensors)
         self.ts = np.full(n, -1, dtype=np.int64)
         self.quality = np.full(n, Quality.BAD, dtype=np.uint8)
@@ -198,12 +205,15 @@ class LatestView:
         self.quality[idx] = latest.quality[ok][rows]
         self.value[idx] = latest.value[ok][rows]
         self.stale_ms = stale_ms if stale_ms is not None else stale_limits_ms(site)
+        self.watching_since_ms = watching_since_ms
         self._mask_at: tuple[int, np.ndarray] | None = None
 
     def online_mask(self, now_ms: int) -> np.ndarray:
         """bool per sensor index: good quality and younger than its staleness limit (cached per ``now_ms``)."""
         if self._mask_at is None or self._mask_at[0] != now_ms:
             mask = (self.ts >= 0) & (self.quality == Quality.GOOD) & (now_ms - self.ts <= self.stale_ms)
+            if self.watching_since_ms is not None:
+                mask |= (self.ts < 0) & (now_ms - self.watching_since_ms <= self.stale_ms)
             self._mask_at = (now_ms, mask)
         return self._mask_at[1]
 

@@ -212,9 +212,10 @@ class Grader:
         overdue: Collection[str] = frozenset(),
     ) -> list[Grade]:
         """Grades of every hazard source (file order), then every enterprise; details in ``self.details``."""
-        view = latest if isinstance(latest, LatestView) else LatestView(self.site, latest, self._stale_ms)
         if self._baseline_ms is None:
             self._baseline_ms = now_ms
+        view = (latest if isinstance(latest, LatestView)
+                else LatestView(self.site, latest, self._stale_ms, watching_since_ms=self._baseline_ms))
         good = view.quality == 0
         np.maximum(self._last_good, np.where(good, view.ts, -1), out=self._last_good)
         by_source: dict[str, list[Mapping[str, Any]]] = {sid: [] for sid in self.tables}

@@ -278,3 +278,18 @@ def _all_good(site: Site) -> ReadingBatch:
     return ReadingBatch.from_columns(
         np.arange(n), [T0] * n, [values.get(i.sensor.kind, 0.0) for i in site.sensors], [0] * n
     )
+
+
+def test_a_sensor_never_heard_counts_as_offline_only_after_its_staleness_limit_since_start(site: Site) -> None:
+    from alarms.compliance import stale_after_ms
+
+    stream = Stream(site)
+    silent = next(i for i in site.sensors if i.source_id == "G1")
+    stream.silent = {silent.sensor.id}
+    limit_s = stale_after_ms(silent) / 1000
+    stream.step(0)
+    assert stream.colours()["G1"] == G  # just started: nothing has been missed yet
+    stream.step(limit_s)
+    assert stream.colours()["G1"] == G
+    stream.step(limit_s + 1)
+    assert stream.colours()["G1"] != G and "yellow-data-quality" in stream.reasons("G1")
