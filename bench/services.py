@@ -155,7 +155,7 @@ def wait_listening(host: str, port: int, process: subprocess.Popen[bytes], what:
     raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s")
 
 
-def _terminate(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL if the process is still there after ``timeout``."""
     if process is None or process.poll() is not None:
         return
@@ -220,7 +220,7 @@ class ServerHandle:
             wait_listening(self.host, self.port, self._process, self.name, timeout)
         except RuntimeError as exc:
             tail = self.log.read_text(errors="replace")[-600:].strip()
-            _terminate(self._process)
+            stop_process(self._process)
             self._process = None
             raise RuntimeError(f"{exc}: {tail}") from None
         return self
@@ -228,7 +228,7 @@ class ServerHandle:
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL); files stay until ``cleanup()``."""
         process, self._process = self._process, None
-        _terminate(process)
+        stop_process(process)
 
     def cleanup(self) -> None:
         """Stop and remove the work folder."""

@@ -9,6 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.services import free_port, mosquitto_binary, stop_process
+
 # Same broker settings as bench/services.py's test broker, except that the queue and the in-flight window
 # are unlimited (0): the feed publishes far faster than a subscriber drains it, and a dropped QoS 1 message
 # would make the point counts disagree.
@@ -20,34 +22,6 @@ persistence false
 log_dest stderr
 """
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def mosquitto_binary() -> str:
-    """Path of mosquitto; RuntimeError saying how to install it when it is missing."""
-    found = shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin:/usr/bin:/usr/local/bin")
-    if found is None:
-        raise RuntimeError("mosquitto is not installed: run deploy/scripts/test-services.sh (or apt-get install "
-                           "mosquitto)")
-    return found
-
-
-
-def stop_process(process: subprocess.Popen | None, grace_s: float) -> None:
-    """Terminate a child process, killing it when it has not exited within ``grace_s``."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
 
 class BenchBroker:
     """A Mosquitto process of our own; use as a context manager, or ``start()``/``stop()``."""
@@ -92,7 +66,7 @@ class BenchBroker:
     def stop(self) -> None:
         """Terminate the broker and remove its files."""
         process, self._process = self._process, None
-        stop_process(process, grace_s=5)
+        stop_process(process, 5)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> BenchBroker:

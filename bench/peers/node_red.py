@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.peers.broker import free_port, stop_process
+from bench.services import free_port, stop_process
 
 HARNESS = Path(__file__).resolve().parent / "node-red"  # package.json, settings.js, flows.json (committed)
 MIN_NODE_MAJOR = 18  # Node-RED 4 needs Node >= 18; Node-RED 5 would need >= 22.9
@@ -153,7 +153,7 @@ class NodeRed:
     def stop(self) -> None:
         """Stop Node-RED and remove its scratch folder."""
         process, self._process = self._process, None
-        stop_process(process, grace_s=10)
+        stop_process(process, 10)
         shutil.rmtree(self.user_dir, ignore_errors=True)
 
     def __enter__(self) -> NodeRed:

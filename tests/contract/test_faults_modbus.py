@@ -200,36 +200,14 @@ def test_unknown_exception_code_is_refused():
         ModbusFaultSpec("exception", code=99)
 
 
-SHARED = SITE + """
-- id: plc-2
-  modbus:
-    host: 127.0.0.1
-    port: PORT
-    unit_id: 2
-    poll_interval_s: 0.2
-    timeout_s: 0.5
-    holding_registers: 8
-    points:
-    - {sensor: V2-LT, address: 0, type: float32, order: CDAB}
-    - {sensor: V2-TT, address: 2, type: int16, scale: 0.1}
-    - {sensor: V2-PT, address: 3, type: uint16, scale: 0.001}
-"""
+_PLC1 = SITE[SITE.index("- id: plc-1"):]
+SHARED = SITE + _PLC1.replace("plc-1", "plc-2").replace("unit_id: 1", "unit_id: 2").replace("V1-", "V2-")
 SHARED_VALUES = {**VALUES, "V2-LT": 3.25, "V2-TT": -5.5, "V2-PT": 1.2}
 
 
 def shared_site(port: int):
     """Two units behind one host:port (one gateway): plc-1 and plc-2 with the same register layout."""
-    tank = """    - id: V2
-      chemical: 液化石油气
-      geometry: {kind: sphere, diameter_m: 12}
-      density_t_m3: 0.55
-      design_max_t: 500
-      pressurised: true
-      sensors:
-      - {id: V2-LT, kind: level, unit: m, range: [0, 12], limits: {h: 10.5, hh: 11.2}}
-      - {id: V2-TT, kind: temperature, unit: °C, range: [-20, 80], limits: {h: 40, hh: 45}}
-      - {id: V2-PT, kind: pressure, unit: MPa, range: [0, 2.5], limits: {h: 1.6, hh: 1.72}}
-"""
+    tank = SITE[SITE.index("    - id: V1"): SITE.index("devices:")].replace("V1", "V2")  # the same tank again
     text = SHARED.replace("devices:\n", tank + "devices:\n").replace("PORT", str(port))
     return parse_site(text, "shared.yaml")
 
