@@ -364,6 +364,11 @@ def _assess_tanks(source: HazardSource, tanks: list[TankInventory]) -> Assessmen
     return assess(contents, source.exposed_population)
 
 
+def regulatory_levels(site: Site) -> dict[str, int | None]:
+    """GB 18218 level of every hazard source from its design maximum quantities (alarm priorities use it)."""
+    return {source.id: regulatory_assessment(site, source).assessment.level for _, source in site.sources()}
+
+
 def regulatory_assessment(site: Site, source: HazardSource | str) -> SourceHazard:
     """The legal identification and level: every tank at its design maximum quantity (§4.2.2)."""
     src = _source(site, source)

@@ -207,9 +207,14 @@ def compile_rules(site: Site, hazard_levels: Mapping[str, int | None] | None = N
     """Compile every sensor's alarm settings; raises RulesError naming the sensor on bad config.
 
     ``hazard_levels`` maps hazard-source id → GB 18218 level (1–4, or None when not a major hazard source);
-    sources missing from it count as not major.
+    sources missing from it count as not major. By default each source's regulatory level (design maximum
+    quantities, alarms.hazard), so every deployment of one site file gives its alarms the same priorities.
     """
-    levels = dict(hazard_levels or {})
+    if hazard_levels is None:
+        from alarms.hazard import regulatory_levels
+
+        hazard_levels = regulatory_levels(site)
+    levels = dict(hazard_levels)
     n, c = len(site.sensors), len(CONDITIONS)
     setpoint = np.full((n, c), np.nan)
     deadband = np.zeros((n, c))

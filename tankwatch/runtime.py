@@ -18,7 +18,6 @@ from alarms.credibility import EvidenceRecorder, EvidenceStore
 from alarms.escalation import EscalationEngine, EscalationRunner, EscalationStore
 from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
-from alarms.hazard import regulatory_assessment
 from alarms.notify import Dispatcher
 from dashboard.app import create_app
 from dashboard.live import LiveHub
@@ -42,10 +41,6 @@ log = logging.getLogger(__name__)
 
 EVIDENCE_EVERY_S = 10.0
 
-
-def regulatory_levels(site: Site) -> dict[str, int | None]:
-    """GB 18218 level of every hazard source from its design maximum quantities (alarm priorities use it)."""
-    return {source.id: regulatory_assessment(site, source).assessment.level for _, source in site.sources()}
 
 Say = Callable[[str], None]
 
@@ -143,7 +138,7 @@ async def serve(
     notifier = Dispatcher.from_site(clock, events.engine, site.file.escalation, is_muted=escalation.is_muted)
     escalation.notifier = notifier
     escalation_runner = EscalationRunner(escalation, bus, clock)  # subscribes now, before anything is published
-    core = AlarmCore(site, hazard_levels=regulatory_levels(site))
+    core = AlarmCore(site)
     grading = GradingStage(site)
     evidence = EvidenceStore(events.engine)
     recorder = EvidenceRecorder(site)

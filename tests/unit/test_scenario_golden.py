@@ -170,14 +170,14 @@ def test_cli_check_passes_and_fails_with_a_readable_diff(tmp_path: Path):
     wrong.write_text(
         "scenario: lightning_warning\nalarms:\n"
         "- {at_s: [14, 20], sensor: LP1-LW01, condition: H, action: raised, priority: medium}\n"
-        "- {at_s: [40, 45], sensor: LP1-LW01, condition: HH, action: raised, priority: high}\n"
+        "- {at_s: [40, 45], sensor: LP1-LW01, condition: HH, action: raised, priority: critical}\n"
     )
     bad = CliRunner().invoke(
         cli(), ["scenario", "run", "lightning_warning", "--check", "-q", "--golden", str(wrong)]
     )
     assert bad.exit_code == 1
-    assert "- LP1-LW01 HH raised (high) within [40, 45] s: found 0" in bad.output
-    assert "+ LP1-LW01 HH raised (high) at" in bad.output
+    assert "- LP1-LW01 HH raised (critical) within [40, 45] s: found 0" in bad.output
+    assert "+ LP1-LW01 HH raised (critical) at" in bad.output
 
 
 def test_cli_check_fails_on_a_wrong_grade_with_a_readable_diff(tmp_path: Path):
