@@ -59,7 +59,22 @@ class BrokerKey:
         return f"{user}{self.host}:{self.port}"
 
 
-class _BrokerLink:
+class _LinkAccounts:
+    """What MqttSource keeps per broker link on the asyncio side, the same for both link kinds: up/down
+    tracking for COMM_FAIL rows and the counts behind the link's stats."""
+
+    def __init__(self) -> None:
+        self.started_ms = 0
+        self.seen_outages = 0
+        self.seen_dropped = 0
+        self.was_up: bool | None = None
+        self.last_comm_fail_ms: int | None = None
+        self.readings = 0
+        self.rejected: Counter[str] = Counter()
+        self.logged: set[tuple[str, str]] = set()
+
+
+class _BrokerLink(_LinkAccounts):
     """One broker: its paho client, its devices, and the inbox its network thread fills.
 
     Everything the network thread touches is guarded by ``lock``; the asyncio side swaps the inbox out in
@@ -67,6 +82,7 @@ class _BrokerLink:
     """
 
     def __init__(self, key: BrokerKey, routes: list[DeviceRoute], sensors: np.ndarray, clock: Clock) -> None:
+        super().__init__()
         self.key = key
         self.decoder = MessageDecoder(routes)
         self.device_ids = [r.device_id for r in routes]
@@ -85,15 +101,6 @@ class _BrokerLink:
         self.dropped = 0
         self.last_error = ""
         self._wake: Callable[[], None] = lambda: None
-        # Asyncio side only.
-        self.started_ms = 0
-        self.seen_outages = 0
-        self.seen_dropped = 0
-        self.was_up: bool | None = None
-        self.last_comm_fail_ms: int | None = None
-        self.readings = 0
-        self.rejected: Counter[str] = Counter()
-        self.logged: set[tuple[str, str]] = set()
 
     # -- network thread -------------------------------------------------------------------------------------
 
@@ -277,7 +284,7 @@ def _slices(items: list[tuple[str, bytes, int]]) -> Iterator[list[tuple[str, byt
         yield items[start:]
 
 
-class _ProcessLink:
+class _ProcessLink(_LinkAccounts):
     """One broker whose paho client and decoding run in a child process; the same face as a _BrokerLink.
 
     Decoding the JSON is GIL-bound; in a process of its own it runs in parallel with whatever consumes the
@@ -285,6 +292,7 @@ class _ProcessLink:
     """
 
     def __init__(self, key: BrokerKey, routes: list[DeviceRoute], sensors: np.ndarray) -> None:
+        super().__init__()
         self.key = key
         self.routes = routes
         self.device_ids = [r.device_id for r in routes]
@@ -298,15 +306,6 @@ class _ProcessLink:
         self._conn: Connection | None = None
         self._reader: threading.Thread | None = None
         self._stopping = False
-        # Asyncio side only, as in _BrokerLink.
-        self.started_ms = 0
-        self.seen_outages = 0
-        self.seen_dropped = 0
-        self.was_up: bool | None = None
-        self.last_comm_fail_ms: int | None = None
-        self.readings = 0
-        self.rejected: Counter[str] = Counter()
-        self.logged: set[tuple[str, str]] = set()
 
     def start(self, wake: Callable[[], None], now_ms: int) -> None:
         """Start the decode process and the thread that receives its batches."""
