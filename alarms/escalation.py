@@ -9,7 +9,6 @@ The default timers below are tankwatch's defaults, not a regulation; a site sets
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
 from collections.abc import Callable, Collection, Iterable
@@ -29,6 +28,7 @@ from tankwatch.clock import Clock
 from tankwatch.config import Site
 from tankwatch.records import AlarmAction, AlarmEvent
 from tankwatch.site import AlarmMatchers, EscalationConfig, EscalationRoute, InhibitRule, Role
+from tankwatch.stages import cancel_all
 from tankwatch.stores.events import metadata
 from tankwatch.stores.users import UserStore
 
@@ -863,11 +863,7 @@ class EscalationRunner:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_all(tasks)
 
     async def _consume(self) -> None:
         async for item in self._events:

@@ -27,6 +27,7 @@ from tankwatch.config import Site
 from tankwatch.metrics import INPUT_REJECTED
 from tankwatch.quality import RangeCheck
 from tankwatch.records import AlarmEvent, Grade, Quality, ReadingBatch
+from tankwatch.stages import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -308,14 +309,10 @@ async def record(
             if task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
         writer.abort()
         raise
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await cancel_all(tasks)
     return writer.close()
 
 

@@ -32,6 +32,7 @@ from tankwatch.bus import Bus, MemoryBus, Overflow
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site, rebuild_site
 from tankwatch.records import ReadingBatch
+from tankwatch.stages import cancel_all
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import TimeSeriesStore
 from tankwatch.stores.users import UserStore
@@ -372,9 +373,7 @@ async def _all(coroutines: list[Awaitable[None]]) -> None:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
 
 
 async def run_stage(

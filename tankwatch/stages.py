@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -9,6 +10,14 @@ from tankwatch.records import ReadingBatch
 
 Emit = Callable[[ReadingBatch], Awaitable[None]]
 """Hands a batch to the supervisor; awaiting it is the back-pressure."""
+
+
+async def cancel_all(tasks: list[asyncio.Task]) -> None:
+    """Cancel tasks and wait for them to end (what they raise is theirs: failures surface where awaited first)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tasks.clear()
 
 
 class Source(Protocol):

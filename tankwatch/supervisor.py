@@ -21,7 +21,7 @@ from tankwatch.clock import Clock
 from tankwatch.config import Site
 from tankwatch.quality import RangeCheck
 from tankwatch.records import AlarmEvent, Grade, ReadingBatch
-from tankwatch.stages import Source
+from tankwatch.stages import Source, cancel_all
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.timeseries import TimeSeriesStore
 
@@ -222,7 +222,7 @@ class Pipeline:
 
     async def stop(self, drain_timeout_s: float = 5.0) -> None:
         """Stop the sources, let the stages finish what is queued, then cancel them."""
-        await _cancel(self._source_tasks)
+        await cancel_all(self._source_tasks)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_timeout_s
         queues = [
@@ -233,12 +233,4 @@ class Pipeline:
         ]
         while loop.time() < deadline and (self._in_flight or any(self._depth(t, g) for t, g in queues)):
             await asyncio.sleep(0.02)
-        await _cancel(self._stage_tasks)
-
-
-async def _cancel(tasks: list[asyncio.Task]) -> None:
-    """Cancel tasks and wait for them to end."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    tasks.clear()
+        await cancel_all(self._stage_tasks)
