@@ -20,7 +20,7 @@ import numpy as np
 
 from alarms.hazard import UnknownChemical, lookup, regulatory_assessment
 from tankwatch.config import SensorInfo, Site
-from tankwatch.records import Quality, ReadingBatch
+from tankwatch.records import Quality, ReadingBatch, newest_rows
 from tankwatch.site import HazardSource, SensorKind, UnitKind
 
 BASIS = "南通/淮安方案第28条；安监总局令第40号第13条 / Nantong & Huai'an plans clause 28; SAWS Order No. 40 Art. 13"
@@ -197,9 +197,7 @@ class LatestView:
         self.value = np.full(n, np.nan)
         ok = (latest.sensor >= 0) & (latest.sensor < n)
         sensor, ts = latest.sensor[ok], latest.ts_ms[ok]
-        order = np.lexsort((ts, sensor))  # stable: of rows with the same sensor and time, the later one last
-        grouped = sensor[order]
-        rows = order[np.r_[grouped[1:] != grouped[:-1], True]] if len(order) else order  # each sensor's newest
+        rows = newest_rows(sensor, ts)
         idx = sensor[rows]
         self.ts[idx] = ts[rows]
         self.quality[idx] = latest.quality[ok][rows]

@@ -34,7 +34,7 @@ from alarms import compliance
 from alarms.compliance import LatestView
 from tankwatch import metrics
 from tankwatch.config import SensorInfo, Site
-from tankwatch.records import Grade, GradeColour, ReadingBatch
+from tankwatch.records import Grade, GradeColour, ReadingBatch, newest_rows
 from tankwatch.site import GradingRule, HazardSource, SensorKind
 
 STAGE = "grading"
@@ -366,13 +366,7 @@ class GradingStage:
         ok = (batch.sensor >= 0) & (batch.sensor < len(self._ts))
         if not ok.all():
             metrics.INPUT_REJECTED.labels(STAGE, "unknown_sensor").inc(int(np.count_nonzero(~ok)))
-        sensor, ts = batch.sensor[ok], batch.ts_ms[ok]
-        newest = np.full(len(self._ts), np.iinfo(np.int64).min)
-        np.maximum.at(newest, sensor, ts)
-        at_newest = np.flatnonzero(ts == newest[sensor])
-        last = np.full(len(self._ts), -1)
-        np.maximum.at(last, sensor[at_newest], at_newest)  # of a sensor's rows at its newest ts, the last one
-        rows = np.flatnonzero(ok)[last[last >= 0]]
+        rows = np.flatnonzero(ok)[newest_rows(batch.sensor[ok], batch.ts_ms[ok])]
         newer = batch.ts_ms[rows] >= self._ts[batch.sensor[rows]]
         rows = rows[newer]
         idx = batch.sensor[rows]

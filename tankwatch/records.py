@@ -114,6 +114,19 @@ class AlarmAction(StrEnum):
     ESCALATED = "escalated"
 
 
+def newest_rows(sensor: np.ndarray, ts_ms: np.ndarray) -> np.ndarray:
+    """Row index of each sensor's newest reading (of its rows with that time, the last one), in sensor order."""
+    if len(sensor) == 0:
+        return np.empty(0, dtype=np.intp)
+    size = int(sensor.max()) + 1
+    newest = np.full(size, np.iinfo(np.int64).min)
+    np.maximum.at(newest, sensor, ts_ms)
+    at_newest = np.flatnonzero(ts_ms == newest[sensor])
+    last = np.full(size, -1)
+    np.maximum.at(last, sensor[at_newest], at_newest)
+    return last[last >= 0]
+
+
 def stable_id(*parts: object) -> str:
     """A short deterministic id derived from what caused a thing (never a counter or wall clock)."""
     # The three-part ids of the alarm core's hot path skip the general join (same text: format() is str() here).

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tankwatch import metrics
-from tankwatch.records import ReadingBatch
+from tankwatch.records import ReadingBatch, newest_rows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sensors (key INTEGER PRIMARY KEY, sensor_id TEXT NOT NULL UNIQUE);
@@ -87,10 +87,7 @@ class TimeSeriesStore:
 
     def _update_latest(self, batch: ReadingBatch) -> None:
         """Keep the newest row per sensor, vectorized over the batch."""
-        order = np.lexsort((batch.ts_ms, batch.sensor))
-        sensors = batch.sensor[order]
-        last = np.r_[sensors[1:] != sensors[:-1], True]
-        rows = order[last]
+        rows = newest_rows(batch.sensor, batch.ts_ms)
         newer = batch.ts_ms[rows] >= self._latest_ts[batch.sensor[rows]]
         rows = rows[newer]
         idx = batch.sensor[rows]

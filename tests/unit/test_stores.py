@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, stable_id
+from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, newest_rows, stable_id
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import DAY_MS, TimeSeriesStore
 
@@ -89,3 +91,14 @@ def test_events_are_idempotent_and_track_occurrences(tmp_path):
     assert store.alarms("all", enterprise_ids=["E2"]) == []
     with pytest.raises(ValueError, match="state must be"):
         store.alarms("open")
+
+
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 4)), max_size=40))
+def test_newest_rows_picks_each_sensors_newest_and_last_row(rows: list[tuple[int, int]]) -> None:
+    expected: dict[int, tuple[int, int]] = {}  # sensor -> (ts, row) of its newest, later rows winning ties
+    for i, (sensor, ts) in enumerate(rows):
+        if sensor not in expected or ts >= expected[sensor][0]:
+            expected[sensor] = (ts, i)
+    sensor = np.array([s for s, _ in rows], dtype=np.int32)
+    ts_ms = np.array([t for _, t in rows], dtype=np.int64)
+    assert newest_rows(sensor, ts_ms).tolist() == [expected[s][1] for s in sorted(expected)]
