@@ -190,10 +190,13 @@ class AlarmCore:
         )
         self._on = rules.on_delay_ms.ravel().copy()
         self._off = rules.off_delay_ms.ravel().copy()
-        self._direction_col = np.concatenate([np.zeros(FIRST_LIMIT), direction])
-        self._limit_enabled = np.isfinite(setpoint)
-        high = np.where(np.isfinite(setpoint) & (direction > 0), setpoint, np.inf)
-        low = np.where(np.isfinite(setpoint) & (direction < 0), setpoint, -np.inf)
+        self._limit_sign = direction
+        enabled = np.isfinite(setpoint)
+        self._limit_bits = (enabled << np.arange(N_LIMITS)).sum(axis=1)  # enabled limits per sensor, as bits
+        delays = rules.on_delay_ms[:, FIRST_LIMIT:] + rules.off_delay_ms[:, FIRST_LIMIT:]
+        self._timed = (delays > 0).any(axis=1)  # sensors with an on or off delay on some limit
+        high = np.where(enabled & (direction > 0), setpoint, np.inf)
+        low = np.where(enabled & (direction < 0), setpoint, -np.inf)
         # The quiet band: a good value strictly inside it enters no limit region.
         self._quiet_high = high.min(axis=1) if n else np.zeros(0)
         self._quiet_low = low.max(axis=1) if n else np.zeros(0)
@@ -602,7 +605,7 @@ class AlarmCore:
             self._exact_roc(*(a[roc] for a in (s, t, v, prev_t, row)), trans)
         self.prev_good_ts[seg_sensor] = t[ends]
         self.prev_good_v[seg_sensor] = v[ends]
-        self._exact_limits(s, t, v, row, trans)
+        self._exact_limits(s, t, v, row, start, starts, trans)
 
     def _exact_flat(
         self, s: np.ndarray, t: np.ndarray, v: np.ndarray, prev_v: np.ndarray, row: np.ndarray, trans: _Transitions
@@ -654,73 +657,75 @@ class AlarmCore:
         self.roc_at[seg_sensor] = t[ends]
         self.roc_av[seg_sensor] = v[ends]
 
-    def _exact_limits(self, s: np.ndarray, t: np.ndarray, v: np.ndarray, row: np.ndarray, trans: _Transitions) -> None:
-        """Limits with deadband, on/off delay and re-alarm, as per-slot latches over (reading, condition) pairs."""
-        mask = self._limit_enabled[s]
-        # pairs sorted by condition, then sensor, then arrival: contiguous per slot
-        p_col, p_row = np.nonzero(mask.T)
-        if len(p_row) == 0:
+    def _exact_limits(
+        self, s: np.ndarray, t: np.ndarray, v: np.ndarray, row: np.ndarray, start: np.ndarray, starts: np.ndarray,
+        trans: _Transitions,
+    ) -> None:
+        """Limits with deadband, on/off delay and re-alarm, as per-slot latches over (limit, reading) pairs.
+
+        The pairs are limit-major over the readings (grouped by sensor): each slot's readings are contiguous and
+        in arrival order. Only limits some sensor of the batch has take part; a disabled limit never moves.
+        """
+        bits = int(np.bitwise_or.reduce(self._limit_bits[s[starts]]))
+        if bits == 0:
             return
-        p_cond = p_col + FIRST_LIMIT
-        k = len(p_row)
-        ps = s[p_row]
-        slot = ps * N_CONDITIONS + p_cond
-        ts = t[p_row]
-        start = np.empty(k, dtype=bool)
-        start[0] = True
-        np.not_equal(slot[1:], slot[:-1], out=start[1:])
-        index = np.arange(k)
-        x = v[p_row] * self._direction_col[p_cond]
+        cols = np.array([c for c in range(N_LIMITS) if bits >> c & 1])
+        k, n_cols = len(s), len(cols)
+        n_pairs = k * n_cols
+        slot = ((s * N_CONDITIONS)[None, :] + (cols + FIRST_LIMIT)[:, None]).ravel()
+        ts = np.tile(t, n_cols)
+        first = np.tile(start, n_cols)
+        index = np.arange(n_pairs)
+        x = (self._limit_sign[cols][:, None] * v).ravel()
         up = x >= self._enter[slot]
         down = x < self._leave[slot]
         carry_region = self.region[slot]
-        region = _latch(up | down, up, start, carry_region, index)
-        region_before = _before(region, start, carry_region)
-        entered = region & ~region_before
-        exited = region_before & ~region
-        enter_ts = _fill(entered, ts, start, self.enter_ts[slot], index)
-        exit_ts = _fill(exited, ts, start, self.exit_ts[slot], index)
+        region = _latch(up | down, up, first, carry_region, index)
+        region_before = _before(region, first, carry_region)
         carry_active = self.active_flag[slot]
-        on, off = self._on[slot], self._off[slot]
-        if on.any() or off.any():
-            set_ = region & (ts - enter_ts >= on)
-            reset = ~region & (ts - exit_ts >= off)
-            active = _latch(set_ | reset, set_, start, carry_active, index)
+        last = np.empty(n_pairs, dtype=bool)  # each slot's last pair: where its state is kept
+        last[-1] = True
+        last[:-1] = first[1:]
+        kept = slot[last]
+        if self._timed[s].any():
+            entered = region & ~region_before
+            exited = region_before & ~region
+            enter_ts = _fill(entered, ts, first, self.enter_ts[slot], index)
+            exit_ts = _fill(exited, ts, first, self.exit_ts[slot], index)
+            set_ = region & (ts - enter_ts >= self._on[slot])
+            reset = ~region & (ts - exit_ts >= self._off[slot])
+            active = _latch(set_ | reset, set_, first, carry_active, index)
+            self.enter_ts[kept] = enter_ts[last]
+            self.exit_ts[kept] = exit_ts[last]
         else:  # no delays: the alarm is active exactly while the reading is in the region
             active = region
-        active_before = _before(active, start, carry_active)
+            firsts = np.flatnonzero(first)
+            self.enter_ts[kept] = _last_ts(region & ~region_before, ts, firsts, self.enter_ts[kept])
+            self.exit_ts[kept] = _last_ts(region_before & ~region, ts, firsts, self.exit_ts[kept])
+        active_before = _before(active, first, carry_active)
         raised = active & ~active_before
         cleared = active_before & ~active
-        raise_ts = _fill(raised, ts, start, self.raise_ts[slot], index)
         # re-alarm: interval k = (ts - raise) // realarm counted while the occurrence stays active
-        realarm_ms = self._realarm[ps]
+        realarm_ms = self._realarm[s]
         if realarm_ms.any():
+            raise_ts = _fill(raised, ts, first, self.raise_ts[slot], index)
+            realarm_ms = np.tile(realarm_ms, n_cols)
             stay = active & active_before & (realarm_ms > 0)
             k_now = np.where(stay, (ts - raise_ts) // np.maximum(realarm_ms, 1), 0)
-            k_prev = _before(k_now, start, self.realarm_k[slot])
-            realarm = stay & (k_now > k_prev)
+            realarm = stay & (k_now > _before(k_now, first, self.realarm_k[slot]))
+            self.raise_ts[kept] = raise_ts[last]
+            self.realarm_k[kept] = k_now[last]
         else:
-            k_now = np.zeros(k, dtype=self.realarm_k.dtype)
+            self.raise_ts[kept] = _last_ts(raised, ts, np.flatnonzero(first), self.raise_ts[kept])
+            self.realarm_k[kept] = 0
             realarm = None
+        self.region[kept] = region[last]
 
-        end = np.empty(k, dtype=bool)
-        end[-1] = True
-        end[:-1] = start[1:]
-        end_slot = slot[end]
-        self.region[end_slot] = region[end]
-        self.enter_ts[end_slot] = enter_ts[end]
-        self.exit_ts[end_slot] = exit_ts[end]
-        self.raise_ts[end_slot] = raise_ts[end]
-        self.realarm_k[end_slot] = k_now[end]
-
-        vals = v[p_row]
-        i = np.flatnonzero(raised)
-        trans.add(slot[i], row[p_row[i]], 0, _RAISE, ts[i], vals[i])
-        i = np.flatnonzero(cleared)
-        trans.add(slot[i], row[p_row[i]], 0, _CLEAR, ts[i], vals[i])
-        if realarm is not None:
-            i = np.flatnonzero(realarm)
-            trans.add(slot[i], row[p_row[i]], 0, _REALARM, ts[i], vals[i])
+        for kind, moved in ((_RAISE, raised), (_CLEAR, cleared), (_REALARM, realarm)):
+            if moved is not None:
+                i = np.flatnonzero(moved)
+                r = i % k
+                trans.add(slot[i], row[r], 0, kind, ts[i], v[r])
 
     def _update_busy(self, sensors: np.ndarray) -> None:
         """Recompute 'not idle' for sensors whose state changed."""
@@ -1248,6 +1253,12 @@ def _fill(event: np.ndarray, ts: np.ndarray, start: np.ndarray, carry: np.ndarra
     """Timestamp of the latest ``event`` pair in the segment so far, else ``carry``."""
     last = np.maximum.accumulate(np.where(event | start, index, 0))
     return np.where(event[last], ts[last], carry)
+
+
+def _last_ts(event: np.ndarray, ts: np.ndarray, firsts: np.ndarray, carry: np.ndarray) -> np.ndarray:
+    """Per segment (starting at ``firsts``): the timestamp of its last ``event`` pair, else ``carry``."""
+    latest = np.maximum.reduceat(np.where(event, np.arange(len(event)), -1), firsts)
+    return np.where(latest >= 0, ts[latest], carry)
 
 
 def _before(after: np.ndarray, start: np.ndarray, carry: np.ndarray) -> np.ndarray:

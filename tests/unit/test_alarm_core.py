@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from alarms.evaluate import AlarmCore, _segmented_cummax
 from alarms.lifecycle import CommandError
+from alarms.rules import CONDITIONS, FIRST_LIMIT
 from tankwatch.records import Quality, ReadingBatch, stable_id
 from tests.unit.alarm_oracle import OracleAlarmCore, make_site, tank
 
@@ -745,6 +746,9 @@ def scenarios(draw):
     return site, batches, between, restore_after
 
 
+LIMIT_NAMES = frozenset(CONDITIONS[FIRST_LIMIT:])
+
+
 def same(what: str, got, want) -> None:
     """Fail with a short message (pytest's rich diff of long lists makes hypothesis shrinking crawl)."""
     if got == want:
@@ -787,6 +791,24 @@ def operate(impl, site, op: str, pick: int, ts: int):
         return "error"
 
 
+def limit_times(impl) -> list[tuple[str, str, str, int]]:
+    """The resume times of limits: when each limit in its region entered it, and when each active one outside
+    it left it (its off-delay runs from then); the core's snapshot, or the oracle's state."""
+    if isinstance(impl, OracleAlarmCore):
+        out = []
+        for info in impl.sensors:
+            for name, lim in impl.state[info.index].limits.items():
+                if lim.in_region:
+                    out.append((info.sensor.id, name, "entered", lim.entered_ts))
+                elif (info.index, name) in impl.current:
+                    out.append((info.sensor.id, name, "left", lim.left_ts))
+        return sorted(out)
+    slots = impl.snapshot()["slots"]
+    rows = zip(slots["sensor"], slots["condition"], slots["region"], slots["enter_ts"], slots["exit_ts"], strict=True)
+    return sorted((sensor, name, "entered", entered) if region else (sensor, name, "left", left)
+                  for sensor, name, region, entered, left in rows if region or name in LIMIT_NAMES)
+
+
 def check_against_oracle(site, batches, between, restore_after) -> AlarmCore:
     core, oracle = AlarmCore(site), OracleAlarmCore(site)
     earlier = Counter()  # counters are per process: add up those of the cores replaced by a restore
@@ -799,6 +821,7 @@ def check_against_oracle(site, batches, between, restore_after) -> AlarmCore:
         for op, pick, offset in between[i]:
             same(op, operate(core, site, op, pick, ts + offset), operate(oracle, site, op, pick, ts + offset))
         same("active", core.active(), oracle.active())
+        same("limit region entry and exit times", limit_times(core), limit_times(oracle))
         stats = core.stats()
         same("stats", {k: v + earlier[k] if k != "active" else v for k, v in stats.items()}, oracle.stats())
         if i in restore_after:
