@@ -352,14 +352,15 @@ class DeviceRoute:
         return self.only_sensor if name is None else self.index_of.get(name, -1)
 
     def indices_of(self, ids: tuple) -> np.ndarray:
-        """Site indices of a message's sensor ids (-1 where unknown), cached per id sequence; a fresh array."""
+        """Site indices of a message's sensor ids (-1 where unknown), cached per id sequence: do not write to it."""
         hit = self.shapes.get(ids)
         if hit is None:
             hit = _sensor_indices(ids, self.index_of, len(ids))
+            hit.flags.writeable = False
             if len(self.shapes) >= MAX_SHAPES:
                 self.shapes.clear()  # gateways that never repeat must not grow memory without bound
             self.shapes[ids] = hit
-        return hit.copy()
+        return hit
 
 
 _Target = tuple[DeviceRoute | None, int, str | None]
@@ -458,20 +459,22 @@ class MessageDecoder:
 
 
 def _fast_columns(payload: bytes) -> tuple[tuple, tuple, tuple] | None:
-    """(ids, stamps, values) of a ``{"points": [[id, ts, value], ...]}`` message of non-empty, 3-element rows.
+    """(ids, stamps, values) of a ``{"points": [...]}`` message whose non-empty array transposes into three columns.
 
     None when the message is anything else (including too large or not JSON): the full decoder then says why.
+    Rows are not type-checked here: a row that is not an array fails the transposition unless it is a 3-character
+    string or a 3-key object, and either puts a string into the stamps column, which _PointsRun refuses (only ints
+    pass), so such a message always reaches the full decoder.
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         return None
     try:
-        doc = orjson.loads(payload)
-        rows = doc["points"]
-    except (orjson.JSONDecodeError, TypeError, KeyError):
+        rows = orjson.loads(payload)["points"]
+        if type(rows) is not list:
+            return None
+        ids, stamps, values = zip(*rows, strict=True)
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):  # ValueError: ragged rows, not 3 columns
         return None
-    if type(rows) is not list or not rows or set(map(type, rows)) != {list} or set(map(len, rows)) != {3}:
-        return None
-    ids, stamps, values = zip(*rows, strict=True)
     return ids, stamps, values
 
 
@@ -492,7 +495,7 @@ class _PointsRun:
         """Queue one message's columns (kept raw too, for the slow path)."""
         ids, stamps, values = columns
         try:
-            self.sensor.append(route.indices_of(ids))
+            self.sensor.append(route.indices_of(ids))  # shared with the shape cache: concatenated, never written
         except TypeError:  # an unhashable id such as a list: the slow path names it
             self.sensor.append(np.full(len(ids), -1, dtype=np.int32))
         self.stamps.extend(stamps)
@@ -517,13 +520,14 @@ class _PointsRun:
     def _vectorised(self) -> ReadingBatch | None:
         """The run as one batch when every row is a known sensor, an int epoch timestamp (not ahead of its receive
         time by more than MAX_AHEAD_MS) and a number."""
-        sensor = self.sensor[0] if len(self.sensor) == 1 else np.concatenate(self.sensor)
         if not (set(map(type, self.stamps)) == {int} and set(map(type, self.values)) <= _NUMBER_TYPES):
             return None
+        sensor = np.concatenate(self.sensor)
         if (sensor < 0).any():
             return None
+        n = len(sensor)
         try:
-            ts_ms = np.array(self.stamps, dtype=np.int64)
+            ts_ms = np.fromiter(self.stamps, dtype=np.int64, count=n)
         except OverflowError:
             return None
         seconds = ts_ms < SECONDS_BELOW
@@ -536,5 +540,5 @@ class _PointsRun:
             receive_ms = np.repeat(np.array(received, dtype=np.int64), [len(s) for s in self.sensor])
             if (ts_ms > receive_ms + MAX_AHEAD_MS).any():
                 return None
-        n = len(sensor)
-        return ReadingBatch(sensor, ts_ms, np.array(self.values, dtype=np.float64), np.zeros(n, dtype=np.uint8))
+        value = np.fromiter(self.values, dtype=np.float64, count=n)
+        return ReadingBatch(sensor, ts_ms, value, np.zeros(n, dtype=np.uint8))

@@ -232,7 +232,10 @@ def test_json_points_round_trip(rows: list[tuple[str, int, float]]) -> None:
     assert not out.batch.quality.any()
 
 
-bad_rows = st.sampled_from([["nope", T0, 1.0], ["A", "x", 1.0], ["A", T0, "1"], ["A"], 7, None, ["A", -1, 2.0]])
+# "abc" and {"a": ...} transpose into three columns like a good row would: only the stamps check stops them.
+bad_rows = st.sampled_from([["nope", T0, 1.0], ["A", "x", 1.0], ["A", T0, "1"], ["A"], 7, None, ["A", -1, 2.0],
+                            "abc", {"a": 1, "b": 2, "c": 3}, ["A", True, 1.0], ["A", T0, False], ["A", T0, [1.0]],
+                            ["A", 2**64 - 1, 1.0], ["A", T0, 1.0, 9]])
 
 
 @given(point_rows, st.lists(st.tuples(st.integers(min_value=0, max_value=60), bad_rows), max_size=10))
@@ -391,6 +394,40 @@ def test_a_bad_row_in_a_run_keeps_the_runs_good_rows_and_order() -> None:
     assert out.batch.value.tolist() == [1.0, 2.0, 4.0]
     assert [(r.reason, r.rows, r.topic) for r in out.rejections] == [(Reason.UNKNOWN_SENSOR, 1, "g/points")]
     assert out.rejections[0].detail == "point 1: unknown sensor 'nope' (not one of this device's sensors)"
+
+
+@pytest.mark.parametrize("bad", [
+    "abc",  # a 3-character string transposes to ("a", "b", "c")
+    {"A": 1, "B": 2, "C": 3},  # a 3-key object transposes to its keys
+    ["A", True, 1.0], ["A", T0, False], ["A", 2**64 - 1, 1.0], ["A", T0, [1.0]], ["A", T0, 1.0, 9], ["A", T0],
+], ids=repr)
+def test_one_bad_row_among_good_messages_falls_back_to_per_row_rejections(bad: object) -> None:
+    good = [("g/points", j({"points": [["A", T0 + i, float(i)], ["B", T0 + i, -1.0]]}), RECEIVED) for i in range(4)]
+    bad_message = ("g/points", j({"points": [["C", T0 + 9, 9.0], bad, ["A", T0 + 10, 10.0]]}), RECEIVED)
+    out = MessageDecoder([FAST_ROUTES[0]]).decode(good[:2] + [bad_message] + good[2:])
+    a, b, c = (FAST_SITE.sensor_index(s) for s in "ABC")
+    assert out.batch.sensor.tolist() == [a, b, a, b, c, a, a, b, a, b]
+    assert out.batch.value.tolist() == [0.0, -1.0, 1.0, -1.0, 9.0, 10.0, 2.0, -1.0, 3.0, -1.0]
+    assert out.batch.ts_ms.tolist() == [T0, T0, T0 + 1, T0 + 1, T0 + 9, T0 + 10, T0 + 2, T0 + 2, T0 + 3, T0 + 3]
+    assert [(r.rows, r.topic) for r in out.rejections] == [(1, "g/points")]
+    assert out.rejections[0].detail.startswith("point 1: ")
+
+
+def test_a_run_with_float_or_null_cells_takes_the_full_decoder_and_keeps_them() -> None:
+    out = MessageDecoder([FAST_ROUTES[0]]).decode([
+        ("g/points", j({"points": [["A", T0, 1.0]]}), RECEIVED),
+        ("g/points", j({"points": [["B", float(T0 + 1), 2], ["C", T0 + 2, None]]}), RECEIVED),
+    ])
+    assert out.rejections == []
+    assert out.batch.ts_ms.tolist() == [T0, T0 + 1, T0 + 2]
+    assert out.batch.value[:2].tolist() == [1.0, 2.0] and math.isnan(out.batch.value[2])
+    assert out.batch.quality.tolist() == [Quality.GOOD, Quality.GOOD, Quality.BAD]
+
+
+def test_points_that_are_not_an_array_are_rejected_even_when_they_transpose() -> None:
+    out = MessageDecoder([FAST_ROUTES[0]]).decode([("g/points", j({"points": {"abc": 1, "def": 2, "ghi": 3}}),
+                                                     RECEIVED)])
+    assert len(out.batch) == 0 and [r.reason for r in out.rejections] == [Reason.POINTS_NOT_ARRAY]
 
 
 # -- the documented example -----------------------------------------------------------------------------------
