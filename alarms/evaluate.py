@@ -54,6 +54,7 @@ N_CONDITIONS = len(CONDITIONS)
 N_LIMITS = N_CONDITIONS - FIRST_LIMIT
 _QUALITY_LABELS = [Quality(q).label for q in range(KNOWN_QUALITIES)]
 _RAISE, _CLEAR, _REALARM = 0, 1, 2
+_RAISED = AlarmAction.RAISED.value  # as text: formatting the enum member costs more than the hash on the hot path
 _LATCHING_COLS = frozenset(CONDITION_INDEX[c] for c in LATCHING)
 _LEVEL_LOW_COLS = frozenset(CONDITION_INDEX[c] for c in LEVEL_LOW)
 _ACTION_OF = attrgetter("action")
@@ -451,8 +452,7 @@ class AlarmCore:
                 seg = np.searchsorted(starts, idx, side="right") - 1
                 inside = (seg >= 0) & (idx <= ends[np.maximum(seg, 0)])
                 idx, seg = idx[inside], seg[inside]
-                last = np.ones(len(seg), dtype=bool)
-                np.not_equal(seg[1:], seg[:-1], out=last[:-1])  # the last anchor of each quiet segment
+                last = _last_of_runs(seg)  # the last anchor of each quiet segment
                 self.roc_at[sensors[seg[last]]] = t[idx[last]]
                 self.roc_av[sensors[seg[last]]] = v[idx[last]]
 
@@ -753,7 +753,8 @@ class AlarmCore:
         first: list[AlarmEvent | None] = [None] * n
         second: dict[int, AlarmEvent] = {}
         setpoints, esd_of, current = self._setpoints, self._esd_list, self.current
-        columns = (slot, sensor, cond, row, np.concatenate(trans.kind)[order], event_ts,
+        kinds = np.concatenate(trans.kind)[order]
+        columns = (slot, sensor, cond, row, kinds, event_ts,
                    np.concatenate(trans.value)[order], np.concatenate(trans.note)[order])
         for i, (sl, se, co, r, kind, when, value, note) in enumerate(zip(*(c.tolist() for c in columns), strict=True)):
             shown = None if value != value else value
@@ -780,6 +781,7 @@ class AlarmCore:
                 if not (occ.shelved or occ.suppressed):
                     occ.acked = False
                     first[i] = self._event(occ, AlarmAction.REALARMED, when, shown, setpoints[se][co])
+        self._settle(slot, kinds, event_ts)
         events = []
         for i in np.lexsort((sub, cond, row, sensor, event_ts)).tolist():
             event = first[i]
@@ -789,10 +791,25 @@ class AlarmCore:
                     events.append(second[i])
         return self._count(events)
 
+    def _settle(self, slot: np.ndarray, kind: np.ndarray, ts: np.ndarray) -> None:
+        """Active flags and raise times after transitions applied in (slot, arrival) order: each slot's last raise or
+        clear decides its flag; its last raise, its raise time."""
+        moved = kind != _REALARM
+        slot, kind, ts = slot[moved], kind[moved], ts[moved]
+        last = _last_of_runs(slot)
+        self.active_flag[slot[last]] = kind[last] == _RAISE
+        raised = kind == _RAISE
+        slot, ts = slot[raised], ts[raised]
+        last = _last_of_runs(slot)
+        self.raise_ts[slot[last]] = ts[last]
+
     def _raise(
         self, slot: int, ts: int, value: float | None, limit: float | None, note: str | None, esd_closed: bool
     ) -> tuple[AlarmEvent, AlarmEvent | None]:
-        """Open a new occurrence of an alarm: its raised event, and its suppressed or shelved event if it is so."""
+        """Open a new occurrence of an alarm: its raised event, and its suppressed or shelved event if it is so.
+
+        The caller sets the slot's active flag, raise time and the sensor's busy flag (in bulk).
+        """
         sensor, cond = divmod(slot, N_CONDITIONS)
         last = self.last_raise.get(slot)
         seq = last[1] + 1 if last is not None and last[0] == ts else 0
@@ -802,10 +819,11 @@ class AlarmCore:
         occ = Occurrence(occ_id, slot, ts, seq, limit, note)
         self.current[slot] = occ
         self.open[occ_id] = occ
-        self.active_flag[slot] = True
-        self.raise_ts[slot] = ts
-        self.busy[sensor] = True
-        raised = self._event(occ, AlarmAction.RAISED, ts, value, limit, None, note)
+        raised = AlarmEvent(  # as _event builds it, inline: the hot path of a transition-heavy feed
+            stable_id(occ_id, _RAISED, ts), occ_id, sensor_id, name, AlarmAction.RAISED, ts,
+            self._priority_names[sensor][cond], self._enterprise[sensor], self._source[sensor], value, limit, None,
+            note,
+        )
         if self._suppressed[sensor]:
             occ.suppressed = True
             return raised, self._event(occ, AlarmAction.SUPPRESSED, ts,
@@ -820,9 +838,11 @@ class AlarmCore:
         return raised, None
 
     def _clear(self, slot: int, ts: int, value: float | None) -> AlarmEvent:
-        """The condition of an alarm's current occurrence has returned (a comm-loss never before it was raised)."""
+        """The condition of an alarm's current occurrence has returned (a comm-loss never before it was raised).
+
+        The caller clears the slot's active flag (in bulk).
+        """
         occ = self.current.pop(slot)
-        self.active_flag[slot] = False
         cond = slot % N_CONDITIONS
         if cond == COMM:
             ts = max(ts, occ.raised_ts)
@@ -871,12 +891,15 @@ class AlarmCore:
         ref = np.where(self.last_data_ts == NO_TS, self.started_ms, self.last_data_ts)
         comm = self.active_flag[COMM::N_CONDITIONS]
         due = np.flatnonzero((self._stale > 0) & ~self.oos & ~comm & (now_ms - ref >= self._stale))
-        for sensor in due.tolist():
-            when = int(ref[sensor] + self._stale[sensor])
+        due_ts = ref[due] + self._stale[due]
+        for sensor, when in zip(due.tolist(), due_ts.tolist(), strict=True):
             raised, extra = self._raise(sensor * N_CONDITIONS + COMM, when, None, None, "interrupted", False)
             out.append(((when, sensor, COMM, 0, 0), raised))
             if extra is not None:
                 out.append(((when, sensor, COMM, 0, 1), extra))
+        self.active_flag[due * N_CONDITIONS + COMM] = True
+        self.raise_ts[due * N_CONDITIONS + COMM] = due_ts
+        self.busy[due] = True
         for slot, (until, *_) in sorted(self.shelving.items()):
             if until <= now_ms:
                 del self.shelving[slot]
@@ -1259,6 +1282,13 @@ def _last_ts(event: np.ndarray, ts: np.ndarray, firsts: np.ndarray, carry: np.nd
     """Per segment (starting at ``firsts``): the timestamp of its last ``event`` pair, else ``carry``."""
     latest = np.maximum.reduceat(np.where(event, np.arange(len(event)), -1), firsts)
     return np.where(latest >= 0, ts[latest], carry)
+
+
+def _last_of_runs(keys: np.ndarray) -> np.ndarray:
+    """Whether each element is the last of its run of equal keys."""
+    last = np.ones(len(keys), dtype=bool)
+    np.not_equal(keys[1:], keys[:-1], out=last[:-1])
+    return last
 
 
 def _before(after: np.ndarray, start: np.ndarray, carry: np.ndarray) -> np.ndarray:
