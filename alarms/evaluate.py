@@ -43,7 +43,7 @@ from alarms.rules import (
 )
 from tankwatch.config import Site
 from tankwatch.metrics import ALARM_EVENTS, INPUT_REJECTED
-from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, stable_id
+from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, stable_id, stable_ids
 
 STAGE = "alarms"
 SNAPSHOT_FORMAT = "tankwatch.alarm-core/2"
@@ -54,7 +54,8 @@ N_CONDITIONS = len(CONDITIONS)
 N_LIMITS = N_CONDITIONS - FIRST_LIMIT
 _QUALITY_LABELS = [Quality(q).label for q in range(KNOWN_QUALITIES)]
 _RAISE, _CLEAR, _REALARM = 0, 1, 2
-_RAISED = AlarmAction.RAISED.value  # as text: formatting the enum member costs more than the hash on the hot path
+# actions as text for ids: formatting the enum member costs more than the hash on the hot path
+_RAISED, _CLEARED = AlarmAction.RAISED.value, AlarmAction.CLEARED.value
 _LATCHING_COLS = frozenset(CONDITION_INDEX[c] for c in LATCHING)
 _LEVEL_LOW_COLS = frozenset(CONDITION_INDEX[c] for c in LEVEL_LOW)
 _ACTION_OF = attrgetter("action")
@@ -222,6 +223,14 @@ class AlarmCore:
         self._setpoints = rules.setpoint.tolist()
         self._suppressed = rules.suppressed.tolist()
         self._esd_list = rules.esd.tolist()
+        # Slots whose raises and clears can take the bulk path: flat-line, rate and non-latching limits, of sensors
+        # not suppressed by design and, for level-low alarms, without an ESD valve to look at.
+        plain = np.zeros((n, N_CONDITIONS), dtype=bool)
+        plain[:, FLAT:] = True
+        plain[:, sorted(_LATCHING_COLS)] = False
+        plain[rules.suppressed] = False
+        plain[np.ix_(rules.esd >= 0, sorted(_LEVEL_LOW_COLS))] = False
+        self._plain_slot = plain.ravel()
         self._reset_state()
         self._counts: Counter[str] = Counter()
         for key in (
@@ -754,9 +763,17 @@ class AlarmCore:
         second: dict[int, AlarmEvent] = {}
         setpoints, esd_of, current = self._setpoints, self._esd_list, self.current
         kinds = np.concatenate(trans.kind)[order]
-        columns = (slot, sensor, cond, row, kinds, event_ts,
-                   np.concatenate(trans.value)[order], np.concatenate(trans.note)[order])
-        for i, (sl, se, co, r, kind, when, value, note) in enumerate(zip(*(c.tolist() for c in columns), strict=True)):
+        values = np.concatenate(trans.value)[order]
+        plain = self._plain_transitions(slot, kinds, event_ts)
+        rest = np.flatnonzero(~plain)
+        if len(rest) < n:
+            self._apply_plain(np.flatnonzero(plain), slot, sensor, cond, kinds, event_ts, values, first)
+        columns = (slot, sensor, cond, row, kinds, event_ts, values, np.concatenate(trans.note)[order])
+        if len(rest) < n:
+            columns = tuple(c[rest] for c in columns)
+        for i, (sl, se, co, r, kind, when, value, note) in zip(
+            rest.tolist(), zip(*(c.tolist() for c in columns), strict=True), strict=True
+        ):
             shown = None if value != value else value
             if kind == _RAISE:
                 if co >= FIRST_LIMIT or co == ROC:
@@ -790,6 +807,97 @@ class AlarmCore:
                 if i in second:
                     events.append(second[i])
         return self._count(events)
+
+    def _plain_transitions(self, slot: np.ndarray, kind: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Per transition (in slot, arrival order): whether its slot's raises and clears take the bulk path.
+
+        A slot does when it is plain (see __init__), not shelved, has no re-alarm in the batch, no raise of it repeats
+        the time of its raise before (that one needs a sequence number), and the occurrence a clear of it ends, if
+        carried in from an earlier batch, is neither shelved nor suppressed.
+        """
+        ok = self._plain_slot[slot] & (kind != _REALARM)
+        if self.shelving:
+            ok &= ~np.isin(slot, np.fromiter(self.shelving, dtype=np.int64))
+        raised = np.flatnonzero(kind == _RAISE)
+        again = (slot[raised[1:]] == slot[raised[:-1]]) & (ts[raised[1:]] == ts[raised[:-1]])
+        ok[raised[1:][again]] = False
+        starts = np.flatnonzero(np.append(True, _last_of_runs(slot)[:-1]))
+        current, last_raise = self.current, self.last_raise
+        for i, sl, k, when in zip(starts.tolist(), slot[starts].tolist(), kind[starts].tolist(), ts[starts].tolist(),
+                                  strict=True):
+            if k == _RAISE:
+                last = last_raise.get(sl)
+                if last is not None and last[0] == when:
+                    ok[i] = False
+            else:
+                occ = current.get(sl)
+                if occ is None or occ.shelved or occ.suppressed:
+                    ok[i] = False
+        return np.repeat(np.logical_and.reduceat(ok, starts), np.diff(np.append(starts, len(slot))))
+
+    def _apply_plain(
+        self,
+        idx: np.ndarray,
+        slot: np.ndarray,
+        sensor: np.ndarray,
+        cond: np.ndarray,
+        kind: np.ndarray,
+        ts: np.ndarray,
+        value: np.ndarray,
+        first: list[AlarmEvent | None],
+    ) -> None:
+        """The raises and clears at ``idx`` (whole plain slots, in slot, arrival order), in bulk: the occurrences,
+        ids and events that _raise and _clear would give them one at a time, placed into ``first``."""
+        sl, se, co, when = slot[idx], sensor[idx], cond[idx], ts[idx]
+        is_raise = kind[idx] == _RAISE
+        r, c = np.flatnonzero(is_raise), np.flatnonzero(~is_raise)
+        ids, names, priority = self.sensor_ids, CONDITIONS, self._priority_names
+        enterprise, source, setpoints = self._enterprise, self._source, self._setpoints
+        shown = [None if v != v else v for v in value[idx].tolist()]
+        places = idx.tolist()
+
+        r_slot, r_sensor, r_cond, r_ts = sl[r].tolist(), se[r].tolist(), co[r].tolist(), when[r].tolist()
+        sensor_ids = [ids[x] for x in r_sensor]
+        cond_names = [names[x] for x in r_cond]
+        occ_ids = stable_ids(sensor_ids, cond_names, r_ts)
+        limits = [
+            setpoints[x][y] if y >= FIRST_LIMIT or y == ROC else None for x, y in zip(r_sensor, r_cond, strict=True)
+        ]
+        occs = [Occurrence(o, s, t, 0, lim, None) for o, s, t, lim in zip(occ_ids, r_slot, r_ts, limits, strict=True)]
+        raised = AlarmAction.RAISED
+        for p, eid, oid, sid, name, t, x, y, lim in zip(
+            r.tolist(), stable_ids(occ_ids, [_RAISED] * len(r), r_ts), occ_ids, sensor_ids, cond_names, r_ts,
+            r_sensor, r_cond, limits, strict=True,
+        ):
+            first[places[p]] = AlarmEvent(
+                eid, oid, sid, name, raised, t, priority[x][y], enterprise[x], source[x], shown[p], lim, None, None
+            )
+        # A clear ends the occurrence raised right before it in its slot, else the one the slot carried in.
+        before = np.maximum(c - 1, 0)
+        raise_no = np.cumsum(is_raise) - 1
+        from_batch = np.where((c > 0) & (sl[before] == sl[c]), raise_no[before], -1).tolist()
+        carried = self.current
+        ended = [occs[j] if j >= 0 else carried[s] for j, s in zip(from_batch, sl[c].tolist(), strict=True)]
+        self.open.update(zip(occ_ids, occs, strict=True))
+        carried.update(zip(r_slot, occs, strict=True))  # each slot's last raise wins
+        last = _last_of_runs(sl[r])
+        self.last_raise.update(zip(sl[r][last].tolist(), ((t, 0) for t in when[r][last].tolist()), strict=True))
+        c_sensor, c_cond, c_ts = se[c].tolist(), co[c].tolist(), when[c].tolist()
+        cleared = AlarmAction.CLEARED
+        for p, eid, occ, x, y, t in zip(
+            c.tolist(), stable_ids([o.id for o in ended], [_CLEARED] * len(c), c_ts), ended, c_sensor, c_cond, c_ts,
+            strict=True,
+        ):
+            occ.active = False
+            first[places[p]] = AlarmEvent(
+                eid, occ.id, ids[x], names[y], cleared, t, priority[x][y], enterprise[x], source[x], shown[p], None,
+                None, None,
+            )
+            if occ.state == lifecycle.NORMAL:  # only an acknowledged occurrence carried in closes here
+                del self.open[occ.id]
+        ends = _last_of_runs(sl)
+        for s in sl[ends & ~is_raise].tolist():
+            del self.current[s]
 
     def _settle(self, slot: np.ndarray, kind: np.ndarray, ts: np.ndarray) -> None:
         """Active flags and raise times after transitions applied in (slot, arrival) order: each slot's last raise or

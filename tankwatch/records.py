@@ -134,6 +134,15 @@ def stable_id(*parts: object) -> str:
     return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
+def stable_ids(first: Iterable[object], second: Iterable[object], third: Iterable[object]) -> list[str]:
+    """``stable_id(a, b, c)`` for each (a, b, c) of three equally long columns, in one pass."""
+    blake2b = hashlib.blake2b
+    return [
+        blake2b(f"{a}\x1f{b}\x1f{c}".encode(), digest_size=10).hexdigest()
+        for a, b, c in zip(first, second, third, strict=True)
+    ]
+
+
 @dataclass(slots=True)
 class AlarmEvent:
     """One transition of one alarm occurrence, with an id stable under replay and redelivery.

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from alarms.evaluate import AlarmCore, _segmented_cummax
 from alarms.lifecycle import CommandError
 from alarms.rules import CONDITIONS, FIRST_LIMIT
-from tankwatch.records import Quality, ReadingBatch, stable_id
+from tankwatch.records import Quality, ReadingBatch, stable_id, stable_ids
 from tests.unit.alarm_oracle import OracleAlarmCore, make_site, tank
 
 GOOD, BAD, STALE, COMM_FAIL, OOR = Quality.GOOD, Quality.BAD, Quality.STALE, Quality.COMM_FAIL, Quality.OUT_OF_RANGE
@@ -452,6 +452,19 @@ def test_reentry_while_returned_unacknowledged_is_a_new_occurrence():
     events = core.evaluate(batch(readings([11, 5, 11])))
     assert len({e.occurrence_id for e in events}) == 2
     assert [a["state"] for a in core.active()] == ["unack_returned", "unack_active"]
+
+
+def test_reentering_in_the_millisecond_of_the_last_batchs_raise_gives_the_next_sequence_number():
+    core = AlarmCore(make_site([level(h=10)]))
+    earlier = core.evaluate(batch([(0, 7, 11), (0, 7, 5)]))
+    later = core.evaluate(batch([(0, 7, 11)]))
+    assert earlier[0].occurrence_id == stable_id("T1-LT", "H", 7)
+    assert later[0].occurrence_id == stable_id("T1-LT", "H", 7, 1)
+
+
+def test_bulk_ids_are_the_single_ids():
+    parts = (["T1-LT", "HS1-GD03"], ["H", "raised"], [7, 1_714_550_400_000])
+    assert stable_ids(*parts) == [stable_id(a, b, c) for a, b, c in zip(*parts, strict=True)]
 
 
 def test_reentering_within_one_millisecond_gives_distinct_occurrences_and_ids():
