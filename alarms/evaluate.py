@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -714,7 +715,8 @@ class AlarmCore:
         active_before = _before(active, first, carry_active)
         raised = active & ~active_before
         cleared = active_before & ~active
-        # re-alarm: interval k = (ts - raise) // realarm counted while the occurrence stays active
+        # re-alarm: interval k = (ts - raise) // realarm counted while the occurrence stays active (the lifecycle
+        # keeps each slot's raise time: _settle)
         realarm_ms = self._realarm[s]
         if realarm_ms.any():
             raise_ts = _fill(raised, ts, first, self.raise_ts[slot], index)
@@ -722,10 +724,8 @@ class AlarmCore:
             stay = active & active_before & (realarm_ms > 0)
             k_now = np.where(stay, (ts - raise_ts) // np.maximum(realarm_ms, 1), 0)
             realarm = stay & (k_now > _before(k_now, first, self.realarm_k[slot]))
-            self.raise_ts[kept] = raise_ts[last]
             self.realarm_k[kept] = k_now[last]
         else:
-            self.raise_ts[kept] = _last_ts(raised, ts, np.flatnonzero(first), self.raise_ts[kept])
             self.realarm_k[kept] = 0
             realarm = None
         self.region[kept] = region[last]
@@ -881,19 +881,19 @@ class AlarmCore:
         self.open.update(zip(occ_ids, occs, strict=True))
         carried.update(zip(r_slot, occs, strict=True))  # each slot's last raise wins
         last = _last_of_runs(sl[r])
-        self.last_raise.update(zip(sl[r][last].tolist(), ((t, 0) for t in when[r][last].tolist()), strict=True))
+        self.last_raise.update(zip(sl[r][last].tolist(), zip(when[r][last].tolist(), repeat(0)), strict=True))
         c_sensor, c_cond, c_ts = se[c].tolist(), co[c].tolist(), when[c].tolist()
         cleared = AlarmAction.CLEARED
-        for p, eid, occ, x, y, t in zip(
-            c.tolist(), stable_ids([o.id for o in ended], [_CLEARED] * len(c), c_ts), ended, c_sensor, c_cond, c_ts,
-            strict=True,
+        for p, eid, occ, j, x, y, t in zip(
+            c.tolist(), stable_ids([o.id for o in ended], [_CLEARED] * len(c), c_ts), ended, from_batch, c_sensor,
+            c_cond, c_ts, strict=True,
         ):
             occ.active = False
             first[places[p]] = AlarmEvent(
                 eid, occ.id, ids[x], names[y], cleared, t, priority[x][y], enterprise[x], source[x], shown[p], None,
                 None, None,
             )
-            if occ.state == lifecycle.NORMAL:  # only an acknowledged occurrence carried in closes here
+            if j < 0 and occ.state == lifecycle.NORMAL:  # only one carried in can be acknowledged already
                 del self.open[occ.id]
         ends = _last_of_runs(sl)
         for s in sl[ends & ~is_raise].tolist():
