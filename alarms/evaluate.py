@@ -55,7 +55,7 @@ N_CONDITIONS = len(CONDITIONS)
 N_LIMITS = N_CONDITIONS - FIRST_LIMIT
 _QUALITY_LABELS = [Quality(q).label for q in range(KNOWN_QUALITIES)]
 _RAISE, _CLEAR, _REALARM = 0, 1, 2
-# actions as text for ids: formatting the enum member costs more than the hash on the hot path
+# actions as text for the bulk ids (formatting the enum member for each id is slow)
 _RAISED, _CLEARED = AlarmAction.RAISED.value, AlarmAction.CLEARED.value
 _LATCHING_COLS = frozenset(CONDITION_INDEX[c] for c in LATCHING)
 _LEVEL_LOW_COLS = frozenset(CONDITION_INDEX[c] for c in LEVEL_LOW)
@@ -927,11 +927,7 @@ class AlarmCore:
         occ = Occurrence(occ_id, slot, ts, seq, limit, note)
         self.current[slot] = occ
         self.open[occ_id] = occ
-        raised = AlarmEvent(  # as _event builds it, inline: the hot path of a transition-heavy feed
-            stable_id(occ_id, _RAISED, ts), occ_id, sensor_id, name, AlarmAction.RAISED, ts,
-            self._priority_names[sensor][cond], self._enterprise[sensor], self._source[sensor], value, limit, None,
-            note,
-        )
+        raised = self._event(occ, AlarmAction.RAISED, ts, value, limit, None, note)
         if self._suppressed[sensor]:
             occ.suppressed = True
             return raised, self._event(occ, AlarmAction.SUPPRESSED, ts,
