@@ -265,8 +265,9 @@ class SourceRequirements:
         self._check_pos = tuple(pos for pos, _ in checks)
         self._checks = tuple(check for _, check in checks)
         self._check_index = np.array([check.info.index for check in self._checks], dtype=np.intp)
-        required = required_sensors(site, source, self.level) if self.applicable else []
-        self.required = tuple(i.sensor.id for i in required)
+        # the instruments clause 28 asks of a source of this level (grading watches them whether or not it applies)
+        self.instruments = tuple(required_sensors(site, source, self.level))
+        self.required = tuple(i.sensor.id for i in self.instruments) if self.applicable else ()
 
     @property
     def applicable(self) -> bool:

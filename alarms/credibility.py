@@ -304,16 +304,8 @@ class EvidenceRecorder:
     def __init__(self, site: Site, interruption_s: float = EVIDENCE_INTERRUPTION_S) -> None:
         self.site = site
         self.interruption_ms = int(interruption_s * 1000)
-        self.level: dict[str, int | None] = {}
-        self.enterprise_of: dict[str, str] = {}
-        self.required: dict[str, list] = {}
-        self.requirements: dict[str, compliance.SourceRequirements] = {}  # the site is immutable: worked out once
-        for ent, src in site.sources():
-            requirements = compliance.SourceRequirements(site, src, ent.id)
-            self.requirements[src.id] = requirements
-            self.level[src.id] = requirements.level
-            self.enterprise_of[src.id] = ent.id
-            self.required[src.id] = compliance.required_sensors(site, src, requirements.level)
+        # each source's level and enterprise with its clause-28 requirements: the site is immutable, worked out once
+        self.requirements = {src.id: compliance.SourceRequirements(site, src, ent.id) for ent, src in site.sources()}
         n = len(site.sensors)
         self._last_good = np.full(n, -1, dtype=np.int64)
         self._last_good_value = np.full(n, np.nan)
@@ -337,7 +329,7 @@ class EvidenceRecorder:
         still_open: set[str] = set()
         for info in self.site.sensors:
             src = info.source_id
-            if self.level[src] in (1, 2):
+            if self.requirements[src].level in (1, 2):
                 ev = self._interruption(info, now_ms, view)
                 if ev is not None:
                     still_open.add(ev.id)
@@ -366,26 +358,27 @@ class EvidenceRecorder:
         if now_ms - since <= self.interruption_ms:
             return None
         src = info.source_id
+        level = self.requirements[src].level
         data = {
             "start_ms": since,
             "last_good_ts_ms": int(self._last_good[i]) if self._last_good[i] >= 0 else None,
             "last_good_value": _num(self._last_good_value[i]),
             "latest_ts_ms": int(view.ts[i]) if view.ts[i] >= 0 else None,
             "latest_quality": Quality(int(view.quality[i])).label if view.quality[i] < len(Quality) else "bad",
-            "level": self.level[src],
+            "level": level,
         }
         minutes = (now_ms - since) / 60_000
         return Evidence(
             stable_id("evidence", "interruption", info.sensor.id, since),
             "interruption",
-            self.enterprise_of[src],
+            self.requirements[src].enterprise_id,
             src,
             info.sensor.id,
             since,
             None,
             now_ms,
-            f"{src}（{self.level[src]}级重大危险源）{info.sensor.id} 数据中断超过30分钟（已{minutes:.0f}分钟）",
-            f"{src} (level-{self.level[src]} major hazard) {info.sensor.id}: data interrupted > 30 min "
+            f"{src}（{level}级重大危险源）{info.sensor.id} 数据中断超过30分钟（已{minutes:.0f}分钟）",
+            f"{src} (level-{level} major hazard) {info.sensor.id}: data interrupted > 30 min "
             f"({minutes:.0f} min so far)",
             data,
         )
@@ -401,7 +394,7 @@ class EvidenceRecorder:
         return Evidence(
             stable_id("evidence", "esd_bypass", info.sensor.id, since),
             "esd_bypass",
-            self.enterprise_of[src],
+            self.requirements[src].enterprise_id,
             src,
             info.sensor.id,
             since,
@@ -425,14 +418,14 @@ class EvidenceRecorder:
             if deadline is None or now_ms <= deadline:
                 continue
             src = str(a.get("source_id"))
-            if src not in self.enterprise_of:
+            if src not in self.requirements:
                 continue
             occ = str(a.get("occurrence_id"))
             out.append(
                 Evidence(
                     stable_id("evidence", "shelved_past_max", occ, deadline),
                     "shelved_past_max",
-                    self.enterprise_of[src],
+                    self.requirements[src].enterprise_id,
                     src,
                     a.get("sensor_id"),
                     int(since) if since is not None else int(deadline),

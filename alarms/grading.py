@@ -174,7 +174,7 @@ class SourceTables:
         self.rules = tuple(r for r in policy if not r.when.levels or self.level in r.when.levels)
         self.sensors = site.sensors_of_source(source.id)
         self.sensor_index = np.array([i.index for i in self.sensors], dtype=np.intp)
-        self.required = tuple(compliance.required_sensors(site, source, self.level))
+        self.required = self.requirements.instruments
         self.required_index = np.array([i.index for i in self.required], dtype=np.intp)
         self.esd = tuple(i for i in self.sensors if i.sensor.kind == SensorKind.ESD_VALVE)
 
