@@ -764,12 +764,11 @@ class AlarmCore:
         setpoints, esd_of, current = self._setpoints, self._esd_list, self.current
         kinds = np.concatenate(trans.kind)[order]
         values = np.concatenate(trans.value)[order]
+        columns = (slot, sensor, cond, row, kinds, event_ts, values, np.concatenate(trans.note)[order])
         plain = self._plain_transitions(slot, kinds, event_ts)
         rest = np.flatnonzero(~plain)
         if len(rest) < n:
             self._apply_plain(np.flatnonzero(plain), slot, sensor, cond, kinds, event_ts, values, first)
-        columns = (slot, sensor, cond, row, kinds, event_ts, values, np.concatenate(trans.note)[order])
-        if len(rest) < n:
             columns = tuple(c[rest] for c in columns)
         for i, (sl, se, co, r, kind, when, value, note) in zip(
             rest.tolist(), zip(*(c.tolist() for c in columns), strict=True), strict=True
@@ -971,7 +970,7 @@ class AlarmCore:
         sensor, cond = divmod(occ.slot, N_CONDITIONS)
         # str(action) is its value (StrEnum)
         event_id = stable_id(occ.id, action, ts) if user is None else stable_id(occ.id, action, ts, user)
-        return AlarmEvent(  # positional: the hot path of a transition-heavy feed
+        return AlarmEvent(  # positional: built for every transition the bulk path (_apply_plain) does not take
             event_id, occ.id, self.sensor_ids[sensor], CONDITIONS[cond], action, ts,
             self._priority_names[sensor][cond], self._enterprise[sensor], self._source[sensor], value, limit, user,
             note,
