@@ -5,6 +5,7 @@ explains every departure in a readable diff."""
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,8 +294,4 @@ def _fold(ids: Sequence[str]) -> str:
     unique = sorted(set(ids))
     if len(unique) == 1:
         return unique[0]
-    prefix = unique[0]
-    for other in unique[1:]:
-        while not other.startswith(prefix):
-            prefix = prefix[:-1]
-    return prefix + "*"
+    return os.path.commonprefix(unique) + "*"
