@@ -875,6 +875,13 @@ class EscalationRunner:
                 await asyncio.to_thread(self.engine.on_events, good)
 
     async def _tick(self) -> None:
+        """Tick every ``tick_s`` of clock time, counted from each tick's start.
+
+        A clock that moves while a tick runs (a driven replay or test clock) therefore wakes the next tick at once
+        instead of being slept through for another ``tick_s``.
+        """
+        tick_ms = round(self.tick_s * 1000)
         while True:
-            await asyncio.to_thread(self.engine.tick, self.clock.now_ms())
-            await self.clock.sleep(self.tick_s)
+            started_ms = self.clock.now_ms()
+            await asyncio.to_thread(self.engine.tick, started_ms)
+            await self.clock.sleep(max(started_ms + tick_ms - self.clock.now_ms(), 0) / 1000)

@@ -355,3 +355,43 @@ async def test_runner_feeds_the_engine_from_the_bus_and_ticks_on_the_clock(tmp_p
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_runner_ticks_at_once_when_the_clock_moved_during_a_tick(tmp_path: Path) -> None:
+    """A driven clock that moves while a tick runs wakes the next tick, instead of being slept through."""
+    import asyncio
+    import threading
+
+    from alarms.escalation import EscalationRunner
+    from tankwatch.bus import MemoryBus
+
+    site = site_with_users()
+    _, clock, engine, _ = build(tmp_path, site)
+    engine.on_events([alarm(site, SENSOR, AlarmAction.RAISED, T0)])
+    in_tick, release = threading.Event(), threading.Event()
+    ticked_at: list[int] = []
+    tick = engine.tick
+
+    def held_tick(now_ms: int):
+        ticked_at.append(now_ms)
+        if len(ticked_at) == 1:
+            in_tick.set()
+            release.wait(10)
+        return tick(now_ms)
+
+    engine.tick = held_tick  # type: ignore[method-assign]
+    task = asyncio.create_task(EscalationRunner(engine, MemoryBus(), clock, tick_s=60).run())
+    try:
+        assert await asyncio.to_thread(in_tick.wait, 10)
+        clock.set(T0 + 10 * MIN)  # while the first tick (at T0) is still running
+        release.set()
+        for _ in range(500):
+            if len(ticked_at) > 1:
+                break
+            await asyncio.sleep(0.01)
+        assert ticked_at[:2] == [T0, T0 + 10 * MIN]
+        assert engine.list({"E1"})[0].steps_fired == {"operator": T0, "operational": T0 + 10 * MIN}
+    finally:
+        release.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
