@@ -32,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from tankwatch import metrics
 from tankwatch.config import Site, load_site
+from tankwatch.stages import cancel_all
 
 Say = Callable[[str], None]
 ENTERPRISES = 4
@@ -242,9 +243,7 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say):
             await pipeline.stop()
             timeseries.close()
             events.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
         await bus.close()
 
 

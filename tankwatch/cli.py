@@ -81,10 +81,12 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a simulated park end to end: simulators → ingest → alarms → stores → dashboard, on 127.0.0.1."""
+    from tankwatch.gc_tuning import tune_for_streaming
     from tankwatch.runtime import override_endpoints, run_demo
 
     _logging(verbose)
     site = override_endpoints(_load(config), modbus_port=modbus_port, mqtt_port=mqtt_port)
+    tune_for_streaming()
     asyncio.run(run_demo(site, port=port, duration_s=duration, data_dir=data_dir, scenario=scenario, say=typer.echo))
 
 

@@ -48,6 +48,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         """Run the pipeline, or one stage of it against Kafka (ingest | alarms | historian | dashboard)."""
         from tankwatch.cli import _logging
         from tankwatch.config import SiteError
+        from tankwatch.gc_tuning import tune_for_streaming
         from tankwatch.runtime import StageError, apply_environment, run_stage, until_signalled
 
         _logging(verbose)
@@ -56,6 +57,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         except SiteError as exc:
             typer.echo(f"tankwatch run: settings from the environment: {exc}", err=True)
             raise typer.Exit(1) from None
+        tune_for_streaming()
         try:
             asyncio.run(until_signalled(run_stage(
                 stage, site, bus_url=bus, host=host, port=port, data_dir=data_dir, duration_s=duration,

@@ -123,8 +123,10 @@ def run_tankwatch(broker: BenchBroker, packets: list[bytes], feed: Feed, timeout
     """Start the MQTT source (decode process) and the alarm core, publish the feed, wait for every point."""
     from bench.peers.site import bench_site
     from bench.peers.tankwatch_side import TankwatchRunner
+    from tankwatch.gc_tuning import tune_for_streaming
 
     site = bench_site(broker.host, broker.port, feed.sensors, TOPIC)
+    tune_for_streaming()  # as `tankwatch run` and `tankwatch demo` do before their pipeline starts
     runner = TankwatchRunner(site).start()
     try:
         publisher = FastPublisher(broker.host, broker.port, client_id="tankwatch-bench-feed-tankwatch")

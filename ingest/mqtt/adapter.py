@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -29,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from ingest.mqtt.payload import Decoded, DeviceRoute, MessageDecoder
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site
+from tankwatch.gc_tuning import tune_for_streaming
 from tankwatch.metrics import DEVICE_FAILURES, DEVICE_UP, INPUT_REJECTED, READINGS_IN
 from tankwatch.records import Quality, ReadingBatch
 from tankwatch.stages import Emit
@@ -42,7 +42,7 @@ RECONNECT_MAX_S = 10.0
 KEEPALIVE_S = 30
 MAX_INBOX = 500_000  # messages waiting for the asyncio side; past this, new ones are dropped and counted
 MAX_EMIT_ROWS = 65_536  # largest batch handed to emit; a backlog is split into batches of this size
-DECODE_SLICE_BYTES = 512 * 1024  # payload bytes a decode process decodes and sends at a time
+DECODE_SLICE_BYTES = 2 * 1024 * 1024  # payload a decode process decodes and sends at a time: ~one emit batch
 MAX_PENDING_ROWS = 5_000_000  # decoded rows from a decode process waiting for the asyncio side
 WORKER_POLL_S = 1.0  # longest a decode process waits in select without running paho's housekeeping
 RECV_BYTES = 256 * 1024  # bytes a decode process asks the kernel for at a time
@@ -381,10 +381,7 @@ def _decode_worker(key: BrokerKey, routes: list[DeviceRoute], conn: Connection) 
 
     Stops when the parent sends anything or closes its end of the pipe.
     """
-    # The hot loop creates no reference cycles; a rare collection keeps the decoder's many short-lived lists
-    # from triggering a full traversal every few messages.
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    tune_for_streaming()
     link = _BrokerLink(key, routes, np.empty(0, dtype=np.int32), SystemClock())
     link.started_ms = link.clock.now_ms()
     client = _decode_loop_client(link)
