@@ -24,7 +24,7 @@ from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.auth import Principal, allowed_enterprises
 from tankwatch.bus import Bus
-from tankwatch.clock import Clock
+from tankwatch.clock import Clock, sleep_until
 from tankwatch.config import Site
 from tankwatch.records import AlarmAction, AlarmEvent
 from tankwatch.site import AlarmMatchers, EscalationConfig, EscalationRoute, InhibitRule, Role
@@ -884,4 +884,4 @@ class EscalationRunner:
         while True:
             started_ms = self.clock.now_ms()
             await asyncio.to_thread(self.engine.tick, started_ms)
-            await self.clock.sleep(max(started_ms + tick_ms - self.clock.now_ms(), 0) / 1000)
+            await sleep_until(self.clock, started_ms + tick_ms)

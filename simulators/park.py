@@ -28,7 +28,7 @@ from simulators.scenario import (
     SetFlow,
     check_against_site,
 )
-from tankwatch.clock import Clock
+from tankwatch.clock import Clock, sleep_until
 from tankwatch.config import Site
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class ParkSimulator:
                 # Wake at the next step boundary: no drift after a slow step, no burst of catch-up steps after a
                 # stall (the physics integrates the whole gap in one step instead).
                 next_ms = self._start_ms + (elapsed_ms // step_ms + 1) * step_ms
-                await self.clock.sleep(max(next_ms - self.clock.now_ms(), 0) / 1000.0)
+                await sleep_until(self.clock, round(next_ms))
         finally:
             if owns_servers:
                 await self.stop()

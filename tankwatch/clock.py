@@ -19,6 +19,11 @@ class Clock(Protocol):
         ...
 
 
+async def sleep_until(clock: Clock, due_ms: int) -> None:
+    """Wait until ``clock`` reads ``due_ms``; return at once when it already does (no catch-up debt is kept)."""
+    await clock.sleep(max(due_ms - clock.now_ms(), 0) / 1000)
+
+
 class SystemClock:
     """Wall-clock time."""
 

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tankwatch.clock import ManualClock
+from tankwatch.clock import ManualClock, sleep_until
 from tankwatch.config import Site
 from tankwatch.metrics import INPUT_REJECTED
 from tankwatch.quality import RangeCheck
@@ -526,7 +526,7 @@ async def run_scenario_live(
         while sim.start_ms is None:
             await asyncio.sleep(0.01)
         say(f"scenario {scenario.name}: running {duration_s:g} s at {speed:g}× through Modbus TCP and MQTT")
-        await clock.sleep((sim.start_ms + duration_s * 1000 - clock.now_ms()) / 1000.0)
+        await sleep_until(clock, round(sim.start_ms + duration_s * 1000))
     finally:
         await pipeline.stop()
         if sim_task is not None:

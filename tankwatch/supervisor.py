@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.bus import Bus
-from tankwatch.clock import Clock
+from tankwatch.clock import Clock, sleep_until
 from tankwatch.config import Site
 from tankwatch.quality import RangeCheck
 from tankwatch.records import AlarmEvent, Grade, ReadingBatch
@@ -154,7 +154,7 @@ class Pipeline:
                 changed = self.grading.update(ReadingBatch.empty(), self.alarm_core.active(), now, self.overdue())
                 if changed:
                     await self.bus.publish(topics.GRADES, changed)
-            await self.clock.sleep(TICK_S)
+            await sleep_until(self.clock, now + round(TICK_S * 1000))
 
     async def _historise(self, batches: list[ReadingBatch]) -> None:
         """Write readings to the time-series store off the event loop."""
