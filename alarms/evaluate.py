@@ -198,11 +198,15 @@ class AlarmCore:
         self._limit_bits = (enabled << np.arange(N_LIMITS)).sum(axis=1)  # enabled limits per sensor, as bits
         delays = rules.on_delay_ms[:, FIRST_LIMIT:] + rules.off_delay_ms[:, FIRST_LIMIT:]
         self._timed = (delays > 0).any(axis=1)  # sensors with an on or off delay on some limit
-        high = np.where(enabled & (direction > 0), setpoint, np.inf)
-        low = np.where(enabled & (direction < 0), setpoint, -np.inf)
-        # The quiet band: a good value strictly inside it enters no limit region.
-        self._quiet_high = high.min(axis=1) if n else np.zeros(0)
-        self._quiet_low = low.max(axis=1) if n else np.zeros(0)
+        # Per limit, the values that keep its region as it is, as an open band (low, high) of the reading: out of
+        # its region, a high-type limit stays out below enter, a low-type one above -enter; in it, a high-type limit
+        # stays at or above leave, a low-type one at or below -leave. Disabled limits bound nothing.
+        up = direction > 0
+        leave = self._leave.reshape(n, N_CONDITIONS)[:, FIRST_LIMIT:]
+        self._out_high = np.where(enabled & up, signed, np.inf)
+        self._out_low = np.where(enabled & ~up, -signed, -np.inf)
+        self._in_high = np.where(enabled & ~up, -leave, np.inf)
+        self._in_low = np.where(enabled & up, leave, -np.inf)
         self._stale = rules.stale_ms.copy()
         stale_on = self._stale[self._stale > 0]
         self._stale_min = int(stale_on.min()) if len(stale_on) else None
@@ -258,7 +262,9 @@ class AlarmCore:
         self.roc_av = np.full(n, np.nan)
         self.oos = np.zeros(n, dtype=bool)
         self.oos_reason: dict[int, str] = {}
-        self.busy = np.zeros(n, dtype=bool)  # some alarm of the sensor is not idle (or it is out of service)
+        self.busy = np.zeros(n, dtype=bool)  # every reading must go exact, whatever its value (see _update_busy)
+        self.band_high = self._out_high.min(axis=1) if n else np.zeros(0)  # a good reading strictly inside
+        self.band_low = self._out_low.max(axis=1) if n else np.zeros(0)  # (band_low, band_high) moves no limit
         self.region = np.zeros(slots, dtype=bool)
         self.active_flag = np.zeros(slots, dtype=bool)
         self.enter_ts = np.zeros(slots, dtype=np.int64)
@@ -379,7 +385,7 @@ class AlarmCore:
             hot[np.searchsorted(seg_sensor, odd_sensors)] = True
         vmax = np.maximum.reduceat(v, starts)
         vmin = np.minimum.reduceat(v, starts)
-        hot |= (vmax >= self._quiet_high[seg_sensor]) | (vmin <= self._quiet_low[seg_sensor])
+        hot |= (vmax >= self.band_high[seg_sensor]) | (vmin <= self.band_low[seg_sensor])
         last_t = t[ends]
         if self._has_flat.any():
             flat = self._has_flat[seg_sensor]
@@ -737,10 +743,23 @@ class AlarmCore:
                 trans.add(slot[i], row[r], 0, kind, ts[i], v[r])
 
     def _update_busy(self, sensors: np.ndarray) -> None:
-        """Recompute 'not idle' for sensors whose state changed."""
+        """Recompute, for sensors whose state changed, whether their readings must all go exact and else the band of
+        values that moves none of their limits.
+
+        Busy: out of service, any other condition not idle, a limit waiting out a delay (region and alarm differ)
+        or one in alarm with a re-alarm timer. A sensor merely in a limit alarm is not busy: a reading inside its
+        band can neither clear that alarm nor enter another limit.
+        """
         n = self.n_sensors
-        flags = self.region.reshape(n, N_CONDITIONS)[sensors] | self.active_flag.reshape(n, N_CONDITIONS)[sensors]
-        self.busy[sensors] = flags.any(axis=1) | self.oos[sensors]
+        region = self.region.reshape(n, N_CONDITIONS)[sensors]
+        active = self.active_flag.reshape(n, N_CONDITIONS)[sensors]
+        in_limit = region[:, FIRST_LIMIT:]
+        other = (region[:, :FIRST_LIMIT] | active[:, :FIRST_LIMIT]).any(axis=1)
+        waiting = (in_limit != active[:, FIRST_LIMIT:]).any(axis=1)
+        realarming = (self._realarm[sensors] > 0) & in_limit.any(axis=1)
+        self.busy[sensors] = other | waiting | realarming | self.oos[sensors]
+        self.band_high[sensors] = np.where(in_limit, self._in_high[sensors], self._out_high[sensors]).min(axis=1)
+        self.band_low[sensors] = np.where(in_limit, self._in_low[sensors], self._out_low[sensors]).max(axis=1)
 
     # ------------------------------------------------------------------ lifecycle
 

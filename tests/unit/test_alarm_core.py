@@ -679,11 +679,12 @@ def sensor_configs(draw, index: int) -> dict:
     return sensor
 
 
-def edge_values(site) -> list[float]:
-    """Setpoints and the ends of their deadbands, with values just beside them."""
+def edge_values(site, sensor: int | None = None) -> list[float]:
+    """Setpoints and the ends of their deadbands, with values just beside them (of one sensor, or of all)."""
     core = AlarmCore(site)
+    rows = slice(None) if sensor is None else slice(sensor, sensor + 1)
     out = set()
-    for sp, db in zip(core.rules.setpoint.ravel(), core.rules.deadband.ravel(), strict=True):
+    for sp, db in zip(core.rules.setpoint[rows].ravel(), core.rules.deadband[rows].ravel(), strict=True):
         if math.isfinite(sp) and sp < 100:
             for x in (sp, sp - db, sp + db):
                 out.update((x, x - 0.25, x + 0.25))
@@ -711,12 +712,19 @@ def scenarios(draw):
     """A site, a reading stream cut into batches, and what happens between batches (ticks, commands, restarts)."""
     site = draw(sites())
     n_sensors = len(site.sensors)
-    quiet = draw(st.integers(0, 3)) == 0
+    mode = draw(st.sampled_from(["quiet", "hover", "edges", "edges"]))
+    quiet, centre = mode == "quiet", None
     if quiet:
         # mostly normal operation (what the screen lets through without the exact pass), now and then not
         core = AlarmCore(site)
-        low, high = np.clip(core._quiet_low, 0, 60), np.clip(core._quiet_high, 0, 60)
+        low, high = np.clip(core.band_low, 0, 60), np.clip(core.band_high, 0, 60)
         value = st.integers(1, 40).map(lambda k: k / 41)
+        steps, qualities = [0, 1, 1, 1, 2, -1], [GOOD] * 60 + [BAD, COMM_FAIL, OOR]
+    elif mode == "hover":
+        # each sensor wanders near one of its setpoints or deadband ends: long stretches in alarm without a
+        # transition (the screen's band of an active limit), crossing now and then
+        centre = [draw(st.sampled_from(edge_values(site, i) or [30.0])) for i in range(n_sensors)]
+        value = st.sampled_from([-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0])
         steps, qualities = [0, 1, 1, 1, 2, -1], [GOOD] * 60 + [BAD, COMM_FAIL, OOR]
     else:
         edges = edge_values(site)
@@ -742,6 +750,8 @@ def scenarios(draw):
         ts = max(0, ts + step)
         if quiet:
             v = float(low[sensor] + (high[sensor] - low[sensor]) * v)
+        elif centre is not None:
+            v = centre[sensor] + v
         if site.sensors[sensor].sensor.kind == "esd_valve":
             v = float(step % 3) if v is None or v != v else float(int(v * 7) % 3)
         elif v is None:
