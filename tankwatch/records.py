@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 import numpy as np
+from xxhash import xxh3_128_hexdigest
 
 
 class Quality(IntEnum):
@@ -127,18 +127,23 @@ def newest_rows(sensor: np.ndarray, ts_ms: np.ndarray) -> np.ndarray:
     return last[last >= 0]
 
 
+# Ids are the first 80 bits of the parts' 128-bit XXH3 hash, as 20 hex digits: deterministic across processes and
+# machines, and about twice as fast as BLAKE2b, which the alarm core's hundreds of thousands of ids a second feel.
+# They name things and deduplicate redeliveries; nothing relies on them being hard to forge.
+ID_HEX_DIGITS = 20
+
+
 def stable_id(*parts: object) -> str:
     """A short deterministic id derived from what caused a thing (never a counter or wall clock)."""
     # The three-part ids of the alarm core's hot path skip the general join (same text: format() is str() here).
     text = f"{parts[0]}\x1f{parts[1]}\x1f{parts[2]}" if len(parts) == 3 else "\x1f".join(map(str, parts))
-    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+    return xxh3_128_hexdigest(text.encode())[:ID_HEX_DIGITS]
 
 
 def stable_ids(first: Iterable[object], second: Iterable[object], third: Iterable[object]) -> list[str]:
     """``stable_id(a, b, c)`` for each (a, b, c) of three equally long columns, in one pass."""
-    blake2b = hashlib.blake2b
     return [
-        blake2b(f"{a}\x1f{b}\x1f{c}".encode(), digest_size=10).hexdigest()
+        xxh3_128_hexdigest(f"{a}\x1f{b}\x1f{c}".encode())[:ID_HEX_DIGITS]
         for a, b, c in zip(first, second, third, strict=True)
     ]
 
