@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
 import socket
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 import numpy as np
 
@@ -245,6 +247,43 @@ class FastPublisher:
             sock.close()
             reader.join(timeout=5)
         return Published(len(packets), started, acked)
+
+
+    def publish_apart(self, packets: Sequence[bytes], timeout_s: float = 300.0) -> Published:
+        """``publish`` from a process of its own: a system under test in this process must not share its CPU time
+        (or its GIL) with the feed, just as a peer in another process does not."""
+        context = multiprocessing.get_context("spawn")
+        mine, theirs = context.Pipe(duplex=False)
+        settings = (self.host, self.port, self.client_id, self.window)
+        child = context.Process(target=_publish_in_child, args=(settings, list(packets), timeout_s, theirs),
+                                name="bench-feed-publisher", daemon=True)
+        child.start()
+        theirs.close()
+        try:
+            if not mine.poll(timeout_s + 60):
+                raise TimeoutError(f"publisher process: no result within {timeout_s + 60:.0f} s")
+            outcome = mine.recv()
+        except EOFError:
+            raise ConnectionError(f"publisher process died (exit code {child.exitcode})") from None
+        finally:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def _publish_in_child(settings: tuple[str, int, str, int], packets: list[bytes], timeout_s: float,
+                      conn: Connection) -> None:
+    """The publisher process: publish, then send back what came of it (Published, or the exception)."""
+    host, port, client_id, window = settings
+    try:
+        outcome: Published | Exception = FastPublisher(host, port, client_id, window).publish(packets, timeout_s)
+    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        outcome = exc
+    conn.send(outcome)
+    conn.close()
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:

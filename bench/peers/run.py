@@ -111,7 +111,7 @@ def run_node_red(broker: BenchBroker, packets: list[bytes], feed: Feed, timeout_
     with NodeRed(red_js, broker.host, broker.port, TOPIC) as red:
         publisher = FastPublisher(broker.host, broker.port, client_id="tankwatch-bench-feed-node-red")
         _warm_up(publisher, lambda: red.counts().messages, "Node-RED")
-        published = publisher.publish(packets, timeout_s=timeout_s)
+        published = publisher.publish_apart(packets, timeout_s=timeout_s)
         _until("Node-RED to evaluate every point", lambda: red.counts().points >= feed.points, timeout_s,
                stalled=lambda: red.counts().points)
         counts = red.counts()
@@ -131,7 +131,7 @@ def run_tankwatch(broker: BenchBroker, packets: list[bytes], feed: Feed, timeout
     try:
         publisher = FastPublisher(broker.host, broker.port, client_id="tankwatch-bench-feed-tankwatch")
         _warm_up(publisher, lambda: runner.broker()["messages"], "tankwatch")
-        published = publisher.publish(packets, timeout_s=timeout_s)
+        published = publisher.publish_apart(packets, timeout_s=timeout_s)
         _until("tankwatch to evaluate every point", lambda: runner.snapshot().points >= feed.points, timeout_s,
                stalled=lambda: runner.snapshot().points)
         counts = runner.snapshot()

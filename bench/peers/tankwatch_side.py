@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass
+from operator import attrgetter
 
 from alarms.evaluate import AlarmCore
 from ingest.mqtt.adapter import MqttSource
@@ -13,7 +14,10 @@ from tankwatch.clock import SystemClock
 from tankwatch.config import Site
 from tankwatch.records import AlarmAction, ReadingBatch
 
-LIMIT_CONDITIONS = frozenset({"HH", "H", "L", "LL"})
+LIMIT_TRANSITIONS = frozenset(
+    (condition, action) for condition in ("HH", "H", "L", "LL") for action in (AlarmAction.RAISED, AlarmAction.CLEARED)
+)
+_CONDITION_ACTION = attrgetter("condition", "action")
 
 
 @dataclass
@@ -47,8 +51,7 @@ class TankwatchRunner:
         t0 = time.perf_counter()
         events = self.core.evaluate(batch)
         spent = time.perf_counter() - t0
-        limit = sum(1 for e in events if e.condition in LIMIT_CONDITIONS
-                    and e.action in (AlarmAction.RAISED, AlarmAction.CLEARED))
+        limit = sum(map(LIMIT_TRANSITIONS.__contains__, map(_CONDITION_ACTION, events)))
         now = time.time()
         with self._lock:
             self.counts.points += len(batch)

@@ -168,7 +168,8 @@ def test_small_feed_through_mqtt_and_a_decode_process(private_mosquitto: Mosquit
             assert time.monotonic() < deadline, f"no warm-up message arrived: {runner.broker()}"
             publisher.publish(publish_packets(TOPIC, [b'{"points": []}']))
             time.sleep(0.2)
-        publisher.publish(publish_packets(TOPIC, feed.payloads(64)), timeout_s=60)
+        published = publisher.publish_apart(publish_packets(TOPIC, feed.payloads(64)), timeout_s=60)
+        assert published.messages == len(feed.payloads(64)) and published.acked_s >= published.started_s
         while runner.snapshot().points < feed.points:
             assert time.monotonic() < deadline + 60, f"points missing: {runner.snapshot()} {runner.broker()}"
             time.sleep(0.05)
@@ -178,3 +179,10 @@ def test_small_feed_through_mqtt_and_a_decode_process(private_mosquitto: Mosquit
     assert counts.points == feed.points
     assert counts.transitions == sum(count_transitions(feed).values())
     assert runner.broker()["rejected"] == {}
+
+
+def test_publish_apart_raises_what_its_process_hit() -> None:
+    from tankwatch.broker import free_port
+
+    with pytest.raises(ConnectionRefusedError):  # nothing listens there
+        FastPublisher("127.0.0.1", free_port()).publish_apart(publish_packets(TOPIC, [b"{}"]), timeout_s=10)
