@@ -17,7 +17,6 @@ import contextlib
 import copy
 import json
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import yaml
+
+from tankwatch.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -41,13 +42,6 @@ new PerformanceObserver(list => {
   for (const e of list.getEntries()) { window.__longtasks.count += 1; window.__longtasks.ms += e.duration; }
 }).observe({type: 'longtask', buffered: true});
 """
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_health(url: str, timeout_s: float = 60) -> None:

@@ -12,6 +12,8 @@ import time
 import uuid
 from pathlib import Path
 
+from tankwatch.broker import free_port
+
 DEFAULT_MQTT = ("127.0.0.1", 1883)
 INSTALL_HINT = "run deploy/scripts/test-services.sh (make test does) to install it"
 
@@ -23,13 +25,6 @@ def _connect_packet() -> bytes:
     client_id = f"tw-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}".encode()
     body = b"\x00\x04MQTT" + bytes([4, 0x02, 0, 10]) + len(client_id).to_bytes(2, "big") + client_id
     return bytes([0x10, len(body)]) + body
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def mqtt_accepts(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import math
 import random
-import socket
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from ingest.modbus.adapter import Backoff, ModbusSource
+from tankwatch.broker import free_port
 from tankwatch.clock import ManualClock, SystemClock
 from tankwatch.config import Site, parse_site
 from tankwatch.records import Quality, ReadingBatch
@@ -28,13 +28,6 @@ CASES = Path(__file__).resolve().parent / "modbus" / "cases"
 EXAMPLE_ORDERS = ["ABCD", "CDAB", "DCBA", "BADC"]
 FAST_BACKOFF = Backoff(initial_s=0.05, max_s=0.2)
 WAIT_S = 20.0  # guard against a hang only; every wait ends as soon as its condition holds
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RegisterServer:
