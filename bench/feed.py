@@ -248,7 +248,6 @@ class FastPublisher:
             reader.join(timeout=5)
         return Published(len(packets), started, acked)
 
-
     def publish_apart(self, packets: Sequence[bytes], timeout_s: float = 300.0) -> Published:
         """``publish`` from a process of its own: a system under test in this process must not share its CPU time
         (or its GIL) with the feed, just as a peer in another process does not."""
