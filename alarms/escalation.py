@@ -24,7 +24,7 @@ from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.auth import Principal, allowed_enterprises
 from tankwatch.bus import Bus
-from tankwatch.clock import Clock, sleep_until
+from tankwatch.clock import Clock, ticks
 from tankwatch.config import Site
 from tankwatch.records import AlarmAction, AlarmEvent
 from tankwatch.site import AlarmMatchers, EscalationConfig, EscalationRoute, InhibitRule, Role
@@ -875,13 +875,6 @@ class EscalationRunner:
                 await asyncio.to_thread(self.engine.on_events, good)
 
     async def _tick(self) -> None:
-        """Tick every ``tick_s`` of clock time, counted from each tick's start.
-
-        A clock that moves while a tick runs (a driven replay or test clock) therefore wakes the next tick at once
-        instead of being slept through for another ``tick_s``.
-        """
-        tick_ms = round(self.tick_s * 1000)
-        while True:
-            started_ms = self.clock.now_ms()
-            await asyncio.to_thread(self.engine.tick, started_ms)
-            await sleep_until(self.clock, started_ms + tick_ms)
+        """Tick every ``tick_s`` of clock time (see ``ticks``)."""
+        async for now_ms in ticks(self.clock, self.tick_s):
+            await asyncio.to_thread(self.engine.tick, now_ms)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 
@@ -22,6 +23,19 @@ class Clock(Protocol):
 async def sleep_until(clock: Clock, due_ms: int) -> None:
     """Wait until ``clock`` reads ``due_ms``; return at once when it already does (no catch-up debt is kept)."""
     await clock.sleep(max(due_ms - clock.now_ms(), 0) / 1000)
+
+
+async def ticks(clock: Clock, period_s: float) -> AsyncIterator[int]:
+    """The clock's time now, then every ``period_s`` of clock time counted from each tick's start.
+
+    A driven clock (replay, tests) that moves while the caller works on a tick therefore wakes the next tick at
+    once, instead of being slept through for another period.
+    """
+    period_ms = round(period_s * 1000)
+    while True:
+        now_ms = clock.now_ms()
+        yield now_ms
+        await sleep_until(clock, now_ms + period_ms)
 
 
 class SystemClock:

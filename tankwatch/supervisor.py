@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.bus import Bus
-from tankwatch.clock import Clock, sleep_until
+from tankwatch.clock import Clock, ticks
 from tankwatch.config import Site
 from tankwatch.quality import RangeCheck
 from tankwatch.records import AlarmEvent, Grade, ReadingBatch
@@ -144,8 +144,7 @@ class Pipeline:
     async def _tick_stage(self) -> None:
         """Tick the alarm core every TICK_S of the injected clock (comm-loss and shelving run on time)."""
         assert self.alarm_core is not None
-        while True:
-            now = self.clock.now_ms()
+        async for now in ticks(self.clock, TICK_S):
             events = self.alarm_core.tick(now)
             if events:
                 await self.bus.publish(topics.EVENTS, events)
@@ -154,7 +153,6 @@ class Pipeline:
                 changed = self.grading.update(ReadingBatch.empty(), self.alarm_core.active(), now, self.overdue())
                 if changed:
                     await self.bus.publish(topics.GRADES, changed)
-            await sleep_until(self.clock, now + round(TICK_S * 1000))
 
     async def _historise(self, batches: list[ReadingBatch]) -> None:
         """Write readings to the time-series store off the event loop."""
