@@ -27,6 +27,7 @@ from bench.peers.site import bench_site
 from bench.peers.tankwatch_side import TankwatchRunner
 from bench.services import MosquittoHandle
 from ingest.mqtt.payload import DeviceRoute, MessageDecoder
+from tankwatch.broker import free_port
 
 FLOW_DIR = Path(__file__).resolve().parents[2] / "bench" / "peers" / "node-red"
 TOPIC = "tw-test/bench/points"
@@ -168,8 +169,9 @@ def test_small_feed_through_mqtt_and_a_decode_process(private_mosquitto: Mosquit
             assert time.monotonic() < deadline, f"no warm-up message arrived: {runner.broker()}"
             publisher.publish(publish_packets(TOPIC, [b'{"points": []}']))
             time.sleep(0.2)
-        published = publisher.publish_apart(publish_packets(TOPIC, feed.payloads(64)), timeout_s=60)
-        assert published.messages == len(feed.payloads(64)) and published.acked_s >= published.started_s
+        packets = publish_packets(TOPIC, feed.payloads(64))
+        published = publisher.publish_apart(packets, timeout_s=60)
+        assert published.messages == len(packets) and published.acked_s >= published.started_s
         while runner.snapshot().points < feed.points:
             assert time.monotonic() < deadline + 60, f"points missing: {runner.snapshot()} {runner.broker()}"
             time.sleep(0.05)
@@ -182,7 +184,5 @@ def test_small_feed_through_mqtt_and_a_decode_process(private_mosquitto: Mosquit
 
 
 def test_publish_apart_raises_what_its_process_hit() -> None:
-    from tankwatch.broker import free_port
-
     with pytest.raises(ConnectionRefusedError):  # nothing listens there
         FastPublisher("127.0.0.1", free_port()).publish_apart(publish_packets(TOPIC, [b"{}"]), timeout_s=10)
