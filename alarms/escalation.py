@@ -19,7 +19,9 @@ from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text, del
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import BigInteger
 
+from alarms.lifecycle import LATCHED_NOTE
 from alarms.notify import Dispatcher, Notification
+from alarms.rules import PRIORITIES
 from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.auth import Principal, allowed_enterprises
@@ -250,10 +252,13 @@ class Escalation:
     raised_ms: int
     step: int = -1  # index of the last step that fired; -1 while muted before the first
     step_ms: int | None = None  # when the current step's timer started
-    climbing: bool = True  # stops at the first acknowledgement, clear or regulator close
+    # Stops at the first acknowledgement (or sign, or regulator close) only: an alarm that returned to normal
+    # unacknowledged, or that is latched, keeps climbing until somebody answers for it.
+    climbing: bool = True
     inhibited_by: str | None = None
     paused: bool = False  # the alarm is shelved or suppressed
     alarm_active: bool = True
+    latched: bool = False  # a gas alarm whose condition returned, held until an operator resets it
     cleared_ms: int | None = None
     levels: dict[str, LevelState] = field(default_factory=dict)
     steps_fired: dict[str, int] = field(default_factory=dict)  # step name → when it fired
@@ -279,22 +284,53 @@ class Escalation:
         """Whether any level has acknowledged (or signed)."""
         return any(lv.acked_ms is not None for lv in self.levels.values())
 
+    @property
+    def regulator_signed(self) -> bool:
+        """Whether a regulator level has signed (签收)."""
+        return any(self.levels.get(lv) and self.levels[lv].acked_ms is not None for lv in ("park", "county"))
+
+    @property
+    def back_to_normal(self) -> bool:
+        """The alarm's condition has returned and it is not held latched."""
+        return not self.alarm_active and not self.latched
+
+    @property
+    def at_top(self) -> bool:
+        """The last step of the chain has fired."""
+        return self.step >= len(self.steps) - 1
+
     def next_step_ms(self) -> int | None:
-        """When the next step fires if nobody acknowledges, or None when it will not."""
-        if not self.climbing or self.inhibited_by or self.paused or not self.alarm_active or self.step_ms is None:
+        """When the next step fires if nobody acknowledges, or None when it will not.
+
+        Whether the alarm is still active does not matter: only an acknowledgement stops the climb.
+        """
+        if not self.climbing or self.inhibited_by or self.paused or self.step_ms is None:
             return None
-        if self.step < 0 or self.step >= len(self.steps) - 1:
+        if self.step < 0 or self.at_top:
             return None
         return self.step_ms + self.timers_ms[self.step]
 
+    @property
+    def overdue(self) -> bool:
+        """A step's deadline passed with nobody acknowledging (the chain went past its first step)."""
+        return self.state == "open" and self.step >= 1 and not self.acknowledged and self.closed_ms is None
+
     def status(self) -> str:
-        """open | acknowledged | awaiting_close | awaiting_clear | closed (for lists and badges)."""
+        """Where the escalation stands, as a regulator reads it.
+
+        open (升级中: nobody answered yet) | acknowledged (企业已确认) | signed (监管已签收) |
+        awaiting_close (待消警: a regulator was told and the alarm is back to normal) |
+        awaiting_clear (已消警, 待报警恢复) | closed (已消警: a regulator closed it) |
+        resolved (企业已确认且已恢复: ended within the enterprise, no regulator involved).
+        """
         if self.state == "closed":
-            return "closed"
+            return "closed" if self.closed_ms is not None else "resolved"
         if self.closed_ms is not None:
             return "awaiting_clear"
-        if not self.alarm_active and self.regulator_notified:
+        if self.back_to_normal and self.regulator_notified:
             return "awaiting_close"
+        if self.regulator_signed:
+            return "signed"
         return "acknowledged" if self.acknowledged else "open"
 
     def to_json(self) -> str:
@@ -311,6 +347,14 @@ class Escalation:
         for key in ("steps", "timers_ms", "receivers"):
             data[key] = tuple(data[key])
         return cls(**data)
+
+
+def urgency(e: Escalation) -> tuple[int, int, int, str]:
+    """Sort key of the regulator's inbox: open before ended, then priority (critical first), then age (oldest
+    first), so a critical alarm is never buried under a pile of lesser ones."""
+    rank = PRIORITIES.index(e.labels["priority"]) if e.labels.get("priority") in PRIORITIES else -1
+    ended = e.state == "closed"
+    return (int(ended), -rank, -e.raised_ms if ended else e.raised_ms, e.escalation_id)
 
 
 @dataclass(frozen=True)
@@ -487,13 +531,17 @@ class EscalationEngine:
             return self._raise(ev, notes)
         if e is None:
             return []
-        if ev.action is AlarmAction.ACKNOWLEDGED:
+        if ev.action in (AlarmAction.ACKNOWLEDGED, AlarmAction.RESET):  # a reset implies acknowledgement
+            if ev.action is AlarmAction.RESET:
+                e.latched = False
             self._ack_level(e, "enterprise", ev.user or "?", ev.ts_ms, ev.note)
             self._maybe_close(e, ev.ts_ms, notes)
         elif ev.action is AlarmAction.CLEARED:
+            # The condition returned; the climb goes on until somebody acknowledges (a latched gas alarm, or one
+            # that returned unacknowledged, still needs a person).
             e.alarm_active = False
+            e.latched = ev.note == LATCHED_NOTE
             e.cleared_ms = ev.ts_ms
-            e.climbing = False
             notes.append(self._note(e, "cleared", ev.ts_ms, levels=self._notified_levels(e)))
             released = self._release_inhibited(ev.occurrence_id, ev.ts_ms, notes)
             self._maybe_close(e, ev.ts_ms, notes)
@@ -549,7 +597,7 @@ class EscalationEngine:
             if e.inhibited_by != occurrence_id:
                 continue
             e.inhibited_by = muted_by(self.inhibit, e.labels, self._active_labels())
-            if e.inhibited_by is None and e.alarm_active:
+            if e.inhibited_by is None and e.climbing:
                 if e.step < 0:
                     self._fire(e, 0, ts_ms, notes)
                 else:
@@ -623,16 +671,18 @@ class EscalationEngine:
         e.climbing = False
 
     def _maybe_close(self, e: Escalation, ts_ms: int, notes: list[Notification]) -> None:
-        """Closed once the alarm is back to normal and, if a regulator was told, a regulator closed it."""
-        if e.state == "closed" or e.alarm_active:
+        """Closed once the alarm is back to normal and, if a regulator was told, a regulator closed it.
+
+        Without a regulator, an enterprise acknowledgement is needed too, unless the alarm returned while shelved
+        or suppressed: its occurrence then closed in the alarm core without one, and nothing is left to answer.
+        """
+        if e.state == "closed" or not e.back_to_normal:
             return
         if e.regulator_notified:
             if e.closed_ms is None:
                 return
-        else:
-            ent = e.levels.get("enterprise")
-            if ent is not None and ent.notified_ms is not None and ent.acked_ms is None and e.closed_ms is None:
-                return
+        elif not (e.acknowledged or e.paused or e.closed_ms is not None):
+            return
         e.state = "closed"
         self._open.pop(e.escalation_id, None)
         if e.closed_ms is not None:
@@ -819,22 +869,22 @@ class EscalationEngine:
             return self._in_scope(escalation_id, principal)
 
     def list(self, enterprise_ids: Collection[str], state: str = "open", limit: int = 500) -> list[Escalation]:
-        """Escalations of these enterprises, newest first: ``open`` or ``all``."""
+        """Escalations of these enterprises, most urgent first (see ``urgency``): ``open`` or ``all``.
+
+        ``all`` is every open escalation (never cut off by ``limit``: an old unanswered alarm must not drop out of
+        sight behind newer ones) followed by the ``limit`` most recently raised closed ones.
+        """
         with self._lock:
-            if state == "open":
-                found = [e for e in self._open.values() if e.enterprise_id in enterprise_ids]
-                found.sort(key=lambda e: (-e.raised_ms, e.escalation_id))
-                return found[:limit]
-        return self.store.load(state=None, enterprise_ids=list(enterprise_ids), limit=limit)
+            found = [e for e in self._open.values() if e.enterprise_id in enterprise_ids]
+        found.sort(key=urgency)
+        if state == "open":
+            return found[:limit]
+        return found + self.store.load(state="closed", enterprise_ids=list(enterprise_ids), limit=limit)
 
     def overdue(self) -> set[str]:
         """Occurrence ids nobody acknowledged within the first step's timer, not yet closed (grading: red)."""
         with self._lock:
-            return {
-                e.escalation_id
-                for e in self._open.values()
-                if e.step >= 1 and not e.acknowledged and e.closed_ms is None
-            }
+            return {e.escalation_id for e in self._open.values() if e.overdue}
 
     def is_muted(self, escalation_id: str) -> bool:
         """Whether an escalation is inhibited or its alarm shelved right now (the notifier's inhibit stage)."""

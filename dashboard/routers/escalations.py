@@ -28,6 +28,7 @@ EscalationId = Annotated[str, Path(max_length=64, description="the alarm occurre
 StepName = Literal["operator", "operational", "technical", "principal", "park_regulator", "county_regulator"]
 Level = Literal["enterprise", "park", "county"]
 ReasonCode = Literal["handled", "false_alarm", "equipment_fault", "maintenance", "test"]
+Status = Literal["open", "acknowledged", "signed", "awaiting_close", "awaiting_clear", "closed", "resolved"]
 assert set(ReasonCode.__args__) == set(CLOSE_REASONS)  # type: ignore[attr-defined]
 ACTION_RESPONSES = {
     **AUTH_RESPONSES,
@@ -69,12 +70,21 @@ class DispositionOut(BaseModel):
     text: str
 
 
+class FoldedOut(BaseModel):
+    """Another escalation folded into a row: the same device's comm-loss on another sensor, in the same status."""
+
+    escalation_id: str
+    sensor_id: str
+    sensor_name: str | None
+    raised_ms: int
+
+
 class EscalationOut(BaseModel):
     """An escalation with its SLA countdown: when the next step fires if nobody acknowledges."""
 
     escalation_id: str
     occurrence_id: str
-    status: Literal["open", "acknowledged", "awaiting_close", "awaiting_clear", "closed"]
+    status: Status
     enterprise_id: str
     enterprise_name: str | None
     source_id: str
@@ -87,12 +97,14 @@ class EscalationOut(BaseModel):
     raised: str | None
     alarm_active: bool
     cleared_ms: int | None
+    latched: bool  # a gas alarm whose condition returned, held until reset
     steps: list[StepName]
     step: StepName | None  # the last step that fired
+    at_top: bool  # the last step of the chain has fired
     next_step: StepName | None
     next_step_ms: int | None
     seconds_to_next_step: float | None  # the countdown; 0 when due now
-    overdue: bool
+    overdue: bool  # a step's deadline passed with nobody acknowledging
     inhibited_by: str | None
     paused: bool
     levels: list[LevelOut]
@@ -101,13 +113,14 @@ class EscalationOut(BaseModel):
     closed_by: str | None
     close_reason: ReasonCode | None
     close_note: str | None
+    folded: list[FoldedOut] = []  # with ``fold=device``: the same device's comm-loss escalations in this row
 
 
 class EscalationsOut(BaseModel):
-    """Escalations newest first."""
+    """Escalations, most urgent first: open before ended, then priority, then age (oldest first)."""
 
     state: Literal["open", "all"]
-    count: int
+    count: int  # rows, a folded row counting once
     escalations: list[EscalationOut]
 
 
@@ -149,13 +162,15 @@ def escalation_out(e: Escalation, engine: EscalationEngine, names: SiteNames, no
         raised_ms=e.raised_ms,
         raised=iso_utc(e.raised_ms),
         alarm_active=e.alarm_active,
+        latched=e.latched,
         cleared_ms=e.cleared_ms,
         steps=list(e.steps),  # type: ignore[arg-type]
         step=e.steps[e.step] if e.step >= 0 else None,  # type: ignore[arg-type]
+        at_top=e.at_top,
         next_step=e.steps[e.step + 1] if next_ms is not None else None,  # type: ignore[arg-type]
         next_step_ms=next_ms,
         seconds_to_next_step=None if next_ms is None else max(0.0, (next_ms - now_ms) / 1000),
-        overdue=e.step >= 1 and not e.acknowledged and e.closed_ms is None and e.state == "open",
+        overdue=e.overdue,
         inhibited_by=e.inhibited_by,
         paused=e.paused,
         levels=[
@@ -180,6 +195,27 @@ def escalation_out(e: Escalation, engine: EscalationEngine, names: SiteNames, no
     )
 
 
+def fold_comm_loss(rows: list[EscalationOut], devices: dict[str, str | None]) -> list[EscalationOut]:
+    """Fold the comm-loss escalations of one device that stand in the same status into the first (most urgent)
+    of them: a dead PLC is one row for the regulator, not one per instrument behind it."""
+    leads: dict[tuple[str, str, str], EscalationOut] = {}
+    out: list[EscalationOut] = []
+    for row in rows:
+        device = devices.get(row.escalation_id)
+        if row.condition != "COMM" or device is None:
+            out.append(row)
+            continue
+        key = (row.enterprise_id, device, row.status)
+        lead = leads.get(key)
+        if lead is None:
+            leads[key] = row
+            out.append(row)
+        else:
+            lead.folded.append(FoldedOut(escalation_id=row.escalation_id, sensor_id=row.sensor_id,
+                                         sensor_name=row.sensor_name, raised_ms=row.raised_ms))
+    return out
+
+
 def _fail(exc: EscalationError) -> HTTPException:
     return HTTPException(exc.status, str(exc))
 
@@ -191,12 +227,16 @@ def list_escalations(
     names: NamesDep,
     clock: ClockDep,
     state: Annotated[Literal["open", "all"], Query(description="open only, or every escalation")] = "open",
-    limit: Annotated[int, Query(ge=1, le=2000)] = 200,
+    limit: Annotated[int, Query(ge=1, le=2000, description="open: at most this many; all: every open one "
+                                "and this many ended ones")] = 200,
+    fold: Annotated[Literal["none", "device"], Query(description="device: one row per device's comm-loss")] = "none",
 ) -> EscalationsOut:
-    """Escalations of the enterprises in the caller's scope, newest first, with the SLA countdown."""
+    """Escalations of the enterprises in the caller's scope, most urgent first, with the SLA countdown."""
     now = clock.now_ms()
     found = engine.list(scope.enterprises, state=state, limit=limit)
     rows = [escalation_out(e, engine, names, now) for e in found]
+    if fold == "device":
+        rows = fold_comm_loss(rows, {e.escalation_id: e.labels.get("device") for e in found})
     return EscalationsOut(state=state, count=len(rows), escalations=rows)
 
 

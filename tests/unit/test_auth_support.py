@@ -50,7 +50,8 @@ def password(login: str) -> str:
 
 
 def site_with_users(escalation: dict[str, Any] | None = None) -> Site:
-    """The demo site plus one user per role, 张伟 (HS1 操作负责人) linked to ``zhangwei``, and an escalation section."""
+    """The demo site plus one user per role, 张伟 (HS1 操作负责人) linked to ``zhangwei``, and an escalation section
+    (default: tankwatch's defaults)."""
     data = load_site(SITE_FILE).file.model_dump(mode="json", exclude_none=True, by_alias=True)
     data["users"] = [
         {"login": login, "name": login, "role": role, "scope": scope, "password": password(login)}
@@ -59,8 +60,7 @@ def site_with_users(escalation: dict[str, Any] | None = None) -> Site:
     hs1 = data["enterprises"][0]["hazard_sources"][0]
     assert hs1["id"] == "HS1"
     hs1["responsible"]["operational"]["user"] = "zhangwei"
-    if escalation is not None:
-        data["escalation"] = escalation
+    data["escalation"] = escalation or {}  # the product's defaults, not the demo's short timers
     return rebuild_site(data, "test-site")
 
 

@@ -194,6 +194,91 @@ def test_alarm_acknowledged_and_cleared_within_the_enterprise_closes_by_itself(w
     assert engine.list({"E1"}, "open") == []
 
 
+def chain_times(priority: str) -> list[int]:
+    """When each step of the default chain fires for an alarm raised at T0 that nobody acknowledges."""
+    fired = [T0]
+    for wait in DEFAULT_TIMERS_MIN[priority]:
+        fired.append(fired[-1] + round(wait * MIN))
+    return fired
+
+
+def test_an_alarm_that_returned_unacknowledged_climbs_to_the_county(world) -> None:
+    """Returning to normal never stops a climb: nobody acknowledged, so every level up to the county is told."""
+    site, clock, engine, auth = world
+    raised = alarm(site, SENSOR, AlarmAction.RAISED, T0)
+    engine.on_events([raised, alarm(site, SENSOR, AlarmAction.CLEARED, T0 + MIN, raised_ms=T0)])
+    fired = chain_times("high")
+    e = engine.get(raised.occurrence_id, who(auth, "op-e1"))
+    assert e.next_step_ms() == fired[1] and e.status() == "open"
+    notes = run_until(engine, clock, fired[-1] + MIN)
+    steps = [(n.context["step"], n.ts_ms) for n in notes if n.kind == "escalated"]
+    assert steps == list(zip(DEFAULT_STEPS[1:], fired[1:], strict=True))
+    reminders = {n.level for n in notes if n.kind == "reminder"}
+    assert reminders >= {"enterprise", "park"}  # reminders follow the same rule
+    e = engine.get(raised.occurrence_id, who(auth, "county-reg"))
+    assert e.at_top and e.overdue and e.status() == "awaiting_close"
+    assert raised.occurrence_id in engine.overdue()
+
+
+def test_a_latched_gas_alarm_climbs_until_reset_and_a_regulator_closes_it(world) -> None:
+    """The case of the demo's chlorine leak: GAS2 latched, its condition gone, nobody acknowledging: the park
+    regulator is told, signs, records the disposition and closes; the escalation ends when the operator resets."""
+    site, clock, engine, auth = world
+    gas = "HS1-GD03"  # a gas detector of E1
+    kw = {"condition": "GAS2", "priority": "critical", "raised_ms": T0}
+    raised = alarm(site, gas, AlarmAction.RAISED, T0, condition="GAS2", priority="critical")
+    engine.on_events([raised, alarm(site, gas, AlarmAction.CLEARED, T0 + 30_000, note="latched", **kw)])
+    fired = chain_times("critical")
+    run_until(engine, clock, fired[4] + MIN)  # the park regulator was told at fired[4]
+    park = who(auth, "park-reg")
+    e = engine.get(raised.occurrence_id, park)
+    assert e.latched and e.steps[e.step] == "park_regulator" and e.status() == "open"
+    engine.sign(raised.occurrence_id, park, "已签收")
+    assert engine.get(raised.occurrence_id, park).status() == "signed"
+    engine.dispose(raised.occurrence_id, park, "已通知企业现场检查氯气泄漏点")
+    e = engine.close(raised.occurrence_id, park, "handled")
+    assert e.status() == "awaiting_clear" and e.state == "open"  # still latched
+    notes = engine.on_events([alarm(site, gas, AlarmAction.RESET, fired[4] + 5 * MIN, user="op-e1", **kw)])
+    e = engine.get(raised.occurrence_id, park)
+    assert e.state == "closed" and e.status() == "closed" and "closed" in [n.kind for n in notes]
+
+
+def test_a_latched_alarm_reset_within_the_enterprise_ends_as_resolved_not_closed(world) -> None:
+    site, clock, engine, auth = world
+    kw = {"condition": "GAS1", "priority": "medium", "raised_ms": T0}
+    raised = alarm(site, SENSOR, AlarmAction.RAISED, T0, condition="GAS1", priority="medium")
+    engine.on_events([raised, alarm(site, SENSOR, AlarmAction.CLEARED, T0 + MIN, note="latched", **kw)])
+    engine.on_events([alarm(site, SENSOR, AlarmAction.ACKNOWLEDGED, T0 + 2 * MIN, user="op-e1", **kw)])
+    e = engine.get(raised.occurrence_id, who(auth, "op-e1"))
+    assert e.state == "open" and e.status() == "acknowledged"  # 企业已确认: latched, not back to normal yet
+    engine.on_events([alarm(site, SENSOR, AlarmAction.RESET, T0 + 3 * MIN, user="op-e1", **kw)])
+    e = engine.get(raised.occurrence_id, who(auth, "op-e1"))
+    assert e.state == "closed" and e.status() == "resolved"  # never 已消警: no regulator closed it
+
+
+def test_a_shelved_alarm_that_returns_ends_without_an_acknowledgement(world) -> None:
+    """Its occurrence closed in the alarm core (shelved and returned): nothing is left to acknowledge."""
+    site, clock, engine, _ = world
+    raised = alarm(site, SENSOR, AlarmAction.RAISED, T0)
+    engine.on_events([raised, alarm(site, SENSOR, AlarmAction.SHELVED, T0 + MIN, raised_ms=T0, user="op-e1")])
+    engine.on_events([alarm(site, SENSOR, AlarmAction.CLEARED, T0 + 2 * MIN, raised_ms=T0)])
+    assert engine.list({"E1"}) == []
+
+
+def test_the_inbox_lists_by_priority_then_age_and_never_cuts_off_an_open_escalation(world) -> None:
+    site, clock, engine, auth = world
+    comm_sensors = [s.sensor.id for s in site.sensors if s.enterprise_id == "E1"][:6]
+    comm = [alarm(site, s, AlarmAction.RAISED, T0 + i * 1000, condition="COMM", priority="low", note="comm-fail")
+            for i, s in enumerate(comm_sensors)]
+    critical = alarm(site, SENSOR, AlarmAction.RAISED, T0 - 5 * MIN, condition="HH", priority="critical")
+    high_new = alarm(site, SENSOR, AlarmAction.RAISED, T0 + 9000, condition="H", priority="high")
+    high_old = alarm(site, SENSOR, AlarmAction.RAISED, T0 + 8000, condition="L", priority="high")
+    engine.on_events([critical, *comm, high_old, high_new])
+    order = [e.escalation_id for e in engine.list({"E1"}, "all", limit=2)]
+    assert order[:3] == [critical.occurrence_id, high_old.occurrence_id, high_new.occurrence_id]
+    assert order[3:] == [a.occurrence_id for a in comm]  # all open ones, whatever the limit
+
+
 def test_comm_loss_on_a_device_mutes_the_stale_alarms_of_its_sensors(world) -> None:
     site, clock, engine, _ = world
     same_device = [s.sensor.id for s in site.sensors if s.device_id == "plc-HS1"][:3]
