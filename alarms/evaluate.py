@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from alarms import lifecycle
-from alarms.lifecycle import Command, CommandError, parse_command
+from alarms.lifecycle import Command, CommandError, parse_command, shelving_refusal
 from alarms.rules import (
     COMM,
     CONDITION_INDEX,
@@ -47,7 +47,8 @@ from tankwatch.metrics import ALARM_EVENTS, INPUT_REJECTED
 from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, stable_id, stable_ids
 
 STAGE = "alarms"
-SNAPSHOT_FORMAT = "tankwatch.alarm-core/2"
+SNAPSHOT_FORMAT = "tankwatch.alarm-core/3"
+LEGACY_SNAPSHOT_FORMAT = "tankwatch.alarm-core/2"  # read still: its shelves lack since, id, reason code, approver
 NO_TS = -1  # "never"; valid timestamps are >= 0
 MAX_TS_MS = 32_503_680_000_000  # 3000-01-01T00:00:00Z; later (or negative) timestamps are rejected as corrupt
 KNOWN_QUALITIES = max(Quality) + 1
@@ -91,6 +92,25 @@ class Occurrence:
             suppressed=self.suppressed,
             out_of_service=self.out_of_service,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Shelf:
+    """An alarm (sensor × condition) shelved by an operator: until when, by whom, why, and the event that began it."""
+
+    until: int
+    user: str
+    reason: str
+    occurrence_id: str  # the occurrence it was shelved from
+    since: int  # NO_TS for a shelf restored from a legacy snapshot
+    id: str  # the id of its ``shelved`` event, which names the shelf in stores and APIs
+    reason_code: str | None = None
+    approved_by: str | None = None
+
+    def as_row(self) -> list[Any]:
+        """Snapshot form (after the sensor and condition)."""
+        return [self.until, self.user, self.reason, self.occurrence_id, self.since, self.id, self.reason_code,
+                self.approved_by]
 
 
 @dataclass(slots=True)
@@ -228,6 +248,8 @@ class AlarmCore:
         self._setpoints = rules.setpoint.tolist()
         self._suppressed = rules.suppressed.tolist()
         self._esd_list = rules.esd.tolist()
+        self.shelving_policy = site.file.shelving
+        self._gas_second = rules.setpoint[:, CONDITION_INDEX["GAS2"]].tolist()  # NaN where a sensor has none
         # Slots whose raises and clears can take the bulk path: flat-line, rate and non-latching limits, of sensors
         # not suppressed by design and, for level-low alarms, without an ESD valve to look at.
         plain = np.zeros((n, N_CONDITIONS), dtype=bool)
@@ -274,7 +296,7 @@ class AlarmCore:
         self.current: dict[int, Occurrence] = {}  # slot → the occurrence its alarm is in, while active
         self.open: dict[str, Occurrence] = {}  # every open occurrence by id
         self.last_raise: dict[int, tuple[int, int]] = {}  # slot → (ts, seq) of its latest raise
-        self.shelving: dict[int, tuple[int, str, str, str]] = {}  # slot → (until, user, reason, occurrence id)
+        self.shelving: dict[int, Shelf] = {}  # slot → its shelf, while shelved
         self.started_ms: int | None = None  # first tick: the reference for sensors never heard
 
     # ------------------------------------------------------------------ evaluation
@@ -954,9 +976,10 @@ class AlarmCore:
             occ.suppressed = True
             return raised, self._event(occ, AlarmAction.SUPPRESSED, ts, note=f"{lifecycle.DESIGN_NOTE}: ESD closed")
         shelf = self.shelving.get(slot)
-        if shelf is not None and ts < shelf[0]:
+        if shelf is not None and ts < shelf.until:
             occ.shelved = True
-            return raised, self._event(occ, AlarmAction.SHELVED, ts, user=shelf[1], note=shelf[2])
+            return raised, self._event(occ, AlarmAction.SHELVED, ts, user=shelf.user, note=shelf.reason,
+                                       detail={"shelf_id": shelf.id, "until_ms": shelf.until})
         return raised, None
 
     def _clear(self, slot: int, ts: int, value: float | None) -> AlarmEvent:
@@ -984,6 +1007,7 @@ class AlarmCore:
         limit: float | None = None,
         user: str | None = None,
         note: str | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> AlarmEvent:
         """An event of an occurrence; the id is derived from the occurrence, action, time and user."""
         sensor, cond = divmod(occ.slot, N_CONDITIONS)
@@ -992,7 +1016,7 @@ class AlarmCore:
         return AlarmEvent(  # positional: built for every transition the bulk path (_apply_plain) does not take
             event_id, occ.id, self.sensor_ids[sensor], CONDITIONS[cond], action, ts,
             self._priority_names[sensor][cond], self._enterprise[sensor], self._source[sensor], value, limit, user,
-            note,
+            note, detail,
         )
 
     def _count(self, events: list[AlarmEvent]) -> list[AlarmEvent]:
@@ -1022,15 +1046,12 @@ class AlarmCore:
         self.active_flag[due * N_CONDITIONS + COMM] = True
         self.raise_ts[due * N_CONDITIONS + COMM] = due_ts
         self.busy[due] = True
-        for slot, (until, *_) in sorted(self.shelving.items()):
-            if until <= now_ms:
+        for slot, shelf in sorted(self.shelving.items()):
+            if shelf.until <= now_ms:
                 del self.shelving[slot]
-                occ = self.current.get(slot)
-                if occ is not None and occ.shelved:
-                    occ.shelved = False
-                    event = self._event(occ, AlarmAction.UNSHELVED, until, note="shelve expired")
-                    sensor, cond = divmod(slot, N_CONDITIONS)
-                    out.append(((until, sensor, cond, 1, 0), event))
+                event = self._end_shelf(slot, shelf, shelf.until, None, lifecycle.SHELVE_EXPIRED_NOTE)
+                sensor, cond = divmod(slot, N_CONDITIONS)
+                out.append(((shelf.until, sensor, cond, 1, 0), event))
         out.sort(key=lambda pair: pair[0])
         return self._count([event for _, event in out])
 
@@ -1043,7 +1064,8 @@ class AlarmCore:
             if cmd.op == "acknowledge":
                 return self.acknowledge(cmd.occurrence_id or "", cmd.user, cmd.ts_ms, cmd.note)
             if cmd.op == "shelve":
-                return self.shelve(cmd.occurrence_id or "", cmd.user, cmd.ts_ms, cmd.note or "", cmd.duration_s or 0)
+                return self.shelve(cmd.occurrence_id or "", cmd.user, cmd.ts_ms, cmd.note or "", cmd.duration_s or 0,
+                                   reason_code=cmd.reason_code, approved_by=cmd.approved_by)
             if cmd.op == "unshelve":
                 return self.unshelve(cmd.occurrence_id or "", cmd.user, cmd.ts_ms, cmd.note)
             if cmd.op == "reset":
@@ -1077,36 +1099,65 @@ class AlarmCore:
         return self._count([event])
 
     def shelve(
-        self, occurrence_id: str, user: str, ts_ms: int, reason: str, duration_s: float
+        self,
+        occurrence_id: str,
+        user: str,
+        ts_ms: int,
+        reason: str,
+        duration_s: float,
+        *,
+        reason_code: str | None = None,
+        approved_by: str | None = None,
     ) -> list[AlarmEvent]:
-        """Shelve the alarm of an open occurrence for ``duration_s`` (at most lifecycle.MAX_SHELVE_S)."""
+        """Shelve the alarm of an open occurrence within the site's shelving policy (see alarms/lifecycle.py)."""
         occ = self._occurrence(occurrence_id)
-        if not reason or not reason.strip():
-            raise CommandError("shelving needs a reason")
-        if not 0 < duration_s <= lifecycle.MAX_SHELVE_S:
-            raise CommandError(f"shelve duration must be above 0 and at most {lifecycle.MAX_SHELVE_S:g} s")
-        self.shelving[occ.slot] = (ts_ms + round(duration_s * 1000), user, reason, occ.id)
+        sensor, cond = divmod(occ.slot, N_CONDITIONS)
+        why = shelving_refusal(self.shelving_policy, self._priority_names[sensor][cond], CONDITIONS[cond],
+                               duration_s, reason, reason_code, self._gas_second[sensor],
+                               float(self.prev_good_v[sensor]))
+        if why is not None:
+            raise CommandError(why.en)
+        held = self.shelving.get(occ.slot)
+        if held is not None:
+            raise CommandError(f"the alarm of occurrence {occurrence_id!r} is shelved already (by {held.user} until "
+                               f"{held.until} ms); unshelve it first")
+        until = ts_ms + round(duration_s * 1000)
+        detail = {k: v for k, v in (("until_ms", until), ("reason_code", reason_code), ("approved_by", approved_by))
+                  if v is not None}
+        shelved = self._event(occ, AlarmAction.SHELVED, ts_ms, user=user, note=reason, detail=detail)
+        self.shelving[occ.slot] = Shelf(until, user, reason, occ.id, ts_ms, shelved.id, reason_code, approved_by)
+        events = [shelved]
         occ.shelved = True
-        event = self._event(occ, AlarmAction.SHELVED, ts_ms, user=user, note=reason)
         if occ.state == lifecycle.NORMAL:
             del self.open[occ.id]
-        return self._count([event])
+        current = self.current.get(occ.slot)
+        if current is not None and current is not occ and not current.shelved:  # the alarm's other occurrence
+            current.shelved = True
+            events.append(self._event(current, AlarmAction.SHELVED, ts_ms, user=user, note=reason,
+                                      detail={"shelf_id": shelved.id, "until_ms": until}))
+        return self._count(events)
 
     def unshelve(self, occurrence_id: str, user: str, ts_ms: int, note: str | None = None) -> list[AlarmEvent]:
-        """Unshelve the alarm an occurrence belongs to (the shelved one, or any open one of it)."""
-        slots = [slot for slot, shelf in self.shelving.items() if shelf[3] == occurrence_id]
+        """Unshelve the alarm an occurrence belongs to (the one it was shelved from, or any open one of it)."""
+        slots = [slot for slot, shelf in self.shelving.items() if shelf.occurrence_id == occurrence_id]
         if slots:
             slot = slots[0]
         else:
             slot = self._occurrence(occurrence_id).slot
             if slot not in self.shelving:
                 raise CommandError(f"the alarm of occurrence {occurrence_id!r} is not shelved")
-        del self.shelving[slot]
+        shelf = self.shelving.pop(slot)
+        return self._count([self._end_shelf(slot, shelf, ts_ms, user, note)])
+
+    def _end_shelf(self, slot: int, shelf: Shelf, ts_ms: int, user: str | None, note: str | None) -> AlarmEvent:
+        """The ``unshelved`` event that ends a shelf: of the alarm's shelved occurrence, or, when none is open, of
+        the occurrence it was shelved from (closed by now), so that stores always learn that the shelf ended."""
         occ = self.current.get(slot)
-        if occ is None or not occ.shelved:
-            return []
-        occ.shelved = False
-        return self._count([self._event(occ, AlarmAction.UNSHELVED, ts_ms, user=user, note=note)])
+        if occ is not None and occ.shelved:
+            occ.shelved = False
+        else:
+            occ = Occurrence(shelf.occurrence_id, slot, 0, 0, None, None)
+        return self._event(occ, AlarmAction.UNSHELVED, ts_ms, user=user, note=note, detail={"shelf_id": shelf.id})
 
     def reset(self, occurrence_id: str, user: str, ts_ms: int, note: str | None = None) -> list[AlarmEvent]:
         """Reset a latched occurrence whose condition has returned; reset implies acknowledgement."""
@@ -1269,14 +1320,14 @@ class AlarmCore:
                 if ts >= last_ts[slot // N_CONDITIONS]
             ],
             "shelving": [
-                [ids[slot // N_CONDITIONS], CONDITIONS[slot % N_CONDITIONS], until, user, reason, occ]
-                for slot, (until, user, reason, occ) in sorted(self.shelving.items())
+                [ids[slot // N_CONDITIONS], CONDITIONS[slot % N_CONDITIONS], *shelf.as_row()]
+                for slot, shelf in sorted(self.shelving.items())
             ],
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         """Replace the state with a snapshot's, dropping sensors or conditions this site no longer has."""
-        if not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT:
+        if not isinstance(snapshot, dict) or snapshot.get("format") not in (SNAPSHOT_FORMAT, LEGACY_SNAPSHOT_FORMAT):
             got = snapshot.get("format") if isinstance(snapshot, dict) else type(snapshot).__name__
             raise ValueError(f"not an alarm-core snapshot (format {got!r}, expected {SNAPSHOT_FORMAT!r})")
         self._reset_state()
@@ -1323,10 +1374,13 @@ class AlarmCore:
             slot = self._slot(sensor_id, name)
             if slot is not None:
                 self.last_raise[slot] = (int(ts), int(seq))
-        for sensor_id, name, until, user, reason, occ_id in snapshot["shelving"]:
+        for sensor_id, name, until, user, reason, occ_id, *more in snapshot["shelving"]:
             slot = self._slot(sensor_id, name)
-            if slot is not None:
-                self.shelving[slot] = (int(until), str(user), str(reason), str(occ_id))
+            if slot is None:
+                continue
+            since, shelf_id, code, approver = more or (NO_TS, stable_id(occ_id, AlarmAction.SHELVED, until), None, None)
+            self.shelving[slot] = Shelf(int(until), str(user), str(reason), str(occ_id), int(since), str(shelf_id),
+                                        code, approver)
         self._update_busy(np.arange(self.n_sensors))
         if dropped:
             INPUT_REJECTED.labels(STAGE, "snapshot_unknown_slot").inc(dropped)
@@ -1421,4 +1475,4 @@ def _before(after: np.ndarray, start: np.ndarray, carry: np.ndarray) -> np.ndarr
     return np.where(start, carry, out)
 
 
-__all__ = ["AlarmCore", "Occurrence", "SNAPSHOT_FORMAT"]
+__all__ = ["AlarmCore", "Occurrence", "SNAPSHOT_FORMAT", "Shelf"]

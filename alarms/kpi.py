@@ -9,6 +9,8 @@ load (an occurrence raised while suppressed by design or shelved never reached t
 - stale alarms: still present (and open) more than 24 h after being raised
 - top-10 bad actors: sensor × condition by number of raises
 - priority mix: raises per priority, and their shares
+- shelving (from shelf rows): alarms shelved now, shelves begun in the window, minutes shelved within it, the
+  longest shelf, shelves the clock ended (expired) and occurrences raised under a shelf
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ class BadActor:
 
 
 @dataclass(slots=True)
+class ShelvingKpis:
+    """How much one enterprise shelved over one window (EEMUA 191: shelving is watched, like alarm rates)."""
+
+    shelved_now: int = 0
+    shelves: int = 0  # begun in the window
+    shelved_minutes: float = 0.0  # every shelf's time within the window, summed
+    longest_minutes: float = 0.0  # the longest shelf overlapping the window, whole length
+    expired: int = 0  # ended by the clock within the window
+    occurrences: int = 0  # raised under a shelf that overlaps the window
+
+
+@dataclass(slots=True)
 class EnterpriseKpis:
     """The KPIs of one enterprise over one window."""
 
@@ -54,6 +68,7 @@ class EnterpriseKpis:
     bad_actors: list[BadActor] = field(default_factory=list)
     priority_counts: dict[str, int] = field(default_factory=dict)
     priority_shares: dict[str, float] = field(default_factory=dict)
+    shelving: ShelvingKpis = field(default_factory=ShelvingKpis)
 
 
 def alarm_kpis(
@@ -62,8 +77,13 @@ def alarm_kpis(
     until_ms: int,
     now_ms: int,
     enterprise_ids: Iterable[str] = (),
+    shelves: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, EnterpriseKpis]:
-    """KPIs per enterprise over [since_ms, until_ms); ``enterprise_ids`` are listed even with no alarms."""
+    """KPIs per enterprise over [since_ms, until_ms); ``enterprise_ids`` are listed even with no alarms.
+
+    ``shelves`` are shelf rows (tankwatch/stores/events.py) overlapping the window; without them the shelving KPIs
+    stay zero.
+    """
     if until_ms <= since_ms:
         raise ValueError(f"the KPI window must end after it starts ({since_ms} .. {until_ms})")
     raises: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
@@ -76,10 +96,11 @@ def alarm_kpis(
             raises[enterprise].append(occ)
         if occ.get("state") != "cleared" and occ.get("active") and now_ms - occ["raised_ms"] > STALE_AFTER_MS:
             stale[enterprise].append(occ["occurrence_id"])
+    shelving = shelving_kpis(shelves, since_ms, until_ms)
     first_period = since_ms // PERIOD_MS
     periods = (until_ms - 1) // PERIOD_MS - first_period + 1
     out: dict[str, EnterpriseKpis] = {}
-    for enterprise in sorted(set(enterprise_ids) | set(raises) | set(stale)):
+    for enterprise in sorted(set(enterprise_ids) | set(raises) | set(stale) | set(shelving)):
         rows = raises.get(enterprise, [])
         per_period = Counter(r["raised_ms"] // PERIOD_MS for r in rows)
         counts = Counter((r["sensor_id"], r["condition"]) for r in rows)
@@ -99,11 +120,33 @@ def alarm_kpis(
                 BadActor(s, c, n) for (s, c), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
             ],
             priority_counts={p: priorities.get(p, 0) for p in PRIORITIES},
+            shelving=shelving.get(enterprise, ShelvingKpis()),
         )
         kpis.flood_share = kpis.flood_periods / periods
         kpis.priority_shares = {p: (n / len(rows) if rows else 0.0) for p, n in kpis.priority_counts.items()}
         out[enterprise] = kpis
     return out
+
+
+def shelving_kpis(shelves: Iterable[Mapping[str, Any]], since_ms: int, until_ms: int) -> dict[str, ShelvingKpis]:
+    """Shelving KPIs per enterprise over [since_ms, until_ms) from shelf rows (a holding shelf runs to until_ms)."""
+    out: dict[str, ShelvingKpis] = defaultdict(ShelvingKpis)
+    for shelf in shelves:
+        begin = shelf["since_ms"]
+        end = shelf["ended_ms"] if shelf["ended_ms"] is not None else until_ms
+        if begin >= until_ms or end < since_ms:
+            continue
+        k = out[shelf["enterprise_id"]]
+        if shelf["ended_ms"] is None:
+            k.shelved_now += 1
+        if begin >= since_ms:
+            k.shelves += 1
+        k.shelved_minutes += (min(end, until_ms) - max(begin, since_ms)) / 60_000
+        k.longest_minutes = max(k.longest_minutes, (end - begin) / 60_000)
+        if shelf["ended_ms"] is not None and shelf["ended_by"] is None and end >= since_ms:
+            k.expired += 1
+        k.occurrences += shelf["occurrences"]
+    return dict(out)
 
 
 def _chattering(rows: list[Mapping[str, Any]]) -> list[BadActor]:

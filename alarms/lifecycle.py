@@ -21,9 +21,12 @@ Operations (each produces one event, with ``user`` and the command's ``ts_ms``; 
 ``stable_id(occurrence_id, action, ts_ms, user)`` so a redelivered command yields the same id):
 
 - ``acknowledge``: an open, unacknowledged occurrence.
-- ``shelve``: an open occurrence; the alarm stays shelved for ``duration_s`` (at most ``MAX_SHELVE_S``) and
-  occurrences raised meanwhile are shelved too; a shelved occurrence that returns closes.
-- ``unshelve``: the alarm of a shelved occurrence (also done by the clock when the time is up).
+- ``shelve``: the alarm (sensor × condition) of an open occurrence, for ``duration_s`` within the site's shelving
+  policy (``shelving.max_minutes`` per priority; a reason code where the policy asks for one); its open
+  occurrences and those raised meanwhile are shelved; a shelved occurrence that returns closes. Refused when the
+  alarm is shelved already, and for a gas detector (GAS1/GAS2) reading at or above its second setpoint.
+- ``unshelve``: the alarm of a shelved occurrence (also done by the clock when the time is up); the end of a shelf
+  is always an ``unshelved`` event, of the shelved occurrence or, when none is open, of the one it was shelved from.
 - ``reset``: a latched occurrence whose condition has returned (reset implies acknowledgement).
 - ``comment``: any occurrence.
 - ``remove_from_service`` / ``return_to_service``: a sensor; out-of-service sensors are not evaluated.
@@ -42,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tankwatch.records import AlarmAction
+from tankwatch.site import ShelvingPolicy
 
 NORMAL = "normal"
 UNACK_ACTIVE = "unack_active"
@@ -54,10 +58,12 @@ OUT_OF_SERVICE = "out_of_service"
 STATES = (NORMAL, UNACK_ACTIVE, ACK_ACTIVE, UNACK_RETURNED, LATCHED, SHELVED, SUPPRESSED, OUT_OF_SERVICE)
 ANNUNCIATED = frozenset({UNACK_ACTIVE, ACK_ACTIVE, UNACK_RETURNED, LATCHED})  # the operator's alarm list
 
-MAX_SHELVE_S = 8 * 3600.0  # one shift: a shelved alarm comes back by itself
+MAX_SHELVE_S = 24 * 3600.0  # no command shelves for longer; the site's policy sets the limit per priority
 MAX_TEXT = 500  # reasons and comments
 
 LATCHED_NOTE = "latched"  # note of the ``cleared`` event of an occurrence that stays latched
+SHELVE_EXPIRED_NOTE = "shelve expired"  # note of the ``unshelved`` event the clock makes when a shelf runs out
+GAS_CONDITIONS = frozenset({"GAS1", "GAS2"})  # latched per GB/T 50493: never shelved at or above the second setpoint
 OUT_OF_SERVICE_NOTE = "out of service"  # prefix of the note of a ``suppressed`` event for out-of-service
 DESIGN_NOTE = "suppressed by design"  # prefix of the note of a ``suppressed`` event for suppression by design
 
@@ -142,6 +148,61 @@ class CommandError(ValueError):
     """An operator command that cannot be applied; the message says why."""
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an operation is refused: a stable code for clients and the reason in English and Chinese."""
+
+    code: str
+    en: str
+    zh: str
+
+
+PRIORITY_ZH = {"critical": "紧急", "high": "高", "medium": "中", "low": "低"}
+
+
+def shelving_refusal(
+    policy: ShelvingPolicy,
+    priority: str,
+    condition: str,
+    duration_s: float,
+    reason: str,
+    reason_code: str | None,
+    gas_second: float,
+    value: float,
+) -> Refusal | None:
+    """Why the shelving policy rules out shelving this alarm so (None: it allows it); roles are checked elsewhere.
+
+    ``gas_second`` is the detector's second setpoint (NaN when it has none), ``value`` its newest good value.
+    """
+    limit_min = policy.limit_minutes(priority)
+    zh_priority = PRIORITY_ZH.get(priority, priority)
+    if not reason or not reason.strip():
+        return Refusal("shelve.reason_missing", "shelving needs a reason", "搁置须填写原因")
+    if not 0 < duration_s <= limit_min * 60:
+        return Refusal(
+            "shelve.too_long",
+            f"a {priority} alarm may be shelved for at most {limit_min:g} min, not {duration_s / 60:g} min",
+            f"{zh_priority}优先级报警最多搁置 {limit_min:g} 分钟，不能搁置 {duration_s / 60:g} 分钟",
+        )
+    if reason_code is None and priority in policy.code_required:
+        codes = ", ".join(policy.reason_codes)
+        return Refusal("shelve.code_missing", f"shelving a {priority} alarm needs a reason code ({codes})",
+                       f"搁置{zh_priority}优先级报警须选择原因代码")
+    if reason_code is not None and reason_code not in policy.reason_codes:
+        codes = ", ".join(policy.reason_codes)
+        return Refusal("shelve.code_unknown", f"unknown reason code {reason_code!r}; use one of {codes}",
+                       f"原因代码 {reason_code!r} 不存在")
+    if condition in GAS_CONDITIONS and math.isfinite(gas_second) and math.isfinite(value) and value >= gas_second:
+        return Refusal(
+            "shelve.gas_above_second",
+            f"a gas alarm cannot be shelved while the detector reads {value:g}, at or above its second setpoint "
+            f"{gas_second:g} (GB/T 50493-2019 §5.5.2)",
+            f"检测器读数 {value:g} 不低于二级报警设定值 {gas_second:g}，"
+            "可燃/有毒气体报警不得搁置（GB/T 50493-2019 §5.5.2）",
+        )
+    return None
+
+
 OPERATIONS = (
     "acknowledge",
     "shelve",
@@ -166,6 +227,8 @@ class Command:
     condition: str | None = None  # with sensor_id: lets ``comment`` name an occurrence the core no longer holds
     note: str | None = None  # shelve: the reason; comment: the text; others: optional remark
     duration_s: float | None = None  # shelve
+    reason_code: str | None = None  # shelve: one of the policy's reason codes
+    approved_by: str | None = None  # shelve: the second user who approved it (four eyes)
 
     def to_dict(self) -> dict[str, Any]:
         """The bus form."""
@@ -206,6 +269,14 @@ def parse_command(data: Mapping[str, Any]) -> Command:
             raise CommandError(f"duration_s must be above 0 and at most {MAX_SHELVE_S:g} s, not {duration}")
     elif duration is not None:
         raise CommandError(f"duration_s only applies to shelve, not {op}")
+    for key in ("reason_code", "approved_by"):
+        value = data.get(key)
+        if value is None:
+            continue
+        if op != "shelve":
+            raise CommandError(f"{key} only applies to shelve, not {op}")
+        if not isinstance(value, str) or not value.strip() or len(value) > 64:
+            raise CommandError(f"{key} must be a non-empty name of at most 64 characters")
     if op == "remove_from_service" and (not note or not note.strip()):
         raise CommandError("remove_from_service needs a reason (note)")
     if op == "comment" and (not note or not note.strip()):
@@ -222,4 +293,6 @@ def parse_command(data: Mapping[str, Any]) -> Command:
         condition=data.get("condition"),
         note=note,
         duration_s=None if duration is None else float(duration),
+        reason_code=data.get("reason_code"),
+        approved_by=data.get("approved_by"),
     )

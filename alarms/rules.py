@@ -296,6 +296,11 @@ def _band_and_delays(sensor: Sensor, limits: Limits | None) -> tuple[float, int,
     return band, round(limits.on_delay_s * 1000), round(limits.off_delay_s * 1000)
 
 
+def second_gas_setpoint(sensor: Sensor) -> float:
+    """A gas detector's second-level (GAS2) setpoint; NaN when the sensor has none."""
+    return _setpoints(sensor).get("GAS2", math.nan)
+
+
 def _setpoints(sensor: Sensor) -> dict[str, float]:
     """Setpoint of each condition the sensor has: process limits plus gas-detector levels."""
     out: dict[str, float] = {}

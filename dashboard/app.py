@@ -38,6 +38,7 @@ from dashboard.routers import (
 )
 from dashboard.routers.alarms import alarm_out
 from dashboard.routers.deps import AUTH_RESPONSES, SiteNames, authenticated
+from dashboard.routers.refusal import Refused, refused_handler
 from tankwatch import metrics
 from tankwatch.auth import Auth, AuthSettings
 from tankwatch.clock import Clock, SystemClock
@@ -162,6 +163,8 @@ def create_app(
     app.state.evidence = EvidenceStore(engine)
     app.state.replay = ScenarioReplayControl()
     app.state.bus = None
+
+    app.add_exception_handler(Refused, refused_handler)
 
     @app.exception_handler(RequestValidationError)
     async def count_rejected(request: Request, exc: RequestValidationError) -> JSONResponse:

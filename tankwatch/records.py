@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from typing import Any
 
 import numpy as np
 from xxhash import xxh3_128_hexdigest
@@ -169,6 +170,9 @@ class AlarmEvent:
     limit: float | None = None
     user: str | None = None
     note: str | None = None
+    # What an action carried besides its note, e.g. a shelf's ``until_ms``, ``reason_code`` and ``approved_by``, or
+    # the ``shelf_id`` an occurrence was shelved under when raised; None for most events.
+    detail: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready mapping."""
@@ -186,6 +190,7 @@ class AlarmEvent:
             "limit": self.limit,
             "user": self.user,
             "note": self.note,
+            "detail": self.detail,
         }
 
     @classmethod

@@ -18,6 +18,7 @@ from alarms.credibility import EvidenceRecorder, EvidenceStore
 from alarms.escalation import EscalationEngine, EscalationRunner, EscalationStore
 from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
+from alarms.journal import CoreJournal
 from alarms.notify import Dispatcher
 from dashboard.app import create_app
 from dashboard.live import LiveHub
@@ -33,6 +34,7 @@ from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site, rebuild_site
 from tankwatch.records import ReadingBatch
 from tankwatch.stages import cancel_all
+from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import TimeSeriesStore
 from tankwatch.stores.users import UserStore
@@ -135,6 +137,7 @@ async def serve(
     users = UserStore(events.engine)
     sync_site_users(users, site, demo=demo, now_ms=clock.now_ms())  # the site file's users (the demo's)
     auth = Auth(users, site, AuthSettings.from_env(demo=demo))
+    audit = AuditJournal(events.engine)  # one appender per process keeps the hash chain linear
     escalation = EscalationEngine(site, clock, EscalationStore(events.engine), users=users)
     notifier = Dispatcher.from_site(clock, events.engine, site.file.escalation, is_muted=escalation.is_muted)
     escalation.notifier = notifier
@@ -162,11 +165,12 @@ async def serve(
         events=events,
         grading=grading,
         overdue=escalation.overdue,
+        after_store=CoreJournal(audit),
         extra_tasks=(hub.run, record_evidence, escalation_runner.run, notifier.run, *extra_tasks),
     )
     app = create_app(
-        site, timeseries, events, hub, clock=clock, run_hub=False, auth=auth, escalation=escalation,
-        inbox=notifier.inbox,
+        site, timeseries, events, hub, clock=clock, run_hub=False, auth=auth, audit_journal=audit,
+        escalation=escalation, inbox=notifier.inbox,
     )
     app.state.bus = bus
     app.state.grading = grading

@@ -93,6 +93,9 @@ class GasLimits(Strict):
     high: float | None = None  # oxygen only
 
 
+DEFAULT_STALE_PERIODS = 5.0  # tankwatch default: missed periods before a sensor counts as interrupted
+
+
 class Sensor(Strict):
     """One measured point."""
 
@@ -105,7 +108,14 @@ class Sensor(Strict):
     gas: str | None = None  # gas name for toxic detectors, e.g. "NH3", "Cl2", "H2S"
     gas_limits: GasLimits | None = None
     expected_period_s: float = Field(default=1.0, gt=0)
-    stale_periods: float | None = Field(default=5, gt=0)  # no reading for this many periods → comm-loss alarm
+    # no reading for this many periods → comm-loss alarm
+    stale_periods: float | None = Field(default=DEFAULT_STALE_PERIODS, gt=0)
+
+    @property
+    def stale_after_s(self) -> float:
+        """Age beyond which the newest value is no longer live: its comm-loss time (the default 5 periods when the
+        comm-loss alarm is off, so a value still shows its age)."""
+        return (self.stale_periods or DEFAULT_STALE_PERIODS) * self.expected_period_s
 
     @field_validator("range")
     @classmethod
@@ -559,6 +569,52 @@ class EscalationConfig(Strict):
     dedup_window_s: float = Field(default=3600.0, ge=0)
 
 
+AlarmPriority = Literal["low", "medium", "high", "critical"]
+MAX_SHELVE_MIN = 24 * 60  # no policy may shelve an alarm for longer than a day
+
+# tankwatch defaults after ISA-18.2 / EEMUA 191 practice (shelving is timed, short for the alarms that matter most);
+# the numbers are ours, not a regulation's.
+DEFAULT_SHELVE_MAX_MIN: dict[str, float] = {"critical": 30, "high": 60, "medium": 240, "low": 480}
+
+
+class ShelveReason(Strict):
+    """A reason code an operator picks when shelving, with its labels."""
+
+    zh: str = Field(min_length=1, max_length=40)
+    en: str = Field(min_length=1, max_length=60)
+
+
+DEFAULT_SHELVE_REASONS: dict[str, ShelveReason] = {
+    "maintenance": ShelveReason(zh="检修作业", en="Maintenance work"),
+    "instrument_fault": ShelveReason(zh="仪表故障待修", en="Instrument fault awaiting repair"),
+    "nuisance": ShelveReason(zh="误报或抖动报警", en="Nuisance (false or chattering) alarm"),
+    "known_condition": ShelveReason(zh="已知工况（开停车、置换等）", en="Known process condition (start-up, purge, …)"),
+    "test": ShelveReason(zh="测试", en="Test"),
+}
+
+
+class ShelvingPolicy(Strict):
+    """Who may shelve which alarm, for how long and why; every default is tankwatch's (ISA-18.2 / EEMUA 191 practice).
+
+    Gas alarms that latch (GB/T 50493-2019 §5.5.2) are never shelved while the detector reads at or above the
+    second setpoint: that rule is not configurable.
+    """
+
+    max_minutes: dict[AlarmPriority, Annotated[float, Field(gt=0, le=MAX_SHELVE_MIN)]] = Field(
+        default_factory=lambda: dict(DEFAULT_SHELVE_MAX_MIN)
+    )
+    reason_codes: dict[Id, ShelveReason] = Field(default_factory=lambda: dict(DEFAULT_SHELVE_REASONS), min_length=1)
+    code_required: list[AlarmPriority] = Field(default_factory=lambda: ["critical"])
+    # Priorities an operator may shelve only with a second user's approval; the roles in ``self_approving`` need none.
+    approval_required: list[AlarmPriority] = Field(default_factory=lambda: ["critical"])
+    self_approving: list[Role] = Field(default_factory=lambda: [Role.SAFETY_MANAGER])
+    approvers: list[Role] = Field(default_factory=lambda: [Role.SAFETY_MANAGER, Role.OPERATOR])
+
+    def limit_minutes(self, priority: str) -> float:
+        """The longest an alarm of this priority may stay shelved."""
+        return self.max_minutes.get(priority, DEFAULT_SHELVE_MAX_MIN.get(priority, DEFAULT_SHELVE_MAX_MIN["low"]))
+
+
 class SiteFile(Strict):
     """The whole site file."""
 
@@ -571,6 +627,7 @@ class SiteFile(Strict):
     bus: BusSettings = Field(default_factory=BusSettings)
     users: list[SiteUser] = Field(default_factory=list)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    shelving: ShelvingPolicy = Field(default_factory=ShelvingPolicy)
     # Red/yellow/green policy; None: the shipped defaults (alarms/data/grading_defaults.yaml). Green is "no rule".
     grading: list[GradingRule] | None = None
 

@@ -86,6 +86,7 @@ class Pipeline:
     events: EventStore | None = None
     grading: Grading | None = None
     overdue: Callable[[], Collection[str]] = frozenset  # occurrence ids past their escalation deadline
+    after_store: Callable[[list[AlarmEvent]], object] | None = None  # sees each event the store took as new, once
     extra_tasks: Sequence[Callable[[], Awaitable[None]]] = ()
     _source_tasks: list[asyncio.Task] = field(default_factory=list, init=False)
     _stage_tasks: list[asyncio.Task] = field(default_factory=list, init=False)
@@ -162,7 +163,9 @@ class Pipeline:
     async def _store_events(self, lists: list[list[AlarmEvent]]) -> None:
         """Write alarm events to the SQL store off the event loop."""
         assert self.events is not None
-        await asyncio.to_thread(self.events.add, [e for events in lists for e in events])
+        fresh = await asyncio.to_thread(self.events.add_new, [e for events in lists for e in events])
+        if fresh and self.after_store is not None:
+            await asyncio.to_thread(self.after_store, fresh)
 
     async def _purge_stage(self) -> None:
         """Apply the retention period now and then."""

@@ -9,19 +9,25 @@ other enterprises answer 404 like unknown ones.
 
 from __future__ import annotations
 
+import asyncio
+import math
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from alarms.kpi import alarm_kpis
-from alarms.lifecycle import MAX_SHELVE_S, MAX_TEXT
+from alarms.lifecycle import MAX_SHELVE_S, MAX_TEXT, PRIORITY_ZH, Refusal, shelving_refusal
+from alarms.rules import PRIORITIES, second_gas_setpoint
 from dashboard.live import finite_or_none
-from dashboard.routers.deps import ClockDep, EventsDep, NamesDep, SiteNames, audit_action, iso_utc
+from dashboard.routers.deps import ClockDep, EventsDep, NamesDep, SiteNames, audit_action, iso_utc, remote_of
+from dashboard.routers.refusal import RefusalOut, Refused
 from tankwatch import bus as topics
 from tankwatch import metrics
-from tankwatch.records import stable_id
-from tankwatch.site import Role
+from tankwatch.auth import LoginRateLimited, LoginRefused, Principal
+from tankwatch.records import Quality, stable_id
+from tankwatch.site import Role, ShelvingPolicy
 
 router = APIRouter(tags=["alarms"])
 
@@ -137,6 +143,17 @@ class BadActorOut(BaseModel):
     count: int
 
 
+class ShelvingKpisOut(BaseModel):
+    """How much one enterprise shelved in the window."""
+
+    shelved_now: int
+    shelves: int  # begun in the window
+    shelved_minutes: float  # time shelved within the window, summed over shelves
+    longest_minutes: float
+    expired: int  # ended by the clock
+    occurrences: int  # raised under a shelf
+
+
 class EnterpriseKpisOut(BaseModel):
     """Alarm-system KPIs of one enterprise (operator position) over the window."""
 
@@ -153,6 +170,7 @@ class EnterpriseKpisOut(BaseModel):
     bad_actors: list[BadActorOut]  # top 10
     priority_counts: dict[str, int]
     priority_shares: dict[str, float]
+    shelving: ShelvingKpisOut
 
 
 class KpisOut(BaseModel):
@@ -170,7 +188,8 @@ def kpis_for(events: Any, names: SiteNames, now_ms: int, hours: float, allowed: 
     since = now_ms - max(1, round(hours * 3600_000))  # at least a millisecond, however small ``hours`` is
     rows = events.occurrences_between(since, now_ms, allowed)
     listed = [e for e in names.enterprise if allowed is None or e in allowed]
-    result = alarm_kpis(rows, since, now_ms, now_ms, listed)
+    shelves = events.shelves(holding=False, enterprise_ids=allowed, since_ms=since, limit=100_000)
+    result = alarm_kpis(rows, since, now_ms, now_ms, listed, shelves)
 
     def actors(items) -> list[BadActorOut]:  # noqa: ANN001 - list of alarms.kpi.BadActor
         return [BadActorOut(sensor_id=a.sensor_id, sensor_name=names.sensor.get(a.sensor_id), condition=a.condition,
@@ -196,6 +215,7 @@ def kpis_for(events: Any, names: SiteNames, now_ms: int, hours: float, allowed: 
                 bad_actors=actors(k.bad_actors),
                 priority_counts=k.priority_counts,
                 priority_shares=k.priority_shares,
+                shelving=ShelvingKpisOut(**asdict(k.shelving)),
             )
             for k in result.values()
         ],
@@ -214,6 +234,106 @@ def kpis(
     return kpis_for(events, names, clock.now_ms(), hours, _allowed(request))
 
 
+# ----------------------------------------------------------------------------------- shelving
+
+
+class ShelveReasonOut(BaseModel):
+    """A reason code with its labels."""
+
+    code: str
+    zh: str
+    en: str
+
+
+class ShelvingPolicyOut(BaseModel):
+    """The site's shelving policy, for the shelve dialog: limits per priority, reason codes, who needs a second user."""
+
+    max_minutes: dict[str, float]  # per priority
+    reason_codes: list[ShelveReasonOut]
+    code_required: list[str]  # priorities that need a reason code
+    approval_required: list[str]  # priorities an operator shelves only with a second user's approval
+    self_approving: list[Role]  # roles that need no second user
+    approvers: list[Role]  # roles a second user may have
+
+
+class ShelfOut(BaseModel):
+    """A shelved alarm (sensor × condition): who, why, since and until when, and what happened under it."""
+
+    shelf_id: str
+    sensor_id: str
+    sensor_name: str | None
+    condition: str
+    priority: str
+    enterprise_id: str
+    enterprise_name: str | None
+    source_id: str
+    source_name: str | None
+    occurrence_id: str  # shelved from
+    shelved_by: str
+    approved_by: str | None
+    reason: str
+    reason_code: str | None
+    since_ms: int
+    until_ms: int
+    ended_ms: int | None
+    ended_by: str | None  # None with ended_ms: the clock ended it (expired)
+    holding: bool
+    occurrences: int  # raised while shelved
+    last_occurrence_id: str | None
+
+
+class ShelvesOut(BaseModel):
+    """Shelves, newest first."""
+
+    holding: bool
+    count: int
+    shelves: list[ShelfOut]
+
+
+def _policy(request: Request) -> ShelvingPolicy:
+    return request.app.state.site.file.shelving
+
+
+@router.get("/api/alarms/shelving-policy", response_model=ShelvingPolicyOut)
+def shelving_policy(request: Request) -> ShelvingPolicyOut:
+    """Who may shelve which alarm for how long and why (the site file's ``shelving``, tankwatch defaults)."""
+    policy = _policy(request)
+    return ShelvingPolicyOut(
+        max_minutes={p: policy.limit_minutes(p) for p in PRIORITIES},
+        reason_codes=[ShelveReasonOut(code=k, zh=v.zh, en=v.en) for k, v in policy.reason_codes.items()],
+        code_required=list(policy.code_required),
+        approval_required=list(policy.approval_required),
+        self_approving=list(policy.self_approving),
+        approvers=list(policy.approvers),
+    )
+
+
+@router.get("/api/alarms/shelves", response_model=ShelvesOut)
+def shelves(
+    request: Request,
+    names: NamesDep,
+    events: EventsDep,
+    clock: ClockDep,
+    holding: Annotated[bool, Query(description="only shelves holding now; false: also those ended lately")] = True,
+    hours: Annotated[float, Query(gt=0, le=24 * 90, description="with holding=false: ended within this")] = 24.0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> ShelvesOut:
+    """Shelved alarms with who, why, since and until when, and the occurrences raised under each shelf."""
+    since = clock.now_ms() - round(hours * 3600_000)
+    rows = events.shelves(holding=holding, enterprise_ids=_allowed(request), since_ms=since, limit=limit)
+    out = [
+        ShelfOut(
+            **{k: r[k] for k in ShelfOut.model_fields if k in r},
+            sensor_name=names.sensor.get(r["sensor_id"]),
+            enterprise_name=names.enterprise.get(r["enterprise_id"]),
+            source_name=names.source.get(r["source_id"]),
+            holding=r["ended_ms"] is None,
+        )
+        for r in rows
+    ]
+    return ShelvesOut(holding=holding, count=len(out), shelves=out)
+
+
 # ----------------------------------------------------------------------------------- operations
 
 
@@ -224,12 +344,21 @@ class AckIn(BaseModel):
     note: Note | None = None
 
 
+class ApproverIn(BaseModel):
+    """The second user who approves a shelve (four eyes), with their own password."""
+
+    login: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
 class ShelveIn(BaseModel):
-    """Shelve the alarm of an occurrence for a while, with a reason."""
+    """Shelve the alarm of an occurrence for a while, with a reason (and a reason code where the policy asks)."""
 
     user: User
     reason: Text
     duration_s: float = Field(gt=0, le=MAX_SHELVE_S)
+    reason_code: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    approver: ApproverIn | None = None
 
 
 class UnshelveIn(BaseModel):
@@ -276,26 +405,52 @@ _OPERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "The occurrence is not in a state this operation applies to"},
     503: {"description": "No alarm stage is listening (no bus)"},
 }
+_SHELVE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_OPERATION_RESPONSES,
+    403: {"model": RefusalOut, "description": "The caller's role (or the approver) may not shelve this alarm"},
+    409: {"model": RefusalOut, "description": "Shelved already, or a gas detector at or above its second setpoint"},
+    422: {"model": RefusalOut, "description": "Longer than the policy allows, or a missing or unknown reason code"},
+}
 
 
 # Who may act on alarms: the enterprise's people; regulators sign escalations instead, testers only look.
 ALARM_OPERATORS = frozenset({Role.OPERATOR, Role.SAFETY_MANAGER})
 
 
-async def _publish(request: Request, events: Any, clock: Any, op: str, occurrence_id: str, user: str,
-                   **extra: Any) -> CommandOut:
-    """Check the occurrence, publish the command on the bus, and say what event id it will produce."""
+def _acting(request: Request, op: str, user: str) -> tuple[Principal | None, str]:
+    """The authenticated caller (None without authentication) and who acts: the login, never the body's claim."""
     principal = getattr(request.state, "principal", None)  # set by authentication on every protected route
-    if principal is not None:
-        if principal.role not in ALARM_OPERATORS:
-            raise HTTPException(403, f"role {principal.role.value} may not {op} alarms")
-        user = principal.login  # who acts is who logged in, never what the body claims
+    if principal is None:
+        return None, user
+    if principal.role not in ALARM_OPERATORS:
+        raise HTTPException(403, f"role {principal.role.value} may not {op} alarms")
+    return principal, principal.login
+
+
+def _occurrence_row(request: Request, events: Any, occurrence_id: str) -> dict[str, Any]:
+    """The stored occurrence in the caller's scope; 404 alike for unknown and out-of-scope ids."""
     row = events.occurrence(occurrence_id)
     allowed = _allowed(request)
     if row is None or (allowed is not None and row["enterprise_id"] not in allowed):
         metrics.INPUT_REJECTED.labels("dashboard", "unknown_occurrence").inc()
         raise HTTPException(404, f"unknown alarm occurrence {occurrence_id!r}")
-    if op != "comment":
+    return row
+
+
+async def _publish(request: Request, events: Any, clock: Any, op: str, occurrence_id: str, user: str,
+                   **extra: Any) -> CommandOut:
+    """Check the occurrence, publish the command on the bus, and say what event id it will produce."""
+    principal, user = _acting(request, op, user)
+    row = _occurrence_row(request, events, occurrence_id)
+    return await _send(request, clock, principal, op, row, user, extra)
+
+
+async def _send(request: Request, clock: Any, principal: Principal | None, op: str, row: dict[str, Any], user: str,
+                extra: dict[str, Any], *, check: bool = True) -> CommandOut:
+    """Refuse what the stored lifecycle rules out (unless ``check`` is off: the caller judged), publish the command,
+    journal it, and promise its event id."""
+    occurrence_id = row["occurrence_id"]
+    if check and op != "comment":
         why = _conflict(op, row)
         if why:
             metrics.INPUT_REJECTED.labels("dashboard", "alarm_state_conflict").inc()
@@ -330,8 +485,67 @@ def _conflict(op: str, row: dict[str, Any]) -> str | None:
         return "it is acknowledged already"
     if op == "reset" and not row.get("latched"):
         return "its condition is still present" if row.get("active") else "it is not latched"
-    if op == "unshelve" and not row.get("shelved"):
-        return "it is not shelved"
+    return None
+
+
+def _shelve_refusal(request: Request, events: Any, principal: Principal | None, row: dict[str, Any],
+                    body: ShelveIn) -> Refused | None:
+    """What the shelving policy says against this shelve (None: allowed), the approver's password checked."""
+    policy = _policy(request)
+    site = request.app.state.site
+    priority, condition = row["priority"], row["condition"]
+    held = events.holding_shelf(row["sensor_id"], condition)
+    if held is not None:
+        return Refused(409, Refusal(
+            "shelve.already_shelved", f"this alarm is shelved already by {held['shelved_by']} until "
+            f"{iso_utc(held['until_ms'])}; unshelve it first",
+            f"该报警已由 {held['shelved_by']} 搁置至 {iso_utc(held['until_ms'])}，请先取消搁置"))
+    info = site.sensor(row["sensor_id"]) if site.has_sensor(row["sensor_id"]) else None
+    second, value = math.nan, math.nan
+    hub = getattr(request.app.state, "hub", None)
+    if info is not None:
+        second = second_gas_setpoint(info.sensor)
+        if hub is not None:
+            _, newest, quality = hub.newest(info.index)
+            value = newest if quality == Quality.GOOD else math.nan
+    why = shelving_refusal(policy, priority, condition, body.duration_s, body.reason, body.reason_code, second,
+                           value)
+    if why is not None:
+        return Refused(409 if why.code == "shelve.gas_above_second" else 422, why)
+    if principal is None:
+        return None
+    if body.approver is not None:  # a named approver is always checked, needed or not
+        return _approval_refusal(request, principal, row, body.approver, policy)
+    if priority in policy.approval_required and principal.role not in policy.self_approving:
+        roles = ", ".join(r.value for r in policy.self_approving)
+        return Refused(403, Refusal(
+            "shelve.approval_required",
+            f"shelving a {priority} alarm needs the {roles} role or a second user's approval (approver)",
+            f"搁置{PRIORITY_ZH.get(priority, priority)}优先级报警须由安全管理人员操作，或由第二人确认"))
+    return None
+
+
+def _approval_refusal(request: Request, principal: Principal, row: dict[str, Any], approver: ApproverIn,
+                      policy: ShelvingPolicy) -> Refused | None:
+    """Whether the second user may approve: another person, in scope, with an approver role and the right password."""
+    if approver.login.lower() == principal.login.lower():
+        return Refused(403, Refusal("shelve.approver_self", "the approver must be a second person, not yourself",
+                                    "确认人须为第二人，不能是本人"))
+    auth = getattr(request.app.state, "auth", None)
+    try:
+        _, second = auth.login(approver.login, approver.password, remote_of(request))
+    except LoginRateLimited as exc:
+        return Refused(429, Refusal("shelve.approver_rate_limited",
+                                    f"too many failed approvals for {approver.login}; wait {exc.retry_after_s} s",
+                                    f"确认人 {approver.login} 密码错误次数过多，请 {exc.retry_after_s} 秒后再试"))
+    except LoginRefused:
+        return Refused(403, Refusal("shelve.approver_refused", "the approver's login or password is wrong",
+                                    "确认人账号或密码错误"))
+    if second.role not in policy.approvers or row["enterprise_id"] not in second.enterprises:
+        return Refused(403, Refusal(
+            "shelve.approver_not_allowed",
+            f"{second.login} ({second.role.value}) may not approve shelving alarms of {row['enterprise_id']}",
+            f"{second.login} 无权确认搁置该企业的报警"))
     return None
 
 
@@ -344,21 +558,36 @@ async def acknowledge(request: Request, occurrence_id: OccurrenceId, body: AckIn
 
 
 @router.post("/api/alarms/{occurrence_id}/shelve", response_model=CommandOut, status_code=202,
-             responses=_OPERATION_RESPONSES)
+             responses=_SHELVE_RESPONSES)
 async def shelve(request: Request, occurrence_id: OccurrenceId, body: ShelveIn, events: EventsDep,
                  clock: ClockDep) -> CommandOut:
-    """Shelve the alarm of an occurrence for ``duration_s`` (搁置), at most 8 h, with a reason."""
-    return await _publish(
-        request, events, clock, "shelve", occurrence_id, body.user, note=body.reason, duration_s=body.duration_s
-    )
+    """Shelve the alarm (sensor × condition) of an occurrence (搁置) within the site's shelving policy."""
+    principal, user = _acting(request, "shelve", body.user)
+    row = _occurrence_row(request, events, occurrence_id)
+    refused = await asyncio.to_thread(_shelve_refusal, request, events, principal, row, body)
+    if refused is not None:
+        if principal is not None:
+            audit_action(request, "alarm.shelve_refused", "alarm", occurrence_id, enterprise_id=row["enterprise_id"],
+                         detail={"code": refused.refusal.code, "duration_s": body.duration_s,
+                                 "approver": body.approver.login if body.approver else None})
+        raise refused
+    approved_by = body.approver.login if body.approver is not None and principal is not None else None
+    extra = {"note": body.reason, "duration_s": body.duration_s, "reason_code": body.reason_code,
+             "approved_by": approved_by}
+    return await _send(request, clock, principal, "shelve", row, user, extra)
 
 
 @router.post("/api/alarms/{occurrence_id}/unshelve", response_model=CommandOut, status_code=202,
              responses=_OPERATION_RESPONSES)
 async def unshelve(request: Request, occurrence_id: OccurrenceId, body: UnshelveIn, events: EventsDep,
                    clock: ClockDep) -> CommandOut:
-    """Unshelve the alarm of an occurrence (取消搁置)."""
-    return await _publish(request, events, clock, "unshelve", occurrence_id, body.user, note=body.note)
+    """Unshelve the alarm of an occurrence (取消搁置): the one it was shelved from (closed or not), or any open one."""
+    principal, user = _acting(request, "unshelve", body.user)
+    row = _occurrence_row(request, events, occurrence_id)
+    if events.holding_shelf(row["sensor_id"], row["condition"]) is None:
+        metrics.INPUT_REJECTED.labels("dashboard", "alarm_state_conflict").inc()
+        raise HTTPException(409, f"cannot unshelve occurrence {occurrence_id}: its alarm is not shelved")
+    return await _send(request, clock, principal, "unshelve", row, user, {"note": body.note}, check=False)
 
 
 @router.post("/api/alarms/{occurrence_id}/reset", response_model=CommandOut, status_code=202,

@@ -1,12 +1,14 @@
 """SQL store for alarm events and the occurrences they describe (SQLAlchemy: SQLite default, PostgreSQL).
 
 Each occurrence row carries its ISA-18.2 lifecycle (alarms/lifecycle.py), moved by every event applied to it, so
-the operator's list (``state="active"``: open and annunciated) needs no replay of events. Events are stored once
-by id: a redelivered or replayed event changes nothing.
+the operator's list (``state="active"``: open and annunciated) needs no replay of events. Each shelf (an alarm
+shelved by an operator) has a row from its ``shelved`` event to the ``unshelved`` event that ends it, with the
+occurrences raised meanwhile counted. Events are stored once by id: a redelivered or replayed event changes nothing.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -15,11 +17,14 @@ from sqlalchemy import (
     Column,
     Float,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
+    Text,
     create_engine,
     event,
+    or_,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -48,6 +53,7 @@ alarm_events = Table(
     Column("limit", Float),
     Column("user", String(64)),
     Column("note", String(500)),
+    Column("detail", Text),  # JSON object: what the action carried besides its note (records.AlarmEvent.detail)
     Index("ix_alarm_events_ts", "ts_ms"),
     Index("ix_alarm_events_occurrence", "occurrence_id"),
 )
@@ -83,6 +89,30 @@ alarm_occurrences = Table(
     Index("ix_alarm_occurrences_raised", "raised_ms"),
 )
 STATES = ("active", "shelved", "suppressed", "out_of_service", "cleared")
+
+alarm_shelves = Table(
+    "alarm_shelves",
+    metadata,
+    Column("shelf_id", String(32), primary_key=True),  # the id of the ``shelved`` event that began it
+    Column("sensor_id", String(64), nullable=False),
+    Column("condition", String(16), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("enterprise_id", String(64), nullable=False),
+    Column("source_id", String(64), nullable=False),
+    Column("occurrence_id", String(32), nullable=False),  # the occurrence it was shelved from
+    Column("shelved_by", String(64), nullable=False),
+    Column("approved_by", String(64)),  # the second user, where the policy asks for one
+    Column("reason", String(500), nullable=False),
+    Column("reason_code", String(64)),
+    Column("since_ms", BigInteger, nullable=False),
+    Column("until_ms", BigInteger, nullable=False),
+    Column("ended_ms", BigInteger),  # None while it holds
+    Column("ended_by", String(64)),  # who unshelved it; None when the clock ended it (expired)
+    Column("occurrences", Integer, nullable=False, default=0),  # raised while shelved
+    Column("last_occurrence_id", String(32)),
+    Index("ix_alarm_shelves_open", "ended_ms", "enterprise_id"),
+    Index("ix_alarm_shelves_since", "since_ms"),
+)
 
 _EVENT_COLUMNS = [c.name for c in alarm_events.columns]
 
@@ -121,8 +151,12 @@ class EventStore:
 
     def add(self, events: Sequence[AlarmEvent]) -> int:
         """Store events not seen before (by id) and apply them to their occurrences; returns rows inserted."""
+        return len(self.add_new(events))
+
+    def add_new(self, events: Sequence[AlarmEvent]) -> list[AlarmEvent]:
+        """Like :meth:`add`, returning the events that were new (a redelivered one is in no list twice)."""
         if not events:
-            return 0
+            return []
         unique = {e.id: e for e in events}
         with self.engine.begin() as conn:
             seen = set(
@@ -130,16 +164,18 @@ class EventStore:
             )
             fresh = [e for e in unique.values() if e.id not in seen]
             if not fresh:
-                return 0
+                return []
             conn.execute(alarm_events.insert(), [_event_row(e) for e in fresh])
             for e in fresh:
                 self._apply(conn, e)
         metrics.STORE_WRITTEN.labels("events").inc(len(fresh))
-        return len(fresh)
+        return fresh
 
     @staticmethod
     def _apply(conn, e: AlarmEvent) -> None:  # noqa: ANN001 - a SQLAlchemy connection
-        """Move the occurrence an event belongs to through its lifecycle."""
+        """Move the occurrence an event belongs to through its lifecycle (and the shelf it opens or ends)."""
+        if e.action in (AlarmAction.SHELVED, AlarmAction.UNSHELVED):
+            EventStore._apply_shelf(conn, e)
         occ = alarm_occurrences.c
         if e.action is AlarmAction.RAISED:
             flags = OccurrenceFlags()
@@ -167,6 +203,8 @@ class EventStore:
             m["active"], m["acknowledged"], m["latched"], m["shelved"], m["suppressed"], m["out_of_service"]
         )
         was_open = flags.state != NORMAL
+        if not was_open:  # a closed occurrence stays closed (the end of a shelf may name one, or a comment)
+            return
         flags.apply(e.action, e.note)
         values = _flag_columns(flags)
         if e.action is AlarmAction.CLEARED:
@@ -178,6 +216,39 @@ class EventStore:
         if was_open and flags.state == NORMAL:
             values["closed_ms"] = e.ts_ms
         conn.execute(alarm_occurrences.update().where(occ.occurrence_id == e.occurrence_id).values(**values))
+        if e.action is AlarmAction.SHELVED and e.ts_ms == m["raised_ms"]:
+            _count_shelved_raise(conn, e)
+
+    @staticmethod
+    def _apply_shelf(conn, e: AlarmEvent) -> None:  # noqa: ANN001 - a SQLAlchemy connection
+        """Open a shelf at an operator's ``shelved`` event; end it at the ``unshelved`` event naming it."""
+        detail = e.detail or {}
+        shelves = alarm_shelves.c
+        if e.action is AlarmAction.SHELVED and "until_ms" in detail and "shelf_id" not in detail:
+            conn.execute(
+                alarm_shelves.insert().values(
+                    shelf_id=e.id,
+                    sensor_id=e.sensor_id,
+                    condition=e.condition,
+                    priority=e.priority,
+                    enterprise_id=e.enterprise_id,
+                    source_id=e.source_id,
+                    occurrence_id=e.occurrence_id,
+                    shelved_by=e.user or "?",
+                    approved_by=detail.get("approved_by"),
+                    reason=e.note or "",
+                    reason_code=detail.get("reason_code"),
+                    since_ms=e.ts_ms,
+                    until_ms=int(detail["until_ms"]),
+                    occurrences=0,
+                )
+            )
+        elif e.action is AlarmAction.UNSHELVED and "shelf_id" in detail:
+            conn.execute(
+                alarm_shelves.update()
+                .where((shelves.shelf_id == detail["shelf_id"]) & shelves.ended_ms.is_(None))
+                .values(ended_ms=e.ts_ms, ended_by=e.user)
+            )
 
     def alarms(
         self, state: str = "active", enterprise_ids: Collection[str] | None = None, limit: int = 500
@@ -197,6 +268,36 @@ class EventStore:
             query = query.where(occ.enterprise_id.in_(list(enterprise_ids)))
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+    def shelves(
+        self,
+        *,
+        holding: bool = True,
+        enterprise_ids: Collection[str] | None = None,
+        since_ms: int | None = None,
+        limit: int = 500,
+    ) -> list[dict]:
+        """Shelves newest first: those holding (default), or every one still holding or ended after ``since_ms``."""
+        c = alarm_shelves.c
+        query = select(alarm_shelves).order_by(c.since_ms.desc(), c.shelf_id).limit(limit)
+        if holding:
+            query = query.where(c.ended_ms.is_(None))
+        elif since_ms is not None:
+            query = query.where(or_(c.ended_ms.is_(None), c.ended_ms >= since_ms))
+        if enterprise_ids is not None:
+            query = query.where(c.enterprise_id.in_(list(enterprise_ids)))
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def holding_shelf(self, sensor_id: str, condition: str) -> dict | None:
+        """The shelf holding an alarm (sensor × condition) now, or None."""
+        c = alarm_shelves.c
+        query = select(alarm_shelves).where(
+            (c.sensor_id == sensor_id) & (c.condition == condition) & c.ended_ms.is_(None)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(c.since_ms.desc()).limit(1)).first()
+        return None if row is None else dict(row._mapping)
 
     def occurrence(self, occurrence_id: str) -> dict | None:
         """One occurrence row, or None."""
@@ -226,6 +327,8 @@ class EventStore:
             query = query.where(ev.ts_ms >= since_ms)
         with self.engine.connect() as conn:
             rows = [dict(row._mapping) for row in conn.execute(query)]
+        for row in rows:
+            row["detail"] = None if row["detail"] is None else json.loads(row["detail"])
         return rows[::-1]
 
     def close(self) -> None:
@@ -263,4 +366,18 @@ def _event_row(e: AlarmEvent) -> dict:
     """Column mapping of an event."""
     row = {k: v for k, v in e.to_dict().items() if k in _EVENT_COLUMNS}
     row["value"] = _finite(e.value)
+    row["detail"] = None if e.detail is None else json.dumps(e.detail, ensure_ascii=False, sort_keys=True)
     return row
+
+
+def _count_shelved_raise(conn, e: AlarmEvent) -> None:  # noqa: ANN001 - a SQLAlchemy connection
+    """An occurrence raised while its alarm was shelved: counted on the shelf, which names it as its latest."""
+    shelf_id = (e.detail or {}).get("shelf_id")
+    if shelf_id is None:
+        return
+    c = alarm_shelves.c
+    conn.execute(
+        alarm_shelves.update()
+        .where(c.shelf_id == shelf_id)
+        .values(occurrences=c.occurrences + 1, last_occurrence_id=e.occurrence_id)
+    )

@@ -35,7 +35,6 @@ LOW_TYPE = {"LL", "L", "O2_LOW"}
 LIMITS = ("HH", "H", "L", "LL", "GAS2", "GAS1", "O2_HIGH", "O2_LOW")
 MAX_TS_MS = 32_503_680_000_000  # year 3000
 KNOWN_QUALITIES = {q.value for q in Quality}
-MAX_SHELVE_MS = 8 * 3600 * 1000
 
 
 @dataclass
@@ -108,7 +107,9 @@ class OracleAlarmCore:
         self.current: dict[tuple[int, str], Occurrence] = {}  # the occurrence an alarm is in, while active
         self.open: dict[str, Occurrence] = {}  # every open occurrence by id
         self.last_raise: dict[tuple[int, str], tuple[int, int]] = {}
-        self.shelving: dict[tuple[int, str], tuple[int, str, str, str]] = {}  # → (until, user, reason, occ id)
+        # → (until, user, reason, occurrence id, shelf id): the shelf id is the id of the event that shelved it
+        self.shelving: dict[tuple[int, str], tuple[int, str, str, str, str]] = {}
+        self.policy = site.file.shelving
         self.started: int | None = None
         self.counts: dict[str, int] = {
             k: 0
@@ -286,7 +287,9 @@ class OracleAlarmCore:
             out.append((condition, self._event(occ, AlarmAction.SUPPRESSED, ts, note=reason)))
         elif shelf is not None and ts < shelf[0]:
             occ.shelved = True
-            out.append((condition, self._event(occ, AlarmAction.SHELVED, ts, user=shelf[1], note=shelf[2])))
+            detail = {"shelf_id": shelf[4], "until_ms": shelf[0]}
+            out.append((condition, self._event(occ, AlarmAction.SHELVED, ts, user=shelf[1], note=shelf[2],
+                                               detail=detail)))
 
     def _design_suppression(self, sensor: int, condition: str) -> str | None:
         settings = self.settings[sensor]
@@ -318,6 +321,7 @@ class OracleAlarmCore:
         limit: float | None = None,
         user: str | None = None,
         note: str | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> AlarmEvent:
         info = self.sensors[occ.sensor]
         self.counts[action.value] += 1
@@ -337,6 +341,7 @@ class OracleAlarmCore:
             limit=limit,
             user=user,
             note=note,
+            detail=detail,
         )
 
     # ------------------------------------------------------------------ clock
@@ -361,14 +366,12 @@ class OracleAlarmCore:
                 self._raise(sensor, "COMM", ref + stale, None, None, "interrupted", out)
                 for sub, (condition, event) in enumerate(out):
                     found.append(((event.ts_ms, sensor, CONDITIONS.index(condition), 0, sub), event))
-        for (sensor, condition), (until, *_) in sorted(self.shelving.items()):
+        for (sensor, condition), shelf in sorted(self.shelving.items()):
+            until = shelf[0]
             if until <= now_ms:
                 del self.shelving[(sensor, condition)]
-                occ = self.current.get((sensor, condition))
-                if occ is not None and occ.shelved:
-                    occ.shelved = False
-                    event = self._event(occ, AlarmAction.UNSHELVED, until, note="shelve expired")
-                    found.append(((until, sensor, CONDITIONS.index(condition), 1, 0), event))
+                event = self._unshelved((sensor, condition), shelf, until, None, "shelve expired")
+                found.append(((until, sensor, CONDITIONS.index(condition), 1, 0), event))
         found.sort(key=lambda pair: pair[0])
         return [event for _, event in found]
 
@@ -391,18 +394,50 @@ class OracleAlarmCore:
             del self.open[occ.id]
         return [event]
 
-    def shelve(self, occurrence_id: str, user: str, ts_ms: int, reason: str, duration_s: float) -> list[AlarmEvent]:
-        """Shelve the alarm of an open occurrence for ``duration_s``."""
+    def shelve(
+        self,
+        occurrence_id: str,
+        user: str,
+        ts_ms: int,
+        reason: str,
+        duration_s: float,
+        *,
+        reason_code: str | None = None,
+        approved_by: str | None = None,
+    ) -> list[AlarmEvent]:
+        """Shelve the alarm of an open occurrence for ``duration_s``, within the site's shelving policy."""
         occ = self._occurrence(occurrence_id)
-        if not 0 < duration_s <= MAX_SHELVE_MS / 1000:
-            raise ValueError("bad shelve duration")
         slot = (occ.sensor, occ.condition)
-        self.shelving[slot] = (ts_ms + round(duration_s * 1000), user, reason, occ.id)
+        priority = PRIORITIES[self.rules.priority[occ.sensor, CONDITIONS.index(occ.condition)]]
+        if not 0 < duration_s * 1000 <= self.policy.limit_minutes(priority) * 60_000:
+            raise ValueError("shelved for longer than the policy allows")
+        if reason_code is None and priority in self.policy.code_required:
+            raise ValueError("no reason code")
+        if slot in self.shelving:
+            raise ValueError("shelved already")
+        if occ.condition in ("GAS1", "GAS2"):
+            second = self.limits[occ.sensor].get("GAS2")
+            prev = self.state[occ.sensor].prev_good
+            if second is not None and prev is not None and prev[1] >= second["setpoint"]:
+                raise ValueError("gas at or above its second setpoint")
+        until = ts_ms + round(duration_s * 1000)
+        detail: dict[str, Any] = {"until_ms": until}
+        if reason_code is not None:
+            detail["reason_code"] = reason_code
+        if approved_by is not None:
+            detail["approved_by"] = approved_by
+        event = self._event(occ, AlarmAction.SHELVED, ts_ms, user=user, note=reason, detail=detail)
+        self.shelving[slot] = (until, user, reason, occ.id, event.id)
         occ.shelved = True
-        event = self._event(occ, AlarmAction.SHELVED, ts_ms, user=user, note=reason)
         if occ.state() == "normal":
             del self.open[occ.id]
-        return [event]
+        events = [event]
+        current = self.current.get(slot)
+        if current is not None and current is not occ and not current.shelved:
+            current.shelved = True
+            events.append(self._event(current, AlarmAction.SHELVED, ts_ms, user=user, note=reason,
+                                      detail={"shelf_id": event.id, "until_ms": until}))
+        return events
 
     def unshelve(self, occurrence_id: str, user: str, ts_ms: int, note: str | None = None) -> list[AlarmEvent]:
         """Unshelve the alarm of a shelved occurrence."""
@@ -414,12 +449,18 @@ class OracleAlarmCore:
             slot = (occ.sensor, occ.condition)
             if slot not in self.shelving:
                 raise ValueError("not shelved")
-        del self.shelving[slot]
-        current = self.current.get(slot)
-        if current is None or not current.shelved:
-            return []
-        current.shelved = False
-        return [self._event(current, AlarmAction.UNSHELVED, ts_ms, user=user, note=note)]
+        shelf = self.shelving.pop(slot)
+        return [self._unshelved(slot, shelf, ts_ms, user, note)]
+
+    def _unshelved(self, slot: tuple[int, str], shelf: tuple, ts_ms: int, user: str | None,
+                   note: str | None) -> AlarmEvent:
+        """The end of a shelf: on the alarm's shelved occurrence, else on the (closed) one it was shelved from."""
+        occ = self.current.get(slot)
+        if occ is not None and occ.shelved:
+            occ.shelved = False
+        else:
+            occ = Occurrence(shelf[3], slot[0], slot[1], 0, 0, None, None)
+        return self._event(occ, AlarmAction.UNSHELVED, ts_ms, user=user, note=note, detail={"shelf_id": shelf[4]})
 
     def reset(self, occurrence_id: str, user: str, ts_ms: int, note: str | None = None) -> list[AlarmEvent]:
         """Reset a latched occurrence."""

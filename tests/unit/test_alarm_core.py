@@ -537,6 +537,96 @@ def test_unshelve_by_hand():
         core.unshelve(raised.occurrence_id, "li", 300)
 
 
+def test_shelving_policy_limits_time_by_priority_and_asks_a_reason_code_for_critical():
+    """tankwatch defaults: critical 30 min with a reason code, high 60 min (a level-1 source: HH critical, H high)."""
+    site = make_site([level(hh=15, h=10)])
+    core = AlarmCore(site, hazard_levels={"HS1": 1})
+    hh, h = core.evaluate(batch([(0, 0, 16)]))
+    assert (h.condition, h.priority, hh.condition, hh.priority) == ("H", "high", "HH", "critical")
+    with pytest.raises(CommandError, match="a critical alarm may be shelved for at most 30 min"):
+        core.shelve(hh.occurrence_id, "wang", 100, "sensor drift", 31 * 60, reason_code="instrument_fault")
+    with pytest.raises(CommandError, match="needs a reason code"):
+        core.shelve(hh.occurrence_id, "wang", 100, "sensor drift", 30 * 60)
+    with pytest.raises(CommandError, match="unknown reason code 'bored'"):
+        core.shelve(hh.occurrence_id, "wang", 100, "sensor drift", 30 * 60, reason_code="bored")
+    (shelved,) = core.shelve(hh.occurrence_id, "wang", 100, "sensor drift", 30 * 60, reason_code="instrument_fault",
+                             approved_by="zhang")
+    assert shelved.detail == {"until_ms": 100 + 1_800_000, "reason_code": "instrument_fault", "approved_by": "zhang"}
+    with pytest.raises(CommandError, match="shelved already"):
+        core.shelve(hh.occurrence_id, "li", 200, "again", 60, reason_code="nuisance")
+    with pytest.raises(CommandError, match="at most 60 min"):
+        core.shelve(h.occurrence_id, "wang", 100, "known", 61 * 60)
+    assert core.shelve(h.occurrence_id, "wang", 100, "known", 60 * 60)  # high: no reason code needed
+
+
+def test_a_latched_gas_alarm_cannot_be_shelved_at_or_above_the_second_setpoint():
+    site = make_site([{"id": "GD1", "kind": "gas_combustible", "unit": "%LEL", "range": [0, 100],
+                       "stale_periods": None}])
+    core = AlarmCore(site)
+    events = core.evaluate(batch([(0, 0, 60)]))  # above both setpoints (25 and 50 %LEL)
+    gas1 = next(e for e in events if e.condition == "GAS1")
+    gas2 = next(e for e in events if e.condition == "GAS2")
+    for occ in (gas1, gas2):
+        with pytest.raises(CommandError, match="at or above its second setpoint 50"):
+            core.shelve(occ.occurrence_id, "wang", 100, "false alarm", 60, reason_code="nuisance")
+    core.evaluate(batch([(0, 1000, 30)]))  # GAS2 returned (latched), GAS1 still active: below the second setpoint
+    (shelved,) = core.shelve(gas1.occurrence_id, "wang", 1100, "detector drift", 60, reason_code="instrument_fault")
+    assert str(shelved.action) == "shelved"
+
+
+def test_a_shelf_outlives_its_occurrence_and_its_end_is_always_an_event():
+    """The shelved occurrence returns and closes; the shelf holds, shelves the next occurrence (naming the shelf),
+    and its expiry is an ``unshelved`` event even when no occurrence is open, so stores see the shelf end."""
+    site = make_site([level(h=10)])
+    core = AlarmCore(site)
+    (raised,) = core.evaluate(batch([(0, 0, 11)]))
+    (shelf,) = core.shelve(raised.occurrence_id, "wang", 100, "chattering", 60)
+    events = core.evaluate(batch([(0, 1000, 5), (0, 2000, 11)]))
+    again = events[-1]
+    assert (str(again.action), again.detail) == ("shelved", {"shelf_id": shelf.id, "until_ms": 60_100})
+    core.evaluate(batch([(0, 3000, 5)]))  # the second occurrence returns too and closes: nothing is open now
+    assert core.active() == []
+    (ended,) = core.tick(60_100)
+    assert (str(ended.action), ended.occurrence_id, ended.note) == ("unshelved", raised.occurrence_id, "shelve expired")
+    assert ended.detail == {"shelf_id": shelf.id}
+    assert core.tick(120_000) == []
+
+
+def test_shelving_acts_on_the_alarm_its_current_occurrence_included():
+    """Shelving an older occurrence (returned, unacknowledged) shelves the alarm's active one too."""
+    site = make_site([level(h=10)])
+    core = AlarmCore(site)
+    (first,) = core.evaluate(batch([(0, 0, 11)]))
+    cleared, second = core.evaluate(batch([(0, 1000, 5), (0, 2000, 11)]))
+    events = core.shelve(first.occurrence_id, "wang", 3000, "chattering", 60)
+    assert [(e.occurrence_id, str(e.action)) for e in events] == [
+        (first.occurrence_id, "shelved"), (second.occurrence_id, "shelved")
+    ]
+    assert [a["state"] for a in core.active()] == ["shelved"]
+    (unshelved,) = core.unshelve(first.occurrence_id, "wang", 4000)
+    assert unshelved.occurrence_id == second.occurrence_id
+    assert [a["state"] for a in core.active()] == ["unack_active"]
+
+
+def test_a_shelf_survives_snapshot_and_restore_and_a_legacy_snapshot_is_read():
+    site = make_site([level(h=10)])
+    core = AlarmCore(site)
+    (raised,) = core.evaluate(batch([(0, 0, 11)]))
+    (shelf,) = core.shelve(raised.occurrence_id, "wang", 100, "chattering", 60, reason_code="nuisance")
+    snap = json.loads(json.dumps(core.snapshot()))
+    again = AlarmCore(site)
+    again.restore(snap)
+    assert again.shelving == core.shelving
+    legacy = {**snap, "format": "tankwatch.alarm-core/2", "shelving": [row[:6] for row in snap["shelving"]]}
+    old = AlarmCore(site)
+    old.restore(legacy)
+    (kept,) = old.shelving.values()
+    assert (kept.until, kept.user, kept.reason, kept.occurrence_id) == (60_100, "wang", "chattering",
+                                                                        raised.occurrence_id)
+    (ended,) = old.tick(60_100)
+    assert str(ended.action) == "unshelved"
+
+
 def test_tank_out_of_service_suppresses_by_design():
     site = make_site([], tanks=[tank("T1", [level(h=10)], in_service=False)])
     core = AlarmCore(site)
@@ -793,8 +883,10 @@ def operation(impl, site, op: str, pick: int, ts: int):
         return impl.tick(ts)
     if op == "acknowledge":
         return impl.acknowledge(occ, "op1", ts)
-    if op == "shelve":
-        return impl.shelve(occ, f"op{pick % 2}", ts, "nuisance", (pick % 9 + 1) / 1000)
+    if op == "shelve":  # short or two hours (beyond the critical and high limits), with or without a reason code
+        duration_s = 7200 if pick % 5 == 4 else (pick % 9 + 1) / 1000
+        code = "nuisance" if pick % 3 else None
+        return impl.shelve(occ, f"op{pick % 2}", ts, "nuisance", duration_s, reason_code=code)
     if op == "unshelve":
         return impl.unshelve(occ, "op1", ts)
     if op == "reset":

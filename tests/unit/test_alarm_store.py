@@ -6,7 +6,8 @@ import contextlib
 
 from hypothesis import HealthCheck, given, settings
 
-from alarms.evaluate import AlarmCore
+from alarms.evaluate import N_CONDITIONS, AlarmCore
+from alarms.rules import CONDITIONS
 from tankwatch.stores.events import EventStore
 from tests.unit.test_alarm_core import batch, level, make_site, operation, scenarios
 
@@ -54,3 +55,35 @@ def test_store_lifecycle_equals_the_core_over_random_streams(scenario):
     want = {a["occurrence_id"]: a["state"] for a in core.active()}
     got = {r["occurrence_id"]: r["lifecycle"] for r in store.alarms("all", limit=5000) if r["state"] != "cleared"}
     assert got == want
+    held = {(core.sensor_ids[slot // N_CONDITIONS], CONDITIONS[slot % N_CONDITIONS]): shelf.id
+            for slot, shelf in core.shelving.items()}
+    assert {(r["sensor_id"], r["condition"]): r["shelf_id"] for r in store.shelves(limit=5000)} == held
+
+
+def test_a_shelf_is_listed_while_it_holds_with_what_was_raised_under_it():
+    """The shelf outlives its occurrence: listed with who, why and until when, the next occurrence counted, and
+    ended by the clock (expired) or by a person."""
+    site = make_site([level(h=10)])
+    core, store = AlarmCore(site), EventStore("sqlite://")
+    (raised,) = core.evaluate(batch([(0, 0, 11)]))
+    store.add([raised])
+    store.add(core.shelve(raised.occurrence_id, "wang", 100, "sensor drift", 600, reason_code="instrument_fault",
+                          approved_by="zhang"))
+    store.add(core.evaluate(batch([(0, 1000, 5), (0, 2000, 11), (0, 3000, 5)])))  # returns, again, returns
+    assert store.alarms("shelved") == [] and store.alarms("active") == []  # no occurrence is open …
+    (shelf,) = store.shelves()  # … but the alarm is still shelved
+    assert {k: shelf[k] for k in ("sensor_id", "condition", "shelved_by", "approved_by", "reason", "reason_code",
+                                  "since_ms", "until_ms", "ended_ms", "occurrences")} == {
+        "sensor_id": "T1-LT", "condition": "H", "shelved_by": "wang", "approved_by": "zhang",
+        "reason": "sensor drift", "reason_code": "instrument_fault", "since_ms": 100, "until_ms": 600_100,
+        "ended_ms": None, "occurrences": 1,
+    }
+    store.add(core.tick(600_100))
+    assert store.shelves() == []
+    (ended,) = store.shelves(holding=False, since_ms=0)
+    assert (ended["ended_ms"], ended["ended_by"]) == (600_100, None)  # expired
+    (again,) = core.evaluate(batch([(0, 700_000, 11)]))
+    store.add([again, *core.shelve(again.occurrence_id, "li", 700_100, "known", 60)])
+    store.add(core.unshelve(again.occurrence_id, "wang", 700_200))
+    latest = store.shelves(holding=False, since_ms=0)[0]
+    assert (latest["shelved_by"], latest["ended_ms"], latest["ended_by"]) == ("li", 700_200, "wang")
