@@ -32,6 +32,8 @@ LIVE_DROPPED = Counter(
 
 GROUP = "dashboard"
 _LABELS = {int(q): q.label for q in Quality}
+HEARTBEAT_S = 5.0
+HEARTBEAT = json.dumps({"type": "heartbeat"})
 
 
 class Sendable(Protocol):
@@ -149,6 +151,10 @@ class LiveHub:
         self._quality[idx] = batch.quality[rows]
         if mark_dirty:
             self._dirty[idx] = True
+
+    def newest(self, index: int) -> tuple[int, float, int]:
+        """(ts_ms, value, quality code) of a sensor's newest reading; ts -1 and NaN when none came yet."""
+        return int(self._ts[index]), float(self._value[index]), int(self._quality[index])
 
     def rows(self, index: np.ndarray | None = None) -> list[list[Any]]:
         """``[sensor_id, ts_ms, value, quality_label]`` for the given sensors (default: all with data)."""
@@ -289,10 +295,16 @@ class LiveHub:
         return dumps({"type": "events", "events": mine}) if mine else None
 
     async def _push_loop(self) -> None:
-        """At most one readings message per interval, carrying only sensors that changed."""
+        """At most one readings message per interval, carrying only sensors that changed; a heartbeat every
+        HEARTBEAT_S, so that a page can tell a quiet park from a dead link (it goes not-live after three missed)."""
+        loop = asyncio.get_running_loop()
+        beat = loop.time()
         while True:
             await asyncio.sleep(self.push_interval_s)
             await self.flush()
+            if loop.time() - beat >= HEARTBEAT_S:
+                beat = loop.time()
+                self.broadcast(HEARTBEAT)
 
     async def flush(self) -> None:
         """Push pending readings now, and resync clients that dropped messages."""

@@ -67,13 +67,15 @@ class ErrorOut(BaseModel):
 
 
 class LatestReading(BaseModel):
-    """The newest value of one sensor."""
+    """The newest value of one sensor; a value older than its sensor's staleness limit is reported ``stale``."""
 
     sensor_id: str
     ts_ms: int
     time: str | None
     value: float | None  # null when the device gave no usable number
-    quality: QualityLabel
+    quality: QualityLabel  # as read, or ``stale`` once the value is older than ``stale_after_s``
+    age_s: float  # how old the value is now
+    stale_after_s: float  # the sensor's staleness limit (stale_periods × expected_period_s)
 
 
 class LatestOut(BaseModel):
@@ -112,14 +114,15 @@ async def latest(timeseries: TimeSeriesDep, hub: HubDep, clock: ClockDep, scope:
     # async on purpose: the hub's arrays belong to the event loop; the store call is an in-memory copy.
     hub.absorb(timeseries.latest(), mark_dirty=False)
     now = clock.now_ms()
-    return LatestOut(
-        ts_ms=now,
-        time=iso_utc(now),
-        readings=[
-            LatestReading(sensor_id=sid, ts_ms=ts, time=iso_utc(ts), value=value, quality=label)
-            for sid, ts, value, label in hub.rows_in(scope.enterprises)
-        ],
-    )
+    out = []
+    for sid, ts, value, label in hub.rows_in(scope.enterprises):
+        limit_s = scope.site.sensor(sid).sensor.stale_after_s
+        age_s = max(0.0, (now - ts) / 1000)
+        if label == "good" and age_s > limit_s:
+            label = "stale"  # a silent sensor's last good value is not live: never report it as good
+        out.append(LatestReading(sensor_id=sid, ts_ms=ts, time=iso_utc(ts), value=value, quality=label, age_s=age_s,
+                                 stale_after_s=limit_s))
+    return LatestOut(ts_ms=now, time=iso_utc(now), readings=out)
 
 
 @router.get(

@@ -36,6 +36,7 @@ class SensorOut(BaseModel):
     gas_limits: GasLimits | None
     gas_limits_default: bool  # true when gas_limits are the standard's defaults, not the site file's
     expected_period_s: float
+    stale_after_s: float  # a value older than this is not live (its comm-loss time)
     device_id: str | None
 
 
@@ -135,6 +136,7 @@ def _sensor(info: SensorInfo) -> SensorOut:
         gas_limits=DEFAULT_GAS_LIMITS[s.kind] if default else s.gas_limits,
         gas_limits_default=default,
         expected_period_s=s.expected_period_s,
+        stale_after_s=s.stale_after_s,
         device_id=info.device_id,
     )
 

@@ -159,9 +159,31 @@ def test_latest_readings_newest_per_sensor(client: TestClient, site: Site, store
         "ts_ms": T0 + 1000,
         "time": "2024-05-01T08:00:01.000Z",
         "value": 10.5,
-        "quality": "good",
+        "quality": "stale",  # an hour old (the clock reads T0 + 1 h): not live, whatever it was when read
+        "age_s": 3599.0,
+        "stale_after_s": 5.0,  # 5 periods of 1 s
     }
     assert rows["HS1-GD01"]["value"] is None and rows["HS1-GD01"]["quality"] == "comm-fail"
+
+
+def test_latest_reading_turns_stale_once_older_than_its_sensors_limit(site: Site, stores) -> None:
+    """A silent sensor's last good value is reported stale after stale_periods × expected_period_s, never good."""
+    timeseries, events = stores
+    clock = ManualClock(T0)
+    auth, token = viewer(site, events)
+    app = create_app(site, timeseries, events, LiveHub(MemoryBus(), site), clock=clock, auth=auth)
+    timeseries.write(batch(site, [("T101-LT-A", T0, 10.0, Quality.GOOD)]))
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+
+        def quality() -> str:
+            rows = client.get("/api/readings/latest").json()["readings"]
+            return next(r["quality"] for r in rows if r["sensor_id"] == "T101-LT-A")
+
+        clock.set(T0 + 5000)
+        assert quality() == "good"  # exactly at the limit: still live
+        clock.set(T0 + 5001)
+        assert quality() == "stale"
 
 
 def test_readings_history_by_iso_and_epoch(client: TestClient, site: Site, stores) -> None:
@@ -348,6 +370,21 @@ async def test_hub_coalesces_newest_row_per_sensor(site: Site) -> None:
     hub.absorb(ReadingBatch.from_columns([len(site.sensors) + 7], [T0], [1.0], [0]))  # not a site sensor
     assert hub.rejected == 1
     assert hub.rows() == [["T101-TT", T0 + 2000, 22.0, "good"], ["T102-TT", T0, None, "comm-fail"]]
+
+
+async def test_hub_sends_a_heartbeat_when_nothing_changes(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quiet park still sends something now and then, so the page can tell quiet from a dead link."""
+    monkeypatch.setattr("dashboard.live.HEARTBEAT_S", 0.05)
+    hub = LiveHub(MemoryBus(), site, push_interval_s=0.01)
+    client = ListSocket()
+    await hub.connect(client)
+    assert (await asyncio.wait_for(client.messages.get(), WAIT_S))["type"] == "snapshot"
+    task = asyncio.create_task(hub.run())
+    try:
+        assert (await asyncio.wait_for(client.messages.get(), WAIT_S)) == {"type": "heartbeat"}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_slow_client_never_blocks_others(site: Site) -> None:
