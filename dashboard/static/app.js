@@ -21,9 +21,18 @@
       "conn.connecting": "连接中…",
       "conn.live": "实时",
       "conn.down": "已断开，重连中…",
+      "live.banner": "页面数据非实时：自 {since} 起与服务器断开（{age}），显示的是断开前最后收到的数值，确认、搁置等操作已停用。",
+      "live.offline": "连接断开：操作已停用",
+      "status.stale": "非实时",
+      "quality.age": "{age}前",
+      "age.s": "{n}秒",
+      "age.m": "{n}分钟",
+      "age.h": "{n}小时",
+      "age.d": "{n}天",
       "sum.alarms": "报警",
       "sum.faults": "故障",
       "sum.normal": "正常",
+      "sum.stale": "非实时",
       "largeType": "大字",
       "logout": "退出",
       "close": "关闭",
@@ -79,6 +88,18 @@
       "act.note": "内容",
       "act.failed": "操作失败",
       "act.unavailable": "报警操作接口暂未提供（仅显示）",
+      "act.reasonCode": "原因代码",
+      "act.approver": "确认人（第二人）账号",
+      "act.approverPassword": "确认人密码",
+      "act.shelveLimit": "最长 {n} 分钟",
+      "act.fourEyes": "须第二人确认",
+      "shelf.by": "搁置人",
+      "shelf.reason": "原因",
+      "shelf.since": "搁置时间",
+      "shelf.until": "到期",
+      "shelf.occurrences": "期间报警",
+      "shelf.approvedBy": "确认人",
+      "shelf.left": "剩余 {left}",
       "status.normal": "正常",
       "status.fault": "故障",
       "status.alarm": "报警",
@@ -200,10 +221,20 @@
       "esc.stepName.park_regulator": "园区监管",
       "esc.stepName.county_regulator": "县级监管",
       "esc.st.open": "升级中",
-      "esc.st.acknowledged": "已确认",
+      "esc.st.acknowledged": "企业已确认",
+      "esc.st.signed": "监管已签收",
       "esc.st.awaiting_close": "待消警",
-      "esc.st.awaiting_clear": "待报警恢复",
+      "esc.st.awaiting_clear": "已消警，待报警恢复",
       "esc.st.closed": "已消警",
+      "esc.st.resolved": "企业已确认，报警已恢复",
+      "esc.top": "已至最高层级",
+      "esc.paused": "报警已搁置，计时暂停",
+      "esc.inhibited": "被通讯中断抑制",
+      "esc.answered": "已应答",
+      "esc.folded": "同一设备另有 {n} 个测点通讯中断",
+      "esc.returned": "已恢复",
+      "esc.returnedUnack": "已恢复未确认",
+      "esc.latched": "锁存",
       "compliance.unavailable": "合规检查接口暂未提供",
       "credibility.unavailable": "数据可信度接口暂未提供",
       "evidence.unavailable": "违规证据接口暂未提供",
@@ -259,9 +290,18 @@
       "conn.connecting": "Connecting…",
       "conn.live": "Live",
       "conn.down": "Disconnected, reconnecting…",
+      "live.banner": "Not live: disconnected from the server since {since} ({age}). Values are the last ones received before; acknowledge, shelve and other actions are disabled.",
+      "live.offline": "Disconnected: actions are disabled",
+      "status.stale": "Not live",
+      "quality.age": "{age} ago",
+      "age.s": "{n} s",
+      "age.m": "{n} min",
+      "age.h": "{n} h",
+      "age.d": "{n} d",
       "sum.alarms": "alarms",
       "sum.faults": "faults",
       "sum.normal": "normal",
+      "sum.stale": "not live",
       "largeType": "Large type",
       "logout": "Log out",
       "close": "Close",
@@ -317,6 +357,18 @@
       "act.note": "Text",
       "act.failed": "Action failed",
       "act.unavailable": "Alarm actions API not available yet (display only)",
+      "act.reasonCode": "Reason code",
+      "act.approver": "Approver (second person) login",
+      "act.approverPassword": "Approver's password",
+      "act.shelveLimit": "at most {n} min",
+      "act.fourEyes": "needs a second person's approval",
+      "shelf.by": "Shelved by",
+      "shelf.reason": "Reason",
+      "shelf.since": "Since",
+      "shelf.until": "Until",
+      "shelf.occurrences": "Raised meanwhile",
+      "shelf.approvedBy": "approved by",
+      "shelf.left": "{left} left",
       "status.normal": "Normal",
       "status.fault": "Fault",
       "status.alarm": "Alarm",
@@ -438,10 +490,20 @@
       "esc.stepName.park_regulator": "Park regulator",
       "esc.stepName.county_regulator": "County regulator",
       "esc.st.open": "Escalating",
-      "esc.st.acknowledged": "Acknowledged",
+      "esc.st.acknowledged": "Acknowledged by the enterprise",
+      "esc.st.signed": "Signed by the regulator",
       "esc.st.awaiting_close": "Awaiting close",
-      "esc.st.awaiting_clear": "Awaiting alarm clear",
+      "esc.st.awaiting_clear": "Closed, awaiting alarm clear",
       "esc.st.closed": "Closed",
+      "esc.st.resolved": "Acknowledged by the enterprise, back to normal",
+      "esc.top": "Top of the chain",
+      "esc.paused": "Alarm shelved, timer paused",
+      "esc.inhibited": "Inhibited by a comm-loss",
+      "esc.answered": "Answered",
+      "esc.folded": "{n} more points of this device lost communication",
+      "esc.returned": "back to normal",
+      "esc.returnedUnack": "returned, unacknowledged",
+      "esc.latched": "latched",
       "compliance.unavailable": "Compliance API not available yet",
       "credibility.unavailable": "Data credibility API not available yet",
       "evidence.unavailable": "Evidence API not available yet",
@@ -523,6 +585,20 @@
     if (key in table) return table[key];
     if (key in STRINGS["zh-CN"]) return STRINGS["zh-CN"][key];
     return fallback === undefined ? key : fallback;
+  }
+
+  // A string with {name} placeholders filled in.
+  function tf(key, values) {
+    return t(key).replace(/\{(\w+)\}/g, function (all, name) { return name in values ? String(values[name]) : all; });
+  }
+
+  // How old something is, in the largest unit that fits: "35秒", "4分钟", "2 h".
+  function formatAge(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    if (s < 120) return tf("age.s", { n: s });
+    if (s < 7200) return tf("age.m", { n: Math.floor(s / 60) });
+    if (s < 172800) return tf("age.h", { n: Math.floor(s / 3600) });
+    return tf("age.d", { n: Math.floor(s / 86400) });
   }
 
   // ----- small DOM helpers -------------------------------------------------------------------------
@@ -674,6 +750,7 @@
 
   function detailOf(body) {
     if (!body) return "";
+    if (lang === "zh-CN" && typeof body.detail_zh === "string") return body.detail_zh; // refusals in both languages
     if (typeof body.detail === "string") return body.detail;
     if (Array.isArray(body.detail)) return body.detail.map(function (d) { return d.msg; }).join("; ");
     return "";
@@ -841,31 +918,57 @@
     for (const a of alarms.values()) countAlarm(a, 1);
   }
 
-  // Status of one sensor: alarm (red) beats fault (yellow) beats normal (green); no data is grey.
-  const STALE_MIN_MS = 30000;
+  // ----- liveness: a value is live only while the page is connected and younger than its sensor's staleness
+  // limit (stale_after_s from /api/sources: the sensor's comm-loss time); what is not live is shown as such.
+  let connected = false;
+  let downSince = null; // browser time the live connection was lost (null while live, or before it ever was)
+  let everLive = false;
+  let lastMessageAt = 0;
+  const SILENT_AFTER_MS = 15000; // the server sends a heartbeat every 5 s: silence this long is a dead link
+
+  function staleAfterMs(entry) {
+    const info = entry.info;
+    return 1000 * (typeof info.stale_after_s === "number" ? info.stale_after_s : 5 * info.expected_period_s);
+  }
+
+  function ageMs(entry) {
+    return entry.reading ? Math.max(0, serverNow() - entry.reading.ts_ms) : null;
+  }
+
+  function isLive(entry) {
+    return connected && entry.reading !== null && ageMs(entry) <= staleAfterMs(entry);
+  }
+
+  // Status of one sensor: alarm (red) beats fault (yellow) beats stale (grey: not live) beats normal (green).
   function sensorStatus(entry) {
     if (entry.alarmCount > 0) return "alarm";
     const r = entry.reading;
+    if (!connected) return r ? "stale" : "nodata";
     if (entry.faultCount > 0) return "fault";
     if (!r) return "nodata";
     if (r.quality !== "good") return "fault";
-    const staleAfter = Math.max(STALE_MIN_MS, 10 * 1000 * entry.info.expected_period_s);
-    if (serverNow() - r.ts_ms > staleAfter) return "fault";
-    return "normal";
+    return isLive(entry) ? "normal" : "stale";
   }
 
-  const STATUS_RANK = { nodata: 0, normal: 1, fault: 2, alarm: 3 };
+  const STATUS_RANK = { nodata: 0, normal: 1, stale: 2, fault: 3, alarm: 4 };
 
-  // Why a sensor is yellow: comm-fail, flat-line and stale are told apart, never one "fault".
+  // What is wrong with a value, when something is: the data-quality alarm or the reading's quality (comm-fail,
+  // flat-line, stale… told apart, never one "fault"), and how old it is when it is not live.
   function qualityText(entry) {
     const r = entry.reading;
+    const parts = [];
     if (entry.faultCount > 0 && entry.faultCondition) {
-      return t("cond." + entry.faultCondition.toLowerCase(), entry.faultCondition);
+      parts.push(t("cond." + entry.faultCondition.toLowerCase(), entry.faultCondition));
+    } else if (!r) {
+      return t("status.nodata");
+    } else if (r.quality !== "good") {
+      parts.push(t("quality." + r.quality, r.quality));
     }
-    if (!r) return t("status.nodata");
-    if (r.quality !== "good") return t("quality." + r.quality, r.quality);
-    if (sensorStatus(entry) === "fault") return t("quality.stale");
-    return "";
+    if (r && !isLive(entry)) {
+      if (!parts.length) parts.push(t(connected ? "quality.stale" : "status.stale"));
+      parts.push(tf("quality.age", { age: formatAge(ageMs(entry)) }));
+    }
+    return parts.join(" · ");
   }
 
   const dirty = new Set();
@@ -899,14 +1002,18 @@
   function renderSummary() {
     let alarmsN = 0;
     let faults = 0;
+    let stale = 0;
     let normal = 0;
     for (const entry of sensors.values()) {
       if (entry.status === "alarm") alarmsN += 1;
       else if (entry.status === "fault") faults += 1;
+      else if (entry.status === "stale") stale += 1;
       else if (entry.status === "normal") normal += 1;
     }
     setText(document.getElementById("sum-alarms"), String(alarmsN));
     setText(document.getElementById("sum-faults"), String(faults));
+    setText(document.getElementById("sum-stale"), String(stale));
+    document.getElementById("sum-stale-pill").hidden = stale === 0;
     setText(document.getElementById("sum-normal"), String(normal));
   }
 
@@ -1171,6 +1278,44 @@
     const text = document.getElementById("conn-text");
     text.setAttribute("data-i18n", key);
     setText(text, t(key));
+    const was = connected;
+    connected = state === "live";
+    if (connected) {
+      everLive = true;
+      downSince = null;
+    } else if (everLive && downSince === null) {
+      downSince = lastMessageAt || Date.now(); // the page has had nothing live since its last message
+    }
+    document.body.setAttribute("data-live", connected ? "1" : "0");
+    renderLiveBanner();
+    if (was !== connected) {
+      for (const id of sensors.keys()) markDirty(id);
+      emit("connection", connected);
+    }
+  }
+
+  // Since when the page is not live: greyed values alone are easy to miss on a wall screen.
+  function renderLiveBanner() {
+    const banner = document.getElementById("live-banner");
+    banner.hidden = downSince === null;
+    if (downSince !== null) {
+      setText(document.getElementById("live-banner-text"), tf("live.banner", {
+        since: formatClock(new Date(downSince + serverOffsetMs)), age: formatAge(Date.now() - downSince) }));
+    }
+  }
+
+  // A socket that stays open while nothing arrives (a dead server behind a live proxy, a cut cable) is down.
+  function watchSilence() {
+    if (!socket || !connected || Date.now() - lastMessageAt <= SILENT_AFTER_MS) return;
+    const dead = socket;
+    socket = null;
+    dead.onclose = null;
+    dead.onmessage = null;
+    dead.onerror = null;
+    dead.close();
+    setConnection("down");
+    window.setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, 15000);
   }
 
   function onMessage(event) {
@@ -1181,6 +1326,7 @@
       return; // a malformed frame is ignored, the next one carries fresh state
     }
     liveMessages += 1;
+    lastMessageAt = Date.now();
     if (msg.type === "snapshot") {
       if (typeof msg.ts_ms === "number") serverOffsetMs = msg.ts_ms - Date.now();
       applyRows(msg.readings || []);
@@ -1197,6 +1343,8 @@
     } else if (msg.type === "events") {
       for (const e of msg.events || []) applyEvent(e, true);
       emit("alarms", { events: msg.events || [] });
+    } else if (msg.type === "heartbeat") {
+      // nothing changed, and the server is there
     } else {
       emit("message", msg); // grades, escalations… whatever the server adds later
     }
@@ -1211,6 +1359,7 @@
     socket = new WebSocket(scheme + window.location.host + base + "ws/live" + query);
     socket.onopen = function () {
       retryMs = 1000;
+      lastMessageAt = Date.now();
       setConnection("live");
     };
     socket.onmessage = onMessage;
@@ -1266,6 +1415,7 @@
       } else {
         input = el("input");
         input.type = f.type || "text";
+        if (f.autocomplete) input.setAttribute("autocomplete", f.autocomplete);
         if (f.min !== undefined) input.min = f.min;
         if (f.max !== undefined) input.max = f.max;
       }
@@ -1357,6 +1507,8 @@
   // ----- start -------------------------------------------------------------------------------------
   function tick() {
     setText(document.getElementById("clock"), formatClock(new Date(serverNow())));
+    watchSilence();
+    renderLiveBanner();
     emit("tick", serverNow());
   }
 
@@ -1417,7 +1569,7 @@
     annunciator.refresh();
     tick();
     window.setInterval(tick, 1000);
-    window.setInterval(recheckStale, 10000);
+    window.setInterval(recheckStale, 2000);
     loadOpenApi().then(function () {
       const ready = authRequired() && !token ? needLogin() : Promise.resolve();
       return ready.then(loadUser).then(function () {
@@ -1430,6 +1582,7 @@
   window.tankwatch = {
     t: t, el: el, svg: svg, setText: setText, setAttr: setAttr, button: button, note: note,
     formatTime: formatTime, formatClock: formatClock, formatDuration: formatDuration, formatValue: formatValue,
+    formatAge: formatAge, tf: tf, isLive: isLive,
     percent: percent, toMs: toMs, pad: pad,
     on: on, emit: emit, api: api, has: has, findPath: findPath, ApiError: ApiError, ask: ask,
     alarmAction: alarmAction, canAct: canAct,
@@ -1441,6 +1594,7 @@
     get user() { return user; },
     get lang() { return lang; },
     get liveMessages() { return liveMessages; },
+    get connected() { return connected; },
     get view() { return currentView; },
   };
   document.addEventListener("DOMContentLoaded", boot);

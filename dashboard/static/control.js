@@ -62,6 +62,7 @@
       }
       setText(noteNode, tw.qualityText(entry));
       setAttr(row, "data-status", status);
+      setAttr(row, "data-live", tw.isLive(entry) ? "1" : "0");
     });
     return row;
   }
@@ -84,6 +85,7 @@
       const height = (frac * 100).toFixed(1) + "%";
       if (fill.style.height !== height) fill.style.height = height;
       setAttr(vessel, "data-status", status);
+      setAttr(vessel, "data-live", tw.isLive(levelEntry) ? "1" : "0");
     });
     return vessel;
   }
@@ -134,6 +136,7 @@
       setText(num, tw.formatValue(info, entry.reading ? entry.reading.value : null));
       setText(noteNode, tw.qualityText(entry));
       setAttr(chip, "data-status", status);
+      setAttr(chip, "data-live", tw.isLive(entry) ? "1" : "0");
     });
     return chip;
   }
@@ -253,7 +256,7 @@
 
   function visible(a) {
     if (enterpriseFilter && a.enterprise_id !== enterpriseFilter) return false;
-    return showShelved ? a.state === "shelved" : a.state !== "shelved";
+    return a.state !== "shelved";
   }
 
   // Who acts: the alarm routes record the user with every command (ISA-18.2: who and when).
@@ -263,6 +266,10 @@
   }
 
   function run(action, a, body, button) {
+    if (!tw.connected) { // what the page shows is not live: nobody acknowledges or shelves on old data
+      flash(t("live.offline"));
+      return Promise.reject(new Error(t("live.offline")));
+    }
     if (button) button.disabled = true;
     body = Object.assign({ user: me() }, body || {});
     return tw.alarmAction(a.occurrence_id, action, body).then(function () {
@@ -295,22 +302,53 @@
     setText(node, t("act.unavailable"));
   }
 
-  const SHELVE_MINUTES = [15, 30, 60, 120, 240, 480];
+  // The site's shelving policy (GET /api/alarms/shelving-policy): limits per priority, reason codes, four eyes.
+  let policy = null;
+  function loadPolicy() {
+    if (policy) return Promise.resolve(policy);
+    return tw.api("GET", "/api/alarms/shelving-policy").then(function (data) {
+      policy = data;
+      return data;
+    });
+  }
+
+  const SHELVE_MINUTES = [5, 10, 15, 30, 60, 120, 240, 480, 720, 1440];
 
   function shelve(a) {
-    const tag = a.sensor_id + " · " + t("cond." + String(a.condition).toLowerCase(), a.condition);
-    return tw.ask({
-      title: t("act.shelve"),
-      sub: tag,
-      fields: [
+    const tag = a.sensor_id + " · " + t("cond." + String(a.condition).toLowerCase(), a.condition) + " · " +
+      t("prio." + a.priority, a.priority);
+    return loadPolicy().then(function (p) {
+      const limit = p.max_minutes[a.priority] || 60;
+      const minutes = SHELVE_MINUTES.filter(function (m) { return m <= limit; });
+      if (minutes.indexOf(limit) < 0) minutes.push(limit);
+      const codeNeeded = p.code_required.indexOf(a.priority) >= 0;
+      const role = tw.user ? String(tw.user.role) : "";
+      const fourEyes = p.approval_required.indexOf(a.priority) >= 0 && p.self_approving.indexOf(role) < 0;
+      const codes = p.reason_codes.map(function (r) { return [r.code, tw.lang === "en" ? r.en : r.zh]; });
+      const fields = [
+        { name: "reason_code", labelKey: "act.reasonCode", required: codeNeeded,
+          options: codeNeeded ? codes : [["", "—"]].concat(codes) },
         { name: "reason", labelKey: "act.reason", required: true },
-        { name: "minutes", labelKey: "act.duration", value: "60",
-          options: SHELVE_MINUTES.map(function (m) { return [String(m), m + " " + t("act.minutes")]; }) },
-      ],
-      submit: function (v) {
-        return run("shelve", a, { reason: v.reason, duration_s: Number(v.minutes) * 60 });
-      },
-    });
+        { name: "minutes", labelKey: "act.duration", value: String(Math.min(60, limit)),
+          options: minutes.map(function (m) { return [String(m), m + " " + t("act.minutes")]; }) },
+      ];
+      if (fourEyes) {
+        fields.push({ name: "approver", labelKey: "act.approver", required: true, autocomplete: "off" },
+          { name: "approver_password", labelKey: "act.approverPassword", type: "password", required: true,
+            autocomplete: "off" });
+      }
+      return tw.ask({
+        title: t("act.shelve"),
+        sub: tag + " · " + tw.tf("act.shelveLimit", { n: limit }) + (fourEyes ? " · " + t("act.fourEyes") : ""),
+        fields: fields,
+        submit: function (v) {
+          const body = { reason: v.reason, duration_s: Number(v.minutes) * 60 };
+          if (v.reason_code) body.reason_code = v.reason_code;
+          if (fourEyes) body.approver = { login: v.approver, password: v.approver_password };
+          return run("shelve", a, body);
+        },
+      });
+    }).catch(function (err) { flash(t("act.failed") + ": " + err.message); });
   }
 
   function comment(a) {
@@ -331,6 +369,8 @@
         fn(b);
       }, "small " + (cls || ""));
       b.setAttribute("data-action", action);
+      b.disabled = !tw.connected;
+      if (!tw.connected) b.title = t("live.offline");
       box.append(b);
     };
     if (a.state === "shelved") {
@@ -379,7 +419,7 @@
       }
       const texts = alarmCells(a);
       for (let i = 0; i < 8; i++) setText(row.cells[i], texts[i]);
-      const key = [a.state, a.acknowledged, t("act.ack")].join("|");
+      const key = [a.state, a.acknowledged, t("act.ack"), tw.connected].join("|");
       if (row.key !== key) {
         row.key = key;
         row.cells[8].replaceChildren(actionButtons(a));
@@ -397,18 +437,89 @@
     const active = all.filter(function (a) {
       return a.state !== "shelved" && (!enterpriseFilter || a.enterprise_id === enterpriseFilter);
     });
-    const shelved = all.filter(function (a) {
-      return a.state === "shelved" && (!enterpriseFilter || a.enterprise_id === enterpriseFilter);
-    });
     setText(document.getElementById("alarm-count"), String(active.length));
-    setText(document.getElementById("shelved-count"), String(shelved.length));
+    document.querySelector("#view-control .alarm-table:not(.shelf-table)").hidden = showShelved;
+    renderShelves();
+    renderBanner(active);
+    renderLocalKpis(active);
+  }
+
+  // ----- shelved alarms: one row per shelf (sensor × condition) for as long as it holds, with who, why, until
+  // when, and how many occurrences came under it (GET /api/alarms/shelves)
+  let shelves = [];
+  let shelvesQueued = null;
+
+  function loadShelves() {
+    if (!tw.has("/api/alarms/shelves", "get")) return Promise.resolve();
+    return tw.api("GET", "/api/alarms/shelves").then(function (data) {
+      shelves = data.shelves || [];
+      renderAlarms();
+    }).catch(function () {});
+  }
+
+  // Shelving events come in bursts (an alarm and its current occurrence): load once after them.
+  function reloadShelvesSoon() {
+    if (shelvesQueued) return;
+    shelvesQueued = window.setTimeout(function () {
+      shelvesQueued = null;
+      loadShelves();
+    }, 300);
+  }
+
+  function shelfRow(shelf) {
+    const tr = el("tr");
+    tr.setAttribute("data-shelf", shelf.shelf_id);
+    tr.setAttribute("data-sensor", shelf.sensor_id);
+    tr.setAttribute("data-priority", shelf.priority);
+    const code = shelf.reason_code ? "[" + shelf.reason_code + "] " : "";
+    const by = shelf.shelved_by + (shelf.approved_by ? " · " + t("shelf.approvedBy") + " " + shelf.approved_by : "");
+    const left = shelf.until_ms - tw.serverNow();
+    const until = el("td", null, tw.formatTime(shelf.until_ms) + " · " +
+      tw.tf("shelf.left", { left: tw.formatDuration(Math.max(0, left)) }));
+    until.setAttribute("data-until", String(shelf.until_ms));
+    const actions = el("td", "actions");
+    if (tw.canAct("unshelve")) {
+      const b = tw.button("act.unshelve", function (event) {
+        event.stopPropagation();
+        if (!tw.connected) return;
+        b.disabled = true;
+        tw.alarmAction(shelf.occurrence_id, "unshelve", { user: me() }).then(loadShelves, function (err) {
+          b.disabled = false;
+          flash(t("act.failed") + ": " + err.message);
+        });
+      }, "small");
+      b.setAttribute("data-action", "unshelve");
+      b.disabled = !tw.connected;
+      actions.append(b);
+    }
+    tr.append(
+      el("td", null, shelf.sensor_id),
+      el("td", null, t("cond." + String(shelf.condition).toLowerCase(), shelf.condition)),
+      el("td", null, t("prio." + shelf.priority, shelf.priority)),
+      el("td", null, by),
+      el("td", null, code + shelf.reason),
+      el("td", null, tw.formatTime(shelf.since_ms)),
+      until,
+      el("td", "num", String(shelf.occurrences)),
+      actions,
+    );
+    tr.addEventListener("click", function () { tw.trend.open(shelf.sensor_id); });
+    return tr;
+  }
+
+  function renderShelves() {
+    const mine = shelves.filter(function (x) { return !enterpriseFilter || x.enterprise_id === enterpriseFilter; });
+    setText(document.getElementById("shelved-count"), String(mine.length));
+    const table = document.getElementById("shelf-table");
+    table.hidden = !showShelved;
+    if (showShelved) document.getElementById("shelf-rows").replaceChildren.apply(
+      document.getElementById("shelf-rows"), mine.map(shelfRow));
     const empty = document.getElementById("alarm-empty");
-    empty.hidden = list.length > 0;
+    const count = showShelved ? mine.length : alarmRows.size;
+    empty.hidden = count > 0;
     const emptyKey = showShelved ? "noShelved" : "noAlarms";
     empty.setAttribute("data-i18n", emptyKey);
     setText(empty, t(emptyKey));
-    renderBanner(active);
-    renderLocalKpis(active);
   }
 
   // ----- banner ------------------------------------------------------------------------------------
@@ -427,7 +538,9 @@
     setText(document.getElementById("alarm-banner-text"),
       t("banner.alarm") + " (" + unacked.length + ") · " + cells[1] + " · " + cells[2] + " " + cells[4] + " " +
       cells[5] + " · " + cells[3] + " · " + cells[0]);
-    document.getElementById("ack-all").hidden = !tw.canAct("ack");
+    const ackAllButton = document.getElementById("ack-all");
+    ackAllButton.hidden = !tw.canAct("ack");
+    ackAllButton.disabled = !tw.connected;
   }
 
   function ackAll() {
@@ -514,10 +627,22 @@
     for (const key in tiles) setText(tiles[key].node.querySelector(".kpi-label"), t(key));
   });
   tw.on("rendered", function (touched) { for (const id of touched) renderSource(id); });
-  tw.on("alarms", renderAlarms);
+  tw.on("alarms", function (info) {
+    renderAlarms();
+    const events = (info && info.events) || [];
+    if ((info && info.snapshot) || events.some(function (e) { return /shelved$/.test(e.action); })) reloadShelvesSoon();
+  });
+  tw.on("connection", function () {
+    for (const row of alarmRows.values()) row.key = null;
+    renderAlarms();
+  });
   tw.on("tick", function () {
     // the time column says "today" or a date: refresh it when the day turns, cheaply, once a minute
     if (new Date().getSeconds() === 0) renderAlarms();
+    for (const td of document.querySelectorAll("#shelf-rows td[data-until]")) {
+      const until = Number(td.getAttribute("data-until"));
+      setText(td, tw.formatTime(until) + " · " + tw.tf("shelf.left", { left: tw.formatDuration(Math.max(0, until - tw.serverNow())) }));
+    }
   });
 
   document.getElementById("show-shelved").addEventListener("click", function (event) {
@@ -543,7 +668,8 @@
       updateActionsNote();
       renderAlarms();
       loadKpis();
-      if (!kpiTimer) kpiTimer = window.setInterval(loadKpis, 15000);
+      loadShelves();
+      if (!kpiTimer) kpiTimer = window.setInterval(function () { loadKpis(); loadShelves(); }, 15000);
     },
     hide: function () {
       if (kpiTimer) window.clearInterval(kpiTimer);

@@ -467,7 +467,8 @@
       tw.note(pane, "esc.unavailable");
       return Promise.resolve();
     }
-    return tw.api("GET", "/api/escalations?state=all&limit=200").then(function (data) {
+    // the server sorts (open first, then priority, then age) and folds a device's comm-loss into one row
+    return tw.api("GET", "/api/escalations?state=all&limit=200&fold=device").then(function (data) {
       escalations = rowsOf(data, ["escalations", "items"]);
       renderEscalations();
     }).catch(function (err) {
@@ -475,10 +476,33 @@
     });
   }
 
+  // An action on a row applies to every escalation folded into it (a device's comm-loss on each of its points).
   function escAction(e, action, body) {
+    if (!tw.connected) return Promise.reject(new Error(t("live.offline")));
     const path = escPath(action);
-    const url = path.replace(/\{[^}]+\}/, encodeURIComponent(escId(e)));
-    return tw.api("POST", url, body || {}).then(loadEscalations);
+    const ids = [escId(e)].concat((e.folded || []).map(function (f) { return f.escalation_id; }));
+    return Promise.all(ids.map(function (id) {
+      return tw.api("POST", path.replace(/\{[^}]+\}/, encodeURIComponent(id)), body || {});
+    })).then(loadEscalations);
+  }
+
+  // The countdown cell: the next step's deadline while the escalation climbs, else why there is none.
+  function slaText(e) {
+    if (e.status === "closed" || e.status === "resolved") return "—";
+    if (typeof e.next_step_ms === "number") return null; // ticking (tickSla)
+    if (e.paused) return t("esc.paused");
+    if (e.inhibited_by) return t("esc.inhibited");
+    if (e.overdue && e.at_top) return t("esc.overdue") + " · " + t("esc.top");
+    if (e.overdue) return t("esc.overdue");
+    return t("esc.answered");
+  }
+
+  // What the alarm itself is doing now, in the regulator's words.
+  function alarmStateText(e) {
+    if (e.alarm_active) return "";
+    if (e.latched) return t("esc.latched");
+    const answered = e.status !== "open";
+    return answered ? t("esc.returned") : t("esc.returnedUnack");
   }
 
   // The caller's own organisation level has signed (regulators) or acknowledged (enterprise) already.
@@ -500,7 +524,7 @@
   function renderEscalations() {
     const pane = document.getElementById("park-escalations");
     const count = document.getElementById("esc-count");
-    const open = escalations.filter(function (e) { return e.status !== "closed"; });
+    const open = escalations.filter(function (e) { return e.status !== "closed" && e.status !== "resolved"; });
     count.hidden = !open.length;
     setText(count, String(open.length));
     if (!escalations.length) {
@@ -522,11 +546,23 @@
       tr.setAttribute("data-escalation", escId(e));
       tr.setAttribute("data-status", e.status);
       tr.setAttribute("data-enterprise", e.enterprise_id);
+      tr.setAttribute("data-priority", e.priority);
+      tr.setAttribute("data-condition", e.condition);
+      tr.setAttribute("data-alarm", e.alarm_active ? "active" : e.latched ? "latched" : "returned");
+      if (e.folded && e.folded.length) tr.setAttribute("data-folded", String(e.folded.length));
       const sla = el("td", "num sla");
-      if (typeof e.next_step_ms === "number" && e.status !== "closed") sla.setAttribute("data-deadline", String(e.next_step_ms));
-      else setText(sla, e.overdue ? t("esc.overdue") : "—");
+      const why = slaText(e);
+      if (why === null) sla.setAttribute("data-deadline", String(e.next_step_ms));
+      else setText(sla, why);
+      const state = alarmStateText(e);
       const alarmText = [e.sensor_id, t("cond." + String(e.condition).toLowerCase(), e.condition),
-        t("prio." + e.priority, e.priority), e.alarm_active ? "" : "(" + t("state.returned") + ")"].filter(Boolean).join(" ");
+        t("prio." + e.priority, e.priority), state ? "(" + state + ")" : ""].filter(Boolean).join(" ");
+      const alarmCell = el("td", null, alarmText);
+      if (e.folded && e.folded.length) {
+        const more = el("div", "esc-folded", tw.tf("esc.folded", { n: e.folded.length }));
+        more.title = e.folded.map(function (f) { return f.sensor_id; }).join(", ");
+        alarmCell.append(more);
+      }
       const actions = el("td", "actions");
       const add = function (action, key, fields) {
         if (!escPath(action)) return;
@@ -534,7 +570,7 @@
           if (!fields) {
             b.disabled = true;
             escAction(e, action, {}).catch(function (err) {
-              b.disabled = false;
+              b.disabled = !tw.connected;
               tw.ask({ title: t("act.failed"), sub: err.message, fields: [] });
             });
             return;
@@ -543,19 +579,23 @@
             submit: function (v) { return escAction(e, action, v); } });
         }, "small");
         b.setAttribute("data-action", action);
+        b.disabled = !tw.connected;
+        if (!tw.connected) b.title = t("live.offline");
         actions.append(b);
       };
-      if (e.status !== "closed") {
+      if (e.status !== "closed" && e.status !== "resolved") {
         const done = doneAtMyLevel(e);
         if (regulator && !done && notifiedAtMyLevel(e)) add("sign", "esc.sign");
         if (!regulator && !done) add("ack", "act.ack");
         if (regulator && done) {
           add("dispose", "esc.dispose", [{ name: "text", labelKey: "esc.disposition", type: "textarea", required: true }]);
-          add("close", "esc.close", [
-            { name: "reason", labelKey: "esc.reasonCode",
-              options: CLOSE_REASONS.map(function (r) { return [r, t("esc.reason." + r, r)]; }) },
-            { name: "note", labelKey: "act.note" },
-          ]);
+          if (!e.closed_ms) {
+            add("close", "esc.close", [
+              { name: "reason", labelKey: "esc.reasonCode",
+                options: CLOSE_REASONS.map(function (r) { return [r, t("esc.reason." + r, r)]; }) },
+              { name: "note", labelKey: "act.note" },
+            ]);
+          }
         }
       }
       const stepText = e.step ? t("esc.stepName." + e.step, e.step) : "—";
@@ -563,7 +603,7 @@
         el("td", null, tw.formatTime(e.raised_ms)),
         el("td", null, e.enterprise_name || e.enterprise_id),
         el("td", null, e.source_name || e.source_id),
-        el("td", null, alarmText),
+        alarmCell,
         el("td", null, stepText + (e.next_step ? " → " + t("esc.stepName." + e.next_step, e.next_step) : "")),
         el("td", "esc-status", t("esc.st." + e.status, e.status) + (e.dispositions && e.dispositions.length
           ? " · " + e.dispositions[e.dispositions.length - 1].text : "")),
@@ -750,6 +790,7 @@
   });
   tw.on("alarms", function () { if (tw.view === "park" && sub === "overview") renderOverview(); });
   tw.on("tick", tickSla);
+  tw.on("connection", function () { if (escalations.length) renderEscalations(); });
   tw.on("message", function (msg) {
     if (msg.type === "grades" || msg.type === "grade") {
       gradesFromApi = true;

@@ -6,6 +6,7 @@ Skipped when /usr/bin/chromium (or the playwright package) is missing, unless CI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -91,28 +92,16 @@ def e2e_site(folder: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """`tankwatch demo` on free ports with the e2e scenario, for the whole session; stopped at the end.
-
-    TANKWATCH_E2E_URL=http://127.0.0.1:PORT uses a demo already running (started with tests/e2e/scenario-e2e.yaml
-    and the users of tests/e2e/demo_users.py) instead, e.g. while working on the page.
-    """
-    given = os.environ.get("TANKWATCH_E2E_URL")
-    if given:
-        yield Demo(given.rstrip("/"), None, Path(), Path(os.devnull), None)  # type: ignore[arg-type]
-        return
-    folder = tmp_path_factory.mktemp("e2e-demo")
+@contextlib.contextmanager
+def running_demo(folder: Path, *options: str, seeded: str | None = None) -> Iterator[Demo]:
+    """`tankwatch demo` on free ports with data under ``folder`` and these options; stopped on leaving."""
     data_dir = folder / "data"
-    site = e2e_site(folder)
-    seeded = seed_users(data_dir)
     port = free_port()
     log = folder / "demo.log"
     cmd = [
         sys.executable, "-m", "tankwatch", "demo",
-        "--port", str(port), "--duration", "600", "--data-dir", str(data_dir),
-        "--modbus-port", str(free_port()), "--mqtt-port", str(free_port()),
-        "--config", str(site), "--scenario", str(SCENARIO),
+        "--port", str(port), "--duration", "900", "--data-dir", str(data_dir),
+        "--modbus-port", str(free_port()), "--mqtt-port", str(free_port()), *options,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("w") as out:
@@ -134,12 +123,31 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         yield running
     finally:
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # in case a test froze it
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """`tankwatch demo` on free ports with the e2e scenario, for the whole session; stopped at the end.
+
+    TANKWATCH_E2E_URL=http://127.0.0.1:PORT uses a demo already running (started with tests/e2e/scenario-e2e.yaml
+    and the users of tests/e2e/demo_users.py) instead, e.g. while working on the page.
+    """
+    given = os.environ.get("TANKWATCH_E2E_URL")
+    if given:
+        yield Demo(given.rstrip("/"), None, Path(), Path(os.devnull), None)  # type: ignore[arg-type]
+        return
+    folder = tmp_path_factory.mktemp("e2e-demo")
+    site = e2e_site(folder)
+    seeded = seed_users(folder / "data")
+    with running_demo(folder, "--config", str(site), "--scenario", str(SCENARIO), seeded=seeded) as running:
+        yield running
 
 
 @pytest.fixture

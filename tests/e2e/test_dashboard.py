@@ -46,18 +46,45 @@ def test_operator_sees_a_scenario_alarm_live_acknowledges_it_silencing_the_horn_
     for occurrence in sounding:  # acknowledged, or gone because it had already returned to normal
         assert page.get_attribute(f'#alarm-rows tr[data-occurrence="{occurrence}"]', "data-ack") in ("1", None)
 
-    # Shelve one alarm with a reason and a duration: it leaves the active list for the shelved one.
-    target = page.wait_for_selector('#alarm-rows tr button[data-action="shelve"]', timeout=15_000)
+    # Shelve a high-priority alarm (no second person needed) with a reason code, a reason and a duration within
+    # the policy's hour: it leaves the active list, and its shelf is listed with who, why and until when.
+    target = page.wait_for_selector('#alarm-rows tr[data-priority="high"] button[data-action="shelve"]',
+                                    timeout=15_000)
     occurrence = target.evaluate("b => b.closest('tr').getAttribute('data-occurrence')")
+    sensor = target.evaluate("b => b.closest('tr').getAttribute('data-sensor')")
     target.click()
+    page.wait_for_selector("#action-fields select[name=minutes]", timeout=10_000)  # after the policy is read
+    minutes = page.eval_on_selector_all("#action-fields select[name=minutes] option", "os => os.map(o => o.value)")
+    assert max(map(int, minutes)) == 60  # tankwatch default for high-priority alarms
+    page.select_option("#action-fields select[name=reason_code]", "instrument_fault")
     page.fill("#action-fields input[name=reason]", "e2e 仪表检修")
     page.select_option("#action-fields select[name=minutes]", "30")
     page.click("#action-submit")
     page.wait_for_selector("#action-dialog", state="hidden", timeout=10_000)
     page.wait_for_selector(f'#alarm-rows tr[data-occurrence="{occurrence}"]', state="detached", timeout=10_000)
     page.click("#show-shelved")
-    page.wait_for_selector(f'#alarm-rows tr[data-occurrence="{occurrence}"][data-state="shelved"]', timeout=10_000)
+    shelf = page.wait_for_selector(f'#shelf-rows tr[data-sensor="{sensor}"]', timeout=10_000)
+    assert "e2e 仪表检修" in shelf.inner_text() and USERS["operator_e1"].login in shelf.inner_text()
     screenshot(page, "control-room-shelved")
+    assert page.errors == []
+
+
+def test_a_critical_alarm_needs_a_second_person_to_shelve_it(demo, new_page):
+    page = new_page()
+    login(page, demo, USERS["operator_e1"])
+    target = page.wait_for_selector('#alarm-rows tr[data-priority="critical"] button[data-action="shelve"]',
+                                    timeout=LIVE_ALARM_TIMEOUT_MS)
+    target.click()
+    page.wait_for_selector("#action-fields input[name=approver]", timeout=10_000)
+    minutes = page.eval_on_selector_all("#action-fields select[name=minutes] option", "os => os.map(o => o.value)")
+    assert max(map(int, minutes)) == 30  # tankwatch default for critical alarms
+    page.fill("#action-fields input[name=reason]", "e2e 液位计漂移")
+    page.fill("#action-fields input[name=approver]", USERS["operator_e2"].login)  # another enterprise's operator
+    page.fill("#action-fields input[name=approver_password]", USERS["operator_e2"].password)
+    page.click("#action-submit")
+    error = page.wait_for_selector("#action-error:not([hidden])", timeout=10_000)
+    assert "无权确认" in error.inner_text()  # refused in Chinese, the page's language
+    page.click("#action-cancel")
     assert page.errors == []
 
 
