@@ -57,7 +57,7 @@ def test_credibility_serves_online_rates_and_the_messages_lost(app: FastAPI) -> 
     assert before["window"] == "24h" and before["start_ms"] == T0 - DAY_MS
     assert [s["online_rate"] for s in before["sensors"]] == pytest.approx([0.5] * len(before["sensors"]))
     MESSAGES_LOST.labels("mqtt", "sequence_gap", "gds1").inc(4)  # gds1 reads G1-AT1 (E1) and G2-GD1 (E2)
-    MESSAGES_LOST.labels("modbus", "sequence_gap", "plc1").inc(1)  # plc1 reads tanks of E1 and E2 too
+    MESSAGES_LOST.labels("mqtt", "sequence_gap", "plc1").inc(1)  # (any device id) plc1 reads tanks of E1 and E2
     MESSAGES_LOST.labels("mqtt", "broker_dropped", "127.0.0.1:1883").inc(10)  # a broker serves the park
     after = client.get("/api/credibility").json()
     assert {e: lost(after)[e] - lost(before)[e] for e in ("E1", "E2")} == {"E1": 5, "E2": 5}
