@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.feed import FastPublisher, publish_packets
+from bench.peers.site import bench_park
 from bench.peers.tankwatch_side import TankwatchRunner
 from bench.services import start_mosquitto
 from tankwatch.config import Site, rebuild_site
@@ -20,7 +21,7 @@ QUEUE_SETTINGS = ("max_queued_messages", "max_queued_bytes", "max_inflight_messa
 MOSQUITTO_DEFAULTS = "max_queued_messages 1000\nmax_inflight_messages 20\n"  # mosquitto 2.0's own defaults
 TOPIC = "tankwatch/bench/gas/{sensor}"
 SETTLE_S = 3.0  # no new reading for this long (and the broker's $SYS reported since): the run is over
-T0_MS = 1_714_550_400_000  # readings are dated from 2024-05-01 (the site keeps ten years, as in bench peers)
+T0_MS = 1_714_550_400_000  # readings are dated from 2024-05-01 (bench_park keeps ten years)
 
 
 def deployed_settings(path: Path = DEPLOY_CONF) -> str:
@@ -39,25 +40,11 @@ def detector_ids(detectors: int) -> list[str]:
 
 def detector_site(host: str, port: int, detectors: int) -> Site:
     """A park of ``detectors`` combustible-gas detectors behind one MQTT gas controller, numbered messages."""
-    person = {"name": "基准"}
     ids = detector_ids(detectors)
-    doc = {
-        "park": {"id": "bench", "name": "基准园区 / bench park", "location": {"lat": 30.0, "lon": 120.0}},
-        "enterprises": [{
-            "id": "bench-e", "name": "基准企业 / bench enterprise", "location": {"lat": 30.0, "lon": 120.0},
-            "hazard_sources": [{
-                "id": "bench-hs", "name": "基准罐区 / bench tank farm", "unit_kind": "storage",
-                "location": {"lat": 30.0, "lon": 120.0}, "exposed_population": 0,
-                "responsible": {"principal": person, "technical": person, "operational": person},
-                "sensors": [{"id": sid, "kind": "gas_combustible", "unit": "%LEL", "range": [0, 100]}
-                            for sid in ids],
-            }],
-        }],
-        "devices": [{"id": "bench-gds", "mqtt": {"broker": {"host": host, "port": port}, "topic": TOPIC,
-                                                 "sensors": ids, "payload": {"seq_key": "seq"}}}],
-        "storage": {"retention_days": 3650},
-    }
-    return rebuild_site(doc, "<bench mqtt-burst site>")
+    sensors = [{"id": sid, "kind": "gas_combustible", "unit": "%LEL", "range": [0, 100]} for sid in ids]
+    device = {"id": "bench-gds", "mqtt": {"broker": {"host": host, "port": port}, "topic": TOPIC, "sensors": ids,
+                                         "payload": {"seq_key": "seq"}}}
+    return rebuild_site(bench_park(sensors, [device]), "<bench mqtt-burst site>")
 
 
 def detector_messages(detectors: int, messages: int) -> tuple[list[str], list[bytes]]:

@@ -42,6 +42,16 @@ def numbered_site(host: str, port: int, prefix: str) -> Site:
     ])
 
 
+def numbered_source(broker: MosquittoHandle, caplog: pytest.LogCaptureFixture,
+                    decode_process: bool) -> tuple[Site, str, MqttSource]:
+    """The numbered site on ``broker`` under a topic prefix of its own, its source, and the adapter's WARNINGs
+    captured."""
+    prefix = f"tw-loss/{uuid.uuid4().hex}"
+    site = numbered_site(*broker.address, prefix)
+    caplog.set_level(logging.WARNING, logger="ingest.mqtt.adapter")
+    return site, prefix, MqttSource(site, SystemClock(), decode_process=decode_process)
+
+
 @pytest.fixture
 def dropping_mosquitto() -> Iterator[MosquittoHandle]:
     """A private Mosquitto that drops QoS 1 messages for any client with more than 30 outstanding."""
@@ -71,11 +81,9 @@ async def test_the_brokers_drop_counter_is_counted_and_logged(
     dropping_mosquitto: MosquittoHandle, caplog: pytest.LogCaptureFixture, decode_process: bool
 ) -> None:
     host, port = dropping_mosquitto.address
-    prefix = f"tw-loss/{uuid.uuid4().hex}"
-    site = numbered_site(host, port, prefix)
-    caplog.set_level(logging.WARNING, logger="ingest.mqtt.adapter")
+    site, prefix, source = numbered_source(dropping_mosquitto, caplog, decode_process)
     before = lost("broker_dropped", f"{host}:{port}")
-    run = Running(MqttSource(site, SystemClock(), decode_process=decode_process))
+    run = Running(source)
     stalled = stalled_subscriber(host, port, f"{prefix}/gas/G2")
     try:
         await run.until(lambda: run.broker()["subscribed"], "the subscription")
@@ -105,11 +113,9 @@ async def test_jumps_in_device_message_counters_are_counted_and_logged(
     private_mosquitto: MosquittoHandle, caplog: pytest.LogCaptureFixture, decode_process: bool
 ) -> None:
     host, port = private_mosquitto.address
-    prefix = f"tw-loss/{uuid.uuid4().hex}"
-    site = numbered_site(host, port, prefix)
-    caplog.set_level(logging.WARNING, logger="ingest.mqtt.adapter")
+    _, prefix, source = numbered_source(private_mosquitto, caplog, decode_process)
     before = lost("sequence_gap", "gds"), lost("sequence_gap", "gw")
-    run = Running(MqttSource(site, SystemClock(), decode_process=decode_process))
+    run = Running(source)
     try:
         await run.until(lambda: run.broker()["subscribed"], "the subscription")
         pub = Publisher(host, port)
@@ -133,9 +139,7 @@ async def test_a_brokers_recovery_is_logged_at_the_default_level(
     private_mosquitto: MosquittoHandle, caplog: pytest.LogCaptureFixture, decode_process: bool
 ) -> None:
     host, port = private_mosquitto.address
-    site = numbered_site(host, port, f"tw-loss/{uuid.uuid4().hex}")
-    caplog.set_level(logging.WARNING, logger="ingest.mqtt.adapter")
-    run = Running(MqttSource(site, SystemClock(), decode_process=decode_process))
+    run = Running(numbered_source(private_mosquitto, caplog, decode_process)[2])
     try:
         await run.until(lambda: run.broker()["subscribed"], "the subscription")
         private_mosquitto.stop()
