@@ -31,6 +31,7 @@ from sqlalchemy.types import BigInteger
 from alarms import compliance
 from alarms.compliance import LatestView
 from tankwatch.config import Site
+from tankwatch.metrics import MESSAGES_LOST, READINGS_IN
 from tankwatch.records import Quality, ReadingBatch, stable_id
 from tankwatch.site import SensorKind
 from tankwatch.stores.events import make_engine
@@ -151,10 +152,47 @@ def read_rows(store: TimeSeriesStore, sensor_index: int, start_ms: int, end_ms: 
     return store.query(sensor_index, start_ms, end_ms, max_points=max_points)
 
 
+@dataclass(frozen=True, slots=True)
+class IngestLoss:
+    """Messages lost on the way in, as this process's ingest adapters counted them since it started
+    (``tankwatch_messages_lost_total``): by cause (broker_dropped, sequence_gap, inbox_full) and by origin (a
+    broker ``host:port`` or a device id)."""
+
+    total: int
+    by_cause: dict[str, int]
+    by_origin: dict[str, int]
+
+    def for_enterprise(self, site: Site, enterprise_id: str) -> int:
+        """Messages lost by the devices whose sensors belong to an enterprise (a broker's loss is the park's)."""
+        devices = {i.device_id for i in site.sensors if i.enterprise_id == enterprise_id and i.device_id}
+        return sum(n for origin, n in self.by_origin.items() if origin in devices)
+
+
+def ingest_loss() -> IngestLoss | None:
+    """The loss counted in this process, or None when no ingest adapter runs here (a dashboard of its own:
+    the figures are on the ingest process's /metrics)."""
+    by_cause: dict[str, int] = {}
+    by_origin: dict[str, int] = {}
+    for sample in _totals(MESSAGES_LOST):
+        n = int(sample.value)
+        by_cause[sample.labels["cause"]] = by_cause.get(sample.labels["cause"], 0) + n
+        by_origin[sample.labels["origin"]] = by_origin.get(sample.labels["origin"], 0) + n
+    if not by_cause and not any(s.value for s in _totals(READINGS_IN)):
+        return None
+    return IngestLoss(sum(by_cause.values()), by_cause, by_origin)
+
+
+def _totals(counter: Any) -> list[Any]:
+    """The ``…_total`` samples of a Prometheus counter."""
+    return [s for metric in counter.collect() for s in metric.samples if s.name.endswith("_total")]
+
+
 def site_credibility(
-    site: Site, store: TimeSeriesStore, now_ms: int, windows: Sequence[str] = ("24h", "30d")
+    site: Site, store: TimeSeriesStore, now_ms: int, windows: Sequence[str] = ("24h", "30d"),
+    loss: IngestLoss | None = None,
 ) -> dict[str, Any]:
-    """Per sensor and per enterprise figures for each window, as JSON-ready data."""
+    """Per sensor and per enterprise figures for each window, as JSON-ready data; with ``loss``, each enterprise's
+    ``messages_lost`` (None: not known in this process)."""
     out: dict[str, Any] = {"ts_ms": now_ms, "windows": {}}
     for name in windows:
         length, bucket = WINDOWS[name]
@@ -177,6 +215,7 @@ def site_credibility(
                     "completeness": float(np.mean([c.completeness for c in mine])) if mine else None,
                     "interruption_count": sum(len(c.interruptions) for c in mine),
                     "flat_line_count": sum(len(c.flat_lines) for c in mine),
+                    "messages_lost": None if loss is None else loss.for_enterprise(site, ent.id),
                 }
             )
         out["windows"][name] = {

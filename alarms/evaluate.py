@@ -15,8 +15,9 @@ The semantics are spelt out in ``tests/unit/alarm_oracle.py`` (the per-reading r
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter
@@ -43,10 +44,12 @@ from alarms.rules import (
     compile_rules,
 )
 from tankwatch.config import Site
+from tankwatch.droplog import DropLog
 from tankwatch.metrics import ALARM_EVENTS, INPUT_REJECTED
 from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, stable_id, stable_ids
 
 STAGE = "alarms"
+log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = "tankwatch.alarm-core/3"
 LEGACY_SNAPSHOT_FORMAT = "tankwatch.alarm-core/2"  # read still: its shelves lack since, id, reason code, approver
 NO_TS = -1  # "never"; valid timestamps are >= 0
@@ -259,6 +262,7 @@ class AlarmCore:
         plain[np.ix_(rules.esd >= 0, sorted(_LEVEL_LOW_COLS))] = False
         self._plain_slot = plain.ravel()
         self._reset_state()
+        self.drops = DropLog(log)
         self._counts: Counter[str] = Counter()
         for key in (
             "readings",
@@ -508,10 +512,22 @@ class AlarmCore:
         if unknown:
             self._counts["rejected_unknown_sensor"] += unknown
             INPUT_REJECTED.labels(STAGE, "unknown_sensor").inc(unknown)
+            self.drops.dropped("alarm core", "unknown_sensor", unknown,
+                               f"sensor index {int(sensor[np.argmin(known)])} is not one of the site's")
         if bad_ts:
             self._counts["rejected_bad_timestamp"] += bad_ts
             INPUT_REJECTED.labels(STAGE, "bad_timestamp").inc(bad_ts)
+            bad = known & ~sane
+            stamps = ts[bad]
+            self._log_drops(sensor[bad], "bad_timestamp", lambda i: f"timestamp {stamps[i]} ms is outside 1970..3000")
         return sensor[keep], ts[keep], value[keep], quality[keep]
+
+    def _log_drops(self, sensor: np.ndarray, reason: str, describe: Callable[[int], str]) -> None:
+        """Log dropped readings once per sensor and reason (rate-limited by DropLog); ``describe(i)`` says why row
+        ``i`` (the first of its sensor) was dropped."""
+        sensors, first, counts = np.unique(sensor, return_index=True, return_counts=True)
+        for x, i, count in zip(sensors.tolist(), first.tolist(), counts.tolist(), strict=True):
+            self.drops.dropped(f"alarm core sensor {self.sensor_ids[x]}", reason, count, describe(i))
 
     def _effective_quality(self, quality: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Quality codes as evaluated (unknown codes and non-finite values count as BAD) and the rows not good."""
@@ -550,6 +566,9 @@ class AlarmCore:
         if rejected:
             self._counts["rejected_out_of_order"] += rejected
             INPUT_REJECTED.labels(STAGE, "out_of_order").inc(rejected)
+            late = ~accepted
+            stamps, newest = t[late], np.maximum(running[late], self.last_ts[s[late]])
+            self._log_drops(s[late], "out_of_order", lambda i: _out_of_order_detail(int(stamps[i]), int(newest[i])))
             s, t, v, q, row = s[accepted], t[accepted], v[accepted], q[accepted], row[accepted]
         self._counts["evaluated"] += n_accepted
         self.last_ts[seg_sensor] = np.maximum(self.last_ts[seg_sensor], np.maximum.reduceat(running, starts))
@@ -1405,6 +1424,17 @@ def _json_list(values: np.ndarray) -> list:
     if values.dtype.kind == "f":
         return [None if x != x else x for x in values.tolist()]
     return values.tolist()
+
+
+def _out_of_order_detail(ts_ms: int, last_ms: int) -> str:
+    """Why a reading was refused as out of order: it is older than one already evaluated."""
+    return (f"reading at {_iso(ts_ms)} is older than the newest evaluated one ({_iso(last_ms)}); "
+            "is a device clock or a relay reordering readings?")
+
+
+def _iso(ms: int) -> str:
+    """Epoch ms as ISO 8601 UTC, for log lines."""
+    return np.datetime_as_string(np.datetime64(ms, "ms")) + "Z"
 
 
 def _ranges(begin: np.ndarray, end: np.ndarray) -> np.ndarray:

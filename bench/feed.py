@@ -135,12 +135,14 @@ def _remaining_length(n: int) -> bytes:
             return bytes(out)
 
 
-def publish_packets(topic: str, payloads: Sequence[bytes], qos: int = 1) -> list[bytes]:
-    """MQTT 3.1.1 PUBLISH packets for the payloads, packet ids 1..65535 cycling (QoS 1)."""
-    name = topic.encode()
-    head = len(name).to_bytes(2, "big") + name
+def publish_packets(topic: str | Sequence[str], payloads: Sequence[bytes], qos: int = 1) -> list[bytes]:
+    """MQTT 3.1.1 PUBLISH packets for the payloads (on one topic, or each on its own), packet ids 1..65535 cycling
+    (QoS 1)."""
+    topics = [topic] * len(payloads) if isinstance(topic, str) else topic
+    heads = {t: len(t.encode()).to_bytes(2, "big") + t.encode() for t in set(topics)}
     packets = []
-    for i, payload in enumerate(payloads):
+    for i, (name, payload) in enumerate(zip(topics, payloads, strict=True)):
+        head = heads[name]
         if qos:
             body = head + (i % 65535 + 1).to_bytes(2, "big") + payload
             packets.append(bytes([0x32]) + _remaining_length(len(body)) + body)
@@ -166,10 +168,14 @@ class FastPublisher:
     thread counts PUBACKs. Mosquitto forwards QoS 1 in order, so one connection keeps every sensor's order.
     """
 
-    def __init__(self, host: str, port: int, client_id: str = "tankwatch-bench-feed", window: int = 20_000) -> None:
+    def __init__(self, host: str, port: int, client_id: str = "tankwatch-bench-feed", window: int = 20_000,
+                 rate: float | None = None) -> None:
         if not 0 < window < 65535:
             raise ValueError(f"window must be 1..65534 unacknowledged messages, got {window}")
+        if rate is not None and rate <= 0:
+            raise ValueError(f"rate must be a positive number of messages per second, got {rate}")
         self.host, self.port, self.client_id, self.window = host, port, client_id, window
+        self.rate = rate  # messages per second, None: as fast as the window allows
         self._acked = 0
         self._cond = threading.Condition()
         self._error: str | None = None
@@ -219,10 +225,12 @@ class FastPublisher:
                                   name="bench-feed-acks")
         reader.start()
         deadline = time.monotonic() + timeout_s
-        started = time.time()
+        started, paced_from = time.time(), time.monotonic()
         try:
             sent = 0
             while sent < len(packets):
+                if self.rate is not None:  # paced: packet k goes out k / rate seconds after the first
+                    time.sleep(max(0.0, paced_from + sent / self.rate - time.monotonic()))
                 with self._cond:
                     while sent - self._acked >= self.window and self._error is None:
                         if not self._cond.wait(timeout=max(0.0, deadline - time.monotonic())):
@@ -253,7 +261,7 @@ class FastPublisher:
         (or its GIL) with the feed, just as a peer in another process does not."""
         context = multiprocessing.get_context("spawn")
         mine, theirs = context.Pipe(duplex=False)
-        settings = (self.host, self.port, self.client_id, self.window)
+        settings = (self.host, self.port, self.client_id, self.window, self.rate)
         child = context.Process(target=_publish_in_child, args=(settings, list(packets), timeout_s, theirs),
                                 name="bench-feed-publisher", daemon=True)
         child.start()
@@ -273,12 +281,12 @@ class FastPublisher:
         return outcome
 
 
-def _publish_in_child(settings: tuple[str, int, str, int], packets: list[bytes], timeout_s: float,
+def _publish_in_child(settings: tuple[str, int, str, int, float | None], packets: list[bytes], timeout_s: float,
                       conn: Connection) -> None:
     """The publisher process: publish, then send back what came of it (Published, or the exception)."""
-    host, port, client_id, window = settings
+    host, port, client_id, window, rate = settings
     try:
-        outcome: Published | Exception = FastPublisher(host, port, client_id, window).publish(packets, timeout_s)
+        outcome: Published | Exception = FastPublisher(host, port, client_id, window, rate).publish(packets, timeout_s)
     except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
         outcome = exc
     conn.send(outcome)

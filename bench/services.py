@@ -57,10 +57,11 @@ def mosquitto_binary() -> str:
 class MosquittoHandle:
     """A private Mosquitto on 127.0.0.1:port that a test can stop and start again on the same port."""
 
-    def __init__(self, port: int, workdir: Path) -> None:
+    def __init__(self, port: int, workdir: Path, settings: str = "") -> None:
         self.host = "127.0.0.1"
         self.port = port
         self.workdir = workdir
+        self.settings = settings  # more mosquitto.conf lines, e.g. "max_queued_messages 10\n"
         self.conf = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -85,7 +86,7 @@ class MosquittoHandle:
             "allow_anonymous true\n"
             "max_queued_messages 100000\n"
             "persistence false\n"
-            "log_dest stderr\n"
+            "log_dest stderr\n" + self.settings
         )
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
@@ -125,11 +126,12 @@ class MosquittoHandle:
             return "(no log)"
 
 
-def start_mosquitto(port: int | None = None) -> MosquittoHandle:
-    """Start a private Mosquitto on 127.0.0.1 (a free port unless given); the caller must ``.stop()`` it."""
+def start_mosquitto(port: int | None = None, settings: str = "") -> MosquittoHandle:
+    """Start a private Mosquitto on 127.0.0.1 (a free port unless given) with ``settings`` (mosquitto.conf lines)
+    after the test defaults; the caller must ``.stop()`` it."""
     mosquitto_binary()
     workdir = Path(tempfile.mkdtemp(prefix="tankwatch-mosquitto-"))
-    return MosquittoHandle(port or free_port(), workdir).start()
+    return MosquittoHandle(port or free_port(), workdir, settings).start()
 
 
 # ---------------------------------------------------------------------------------------------------------------

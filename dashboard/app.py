@@ -25,6 +25,7 @@ from dashboard.routers import (
     audit,
     auth,
     compliance,
+    credibility,
     escalations,
     grades,
     health,
@@ -66,6 +67,7 @@ PROTECTED_ROUTERS = (
     audit.router,
     grades.router,
     compliance.router,
+    credibility.router,
     replay.router,
     metrics_router.router,
 )

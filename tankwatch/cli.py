@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tankwatch.replay_cli",  # record, replay, scenario, bench replay
     "alarms.hazard_cli",  # hazard, compliance
     "bench.peers_cli",  # bench peers
+    "bench.mqtt_burst_cli",  # bench mqtt-burst
     "alarms.cli",  # bench alarm-core
     "tankwatch.users_cli",  # user add/list/remove
 )

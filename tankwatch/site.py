@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 
@@ -325,6 +325,13 @@ class MqttPayload(Strict):
     value_key: str = "value"
     ts_key: str | None = "ts"
     status_key: str | None = "status"
+    # tankwatch default: a device timestamp more than this ahead of its receive time is a wrong device clock.
+    # Every reading taken ahead makes the sensor's correct readings after it look out of order until real time
+    # catches up, so this bounds how long one bad timestamp can hold a sensor still.
+    max_ahead_s: float = Field(default=5.0, ge=0, le=3600)
+    # Key of a message counter the device increments per message (per topic for json_value, per device for
+    # json_points, beside "points"); a jump in it is counted and logged as lost messages.
+    seq_key: str | None = None
 
 
 class MqttDevice(Strict):
@@ -342,6 +349,8 @@ class Device(Strict):
 
     id: Id
     name: str | None = None
+    # When the device was put into service (ISO 8601 with offset); device timestamps before it are rejected.
+    commissioned: AwareDatetime | None = None
     modbus: ModbusDevice | None = None
     mqtt: MqttDevice | None = None
 

@@ -130,8 +130,8 @@ class ModbusConnection:
         except (TimeoutError, ModbusException, OSError):
             ok = False
         if ok:
-            if self.failed_connects:
-                log.info("modbus %s: connected after %d failed attempts", self.label, self.failed_connects)
+            if self.failed_connects:  # closes the failure DeviceState logged: WARNING, the CLI's default level
+                log.warning("modbus %s: connected again after %d failed attempts", self.label, self.failed_connects)
             self.failed_connects = 0
             self.next_connect_ms = 0
             return
@@ -159,7 +159,7 @@ class DeviceState:
         self.last_error: str | None = None
 
     def record(self, errors: list[str], now_ms: int) -> None:
-        """Update state, counters and logs after a poll: first failure ERROR, repeats DEBUG, recovery INFO."""
+        """Update state, counters and logs after a poll: first failure ERROR, repeats DEBUG, recovery WARNING."""
         device = self.plan.device_id
         if errors:
             self.failures += 1
@@ -178,8 +178,8 @@ class DeviceState:
                 )
             self.state = "failing"
             return
-        if self.state == "failing":
-            log.info("modbus device %s recovered after %d failed polls", device, self.consecutive_failures)
+        if self.state == "failing":  # at WARNING like the failure, so the default log shows the outage's end
+            log.warning("modbus device %s recovered after %d failed polls", device, self.consecutive_failures)
         self.state = "up"
         self.consecutive_failures = 0
         self.last_ok_ms = now_ms

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -28,8 +28,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from ingest.mqtt.payload import Decoded, DeviceRoute, MessageDecoder
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site
+from tankwatch.droplog import DropLog
 from tankwatch.gc_tuning import tune_for_streaming
-from tankwatch.metrics import DEVICE_FAILURES, DEVICE_UP, INPUT_REJECTED, READINGS_IN
+from tankwatch.metrics import DEVICE_FAILURES, DEVICE_UP, INPUT_REJECTED, MESSAGES_LOST, READINGS_IN
 from tankwatch.records import Quality, ReadingBatch
 from tankwatch.stages import Emit
 
@@ -48,6 +49,22 @@ WORKER_POLL_S = 1.0  # longest a decode process waits in select without running 
 RECV_BYTES = 256 * 1024  # bytes a decode process asks the kernel for at a time
 NON_UTF8_TOPIC = "<non-UTF-8 topic>"  # stands for a topic that is not UTF-8 in logs and rejections
 MAX_LOGGED_PROBLEMS = 10_000  # distinct (topic, reason) pairs logged at WARNING before everything is DEBUG
+# Mosquitto's count of QoS 1/2 messages it dropped because a client's queue was full (max_queued_messages), for all
+# clients since it started; published as retained every sys_interval (10 s by default). Brokers without it
+# (amqtt, or $SYS denied) simply never send it.
+SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
+
+
+class LinkState(NamedTuple):
+    """What a broker link's network side reports: connection, counts (cumulative) and the last error."""
+
+    connected: bool = False
+    subscribed: bool = False
+    messages: int = 0
+    dropped: int = 0  # by tankwatch: the inbox was full
+    outages: int = 0  # disconnects and failed connects
+    last_error: str = ""
+    broker_dropped: int = 0  # by the broker, by its SYS_DROPPED counter (all its clients)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +92,10 @@ class _LinkAccounts:
         self.started_ms = 0
         self.seen_outages = 0
         self.seen_dropped = 0
+        self.seen_broker_dropped = 0
         self.was_up: bool | None = None
+        self.down_since_ms: int | None = None
+        self.sequence_gaps = 0  # messages missing by the devices' own counters
         self.last_comm_fail_ms: int | None = None
         self.readings = 0
         self.rejected: Counter[str] = Counter()
@@ -108,6 +128,9 @@ class _BrokerLink(_LinkAccounts):
         self.outages = 0  # disconnects and failed connects
         self.messages = 0
         self.dropped = 0
+        self.broker_dropped = 0  # rises of the broker's SYS_DROPPED counter while connected
+        self.broker_counter: int | None = None  # its last value this connection
+        self.sys_mid: int | None = None  # the SYS_DROPPED subscription's message id
         self.last_error = ""
         self._wake: Callable[[], None] = lambda: None
 
@@ -129,6 +152,9 @@ class _BrokerLink(_LinkAccounts):
 
     def _queue(self, topic: str, payload: bytes) -> None:
         """Queue one message with its receive time, or count it as dropped when the inbox is full."""
+        if topic == SYS_DROPPED:
+            self._broker_dropped(payload)
+            return
         item = (topic, payload, self.clock.now_ms())
         with self.lock:
             self.messages += 1
@@ -139,14 +165,30 @@ class _BrokerLink(_LinkAccounts):
                 self.dropped += 1
             self._notify()
 
+    def _broker_dropped(self, payload: bytes) -> None:
+        """Count the rise of the broker's drop counter since its last value on this connection."""
+        try:
+            value = int(payload)
+        except ValueError:
+            return
+        with self.lock:
+            if self.broker_counter is not None and value > self.broker_counter:
+                self.broker_dropped += value - self.broker_counter
+            self.broker_counter = value  # the first value of a connection (retained) is where counting starts
+            self._notify()
+
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason_code: object,
                     properties: object) -> None:
-        """Subscribe to every device topic again: a clean session forgets subscriptions on reconnect."""
+        """Subscribe to every device topic again (a clean session forgets subscriptions on reconnect) and to the
+        broker's drop counter."""
         if getattr(reason_code, "is_failure", False):
             self._down(f"connection refused: {reason_code}")
             return
         client.subscribe(self.decoder.subscriptions())
+        _, sys_mid = client.subscribe(SYS_DROPPED, qos=0)
         with self.lock:
+            self.sys_mid = sys_mid
+            self.broker_counter = None
             self.connected = True
             self.last_error = ""
             self._notify()
@@ -156,6 +198,8 @@ class _BrokerLink(_LinkAccounts):
         """Note that the broker accepted the subscriptions (or say which it refused)."""
         refused = [str(rc) for rc in reason_codes if getattr(rc, "is_failure", False)]
         with self.lock:
+            if mid == self.sys_mid:  # the drop counter is a bonus: a broker may deny $SYS
+                return
             self.subscribed = not refused
             if refused:
                 self.last_error = f"subscription refused: {', '.join(refused)}"
@@ -217,45 +261,50 @@ class _BrokerLink(_LinkAccounts):
         for device in self.device_ids:
             DEVICE_UP.labels(device).set(0)
 
-    def take(self) -> tuple[list[tuple[str, bytes, int]], bool, int, int, str]:
-        """Swap out the inbox; returns (messages, connected, outages, dropped, last error)."""
+    def take(self) -> tuple[list[tuple[str, bytes, int]], LinkState]:
+        """Swap out the inbox; returns the messages and the link state."""
         with self.lock:
             items, self.inbox, self.inbox_bytes = self.inbox, [], 0
             self.wake_pending = False
-            return items, self.connected, self.outages, self.dropped, self.last_error
+            return items, self._state()
 
-    def take_decoded(self) -> tuple[Decoded | None, bool, int, int, str]:
-        """Swap out the inbox and decode it here; returns (decoded or None, connected, outages, dropped, error)."""
-        items, connected, outages, dropped, error = self.take()
-        return (self.decoder.decode(items) if items else None), connected, outages, dropped, error
+    def take_decoded(self) -> tuple[Decoded | None, LinkState]:
+        """Swap out the inbox and decode it here; returns (decoded or None, link state)."""
+        items, state = self.take()
+        return (self.decoder.decode(items) if items else None), state
 
-    def state(self) -> tuple[bool, bool, int, int, int, str]:
-        """(connected, subscribed, messages, dropped, outages, last error), read under the lock."""
+    def state(self) -> LinkState:
+        """The link state, read under the lock."""
         with self.lock:
-            return (self.connected, self.subscribed, self.messages, self.dropped, self.outages, self.last_error)
+            return self._state()
+
+    def _state(self) -> LinkState:
+        """The link state (``lock`` held)."""
+        return LinkState(self.connected, self.subscribed, self.messages, self.dropped, self.outages,
+                         self.last_error, self.broker_dropped)
 
     def stats(self) -> dict[str, object]:
         """Connection state and counts of this broker."""
         return broker_stats(self, self.state())
 
 
-def broker_stats(link: Any, state: tuple[bool, bool, int, int, int, str]) -> dict[str, object]:
-    """A broker link's stats: its identity and counts plus (connected, subscribed, messages, dropped, outages,
-    last error) read under its lock."""
-    connected, subscribed, messages, dropped, outages, error = state
+def broker_stats(link: Any, state: LinkState) -> dict[str, object]:
+    """A broker link's stats: its identity and counts plus its state read under its lock."""
     return {
         "host": link.key.host,
         "port": link.key.port,
         "client_id": link.client_id,
         "devices": list(link.device_ids),
-        "connected": connected,
-        "subscribed": subscribed,
-        "messages": messages,
+        "connected": state.connected,
+        "subscribed": state.subscribed,
+        "messages": state.messages,
         "readings": link.readings,
         "rejected": dict(link.rejected),
-        "dropped": dropped,
-        "outages": outages,
-        "last_error": error,
+        "dropped": state.dropped,
+        "broker_dropped": state.broker_dropped,
+        "sequence_gaps": link.sequence_gaps,
+        "outages": state.outages,
+        "last_error": state.last_error,
     }
 
 
@@ -450,7 +499,7 @@ def _network_round(link: _BrokerLink, client: mqtt.Client, sock: Any, conn: Conn
     return True
 
 
-def _send(link: _BrokerLink, conn: Connection, sent_state: tuple | None) -> tuple | None:
+def _send(link: _BrokerLink, conn: Connection, sent_state: LinkState | None) -> LinkState | None:
     """Decode and send what arrived, and the link state when it changed; returns the state the parent now has.
 
     Only when the pipe has room: while the parent holds back (too many rows waiting there), messages stay in the
@@ -459,7 +508,7 @@ def _send(link: _BrokerLink, conn: Connection, sent_state: tuple | None) -> tupl
     state = link.state()
     if not (link.inbox or state != sent_state) or not select.select([], [conn], [], 0.0)[1]:
         return sent_state
-    items, *_ = link.take()
+    items, _ = link.take()
     for chunk in _slices(items):  # a backlog goes in slices, so the parent starts evaluating while the rest decodes
         sent_state = link.state()
         conn.send((link.decoder.decode(chunk), sent_state))
@@ -498,7 +547,7 @@ class _ProcessLink(_LinkAccounts):
         self.lock = threading.Condition()
         self.pending: list[Decoded] = []
         self.pending_rows = 0
-        self.remote: tuple[bool, bool, int, int, int, str] = (False, False, 0, 0, 0, "")
+        self.remote = LinkState()
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._reader: threading.Thread | None = None
@@ -528,8 +577,9 @@ class _ProcessLink(_LinkAccounts):
             except (EOFError, OSError):
                 with self.lock:
                     if not self._stopping:
-                        self.remote = (False, False, *self.remote[2:4], self.remote[4] + 1,
-                                       "the MQTT decode process exited")
+                        self.remote = self.remote._replace(connected=False, subscribed=False,
+                                                           outages=self.remote.outages + 1,
+                                                           last_error="the MQTT decode process exited")
                 wake()
                 return
             with self.lock:
@@ -541,19 +591,20 @@ class _ProcessLink(_LinkAccounts):
                     self.lock.wait(timeout=1.0)
             wake()
 
-    def take_decoded(self) -> tuple[Decoded | None, bool, int, int, str]:
-        """Everything the child decoded since the last call, merged, with its connection state."""
+    def take_decoded(self) -> tuple[Decoded | None, LinkState]:
+        """Everything the child decoded since the last call, merged, with its link state."""
         with self.lock:
             pending, self.pending, self.pending_rows = self.pending, [], 0
-            connected, _, _, dropped, outages, error = self.remote
+            state = self.remote
             self.lock.notify_all()
         if not pending:
             decoded = None
         elif len(pending) == 1:
             decoded = pending[0]
         else:
-            decoded = Decoded(ReadingBatch.concat(d.batch for d in pending), [r for d in pending for r in d.rejections])
-        return decoded, connected, outages, dropped, error
+            decoded = Decoded(ReadingBatch.concat(d.batch for d in pending), [r for d in pending for r in d.rejections],
+                              [g for d in pending for g in d.gaps])
+        return decoded, state
 
     def stop(self) -> None:
         """Ask the child to stop, wait for it (terminate after 5 s), and join the reader thread."""
@@ -619,6 +670,7 @@ class MqttSource:
         self.comm_fail_every_ms = round(comm_fail_every_s * 1000)
         self.tick_s = tick_s
         self.decode_process = decode_process
+        self.losses = DropLog(log)
         links = _group_by_broker(site, clock)
         self._links: list[_BrokerLink | _ProcessLink] = (
             [_ProcessLink(link.key, list(link.decoder.routes), link.sensors) for link in links]
@@ -676,28 +728,47 @@ class MqttSource:
         """Decode everything received since the last drain, plus COMM_FAIL rows for brokers that are down."""
         parts: list[ReadingBatch] = []
         for link in self._links:
-            decoded, connected, outages, dropped, error = link.take_decoded()
+            decoded, state = link.take_decoded()
             if decoded is not None:
                 self._account(link, decoded)
                 if len(decoded.batch):
                     parts.append(decoded.batch)
-            if dropped > link.seen_dropped:
-                INPUT_REJECTED.labels(STAGE, "inbox_full").inc(dropped - link.seen_dropped)
-                link.rejected["inbox_full"] += dropped - link.seen_dropped
-                log.warning("MQTT %s: %d messages dropped, the inbox is full", link.key.label,
-                            dropped - link.seen_dropped)
-                link.seen_dropped = dropped
-            fail = self._connection(link, connected, outages, error)
+            self._losses(link, state)
+            fail = self._connection(link, state.connected, state.outages, state.last_error)
             if fail is not None:
                 parts.append(fail)
         return ReadingBatch.concat(parts)
 
+    def _losses(self, link: _BrokerLink | _ProcessLink, state: LinkState) -> None:
+        """Count and log messages lost on the broker's side of the link (its drop counter) or in tankwatch's inbox."""
+        label = link.key.label
+        if state.dropped > link.seen_dropped:
+            lost = state.dropped - link.seen_dropped
+            INPUT_REJECTED.labels(STAGE, "inbox_full").inc(lost)
+            MESSAGES_LOST.labels(STAGE, "inbox_full", label).inc(lost)
+            link.rejected["inbox_full"] += lost
+            log.warning("MQTT %s: %d messages dropped, the inbox is full", label, lost)
+        if state.broker_dropped > link.seen_broker_dropped:
+            lost = state.broker_dropped - link.seen_broker_dropped
+            MESSAGES_LOST.labels(STAGE, "broker_dropped", label).inc(lost)
+            self.losses.dropped(f"MQTT broker {label}", "broker_dropped", lost,
+                                f"the broker's {SYS_DROPPED} rose: it dropped QoS 1/2 messages because a client's "
+                                "queue was full (counted for all its clients; raise max_queued_messages)")
+        link.seen_dropped = max(link.seen_dropped, state.dropped)
+        link.seen_broker_dropped = max(link.seen_broker_dropped, state.broker_dropped)
+
     def _account(self, link: _BrokerLink | _ProcessLink, decoded: Decoded) -> None:
-        """Count readings and rejections; log each (topic, reason) once at WARNING, then at DEBUG."""
+        """Count readings, sequence gaps and rejections; log each (topic, reason) once at WARNING, then at DEBUG
+        (gaps: rate-limited by DropLog)."""
         n = len(decoded.batch)
         if n:
             link.readings += n
             READINGS_IN.labels(STAGE).inc(n)
+        for gap in decoded.gaps:
+            link.sequence_gaps += gap.missing
+            MESSAGES_LOST.labels(STAGE, "sequence_gap", gap.device_id).inc(gap.missing)
+            self.losses.dropped(f"MQTT device {gap.device_id} topic {gap.topic!r}", "sequence_gap", gap.missing,
+                                gap.detail)
         for rej in decoded.rejections:
             INPUT_REJECTED.labels(STAGE, rej.reason.value).inc(rej.rows)
             link.rejected[rej.reason.value] += rej.rows
@@ -722,8 +793,17 @@ class MqttSource:
                     "MQTT broker %s is down (%s); reconnecting every %.1f..%.0f s", link.key.label, error,
                     RECONNECT_MIN_S, RECONNECT_MAX_S)
             link.seen_outages = outages
-        if connected and link.was_up is not True:
-            log.info("MQTT broker %s connected", link.key.label)
+            if link.down_since_ms is None:
+                link.down_since_ms = now
+        if connected and (link.was_up is not True or new_outage):
+            # A recovery closes a failure logged at WARNING, so it is logged at WARNING too (the CLI's default
+            # level): whoever reads the log sees when the outage ended, not only that it began.
+            if link.down_since_ms is None:
+                log.info("MQTT broker %s connected", link.key.label)
+            else:
+                log.warning("MQTT broker %s recovered: connected again after %.1f s down", link.key.label,
+                            (now - link.down_since_ms) / 1000)
+            link.down_since_ms = None
         if connected or new_outage:
             link.was_up = connected
             for device in link.device_ids:

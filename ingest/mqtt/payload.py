@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,9 +23,7 @@ MAX_PAYLOAD_BYTES = 1 << 20
 SECONDS_BELOW = 1e11  # numeric timestamps below this are epoch seconds (1e11 ms is 1973, 1e11 s is year 5138)
 MAX_SHAPES = 4096  # distinct sensor-id sequences of json_points messages remembered per device
 MAX_TS_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z: anything later is a broken device clock
-# A reading dated further ahead of its receive time than this comes from a device clock that is wrong; taken, it
-# would make the device's correct readings look out of order (and be rejected) until real time caught up.
-MAX_AHEAD_MS = 60_000
+DAY_MS = 86_400_000
 GOOD_STATUS = frozenset({"ok", "normal"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -46,6 +45,7 @@ class Reason(StrEnum):
     VALUE_NOT_NUMBER = "value_not_number"
     BAD_TIMESTAMP = "bad_timestamp"
     FUTURE_TIMESTAMP = "future_timestamp"
+    BAD_SEQUENCE = "bad_sequence"
     UNKNOWN_SENSOR = "unknown_sensor"
     UNKNOWN_TOPIC = "unknown_topic"
 
@@ -60,6 +60,59 @@ class PayloadRejected(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class TimestampBounds:
+    """The device timestamps a device's readings may carry, relative to their receive time.
+
+    At most ``max_ahead_ms`` ahead (a reading taken further ahead would make every correct reading after it look
+    out of order, so this bounds how long one bad timestamp can hold a sensor still); not older than ``max_age_ms``
+    (the storage retention: such a reading would be purged at once) and not before ``commissioned_ms``.
+    """
+
+    max_ahead_ms: int = 5_000
+    max_age_ms: int | None = None
+    commissioned_ms: int = 0
+
+    @classmethod
+    def of_device(cls, device: Device, site: Site) -> TimestampBounds:
+        """The bounds of a site's MQTT device: its payload's ``max_ahead_s``, the retention, its commissioning."""
+        assert device.mqtt is not None
+        commissioned = 0 if device.commissioned is None else (device.commissioned - _EPOCH) // _MS
+        return cls(round(device.mqtt.payload.max_ahead_s * 1000),
+                   round(site.file.storage.retention_days * DAY_MS), commissioned)
+
+    def floor_ms(self, receive_ms: int) -> int:
+        """The earliest timestamp accepted for a reading received at ``receive_ms``."""
+        oldest = 0 if self.max_age_ms is None else receive_ms - self.max_age_ms
+        return max(oldest, self.commissioned_ms)
+
+    def rejection(self, raw: object, ts_ms: int, receive_ms: int) -> PayloadRejected | None:
+        """Why a device timestamp is refused, or None when it is within the bounds."""
+        if ts_ms > receive_ms + self.max_ahead_ms:
+            return PayloadRejected(Reason.FUTURE_TIMESTAMP, self.ahead_detail(raw, ts_ms, receive_ms))
+        if ts_ms < self.floor_ms(receive_ms):
+            return PayloadRejected(Reason.BAD_TIMESTAMP, self.early_detail(raw, ts_ms, receive_ms))
+        return None
+
+    def ahead_detail(self, raw: object, ts_ms: int, receive_ms: int) -> str:
+        """Why a timestamp ahead of the receive time is refused."""
+        return (f"timestamp {raw!r} is {(ts_ms - receive_ms) / 1000:.1f} s ahead of its receive time "
+                f"(more than {self.max_ahead_ms / 1000:g} s: the device clock is wrong)")
+
+    def early_detail(self, raw: object, ts_ms: int, receive_ms: int) -> str:
+        """Why a timestamp too far in the past is refused."""
+        if ts_ms < self.commissioned_ms:
+            return (f"timestamp {raw!r} is before the device was commissioned "
+                    f"({_iso(self.commissioned_ms)}): the device clock is wrong")
+        return (f"timestamp {raw!r} ({_iso(ts_ms)}) is older than the {self.max_age_ms / DAY_MS:g}-day retention "
+                f"window before its receive time: the device clock is wrong")
+
+
+def _iso(ms: int) -> str:
+    """Epoch ms as ISO 8601 UTC, for messages."""
+    return (_EPOCH + ms * _MS).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """Rejected input: ``rows`` readings (or one whole message) on ``topic`` for one reason."""
 
@@ -70,11 +123,22 @@ class Rejection:
 
 
 @dataclass(frozen=True, slots=True)
+class SequenceGap:
+    """Messages a device numbered but that never arrived: its counter under ``seq_key`` jumped by more than one."""
+
+    device_id: str
+    topic: str
+    missing: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class Decoded:
-    """Readings decoded from some messages, and what was rejected on the way."""
+    """Readings decoded from some messages, what was rejected on the way, and sequence gaps seen."""
 
     batch: ReadingBatch
     rejections: list[Rejection] = field(default_factory=list)
+    gaps: list[SequenceGap] = field(default_factory=list)
 
     def rejected_rows(self) -> int:
         """Total rejected messages and points."""
@@ -126,13 +190,19 @@ def parse_timestamp(raw: object, receive_ms: int, key: str = "ts") -> int:
     return ms
 
 
-def decode_json_value(payload: bytes, spec: MqttPayload, receive_ms: int) -> tuple[int, float, Quality]:
+def decode_json_value(payload: bytes, spec: MqttPayload, receive_ms: int,
+                      bounds: TimestampBounds = TimestampBounds()) -> tuple[int, float, Quality]:
     """One reading ``(ts_ms, value, quality)`` from a ``json_value`` message; raises PayloadRejected.
 
     A status other than ok/normal makes the reading BAD; a null value (or a missing one next to a bad status)
-    is the device saying it has no value: NaN, BAD.
+    is the device saying it has no value: NaN, BAD. A device timestamp outside ``bounds`` is rejected.
     """
-    doc = _load_object(payload)
+    return _value_reading(_load_object(payload), spec, receive_ms, bounds)
+
+
+def _value_reading(doc: dict, spec: MqttPayload, receive_ms: int,
+                   bounds: TimestampBounds) -> tuple[int, float, Quality]:
+    """The reading of a parsed ``json_value`` message (see decode_json_value)."""
     quality = Quality.GOOD
     if spec.status_key is not None and spec.status_key in doc:
         status = doc[spec.status_key]
@@ -152,26 +222,29 @@ def decode_json_value(payload: bytes, spec: MqttPayload, receive_ms: int) -> tup
         value = float("nan")
     else:
         raise PayloadRejected(Reason.MISSING_KEY, f"missing key {spec.value_key!r}")
-    ts_ms = receive_ms if spec.ts_key is None else parse_timestamp(doc.get(spec.ts_key), receive_ms, spec.ts_key)
-    if ts_ms > receive_ms + MAX_AHEAD_MS:
-        raise PayloadRejected(Reason.FUTURE_TIMESTAMP, _ahead_detail(doc.get(spec.ts_key), ts_ms, receive_ms))
+    raw_ts = None if spec.ts_key is None else doc.get(spec.ts_key)
+    if raw_ts is None:
+        return receive_ms, value, quality
+    ts_ms = parse_timestamp(raw_ts, receive_ms, spec.ts_key or "ts")
+    refused = bounds.rejection(raw_ts, ts_ms, receive_ms)
+    if refused is not None:
+        raise refused
     return ts_ms, value, quality
 
 
-def _ahead_detail(raw: object, ts_ms: int, receive_ms: int) -> str:
-    """Why a timestamp ahead of the receive time is refused."""
-    return (f"timestamp {raw!r} is {(ts_ms - receive_ms) / 1000:.0f} s ahead of its receive time "
-            f"(more than {MAX_AHEAD_MS // 1000} s: the device clock is wrong)")
-
-
-def decode_json_points(payload: bytes, index_of: Mapping[str, int], receive_ms: int) -> Decoded:
+def decode_json_points(payload: bytes, index_of: Mapping[str, int], receive_ms: int,
+                       bounds: TimestampBounds = TimestampBounds()) -> Decoded:
     """Readings from ``{"points": [[sensor_id, ts, value], ...]}``; bad rows are counted, good rows kept in order.
 
     ``index_of`` maps the sensor ids this device may report to site sensor indices. Timestamps are epoch ms or
-    epoch s (ISO strings and null are accepted on a slower path); a null value is NaN with quality BAD.
-    Raises PayloadRejected when the message as a whole is unusable.
+    epoch s (ISO strings and null are accepted on a slower path) within ``bounds``; a null value is NaN with
+    quality BAD. Raises PayloadRejected when the message as a whole is unusable.
     """
-    doc = _load_object(payload)
+    return _points_of(_load_object(payload), index_of, receive_ms, bounds)
+
+
+def _points_of(doc: dict, index_of: Mapping[str, int], receive_ms: int, bounds: TimestampBounds) -> Decoded:
+    """The readings of a parsed ``json_points`` message (see decode_json_points)."""
     if "points" not in doc:
         raise PayloadRejected(Reason.MISSING_KEY, "missing key 'points'")
     rows = doc["points"]
@@ -189,8 +262,9 @@ def decode_json_points(payload: bytes, index_of: Mapping[str, int], receive_ms: 
 
     known = sensor >= 0
     bad_ts = known & ~ts_ok
-    ahead = known & ts_ok & (ts_ms > receive_ms + MAX_AHEAD_MS)
-    ts_ok &= ~ahead
+    ahead = known & ts_ok & (ts_ms > receive_ms + bounds.max_ahead_ms)
+    early = known & ts_ok & (ts_ms < bounds.floor_ms(receive_ms))
+    ts_ok &= ~(ahead | early)
     bad_value = known & ts_ok & ~value_ok
     keep = known & ts_ok & value_ok
     if not keep.all():
@@ -198,8 +272,10 @@ def decode_json_points(payload: bytes, index_of: Mapping[str, int], receive_ms: 
                      lambda i: f"unknown sensor {ids[i]!r} (not one of this device's sensors)")
         _reject_rows(rejections, bad_ts, Reason.BAD_TIMESTAMP, position,
                      lambda i: f"bad timestamp {stamps[i]!r} (epoch ms, epoch s or ISO 8601 with offset)")
+        _reject_rows(rejections, early, Reason.BAD_TIMESTAMP, position,
+                     lambda i: bounds.early_detail(stamps[i], int(ts_ms[i]), receive_ms))
         _reject_rows(rejections, ahead, Reason.FUTURE_TIMESTAMP, position,
-                     lambda i: _ahead_detail(stamps[i], int(ts_ms[i]), receive_ms))
+                     lambda i: bounds.ahead_detail(stamps[i], int(ts_ms[i]), receive_ms))
         _reject_rows(rejections, bad_value, Reason.VALUE_NOT_NUMBER, position,
                      lambda i: f"value {values[i]!r} is not a number")
         sensor, ts_ms, value, value_null = sensor[keep], ts_ms[keep], value[keep], value_null[keep]
@@ -329,8 +405,11 @@ class DeviceRoute:
     payload: MqttPayload
     index_of: dict[str, int]
     only_sensor: int  # the sensor when the topic names none, else -1
+    bounds: TimestampBounds = TimestampBounds()
     # Sensor indices per sequence of ids: gateways send the same sensors in the same order every cycle.
     shapes: dict[tuple, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    # The last message counter seen per sensor index (json_value) or for the whole device (key -1, json_points).
+    last_seq: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_device(cls, device: Device, site: Site) -> DeviceRoute:
@@ -341,7 +420,23 @@ class DeviceRoute:
         index_of = {sid: site.sensor_index(sid) for sid in mqtt.sensors}
         only = index_of[mqtt.sensors[0]] if len(mqtt.sensors) == 1 else -1
         return cls(device.id, subscription_topic(mqtt.topic), mqtt.qos, topic_regex(mqtt.topic), mqtt.payload,
-                   index_of, only)
+                   index_of, only, TimestampBounds.of_device(device, site))
+
+    def check_sequence(self, key: int, seq: object, topic: str) -> SequenceGap | None:
+        """Note a message's counter (per sensor ``key``, -1 for the whole device); the gap since the last, if any.
+
+        A counter that repeats (a QoS 1 redelivery) or goes back (a device restart, a wrap-around) starts afresh.
+        """
+        if type(seq) is not int or seq < 0:
+            raise PayloadRejected(Reason.BAD_SEQUENCE,
+                                  f"{self.payload.seq_key} {seq!r} is not a message counter (an integer >= 0)")
+        last = self.last_seq.get(key)
+        self.last_seq[key] = seq
+        if last is None or seq <= last + 1:
+            return None
+        missing = seq - last - 1
+        return SequenceGap(self.device_id, topic, missing,
+                           f"{self.payload.seq_key} jumped from {last} to {seq}: {missing} messages lost")
 
     @property
     def is_points(self) -> bool:
@@ -415,7 +510,8 @@ class MessageDecoder:
         Rows of json_value messages come first (in message order), then the points of json_points messages in
         message order. Well-formed points messages (every row ``[known id, epoch int, number]``) take a fast
         path that converts a whole run of them to arrays at once; any other message, or a run that fails the
-        vectorised checks, is decoded message by message with full per-row rejections.
+        vectorised checks, is decoded message by message with full per-row rejections. Message counters (a
+        device's ``seq_key``) are checked in arrival order, whatever becomes of the message's readings.
         """
         sensors: list[int] = []
         stamps: list[int] = []
@@ -424,18 +520,25 @@ class MessageDecoder:
         parts: list[ReadingBatch] = []
         run = _PointsRun()
         rejections: list[Rejection] = []
+        gaps: list[SequenceGap] = []
         for topic, payload, receive_ms in messages:
             route, index, name = self._target(topic)
             try:
                 if route is None:
                     raise PayloadRejected(Reason.UNKNOWN_TOPIC, "no device is configured for this topic")
+                seq_key = route.payload.seq_key
                 if route.is_points:
-                    columns = _fast_columns(payload)
+                    columns = _fast_columns(payload, seq_key)
                     if columns is not None:
-                        run.add(route, columns, topic, payload, receive_ms)
+                        if columns[3] is not None:
+                            _note(gaps, route.check_sequence(-1, columns[3], topic))
+                        run.add(route, columns[:3], topic, payload, receive_ms)
                         continue
                     run.flush(parts, rejections)
-                    decoded = decode_json_points(payload, route.index_of, receive_ms)
+                    doc = _load_object(payload)
+                    if seq_key is not None and doc.get(seq_key) is not None:
+                        _note(gaps, route.check_sequence(-1, doc[seq_key], topic))
+                    decoded = _points_of(doc, route.index_of, receive_ms, route.bounds)
                     if len(decoded.batch):
                         parts.append(decoded.batch)
                     rejections.extend(
@@ -446,7 +549,10 @@ class MessageDecoder:
                     raise PayloadRejected(
                         Reason.UNKNOWN_SENSOR, f"sensor {name!r} is not one of device {route.device_id!r}'s sensors"
                     )
-                ts_ms, value, quality = decode_json_value(payload, route.payload, receive_ms)
+                doc = _load_object(payload)
+                if seq_key is not None and doc.get(seq_key) is not None:
+                    _note(gaps, route.check_sequence(index, doc[seq_key], topic))
+                ts_ms, value, quality = _value_reading(doc, route.payload, receive_ms, route.bounds)
             except PayloadRejected as exc:
                 rejections.append(Rejection(exc.reason, exc.detail, 1, topic))
                 continue
@@ -456,7 +562,13 @@ class MessageDecoder:
             qualities.append(quality)
         run.flush(parts, rejections)
         head = [ReadingBatch.from_columns(sensors, stamps, values, qualities)] if sensors else []
-        return Decoded(ReadingBatch.concat(head + parts), rejections)
+        return Decoded(ReadingBatch.concat(head + parts), rejections, gaps)
+
+
+def _note(gaps: list[SequenceGap], gap: SequenceGap | None) -> None:
+    """Keep a gap that was found."""
+    if gap is not None:
+        gaps.append(gap)
 
 
 class _PointsMessage(msgspec.Struct):
@@ -465,25 +577,35 @@ class _PointsMessage(msgspec.Struct):
     points: list[tuple[str, int, float]]
 
 
-_POINTS_DECODER = msgspec.json.Decoder(_PointsMessage)
+@functools.cache
+def _points_decoder(seq_key: str | None) -> msgspec.json.Decoder:
+    """A typed decoder of points messages, reading the message counter under ``seq_key`` too when there is one."""
+    if seq_key is None:
+        return msgspec.json.Decoder(_PointsMessage)
+    numbered = msgspec.defstruct("_NumberedPointsMessage", [("seq", int | None, None)], bases=(_PointsMessage,),
+                                 rename={"seq": seq_key})
+    return msgspec.json.Decoder(numbered)
 
 
-def _fast_columns(payload: bytes) -> tuple[tuple, tuple, tuple] | None:
-    """(ids, stamps, values) of a non-empty ``{"points": [...]}`` message whose every row is [str, int, number].
+def _fast_columns(payload: bytes, seq_key: str | None) -> tuple[tuple, tuple, tuple, int | None] | None:
+    """(ids, stamps, values, counter) of a non-empty ``{"points": [...]}`` message whose every row is
+    [str, int, number] (counter: the integer under ``seq_key``, None when absent or not asked for).
 
     None when the message is anything else (too large, not JSON, a row of another shape or type, a boolean or
-    fractional timestamp): the full decoder then says why. Parsing and type checks are one pass (msgspec).
+    fractional timestamp, a counter that is not an integer): the full decoder then says why. Parsing and type
+    checks are one pass (msgspec).
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         return None
     try:
-        rows = _POINTS_DECODER.decode(payload).points
+        message = _points_decoder(seq_key).decode(payload)
     except msgspec.DecodeError:  # ValidationError is one: wrong shape or type
         return None
+    rows = message.points
     if not rows:
         return None
     ids, stamps, values = zip(*rows, strict=True)  # every row is a 3-tuple
-    return ids, stamps, values
+    return ids, stamps, values, getattr(message, "seq", None)
 
 
 class _PointsRun:
@@ -497,6 +619,8 @@ class _PointsRun:
         self.stamps: list = []
         self.values: list = []
         self.raw: list[tuple[DeviceRoute, str, bytes, int]] = []
+        self.floor_ms: list[int] = []  # per message: the earliest and latest timestamps its bounds accept
+        self.ceiling_ms: list[int] = []
 
     def add(self, route: DeviceRoute, columns: tuple[tuple, tuple, tuple], topic: str, payload: bytes,
             receive_ms: int) -> None:
@@ -506,6 +630,8 @@ class _PointsRun:
         self.stamps.extend(stamps)
         self.values.extend(values)
         self.raw.append((route, topic, payload, receive_ms))
+        self.floor_ms.append(route.bounds.floor_ms(receive_ms))
+        self.ceiling_ms.append(receive_ms + route.bounds.max_ahead_ms)
 
     def flush(self, parts: list[ReadingBatch], rejections: list[Rejection]) -> None:
         """Append the run's readings to ``parts``; fall back to message-by-message decoding on any bad row."""
@@ -516,15 +642,15 @@ class _PointsRun:
             parts.append(batch)
         else:
             for route, topic, payload, receive_ms in self.raw:
-                decoded = decode_json_points(payload, route.index_of, receive_ms)
+                decoded = decode_json_points(payload, route.index_of, receive_ms, route.bounds)
                 if len(decoded.batch):
                     parts.append(decoded.batch)
                 rejections.extend(Rejection(r.reason, r.detail, r.rows, topic) for r in decoded.rejections)
         self._reset()
 
     def _vectorised(self) -> ReadingBatch | None:
-        """The run as one batch when every row is a known sensor with an epoch timestamp in range (not ahead of its
-        receive time by more than MAX_AHEAD_MS); _fast_columns has checked the types."""
+        """The run as one batch when every row is a known sensor with an epoch timestamp within its message's
+        bounds (TimestampBounds); _fast_columns has checked the types."""
         sensor = np.concatenate(self.sensor)
         if (sensor < 0).any():
             return None
@@ -538,10 +664,12 @@ class _PointsRun:
             ts_ms = np.where(seconds, ts_ms * 1000, ts_ms)
         if not ((ts_ms >= 0) & (ts_ms <= MAX_TS_MS)).all():
             return None
-        received = [r[3] for r in self.raw]
-        if ts_ms.max() > min(received) + MAX_AHEAD_MS:  # only then is the per-row check needed
-            receive_ms = np.repeat(np.array(received, dtype=np.int64), [len(s) for s in self.sensor])
-            if (ts_ms > receive_ms + MAX_AHEAD_MS).any():
+        # Only when some row lies outside the tightest bounds of the run is the per-row check needed.
+        if ts_ms.max() > min(self.ceiling_ms) or ts_ms.min() < max(self.floor_ms):
+            counts = [len(s) for s in self.sensor]
+            ceiling = np.repeat(np.array(self.ceiling_ms, dtype=np.int64), counts)
+            floor = np.repeat(np.array(self.floor_ms, dtype=np.int64), counts)
+            if ((ts_ms > ceiling) | (ts_ms < floor)).any():
                 return None
         value = np.fromiter(self.values, dtype=np.float64, count=n)
         return ReadingBatch(sensor, ts_ms, value, np.zeros(n, dtype=np.uint8))

@@ -280,7 +280,7 @@ async def test_server_down_gives_comm_fail_every_poll_and_recovers_by_itself(cap
         r.levelname for r in records if "failing" in r.getMessage() and "still" not in r.getMessage()
     ] == ["ERROR"]
     assert any(r.levelname == "DEBUG" and "still failing" in r.getMessage() for r in records)
-    assert any(r.levelname == "INFO" and "recovered" in r.getMessage() for r in records)
+    assert any(r.levelname == "WARNING" and "recovered" in r.getMessage() for r in records)  # the default level
 
 
 async def test_unreachable_from_the_start_reports_comm_fail_at_each_poll():

@@ -13,6 +13,7 @@ import time
 import types
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import orjson
@@ -29,7 +30,7 @@ from tankwatch.config import Site
 from tankwatch.records import Quality, ReadingBatch
 from tests.unit.test_mqtt_payload import site_with_devices
 
-T0 = 1_714_550_400_000
+T0 = (int(time.time()) - 3600) * 1000  # an hour ago, whole seconds: within the retention window, not ahead
 WAIT_S = 15.0  # upper bound for anything to arrive; a hang fails the test instead of blocking the suite
 
 
@@ -113,7 +114,8 @@ async def test_both_payload_forms_arrive_with_device_timestamps(mqtt_broker: tup
     try:
         await run.until(lambda: run.broker()["subscribed"], "the subscription")
         pub.send(f"{prefix}/gas/G1", {"value": 12.5, "ts": T0, "status": "ok"})
-        pub.send(f"{prefix}/gas/G2", {"value": 3, "ts": "2024-05-01T16:00:01+08:00", "status": "fault"})
+        iso = datetime.fromtimestamp(T0 // 1000 + 1, timezone(timedelta(hours=8))).isoformat()  # +08:00
+        pub.send(f"{prefix}/gas/G2", {"value": 3, "ts": iso, "status": "fault"})
         pub.send(f"{prefix}/points", {"points": [["P1", T0 + 10, 1.5], ["P3", T0 + 20, -2.0], ["P2", T0 // 1000, 7]]})
         await run.until(lambda: len(run.rows()) >= 5, "five readings")
         rows = run.rows()
@@ -310,7 +312,7 @@ def test_decode_process_keeps_the_connection_and_counts_drops_while_the_parent_h
             received.append(parent.recv())
 
     try:
-        receive_until(lambda: bool(received) and received[-1][1][1])  # subscribed
+        receive_until(lambda: bool(received) and received[-1][1].subscribed)
         full.set()
         pub = Publisher(host, port)
         for i in range(8):
@@ -319,11 +321,11 @@ def test_decode_process_keeps_the_connection_and_counts_drops_while_the_parent_h
         deadline = time.monotonic() + WAIT_S
         while link.state()[2] < 8 and time.monotonic() < deadline:
             time.sleep(0.02)
-        connected, _, messages, dropped, _, _ = link.state()
-        assert (connected, messages, dropped) == (True, 8, 3)
+        state = link.state()
+        assert (state.connected, state.messages, state.dropped) == (True, 8, 3)
         assert not parent.poll(0.3), "nothing may be sent while the pipe has no room"
         full.clear()
-        receive_until(lambda: received[-1][1][3] == 3 and sum(len(d.batch) for d, _ in received if d) == 5)
+        receive_until(lambda: received[-1][1].dropped == 3 and sum(len(d.batch) for d, _ in received if d) == 5)
         rows = ReadingBatch.concat([d.batch for d, _ in received if d])
         assert rows.value.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
     finally:

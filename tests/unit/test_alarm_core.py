@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import Counter
 
@@ -15,6 +16,7 @@ from prometheus_client import REGISTRY
 from alarms.evaluate import AlarmCore, _segmented_cummax
 from alarms.lifecycle import CommandError
 from alarms.rules import CONDITIONS, FIRST_LIMIT
+from tankwatch.droplog import DropLog
 from tankwatch.records import Quality, ReadingBatch, stable_id, stable_ids
 from tests.unit.alarm_oracle import OracleAlarmCore, make_site, tank
 
@@ -223,6 +225,29 @@ def test_out_of_order_readings_are_rejected_counted_and_not_evaluated():
     assert core.stats()["rejected_out_of_order"] == 2
     assert counter("out_of_order") - before == 2
     assert core.stats()["evaluated"] == 4
+
+
+def test_out_of_order_drops_are_logged_once_per_sensor_and_reason_then_rate_limited(caplog):
+    site = make_site([level(h=10), level("T2-LT", h=10)])
+    core = AlarmCore(site)
+    now = [0.0]
+    core.drops = DropLog(logging.getLogger("alarms.evaluate"), every_s=60, monotonic=lambda: now[0])
+    caplog.set_level(logging.WARNING, logger="alarms.evaluate")
+    run(site, [(0, 5000, 5), (1, 5000, 5)], core)
+    run(site, [(0, 4000, 5), (0, 4500, 5), (1, 3000, 5)], core)  # both sensors: readings older than 5000
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and all(r.levelno == logging.WARNING for r in caplog.records)
+    assert lines[0] == ("alarm core sensor T1-LT: dropped 2 (out_of_order): reading at 1970-01-01T00:00:04.000Z "
+                        "is older than the newest evaluated one (1970-01-01T00:00:05.000Z); is a device clock or a "
+                        "relay reordering readings?")
+    assert lines[1].startswith("alarm core sensor T2-LT: dropped 1 (out_of_order)")
+    run(site, [(0, 4100, 5)], core)  # within the minute: counted, not logged
+    assert len(caplog.records) == 2
+    now[0] = 61.0
+    run(site, [(0, 4200, 5)], core)
+    assert caplog.records[-1].getMessage().startswith("alarm core sensor T1-LT: dropped 1 (out_of_order)")
+    assert caplog.records[-1].getMessage().endswith("(1 more since the last report)")
+    assert core.stats()["rejected_out_of_order"] == 5
 
 
 def test_equal_timestamps_evaluate_in_arrival_order():

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.mqtt.payload import (
-    MAX_AHEAD_MS,
+    DAY_MS,
     MAX_PAYLOAD_BYTES,
     MAX_SHAPES,
     MAX_TS_MS,
@@ -21,12 +21,13 @@ from ingest.mqtt.payload import (
     MessageDecoder,
     PayloadRejected,
     Reason,
+    TimestampBounds,
     decode_json_points,
     decode_json_value,
     subscription_topic,
     topic_regex,
 )
-from tankwatch.config import Site, parse_site
+from tankwatch.config import Site, SiteError, parse_site
 from tankwatch.records import Quality, ReadingBatch
 from tankwatch.site import MqttPayload
 
@@ -456,12 +457,20 @@ def test_example_fragment_validates_and_its_messages_decode() -> None:
     assert out.batch.value.tolist() == [12.5, 3.5, 0.0]
 
 
+AHEAD_MS = TimestampBounds().max_ahead_ms
+
+
+def test_the_tolerance_for_device_clocks_ahead_is_5_s_by_default() -> None:
+    assert AHEAD_MS == 5_000 and MqttPayload().max_ahead_s == 5.0
+
+
 def test_a_device_clock_ahead_of_the_receive_time_is_rejected_and_named() -> None:
-    ahead = RECEIVED + MAX_AHEAD_MS + 1000
+    ahead = RECEIVED + AHEAD_MS + 1000
     with pytest.raises(PayloadRejected) as err:
         decode_json_value(j({"value": 1, "ts": ahead}), SPEC, RECEIVED)
-    assert err.value.reason == Reason.FUTURE_TIMESTAMP and "61 s ahead" in err.value.detail
-    at_bound = RECEIVED + MAX_AHEAD_MS
+    assert err.value.reason == Reason.FUTURE_TIMESTAMP and "6.0 s ahead" in err.value.detail
+    assert "more than 5 s" in err.value.detail
+    at_bound = RECEIVED + AHEAD_MS
     assert decode_json_value(j({"value": 1, "ts": at_bound}), SPEC, RECEIVED)[0] == at_bound
     out = decode_json_points(j({"points": [["A", T0, 1.0], ["B", ahead, 2.0], ["C", RECEIVED, 3.0]]}), INDEX, RECEIVED)
     assert out.batch.ts_ms.tolist() == [T0, RECEIVED]
@@ -471,9 +480,91 @@ def test_a_device_clock_ahead_of_the_receive_time_is_rejected_and_named() -> Non
 
 def test_the_fast_path_checks_each_message_against_its_own_receive_time() -> None:
     decoder = MessageDecoder([FAST_ROUTES[0]])
-    late = RECEIVED + 10 * MAX_AHEAD_MS
+    late = RECEIVED + 600_000
     messages = [("g/points", j({"points": [["A", late, 1.0]]}), late),  # fine: received late
                 ("g/points", j({"points": [["B", late, 2.0]]}), RECEIVED)]  # same time, received 10 min before
     out = decoder.decode(messages)
     assert out.batch.ts_ms.tolist() == [late]
     assert [(r.reason, r.rows) for r in out.rejections] == [(Reason.FUTURE_TIMESTAMP, 1)]
+
+
+def test_the_tolerance_ahead_comes_from_the_site_file_and_is_validated() -> None:
+    site = site_with_devices([_device("gw", "g/points", ["A"], format="json_points", max_ahead_s=30),
+                              _device("gds", "g/gas/{sensor}", ["G1"], max_ahead_s=0.5)])
+    gw, gds = (DeviceRoute.from_device(d, site) for d in site.devices)
+    assert (gw.bounds.max_ahead_ms, gds.bounds.max_ahead_ms) == (30_000, 500)
+    out = MessageDecoder([gw, gds]).decode([
+        ("g/points", j({"points": [["A", RECEIVED + 29_000, 1.0]]}), RECEIVED),  # within this device's 30 s
+        ("g/gas/G1", j({"value": 2, "ts": RECEIVED + 1_000}), RECEIVED),  # beyond this device's 0.5 s
+    ])
+    assert out.batch.value.tolist() == [1.0]
+    assert [(r.reason, r.topic) for r in out.rejections] == [(Reason.FUTURE_TIMESTAMP, "g/gas/G1")]
+    with pytest.raises(SiteError, match=r"devices\[0\]\.mqtt\.payload\.max_ahead_s"):
+        site_with_devices([_device("gw", "g/points", ["A"], max_ahead_s=-1)])
+
+
+ANCIENT = [0, 1, 946_684_800_000]  # 1970-01-01, 1 ms later, 2000-01-01
+
+
+@pytest.mark.parametrize("ts", ANCIENT)
+def test_timestamps_older_than_the_retention_window_are_bad(ts: int) -> None:
+    site = site_with_devices([_device("gw", "g/points", ["A", "B"], format="json_points"),
+                              _device("gds", "g/gas/{sensor}", ["G1"])])
+    decoder = MessageDecoder(DeviceRoute.from_device(d, site) for d in site.devices)
+    oldest = RECEIVED - 30 * DAY_MS  # retention_days defaults to 30
+    out = decoder.decode([("g/gas/G1", j({"value": 1, "ts": ts}), RECEIVED),
+                          ("g/points", j({"points": [["A", ts, 2.0], ["B", oldest, 3.0]]}), RECEIVED)])
+    assert out.batch.ts_ms.tolist() == [oldest]
+    assert [(r.reason, r.rows) for r in out.rejections] == [(Reason.BAD_TIMESTAMP, 1), (Reason.BAD_TIMESTAMP, 1)]
+    assert all("older than the 30-day retention window" in r.detail for r in out.rejections)
+
+
+def test_timestamps_before_the_device_was_commissioned_are_bad() -> None:
+    commissioned = "2024-05-01T16:00:00+08:00"  # T0
+    site = site_with_devices([{**_device("gds", "g/gas/{sensor}", ["G1"]), "commissioned": commissioned}])
+    route = DeviceRoute.from_device(site.devices[0], site)
+    assert route.bounds.commissioned_ms == T0
+    out = MessageDecoder([route]).decode([("g/gas/G1", j({"value": 1, "ts": T0 - 1}), RECEIVED),
+                                          ("g/gas/G1", j({"value": 2, "ts": T0}), RECEIVED),
+                                          ("g/gas/G1", j({"value": 3}), RECEIVED)])  # receive time: not checked
+    assert out.batch.value.tolist() == [2.0, 3.0]
+    assert [r.reason for r in out.rejections] == [Reason.BAD_TIMESTAMP]
+    assert "before the device was commissioned (2024-05-01T08:00:00Z)" in out.rejections[0].detail
+    with pytest.raises(SiteError, match=r"devices\[0\]\.commissioned"):
+        site_with_devices([{**_device("gds", "g/gas/{sensor}", ["G1"]), "commissioned": "2024-05-01T08:00:00"}])
+
+
+def test_sequence_gaps_are_found_per_topic_and_per_gateway() -> None:
+    site = site_with_devices([_device("gw", "g/points", ["A", "B"], format="json_points", seq_key="n"),
+                              _device("gds", "g/gas/{sensor}", ["G1", "G2"], seq_key="seq")])
+    decoder = MessageDecoder(DeviceRoute.from_device(d, site) for d in site.devices)
+
+    def value(sensor: str, seq: object) -> tuple[str, bytes, int]:
+        return f"g/gas/{sensor}", j({"value": 1, "seq": seq}), RECEIVED
+
+    def points(seq: int, ts: object = T0) -> tuple[str, bytes, int]:
+        return "g/points", j({"n": seq, "points": [["A", ts, 1.0]]}), RECEIVED
+
+    out = decoder.decode([value("G1", 7), value("G2", 1), value("G1", 8), value("G1", 11),  # G1: 9, 10 lost
+                          value("G2", 2), value("G2", 2),  # a redelivery is no gap
+                          value("G2", 0), value("G2", 1),  # the counter restarted: no gap
+                          points(1), points(2), points(5, ts="2024-05-01T08:00:00Z"),  # fast, then slow path
+                          points(9)])
+    assert [(g.device_id, g.topic, g.missing) for g in out.gaps] == [
+        ("gds", "g/gas/G1", 2), ("gw", "g/points", 2), ("gw", "g/points", 3)]
+    assert out.gaps[0].detail == "seq jumped from 8 to 11: 2 messages lost"
+    assert len(out.batch) == 12 and out.rejections == []
+    later = decoder.decode([value("G1", 13)])  # the counter is remembered across calls
+    assert [g.missing for g in later.gaps] == [1]
+
+
+@pytest.mark.parametrize("seq", [-1, 1.5, "7", True, [1]])
+def test_a_malformed_message_counter_is_rejected_and_named(seq: object) -> None:
+    site = site_with_devices([_device("gw", "g/points", ["A"], format="json_points", seq_key="n"),
+                              _device("gds", "g/gas/{sensor}", ["G1"], seq_key="seq")])
+    decoder = MessageDecoder(DeviceRoute.from_device(d, site) for d in site.devices)
+    out = decoder.decode([("g/gas/G1", j({"value": 1, "seq": seq}), RECEIVED),
+                          ("g/points", j({"n": seq, "points": [["A", T0, 1.0]]}), RECEIVED)])
+    assert len(out.batch) == 0
+    assert [r.reason for r in out.rejections] == [Reason.BAD_SEQUENCE] * 2
+    assert "is not a message counter" in out.rejections[0].detail
