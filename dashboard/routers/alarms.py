@@ -22,7 +22,7 @@ from alarms.lifecycle import MAX_SHELVE_S, MAX_TEXT, PRIORITY_ZH, Refusal, shelv
 from alarms.rules import PRIORITIES, second_gas_setpoint
 from dashboard.live import finite_or_none
 from dashboard.routers.deps import ClockDep, EventsDep, NamesDep, SiteNames, audit_action, iso_utc, remote_of
-from dashboard.routers.refusal import RefusalOut, Refused
+from dashboard.routers.refusal import RefusalOut, Refused, Unprocessable
 from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.auth import LoginRateLimited, LoginRefused, Principal
@@ -38,10 +38,9 @@ Note = Annotated[str, Field(max_length=MAX_TEXT)]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=r"\S")]
 
 
-class AlarmOut(BaseModel):
-    """One alarm occurrence and where it is in its lifecycle."""
+class AlarmTagOut(BaseModel):
+    """Which alarm (sensor × condition), where, and how urgent."""
 
-    occurrence_id: str
     sensor_id: str
     sensor_name: str | None
     condition: str
@@ -50,6 +49,12 @@ class AlarmOut(BaseModel):
     enterprise_name: str | None
     source_id: str
     source_name: str | None
+
+
+class AlarmOut(AlarmTagOut):
+    """One alarm occurrence and where it is in its lifecycle."""
+
+    occurrence_id: str
     state: str  # active (on the operator's list) | shelved | suppressed | out_of_service | cleared
     lifecycle: str  # normal | unack_active | ack_active | unack_returned | latched | shelved | suppressed | …
     acknowledged: bool
@@ -256,18 +261,10 @@ class ShelvingPolicyOut(BaseModel):
     approvers: list[Role]  # roles a second user may have
 
 
-class ShelfOut(BaseModel):
+class ShelfOut(AlarmTagOut):
     """A shelved alarm (sensor × condition): who, why, since and until when, and what happened under it."""
 
     shelf_id: str
-    sensor_id: str
-    sensor_name: str | None
-    condition: str
-    priority: str
-    enterprise_id: str
-    enterprise_name: str | None
-    source_id: str
-    source_name: str | None
     occurrence_id: str  # shelved from
     shelved_by: str
     approved_by: str | None
@@ -409,7 +406,8 @@ _SHELVE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_OPERATION_RESPONSES,
     403: {"model": RefusalOut, "description": "The caller's role (or the approver) may not shelve this alarm"},
     409: {"model": RefusalOut, "description": "Shelved already, or a gas detector at or above its second setpoint"},
-    422: {"model": RefusalOut, "description": "Longer than the policy allows, or a missing or unknown reason code"},
+    422: {"model": Unprocessable, "description": "Longer than the policy allows, a missing or unknown reason code, "
+                                                 "or a body the schema refuses"},
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -11,11 +13,22 @@ from tankwatch import metrics
 
 
 class RefusalOut(BaseModel):
-    """Why an operation was refused: ``detail`` in English, ``detail_zh`` in Chinese, ``code`` for programs."""
+    """Why an operation was refused: ``detail`` in English, ``detail_zh`` in Chinese and ``code`` for programs
+    (a route's plain errors of the same status carry ``detail`` alone)."""
 
     detail: str
-    detail_zh: str
-    code: str
+    detail_zh: str | None = None
+    code: str | None = None
+
+
+class InvalidRequestOut(BaseModel):
+    """A request the schema refuses: one entry per field that is wrong."""
+
+    detail: list[dict[str, Any]]
+
+
+# A 422 is either a refusal (a request the policy refuses) or a schema error (one the model refuses).
+Unprocessable = RefusalOut | InvalidRequestOut
 
 
 class Refused(HTTPException):

@@ -661,20 +661,69 @@
     });
   }
 
+  // Data credibility (GET /api/credibility): per enterprise, then the sensors that fell short, worst first; and
+  // the messages lost on the way in (the broker's drop counter, device counter gaps, a full inbox).
+  const CRED_SENSOR_ROWS = 50;
+
+  function pct(v) {
+    return typeof v === "number" ? (v * 100).toFixed(1) + " %" : "—";
+  }
+
+  function credTable(headKeys, rows) {
+    const tableNode = el("table", "grid-table cred-table");
+    const head = el("tr");
+    for (const k of headKeys) head.append(el("th", null, t(k)));
+    const thead = el("thead");
+    thead.append(head);
+    const body = el("tbody");
+    for (const cells of rows) {
+      const tr = el("tr");
+      for (const c of cells) tr.append(el("td", typeof c === "number" ? "num" : null, cell(c)));
+      body.append(tr);
+    }
+    tableNode.append(thead, body);
+    return tableNode;
+  }
+
   function renderCredibility() {
     const pane = document.getElementById("park-credibility");
-    const path = credibilityPath();
-    if (!path) {
+    if (!tw.has("/api/credibility", "get")) {
       tw.note(pane, "credibility.unavailable");
       return;
     }
-    tw.api("GET", path.replace(/\{[^}]+\}/, "")).then(function (data) {
+    tw.api("GET", "/api/credibility?window=24h").then(function (data) {
       pane.replaceChildren();
-      const ents = rowsOf(data, ["enterprises"]);
-      const sensorsRows = rowsOf(data, ["sensors", "items"]);
-      if (ents.length) pane.append(el("h3", null, t("col.enterprise")), table(ents));
-      if (sensorsRows.length) pane.append(el("h3", null, t("sources")), table(sensorsRows));
-      if (!ents.length && !sensorsRows.length) pane.append(table(rowsOf(data, Object.keys(data || {}))));
+      const names = new Map(tw.tree.enterprises.map(function (e) { return [e.id, e.name]; }));
+      pane.append(el("h3", null, t("cred.enterprises")), credTable(
+        ["col.enterprise", "cred.sensors", "cred.online", "cred.completeness", "cred.interruptions", "cred.flat",
+          "cred.lost"],
+        data.enterprises.map(function (e) {
+          return [names.get(e.enterprise_id) || e.enterprise_id, e.sensors, pct(e.online_rate), pct(e.completeness),
+            e.interruption_count, e.flat_line_count, e.messages_lost === null ? "—" : e.messages_lost];
+        })));
+      if (data.ingest_loss) {
+        const loss = data.ingest_loss;
+        const causes = Object.keys(loss.by_cause).filter(function (k) { return loss.by_cause[k]; })
+          .map(function (k) { return t("cred.cause." + k, k) + " " + loss.by_cause[k]; });
+        const line = el("p", loss.total ? "notice cred-loss" : "notice", tw.tf("cred.ingestLoss", { n: loss.total }) +
+          (causes.length ? " (" + causes.join(", ") + ")" : ""));
+        line.setAttribute("data-lost", String(loss.total));
+        pane.append(line);
+      }
+      const short = data.sensors.filter(function (x) {
+        return x.online_rate < 1 || x.interruption_count > 0 || x.flat_line_count > 0;
+      }).sort(function (a, b) { return a.online_rate - b.online_rate || b.interruption_count - a.interruption_count; });
+      pane.append(el("h3", null, tw.tf("cred.shortSensors", { n: short.length })));
+      if (short.length) {
+        pane.append(credTable(
+          ["col.tag", "col.enterprise", "cred.online", "cred.completeness", "cred.interruptions", "cred.longest",
+            "cred.flat"],
+          short.slice(0, CRED_SENSOR_ROWS).map(function (x) {
+            return [x.sensor_id, names.get(x.enterprise_id) || x.enterprise_id, pct(x.online_rate),
+              pct(x.completeness), x.interruption_count, tw.formatDuration(x.longest_interruption_ms),
+              x.flat_line_count];
+          })));
+      }
     }).catch(function (err) {
       tw.note(pane, err.status === 404 ? "credibility.unavailable" : "apiError", err.message);
     });

@@ -182,11 +182,7 @@ class EventStore:
             conn.execute(
                 alarm_occurrences.insert().values(
                     occurrence_id=e.occurrence_id,
-                    sensor_id=e.sensor_id,
-                    condition=e.condition,
-                    priority=e.priority,
-                    enterprise_id=e.enterprise_id,
-                    source_id=e.source_id,
+                    **_alarm_columns(e),
                     raised_ms=e.ts_ms,
                     value=_finite(e.value),
                     limit=e.limit,
@@ -228,11 +224,7 @@ class EventStore:
             conn.execute(
                 alarm_shelves.insert().values(
                     shelf_id=e.id,
-                    sensor_id=e.sensor_id,
-                    condition=e.condition,
-                    priority=e.priority,
-                    enterprise_id=e.enterprise_id,
-                    source_id=e.source_id,
+                    **_alarm_columns(e),
                     occurrence_id=e.occurrence_id,
                     shelved_by=e.user or "?",
                     approved_by=detail.get("approved_by"),
@@ -355,6 +347,12 @@ def _flag_columns(flags: OccurrenceFlags) -> dict:
         "suppressed": flags.suppressed,
         "out_of_service": flags.out_of_service,
     }
+
+
+def _alarm_columns(e: AlarmEvent) -> dict:
+    """The columns naming an event's alarm: sensor, condition, priority, enterprise and source."""
+    return {"sensor_id": e.sensor_id, "condition": e.condition, "priority": e.priority,
+            "enterprise_id": e.enterprise_id, "source_id": e.source_id}
 
 
 def _finite(value: float | None) -> float | None:

@@ -56,6 +56,11 @@ def test_a_latched_gas_alarm_reaches_the_park_regulator_who_signs_disposes_and_c
     assert "已消警" in closed.inner_text() and "锁存" in closed.inner_text()
     assert page.query_selector(f'{mine} button[data-action="close"]') is None  # closed once, no second 消警
     screenshot(page, "demo-chain-closed")
+    # Data credibility beside it: per enterprise, and what was lost on the way in (counted, never silent).
+    page.evaluate("location.hash = '#/park/credibility'")
+    page.wait_for_selector("#park-credibility .cred-table tbody tr", timeout=15_000)
+    assert len(page.query_selector_all("#park-credibility .cred-table:first-of-type tbody tr")) == 3
+    assert page.get_attribute("#park-credibility [data-lost]", "data-lost").isdigit()
     assert page.errors == []
 
 
