@@ -13,19 +13,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
+from sqlalchemy.engine import Engine
 
 from alarms.credibility import EvidenceRecorder, EvidenceStore
 from alarms.escalation import EscalationEngine, EscalationRunner, EscalationStore
 from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
 from alarms.notify import Dispatcher
-from dashboard.app import create_app
+from dashboard.app import create_app, server_config
 from dashboard.live import LiveHub
 from ingest.modbus.adapter import ModbusSource
 from ingest.mqtt.adapter import MqttSource
 from simulators.park import ParkSimulator
 from simulators.scenario import load_scenario
 from tankwatch import bus as topics
+from tankwatch.audit_key import AuditKeyError, load_audit_key
 from tankwatch.auth import Auth, AuthSettings, sync_site_users
 from tankwatch.broker import broker_answers, embedded_broker
 from tankwatch.bus import Bus, MemoryBus, Overflow
@@ -33,6 +35,7 @@ from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site, rebuild_site
 from tankwatch.records import ReadingBatch
 from tankwatch.stages import cancel_all
+from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import TimeSeriesStore
 from tankwatch.stores.users import UserStore
@@ -166,12 +169,12 @@ async def serve(
     )
     app = create_app(
         site, timeseries, events, hub, clock=clock, run_hub=False, auth=auth, escalation=escalation,
-        inbox=notifier.inbox,
+        inbox=notifier.inbox, audit_journal=audit_journal(site, events.engine, data_dir if demo else None),
     )
     app.state.bus = bus
     app.state.grading = grading
     app.state.evidence = evidence
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     pipeline.start()
     web = asyncio.create_task(server.serve())
     say(f"tankwatch dashboard: http://127.0.0.1:{port}/  (Ctrl-C to stop)")
@@ -232,6 +235,14 @@ STAGES = ("all", "ingest", "alarms", "historian", "dashboard")
 
 class StageError(ValueError):
     """A stage cannot run as asked (the message says why and what to do)."""
+
+
+def audit_journal(site: Site, engine: Engine, demo_dir: Path | None) -> AuditJournal:
+    """The journal keyed from the environment or key file; the demo (``demo_dir``) generates its own key there."""
+    try:
+        return AuditJournal(engine, key=load_audit_key(site.file.security, demo_dir=demo_dir))
+    except AuditKeyError as exc:
+        raise StageError(str(exc)) from None
 
 
 async def migrated_sql_url(site: Site, data_dir: Path) -> str:
@@ -344,8 +355,9 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
     path = data_dir / ("dashboard-cache.db" if own_cache else "timeseries.db")
     timeseries = TimeSeriesStore(path, ids, site.file.storage.retention_days)
     hub = LiveHub(bus, site)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(site, timeseries, events, hub, clock=clock, run_hub=False),
+    journal = audit_journal(site, events.engine, None)
+    server = uvicorn.Server(server_config(
+        create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal),
         host=host, port=port, log_level="warning", lifespan="off",
     ))
 
