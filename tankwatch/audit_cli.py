@@ -25,10 +25,14 @@ def verify(
     key_file: Annotated[
         Path | None, typer.Option(help="Audit key file (default: TANKWATCH_AUDIT_KEY, or the configured key file)")
     ] = None,
+    allow_legacy: Annotated[
+        bool, typer.Option(help="Accept the unkeyed entries of a journal begun before the audit key (their count "
+                                "is printed; it never grows)")
+    ] = False,
 ) -> None:
     """Check every entry against its predecessor and the audit key: exit 0 when intact, 1 at the first broken one."""
     engine, security = open_database(config, db, data_dir)
-    check = open_journal(engine, security, key_file).verify()
+    check = open_journal(engine, security, key_file).verify(allow_legacy=allow_legacy)
     legacy = f", {check.legacy} unkeyed from before the audit key" if check.legacy else ""
     if check.ok:
         typer.echo(f"audit journal intact: {check.entries} entries{legacy}")

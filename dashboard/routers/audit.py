@@ -89,9 +89,10 @@ class ChainCheckOut(BaseModel):
     responses=AUTH_RESPONSES,
     dependencies=[require_roles(Role.ADMIN)],
 )
-async def verify(journal: AuditDep) -> ChainCheckOut:
-    """Walk the whole chain with the audit key (as ``tankwatch audit verify`` does); admins only."""
-    check = await run_in_threadpool(journal.verify)
+async def verify(journal: AuditDep, allow_legacy: bool = False) -> ChainCheckOut:
+    """Walk the whole chain with the audit key (as ``tankwatch audit verify`` does); admins only. ``allow_legacy``
+    accepts the unkeyed entries of a journal begun before the audit key."""
+    check = await run_in_threadpool(lambda: journal.verify(allow_legacy=allow_legacy))
     return ChainCheckOut(
         ok=check.ok,
         entries=check.entries,

@@ -3,8 +3,9 @@
 Each entry's hash is HMAC-SHA256, keyed with a key that lives outside the database (``tankwatch.audit_key``), over
 the previous entry's hash and this entry's content: someone who can write the database but lacks the key cannot
 edit, drop or insert an entry and recompute the chain. Entries written before the key existed (``chain`` =
-``sha256``, the unkeyed chain of the first release) stay as they are, verified the old way, and may only come
-before the first keyed entry.
+``sha256``, the unkeyed chain of the first release) stay as they are and may only come before the first keyed
+entry; they count as intact only when the check is told to allow them (their number never changes after the
+upgrade, so a journal rewritten as unkeyed shows), since anyone can recompute an unkeyed chain.
 """
 
 from __future__ import annotations
@@ -231,13 +232,14 @@ class AuditJournal:
             for r in rows
         ]
 
-    def verify(self) -> ChainCheck:
-        """Walk the whole chain in order and report the first entry that does not hold."""
+    def verify(self, *, allow_legacy: bool = False) -> ChainCheck:
+        """Walk the whole chain in order and report the first entry that does not hold; unkeyed entries from before
+        the audit key hold only with ``allow_legacy``."""
         prev, entries, legacy, keyed_seen = GENESIS, 0, 0, False
         with self.engine.connect() as conn:
             for row in conn.execute(select(audit_log).order_by(audit_log.c.seq)).mappings():
                 data = dict(row)
-                problem = self._problem(prev, data, keyed_seen)
+                problem = self._problem(prev, data, keyed_seen, allow_legacy)
                 if problem:
                     return ChainCheck(entries, legacy, int(data["seq"]), problem)
                 entries += 1
@@ -246,7 +248,7 @@ class AuditJournal:
                 prev = data["hash"]
         return ChainCheck(entries, legacy)
 
-    def _problem(self, prev: str, data: dict[str, Any], keyed_seen: bool) -> str | None:
+    def _problem(self, prev: str, data: dict[str, Any], keyed_seen: bool, allow_legacy: bool) -> str | None:
         """Why this entry breaks the chain, or None."""
         if data["prev_hash"] != prev:
             return "its prev_hash is not the hash of the entry before it (an entry was removed, inserted or edited)"
@@ -258,6 +260,8 @@ class AuditJournal:
             return f"unknown chain kind {data['chain']!r}"
         if keyed_seen:
             return "an unkeyed entry after keyed ones (the chain was downgraded)"
+        if not allow_legacy:
+            return "an unkeyed entry from before the audit key (allow legacy entries if this journal predates it)"
         if legacy_digest(prev, data) != data["hash"]:
             return "its content does not match its SHA-256 hash (an unkeyed entry from before the audit key, edited)"
         return None
