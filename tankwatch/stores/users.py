@@ -114,14 +114,10 @@ class UserStore:
             if old is not None and not replace:
                 raise UserError(f"user {login!r} exists already")
             if old is not None:
-                conn.execute(delete(user_enterprises).where(user_enterprises.c.login == login))
                 conn.execute(update(users).where(users.c.login == login).values(**row, token_version=old + 1))
             else:
                 conn.execute(users.insert().values(**row, token_version=1))
-            if scope.enterprises:
-                conn.execute(
-                    user_enterprises.insert(), [{"login": login, "enterprise_id": e} for e in scope.enterprises]
-                )
+            _write_enterprises(conn, login, scope)
         self._changed(login)
         user = self.get(login)
         assert user is not None
@@ -136,20 +132,16 @@ class UserStore:
             listener(login)
 
     def set_scope(self, login: str, scope: UserScope) -> User:
-        """Move a user to another scope of the same kind rules; tokens stay valid and follow the new scope."""
+        """Move a user to another scope their role may hold; their tokens stay valid and follow the new scope."""
         user = self.get(login)
         if user is None:
             raise UserError(f"no user {login!r}")
         check_role_scope(user.role, scope)
         with self.engine.begin() as conn:
-            conn.execute(delete(user_enterprises).where(user_enterprises.c.login == login))
             conn.execute(
                 update(users).where(users.c.login == login).values(scope_park=scope.park, scope_county=scope.county)
             )
-            if scope.enterprises:
-                conn.execute(
-                    user_enterprises.insert(), [{"login": login, "enterprise_id": e} for e in scope.enterprises]
-                )
+            _write_enterprises(conn, login, scope)
         self._changed(login)
         changed = self.get(login)
         assert changed is not None
@@ -214,6 +206,13 @@ class UserStore:
         if stored is None or stored[1]:
             return None
         return self.get(login)
+
+
+def _write_enterprises(conn, login: str, scope: UserScope) -> None:  # noqa: ANN001 - a SQLAlchemy connection
+    """Replace the enterprise ids a user's scope lists (none for park and county scopes)."""
+    conn.execute(delete(user_enterprises).where(user_enterprises.c.login == login))
+    if scope.enterprises:
+        conn.execute(user_enterprises.insert(), [{"login": login, "enterprise_id": e} for e in scope.enterprises])
 
 
 def _user(row, enterprises: list[str]) -> User:  # noqa: ANN001 - a SQLAlchemy row mapping
