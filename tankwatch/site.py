@@ -574,6 +574,9 @@ class LoginLimits(Strict):
     max_delay_s: float = Field(default=60.0, gt=0, le=3600)  # the longest a real operator can be made to wait
     window_s: float = Field(default=900.0, gt=0, le=86_400)  # failures older than this are forgotten
     max_tracked: int = Field(default=10_000, ge=100, le=10_000_000)  # (login, address) pairs and addresses kept
+    # Longest login and password a login form may carry; longer ones are 422 before any hashing.
+    max_login_chars: int = Field(default=128, ge=8, le=4096)
+    max_password_chars: int = Field(default=1024, ge=8, le=65_536)
 
     @model_validator(mode="after")
     def _delays_ordered(self) -> LoginLimits:

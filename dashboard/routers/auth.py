@@ -31,9 +31,6 @@ login_router = APIRouter(tags=["auth"])
 router = APIRouter(tags=["auth"])
 
 TOKEN_PATH = TOKEN_URL
-# Longest login and password a login form may carry (tankwatch defaults); longer ones are 422 before any hashing.
-MAX_LOGIN_CHARS = 128
-MAX_PASSWORD_CHARS = 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1: token replies are never cached
 
 
@@ -112,12 +109,21 @@ async def token(
     request: Request,
     response: Response,
     auth: AuthDep,
-    username: Annotated[str, Form(min_length=1, max_length=MAX_LOGIN_CHARS)],
-    password: Annotated[str, Form(min_length=1, max_length=MAX_PASSWORD_CHARS)],
-    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    username: Annotated[str, Form(min_length=1)],
+    password: Annotated[str, Form(min_length=1)],
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,  # OAuth2: "password" or absent
 ) -> TokenOut:
     """OAuth2 password flow (form fields ``username``, ``password``); failed logins slow down per login+address
     and per address, and only a few passwords are checked at once."""
+    limits = auth.site.file.security.login
+    too_long = [
+        {"type": "string_too_long", "loc": ("body", field), "msg": f"String should have at most {most} characters"}
+        for field, value, most in (("username", username, limits.max_login_chars),
+                                   ("password", password, limits.max_password_chars))
+        if len(value) > most
+    ]
+    if too_long:
+        raise RequestValidationError(too_long)  # before any hashing or limiter entry
     remote = remote_of(request)
     try:
         auth.limiter.check(username, remote)  # before queueing for a slot: a throttled caller costs nothing
