@@ -22,6 +22,9 @@ depends_on = None
 
 def upgrade() -> None:
     """Apply this revision."""
+    columns = {c['name'] for c in sa.inspect(op.get_bind()).get_columns('audit_log')}
+    if 'chain' in columns:
+        return  # a database adopted from the stores' create_all (stamped at 0001) has the column already
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.add_column(sa.Column('chain', sa.String(length=16), server_default='sha256', nullable=False))
 
