@@ -210,9 +210,11 @@ class SyntheticServer:
         from dashboard.app import create_app
         from dashboard.live import LiveHub
         from tankwatch import bus as topics
+        from tankwatch.audit_key import demo_key
         from tankwatch.auth import Auth, AuthSettings
         from tankwatch.bus import MemoryBus
         from tankwatch.records import ReadingBatch
+        from tankwatch.stores.audit import AuditJournal
         from tankwatch.stores.events import EventStore, sqlite_url
         from tankwatch.stores.timeseries import TimeSeriesStore
         from tankwatch.stores.users import UserStore
@@ -227,7 +229,8 @@ class SyntheticServer:
         auth = Auth(UserStore(events.engine), site, AuthSettings.from_env(demo=True))
         bus = MemoryBus()
         hub = LiveHub(bus, site)
-        app = create_app(site, timeseries, events, hub, auth=auth)
+        journal = AuditJournal(events.engine, key=demo_key(self.folder))  # a demo's key, in its scratch folder
+        app = create_app(site, timeseries, events, hub, auth=auth, audit_journal=journal)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         n = len(ids)
         index = np.arange(n, dtype=np.int32)

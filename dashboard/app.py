@@ -1,7 +1,9 @@
 """The dashboard application: REST routes per resource, the live websocket, and the static zh-CN page.
 
-Every route except ``/api/health``, the login and the static page requires a bearer token, and answers only about
-the enterprises in the caller's scope (``dashboard.routers.deps.ScopeDep``); the websocket authenticates itself.
+Every route except ``/api/health``, the login and the static page requires a bearer token, checked before any body
+is read, and answers only about the enterprises in the caller's scope (``dashboard.routers.deps.ScopeDep``); the
+websocket authenticates itself. Bodies are size-limited before parsing, and forwarded client addresses are believed
+only from the site's trusted proxies (``security`` in the site file).
 """
 
 from __future__ import annotations
@@ -12,14 +14,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import uvicorn
 from fastapi import Depends, FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from dashboard.auth_gate import AuthGate
+from dashboard.body_limit import BodyLimitMiddleware
 from dashboard.live import LiveHub, dumps
+from dashboard.password_slots import PasswordSlots
 from dashboard.routers import (
     alarms,
     audit,
@@ -38,9 +46,10 @@ from dashboard.routers import (
     metrics as metrics_router,
 )
 from dashboard.routers.alarms import alarm_out
-from dashboard.routers.deps import AUTH_RESPONSES, SiteNames, authenticated
+from dashboard.routers.deps import AUTH_RESPONSES, SiteNames, authenticated, remote_of
 from dashboard.routers.refusal import Refused, refused_handler
 from tankwatch import metrics
+from tankwatch.audit_key import load_audit_key
 from tankwatch.auth import Auth, AuthSettings
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site
@@ -57,8 +66,12 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 # Open without a token: liveness and the login itself (and the static page, mounted last).
 OPEN_ROUTERS = (health.router, auth.login_router)
-# Behind authentication; each filters by the caller's scope. New routers go here.
+OPEN_PATHS = frozenset({"/api/health", auth.TOKEN_PATH})
+# Behind authentication; each filters by the caller's scope. New routers go here, under a protected prefix.
+PROTECTED_PREFIXES = ("/api/", "/metrics")
+OPENAPI_PATH = "/openapi.json"
 PROTECTED_ROUTERS = (
+    health.status_router,
     auth.router,
     sources.router,
     readings.router,
@@ -138,11 +151,16 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    security = site.file.security
+    docs = security.api_docs
     app = FastAPI(
         title="tankwatch dashboard",
         version="0.1.0",
         description="重大危险源在线监测 — REST and live websocket for a chemical park",
         lifespan=lifespan,
+        openapi_url=None if docs == "off" else OPENAPI_PATH,
+        docs_url="/docs" if docs == "open" else None,  # HTML pages cannot send a bearer token: open or absent
+        redoc_url="/redoc" if docs == "open" else None,
     )
     app.state.site = site
     app.state.timeseries = timeseries
@@ -152,7 +170,10 @@ def create_app(
     app.state.names = names
     app.state.sources_tree = None
     app.state.auth = auth
-    app.state.audit = audit_journal or AuditJournal(engine)
+    app.state.audit = audit_journal or AuditJournal(engine, key=load_audit_key(security))
+    app.state.password_slots = PasswordSlots(security.concurrent_password_checks, security.queued_password_checks)
+    hub.recheck_s = security.live_recheck_s
+    auth.users.on_change(hub.users_changed)
     app.state.escalation = escalation
     app.state.inbox = inbox
     # Until the supervisor hands over its own (runtime.serve does), grades are empty, evidence is read from the
@@ -169,10 +190,39 @@ def create_app(
     app.add_exception_handler(Refused, refused_handler)
 
     @app.exception_handler(RequestValidationError)
-    async def count_rejected(request: Request, exc: RequestValidationError) -> JSONResponse:
-        """Bad input is counted, then answered with FastAPI's usual 422 body."""
+    async def count_rejected(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """Bad input is counted, then answered 422 naming each field; the input itself is never echoed or logged
+        (it may be a password, or a NaN that JSON cannot carry)."""
         metrics.INPUT_REJECTED.labels("dashboard", "invalid_request").inc()
-        return await request_validation_exception_handler(request, exc)
+        errors = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def journal_refusals(request: Request, exc: HTTPException) -> JSONResponse:
+        """A logged-in caller refused (403) or sent to nothing (404) is journaled, then answered as usual."""
+        principal = getattr(request.state, "principal", None)
+        if exc.status_code in (403, 404) and principal is not None:
+            await run_in_threadpool(
+                app.state.audit.record,
+                actor=principal.login,
+                role=principal.role.value,
+                action="request.refused",
+                target_kind="route",
+                target_id=f"{request.method} {request.url.path}",
+                remote=remote_of(request),
+                detail={"status": exc.status_code, "detail": str(exc.detail)},
+                ts_ms=auth.clock.now_ms(),
+            )
+        return await http_exception_handler(request, exc)
+
+    # Innermost first: the gate checks tokens, the limit caps bodies, forwarded addresses come from trusted proxies.
+    protected = PROTECTED_PREFIXES + ((OPENAPI_PATH,) if docs == "login" else ())
+    app.add_middleware(AuthGate, protected_prefixes=protected, open_paths=OPEN_PATHS)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=security.max_body_bytes, limit_by_path=security.max_body_bytes_by_path
+    )
+    if security.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=security.trusted_proxies)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202 - Starlette middleware
@@ -184,7 +234,16 @@ def create_app(
     for router in OPEN_ROUTERS:
         app.include_router(router)
     for router in PROTECTED_ROUTERS:
+        unguarded = [r.path for r in router.routes if not r.path.startswith(PROTECTED_PREFIXES)]  # type: ignore[attr-defined]
+        if unguarded:
+            raise RuntimeError(f"protected routes outside {PROTECTED_PREFIXES}: {unguarded}")
         app.include_router(router, dependencies=[Depends(authenticated)], responses=AUTH_RESPONSES)
     app.include_router(live.router)  # the websocket authenticates itself (token in the query or first message)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
+
+
+def server_config(app: FastAPI, *, host: str, port: int, **kw) -> uvicorn.Config:  # noqa: ANN003 - uvicorn options
+    """Uvicorn settings for the dashboard: no forwarded-header trust of its own (uvicorn believes 127.0.0.1 by
+    default; the app believes only ``security.trusted_proxies``) and no Server header."""
+    return uvicorn.Config(app, host=host, port=port, proxy_headers=False, server_header=False, **kw)

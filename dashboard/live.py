@@ -1,7 +1,8 @@
 """Live hub: one bus subscription fanned out to every websocket client, readings coalesced per sensor.
 
 Each client carries the enterprise ids it may see; every message is built per scope, so a client never receives a
-reading or an event of an enterprise outside it.
+reading or an event of an enterprise outside it. Every ``recheck_s`` and on every user change the hub asks each
+client's ``recheck`` who it is now: a revoked client is closed (4401), a client whose scope moved is re-scoped.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ LIVE_DROPPED = Counter(
 )
 
 GROUP = "dashboard"
+CLOSE_UNAUTHENTICATED = 4401  # application close code: the token was missing, invalid, expired or revoked
 _LABELS = {int(q): q.label for q in Quality}
 HEARTBEAT_S = 5.0
 HEARTBEAT = json.dumps({"type": "heartbeat"})
@@ -43,9 +45,18 @@ class Sendable(Protocol):
         """Send one text frame."""
         ...
 
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close the connection."""
+        ...
+
+
+class Revoked(Exception):
+    """A client's token no longer holds (expired, user removed or changed); the message says why."""
+
 
 Enterprises = frozenset[str] | None  # None: every enterprise (in-process use only; websockets always pass a set)
 SnapshotFactory = Callable[[Enterprises], Awaitable[str]]
+Recheck = Callable[[], frozenset[str]]  # the client's enterprises now, or Revoked; called in a worker thread
 
 
 def dumps(message: dict[str, Any]) -> str:
@@ -61,9 +72,10 @@ def finite_or_none(value: float) -> float | None:
 class _Client:
     """One websocket with its own bounded queue, so a slow reader only ever hurts itself."""
 
-    def __init__(self, ws: Sendable, maxsize: int, enterprises: Enterprises = None) -> None:
+    def __init__(self, ws: Sendable, maxsize: int, enterprises: Enterprises = None, recheck: Recheck | None = None):
         self.ws = ws
         self.enterprises = enterprises
+        self.recheck = recheck
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize)
         self.dropped = 0
         self.needs_resync = False  # set when a dropped message may have carried state the client lacks
@@ -96,10 +108,14 @@ class LiveHub:
         push_interval_s: float = 1.0,
         client_queue_size: int = 64,
         recent_events: int = 500,
+        recheck_s: float = 5.0,
     ) -> None:
         self.bus = bus
         self.site = site
         self.push_interval_s = push_interval_s
+        self.recheck_s = recheck_s
+        self._wake_recheck: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.client_queue_size = client_queue_size
         self._ids = [s.sensor.id for s in site.sensors]
         self._enterprise_of = np.array([s.enterprise_id for s in site.sensors], dtype=object)
@@ -187,10 +203,10 @@ class LiveHub:
 
     # ----- clients ---------------------------------------------------------------------------------
 
-    async def connect(self, ws: Sendable, enterprises: Enterprises = None) -> None:
+    async def connect(self, ws: Sendable, enterprises: Enterprises = None, recheck: Recheck | None = None) -> None:
         """Register a client that may see ``enterprises``: a snapshot first, then every live message after it."""
         first = await self._snapshot(enterprises)
-        client = _Client(ws, self.client_queue_size, enterprises)
+        client = _Client(ws, self.client_queue_size, enterprises, recheck)
         # Registering and queueing the snapshot happen without an await in between, so no message is missed.
         client.queue.put_nowait(first)
         self._clients[id(ws)] = client
@@ -228,6 +244,43 @@ class LiveHub:
             log.debug("live client gone: %s", exc)
             self.disconnect(client.ws)
 
+    def users_changed(self, _login: str = "") -> None:
+        """Re-check every client now (thread-safe: user stores call this from worker threads)."""
+        if self._loop is not None and self._wake_recheck is not None:
+            self._loop.call_soon_threadsafe(self._wake_recheck.set)
+
+    async def recheck(self) -> None:
+        """Ask each client who it is now: close revoked ones, re-scope (with a fresh snapshot) those that moved."""
+        clients = [c for c in self._clients.values() if c.recheck is not None]
+        outcomes = await asyncio.to_thread(lambda: [_outcome(c.recheck) for c in clients])  # type: ignore[arg-type]
+        for client, outcome in zip(clients, outcomes, strict=True):
+            if id(client.ws) not in self._clients:
+                continue  # left meanwhile
+            if isinstance(outcome, Revoked):
+                await self._revoke(client, str(outcome))
+            elif outcome != client.enterprises:
+                client.enterprises = outcome
+                client.replace_all(await self._snapshot(outcome))
+
+    async def _revoke(self, client: _Client, reason: str) -> None:
+        """Stop a client's stream, tell it why, and close with CLOSE_UNAUTHENTICATED."""
+        self.disconnect(client.ws)
+        with contextlib.suppress(Exception):  # the transport may be gone already
+            await client.ws.send_text(dumps({"type": "error", "status": 401, "detail": reason}))
+            await client.ws.close(code=CLOSE_UNAUTHENTICATED, reason="token revoked")
+
+    async def _recheck_loop(self) -> None:
+        """Re-check clients every ``recheck_s`` and whenever a user changed."""
+        assert self._wake_recheck is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_recheck.wait(), self.recheck_s)
+            self._wake_recheck.clear()
+            try:
+                await self.recheck()
+            except Exception:  # noqa: BLE001 - e.g. the user database is unreachable: keep checking, never stop
+                log.exception("live: re-checking clients failed; trying again in %.0f s", self.recheck_s)
+
     def broadcast(self, message: str) -> None:
         """Queue one message for every client, whatever its scope (only for messages about no enterprise)."""
         for client in list(self._clients.values()):
@@ -250,12 +303,14 @@ class LiveHub:
         if self._running:
             raise RuntimeError("LiveHub.run is already running")
         self._running = True
+        self._loop, self._wake_recheck = asyncio.get_running_loop(), asyncio.Event()
         readings = self.bus.subscribe(topics.READINGS, GROUP, Overflow.DROP_OLDEST)
         events = self.bus.subscribe(topics.EVENTS, GROUP, Overflow.DROP_OLDEST)
         tasks = [
             asyncio.create_task(self._consume_readings(readings), name="live-readings"),
             asyncio.create_task(self._consume_events(events), name="live-events"),
             asyncio.create_task(self._push_loop(), name="live-push"),
+            asyncio.create_task(self._recheck_loop(), name="live-recheck"),
         ]
         try:
             await asyncio.gather(*tasks[:2])
@@ -268,6 +323,7 @@ class LiveHub:
             for client in list(self._clients.values()):
                 self.disconnect(client.ws)
             self._running = False
+            self._loop = self._wake_recheck = None
 
     async def _consume_readings(self, items: Any) -> None:
         async for item in items:
@@ -321,3 +377,11 @@ class LiveHub:
             return dumps({"type": "readings", "rows": self.rows(index)}) if len(index) else None
 
         self.broadcast_scoped(readings_for)
+
+
+def _outcome(recheck: Recheck) -> frozenset[str] | Revoked:
+    """A client's enterprises now, or the Revoked that says why it may see nothing any more."""
+    try:
+        return recheck()
+    except Revoked as exc:
+        return exc

@@ -6,8 +6,8 @@ import logging
 import os
 import secrets
 import threading
-from collections import deque
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
 import jwt
@@ -15,7 +15,7 @@ import jwt
 from tankwatch import metrics
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site
-from tankwatch.site import Role, UserScope
+from tankwatch.site import LoginLimits, Role, UserScope
 from tankwatch.stores.users import User, UserError, UserStore
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,13 @@ class LoginRefused(Exception):
 
 
 class LoginRateLimited(Exception):
-    """Too many failed logins for this login from this address."""
+    """Too many failed logins for this login from this address (``per="login"``) or from this address at all."""
 
-    def __init__(self, retry_after_s: int) -> None:
+    def __init__(self, retry_after_s: int, per: str = "login") -> None:
         self.retry_after_s = retry_after_s
-        super().__init__(f"too many failed logins; try again in {retry_after_s} s")
+        self.per = per
+        where = "for this login from your address" if per == "login" else "from your address"
+        super().__init__(f"too many failed logins {where}; try again in {retry_after_s} s")
 
 
 class InvalidToken(Exception):
@@ -56,8 +58,6 @@ class AuthSettings:
 
     secret: str
     token_ttl_s: int = 8 * 3600
-    max_failures: int = 5
-    failure_window_s: int = 900
     demo: bool = False
 
     def __post_init__(self) -> None:
@@ -118,45 +118,97 @@ def allowed_enterprises(scope: UserScope, site: Site) -> frozenset[str]:
     return every if scope.county is not None and scope.county == park.county else frozenset()
 
 
-class LoginLimiter:
-    """Failed logins per (login, address) in a sliding window; the next attempt waits once the limit is hit."""
+@dataclass(slots=True)
+class _Failures:
+    """Failed logins of one key: how many in the window, the last one, and until when the next must wait."""
 
-    def __init__(self, clock: Clock, max_failures: int = 5, window_s: int = 900) -> None:
+    count: int = 0
+    last_ms: int = 0
+    wait_until_ms: int = 0
+
+
+class FailureBook:
+    """Failures per key, least recently failed first; at most ``max_entries`` kept, each forgotten after the window."""
+
+    def __init__(self, max_entries: int, window_ms: int) -> None:
+        self.max_entries = max_entries
+        self.window_ms = window_ms
+        self._entries: OrderedDict[Hashable, _Failures] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable, now_ms: int) -> _Failures | None:
+        """The failures of ``key`` still in the window, or None."""
+        self._expire(now_ms)
+        return self._entries.get(key)
+
+    def fail(self, key: Hashable, now_ms: int, free: int, first_delay_ms: int, max_delay_ms: int) -> None:
+        """Count a failure; past ``free`` failures the next attempt waits, doubling per failure up to the cap."""
+        self._expire(now_ms)
+        entry = self._entries.pop(key, None) or _Failures()
+        entry.count += 1
+        entry.last_ms = now_ms
+        if entry.count >= free:
+            doublings = min(entry.count - free, 32)
+            entry.wait_until_ms = now_ms + min(max_delay_ms, first_delay_ms << doublings)
+        self._entries[key] = entry  # now the most recent
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def forget(self, key: Hashable) -> None:
+        """Drop the failures of ``key``."""
+        self._entries.pop(key, None)
+
+    def _expire(self, now_ms: int) -> None:
+        while self._entries:
+            oldest = next(iter(self._entries.values()))
+            if oldest.last_ms > now_ms - self.window_ms:
+                return
+            self._entries.popitem(last=False)
+
+
+class LoginLimiter:
+    """Progressive delays after failed logins, per (login, address) and per address across logins.
+
+    Nobody is locked out: past the free failures each attempt waits (1 s, 2 s, 4 s … up to ``max_delay_s``), so an
+    attacker sharing an operator's address can slow the operator down by at most that much, never shut them out.
+    Memory is bounded: at most ``max_tracked`` entries per book, each forgotten ``window_s`` after its last failure.
+    """
+
+    def __init__(self, clock: Clock, limits: LoginLimits | None = None) -> None:
         self.clock = clock
-        self.max_failures = max_failures
-        self.window_ms = window_s * 1000
-        self._failures: dict[tuple[str, str], deque[int]] = {}
+        self.limits = limits or LoginLimits()
+        window_ms = int(self.limits.window_s * 1000)
+        self.pairs = FailureBook(self.limits.max_tracked, window_ms)
+        self.addresses = FailureBook(self.limits.max_tracked, window_ms)
         self._lock = threading.Lock()
 
     def check(self, login: str, remote: str) -> None:
-        """Raise LoginRateLimited when this pair has used up its failures."""
+        """Raise LoginRateLimited while this login from this address, or this address at all, must wait."""
         now = self.clock.now_ms()
         with self._lock:
-            times = self._prune((login.lower(), remote), now)
-            if times is not None and len(times) >= self.max_failures:
-                wait_ms = times[0] + self.window_ms - now
-                raise LoginRateLimited(max(1, -(-wait_ms // 1000)))
+            for book, key, per in ((self.pairs, _pair(login, remote), "login"), (self.addresses, remote, "address")):
+                entry = book.get(key, now)
+                if entry is not None and entry.wait_until_ms > now:
+                    raise LoginRateLimited(max(1, -(-(entry.wait_until_ms - now) // 1000)), per)
 
     def failed(self, login: str, remote: str) -> None:
-        """Count a failure."""
+        """Count a failure against the pair and the address."""
+        now, lim = self.clock.now_ms(), self.limits
+        first, cap = int(lim.first_delay_s * 1000), int(lim.max_delay_s * 1000)
         with self._lock:
-            self._failures.setdefault((login.lower(), remote), deque()).append(self.clock.now_ms())
+            self.pairs.fail(_pair(login, remote), now, lim.free_failures_per_login, first, cap)
+            self.addresses.fail(remote, now, lim.free_failures_per_address, first, cap)
 
     def succeeded(self, login: str, remote: str) -> None:
-        """Forget the failures of this pair."""
+        """Forget the failures of this pair (the address keeps its count: spraying goes on counting)."""
         with self._lock:
-            self._failures.pop((login.lower(), remote), None)
+            self.pairs.forget(_pair(login, remote))
 
-    def _prune(self, key: tuple[str, str], now: int) -> deque[int] | None:
-        times = self._failures.get(key)
-        if times is None:
-            return None
-        while times and times[0] <= now - self.window_ms:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-            return None
-        return times
+
+def _pair(login: str, remote: str) -> tuple[str, str]:
+    return login.lower(), remote
 
 
 class Auth:
@@ -167,7 +219,7 @@ class Auth:
         self.site = site
         self.settings = settings
         self.clock = clock or SystemClock()  # wall time: token lifetimes are not replay time
-        self.limiter = LoginLimiter(self.clock, settings.max_failures, settings.failure_window_s)
+        self.limiter = LoginLimiter(self.clock, site.file.security.login)
 
     def login(self, login: str, password: str, remote: str) -> tuple[str, Principal]:
         """A signed token and its principal; LoginRateLimited or LoginRefused otherwise."""
@@ -229,18 +281,32 @@ class Auth:
         )
 
 
+def scope_problem(scope: UserScope, site: Site) -> str | None:
+    """Why a scope cannot be given on this site (enterprise or park ids it does not have), or None when it can.
+
+    County names are not checked: a county scope is resolved against the park's county and may name another county
+    on purpose (a regulator of a tier above sees nothing here until the names match).
+    """
+    if scope.enterprises is not None:
+        unknown = sorted(set(scope.enterprises) - {e.id for e in site.enterprises})
+        if unknown:
+            return f"scope names unknown enterprises {unknown}"
+    if scope.park is not None and scope.park != site.file.park.id:
+        return f"scope names park {scope.park!r}, but this site is park {site.file.park.id!r}"
+    return None
+
+
 def sync_site_users(
     users: UserStore, site: Site, *, demo: bool, now_ms: int, environ: Mapping[str, str] | None = None
 ) -> list[str]:
     """Create or refresh the users the site file lists; plain-text passwords only in the demo. Returns logins."""
     env = os.environ if environ is None else environ
-    known = {e.id for e in site.enterprises}
     done = []
     for i, spec in enumerate(site.file.users):
         where = f"{site.path}: users[{i}] ({spec.login})"
-        unknown = sorted(set(spec.scope.enterprises or ()) - known)
-        if unknown:
-            raise UserError(f"{where}: scope names unknown enterprises {unknown}")
+        problem = scope_problem(spec.scope, site)
+        if problem:
+            raise UserError(f"{where}: {problem}")
         if spec.password is not None and not demo:
             raise UserError(f"{where}: a plain-text password is for the demo only; use password_env")
         password = spec.password if spec.password is not None else env.get(spec.password_env or "")

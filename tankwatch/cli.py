@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bench.mqtt_burst_cli",  # bench mqtt-burst
     "alarms.cli",  # bench alarm-core
     "tankwatch.users_cli",  # user add/list/remove
+    "tankwatch.audit_cli",  # audit verify
 )
 
 DEMO_SITE = Path(__file__).resolve().parent.parent / "deploy" / "sites" / "demo-park.yaml"

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
+from sqlalchemy.engine import Engine
 
 from alarms.credibility import EvidenceRecorder, EvidenceStore
 from alarms.escalation import EscalationEngine, EscalationRunner, EscalationStore
@@ -20,13 +21,14 @@ from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
 from alarms.journal import CoreJournal
 from alarms.notify import Dispatcher
-from dashboard.app import create_app
+from dashboard.app import create_app, server_config
 from dashboard.live import LiveHub
 from ingest.modbus.adapter import ModbusSource
 from ingest.mqtt.adapter import MqttSource
 from simulators.park import ParkSimulator
 from simulators.scenario import load_scenario
 from tankwatch import bus as topics
+from tankwatch.audit_key import AuditKeyError, load_audit_key
 from tankwatch.auth import Auth, AuthSettings, sync_site_users
 from tankwatch.broker import broker_answers, embedded_broker
 from tankwatch.bus import Bus, MemoryBus, Overflow
@@ -137,7 +139,7 @@ async def serve(
     users = UserStore(events.engine)
     sync_site_users(users, site, demo=demo, now_ms=clock.now_ms())  # the site file's users (the demo's)
     auth = Auth(users, site, AuthSettings.from_env(demo=demo))
-    audit = AuditJournal(events.engine)  # one appender per process keeps the hash chain linear
+    audit = audit_journal(site, events.engine, data_dir if demo else None)  # one appender per process
     escalation = EscalationEngine(site, clock, EscalationStore(events.engine), users=users)
     notifier = Dispatcher.from_site(clock, events.engine, site.file.escalation, is_muted=escalation.is_muted)
     escalation.notifier = notifier
@@ -175,7 +177,7 @@ async def serve(
     app.state.bus = bus
     app.state.grading = grading
     app.state.evidence = evidence
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     pipeline.start()
     web = asyncio.create_task(server.serve())
     say(f"tankwatch dashboard: http://127.0.0.1:{port}/  (Ctrl-C to stop)")
@@ -236,6 +238,14 @@ STAGES = ("all", "ingest", "alarms", "historian", "dashboard")
 
 class StageError(ValueError):
     """A stage cannot run as asked (the message says why and what to do)."""
+
+
+def audit_journal(site: Site, engine: Engine, demo_dir: Path | None) -> AuditJournal:
+    """The journal keyed from the environment or key file; the demo (``demo_dir``) generates its own key there."""
+    try:
+        return AuditJournal(engine, key=load_audit_key(site.file.security, demo_dir=demo_dir))
+    except AuditKeyError as exc:
+        raise StageError(str(exc)) from None
 
 
 async def migrated_sql_url(site: Site, data_dir: Path) -> str:
@@ -348,8 +358,9 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
     path = data_dir / ("dashboard-cache.db" if own_cache else "timeseries.db")
     timeseries = TimeSeriesStore(path, ids, site.file.storage.retention_days)
     hub = LiveHub(bus, site)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(site, timeseries, events, hub, clock=clock, run_hub=False),
+    journal = audit_journal(site, events.engine, None)
+    server = uvicorn.Server(server_config(
+        create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal),
         host=host, port=port, log_level="warning", lifespan="off",
     ))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -624,6 +625,68 @@ class ShelvingPolicy(Strict):
         return self.max_minutes.get(priority, DEFAULT_SHELVE_MAX_MIN.get(priority, DEFAULT_SHELVE_MAX_MIN["low"]))
 
 
+MIB = 1024 * 1024
+
+
+class LoginLimits(Strict):
+    """Failed-login throttling; every number is a tankwatch default, not a standard."""
+
+    # Failures of one login from one address before each further attempt waits (the wait doubles per failure).
+    free_failures_per_login: int = Field(default=5, ge=1, le=1000)
+    # Failures from one address across all logins (password spraying) before its attempts wait.
+    free_failures_per_address: int = Field(default=20, ge=1, le=100_000)
+    first_delay_s: float = Field(default=1.0, gt=0, le=3600)
+    max_delay_s: float = Field(default=60.0, gt=0, le=3600)  # the longest a real operator can be made to wait
+    window_s: float = Field(default=900.0, gt=0, le=86_400)  # failures older than this are forgotten
+    max_tracked: int = Field(default=10_000, ge=100, le=10_000_000)  # (login, address) pairs and addresses kept
+    # Longest login and password a login form may carry; longer ones are 422 before any hashing.
+    max_login_chars: int = Field(default=128, ge=8, le=4096)
+    max_password_chars: int = Field(default=1024, ge=8, le=65_536)
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> LoginLimits:
+        if self.first_delay_s > self.max_delay_s:
+            raise ValueError("first_delay_s must not exceed max_delay_s")
+        return self
+
+
+class SecuritySettings(Strict):
+    """Limits and trust of the dashboard's HTTP side; every number is a tankwatch default, not a standard."""
+
+    # Proxies (addresses or networks) whose X-Forwarded-For is believed; none by default: the peer is the client.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=MIB, ge=1024, le=1024 * MIB)  # request bodies, checked before parsing
+    # Larger limits for named routes only (exact path, e.g. a photo upload route).
+    max_body_bytes_by_path: dict[str, int] = Field(default_factory=dict)
+    login: LoginLimits = Field(default_factory=LoginLimits)
+    concurrent_password_checks: int = Field(default=2, ge=1, le=64)  # argon2 at 64 MiB each
+    queued_password_checks: int = Field(default=16, ge=0, le=10_000)  # beyond: 503 with Retry-After
+    # /openapi.json, /docs, /redoc: "login" (the schema for logged-in callers, no HTML docs), "open" or "off".
+    api_docs: Literal["login", "open", "off"] = "login"
+    live_recheck_s: float = Field(default=5.0, gt=0, le=300)  # websockets re-check their token and scope
+    audit_key_file: str | None = None  # the audit HMAC key's file (0600); TANKWATCH_AUDIT_KEY wins when set
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+        return v
+
+    @field_validator("max_body_bytes_by_path")
+    @classmethod
+    def _paths(cls, v: dict[str, int]) -> dict[str, int]:
+        for path, limit in v.items():
+            if not path.startswith("/"):
+                raise ValueError(f"route {path!r} must start with '/'")
+            if not 1024 <= limit <= 1024 * MIB:
+                raise ValueError(f"limit of {path} must be between 1 KiB and 1 GiB, got {limit}")
+        return v
+
+
 class SiteFile(Strict):
     """The whole site file."""
 
@@ -637,6 +700,7 @@ class SiteFile(Strict):
     users: list[SiteUser] = Field(default_factory=list)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     shelving: ShelvingPolicy = Field(default_factory=ShelvingPolicy)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     # Red/yellow/green policy; None: the shipped defaults (alarms/data/grading_defaults.yaml). Green is "no rule".
     grading: list[GradingRule] | None = None
 

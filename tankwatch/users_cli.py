@@ -18,27 +18,54 @@ DbOption = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL (defa
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Folder of the SQLite database")]
 
 
-def _stores(config: Path | None, db: str | None, data_dir: Path | None):  # noqa: ANN202 - (UserStore, AuditJournal)
-    """The user store and audit journal of the database the options name."""
+def open_database(config: Path | None, db: str | None, data_dir: Path | None, *, migrate: bool = False):  # noqa: ANN201
+    """The SQL engine of the database the options name, and the site's security settings (defaults without one);
+    ``migrate`` first brings the database to the newest schema, as the stages do on start-up, so that a store
+    never creates a table of its own in a database the migrations have not made."""
     from tankwatch.config import SiteError, load_site
-    from tankwatch.stores.audit import AuditJournal
+    from tankwatch.site import SecuritySettings
     from tankwatch.stores.events import make_engine, sqlite_url
-    from tankwatch.stores.users import UserStore
 
+    file = None
+    if config is not None:
+        try:
+            file = load_site(config).file
+        except SiteError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+    storage = file.storage if file else None
     if db is None:
-        storage = None
-        if config is not None:
-            try:
-                storage = load_site(config).file.storage
-            except SiteError as exc:
-                typer.echo(str(exc), err=True)
-                raise typer.Exit(1) from None
         if storage is not None and storage.sql_url and data_dir is None:
             db = storage.sql_url
         else:
             db = sqlite_url(data_dir or Path(storage.data_dir if storage else "data"))
-    engine = make_engine(db)
-    return UserStore(engine), AuditJournal(engine)
+    if migrate:
+        from tankwatch.migrations import upgrade
+
+        upgrade(db)
+    return make_engine(db), file.security if file else SecuritySettings()
+
+
+def open_journal(engine, security, key_file: Path | None = None):  # noqa: ANN001, ANN201 - Engine, settings
+    """The audit journal with its key (``key_file``, else TANKWATCH_AUDIT_KEY or the configured key file); exit 2
+    saying what to set when there is none."""
+    from tankwatch.audit_key import AuditKeyError, load_audit_key, read_key_file
+    from tankwatch.stores.audit import AuditJournal, AuditSchemaError
+
+    try:
+        key = read_key_file(key_file) if key_file is not None else load_audit_key(security)
+        return AuditJournal(engine, key=key)
+    except (AuditKeyError, AuditSchemaError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _stores(config: Path | None, db: str | None, data_dir: Path | None):  # noqa: ANN202 - (UserStore, AuditJournal)
+    """The user store and audit journal of the database the options name."""
+    from tankwatch.stores.users import UserStore
+
+    engine, security = open_database(config, db, data_dir, migrate=True)
+    return UserStore(engine), open_journal(engine, security)
 
 
 def _actor() -> str:
@@ -123,7 +150,9 @@ def add(
 @user_app.command("list")
 def list_users(config: ConfigOption = None, db: DbOption = None, data_dir: DataDirOption = None) -> None:
     """Show every user: login, role, scope, name."""
-    users, _ = _stores(config, db, data_dir)
+    from tankwatch.stores.users import UserStore
+
+    users = UserStore(open_database(config, db, data_dir, migrate=True)[0])
     for u in users.list():
         flag = " (disabled)" if u.disabled else ""
         typer.echo(f"{u.login}\t{u.role.value}\t{_scope_text(u.scope)}\t{u.name}{flag}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +21,10 @@ from bench.services import (
     start_tansu,
     start_victoria_metrics,
 )
+
+# Every app and CLI the tests start journals with this audit key (production refuses to start without one).
+TEST_AUDIT_KEY = "test-audit-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+os.environ.setdefault("TANKWATCH_AUDIT_KEY", TEST_AUDIT_KEY)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from alarms.kpi import alarm_kpis
 from alarms.lifecycle import MAX_SHELVE_S, MAX_TEXT, PRIORITY_ZH, Refusal, shelving_refusal
 from alarms.rules import PRIORITIES, second_gas_setpoint
 from dashboard.live import finite_or_none
+from dashboard.password_slots import PasswordChecksBusy
 from dashboard.routers.deps import ClockDep, EventsDep, NamesDep, SiteNames, audit_action, iso_utc, remote_of
 from dashboard.routers.refusal import RefusalOut, Refused, Unprocessable
 from tankwatch import bus as topics
@@ -408,6 +409,8 @@ _SHELVE_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"model": RefusalOut, "description": "Shelved already, or a gas detector at or above its second setpoint"},
     422: {"model": Unprocessable, "description": "Longer than the policy allows, a missing or unknown reason code, "
                                                  "or a body the schema refuses"},
+    429: {"model": RefusalOut, "description": "Too many failed approvals: the approver's login waits"},
+    503: {"model": RefusalOut, "description": "No alarm stage is listening, or too many password checks at once"},
 }
 
 
@@ -488,7 +491,7 @@ def _conflict(op: str, row: dict[str, Any]) -> str | None:
 
 def _shelve_refusal(request: Request, events: Any, principal: Principal | None, row: dict[str, Any],
                     body: ShelveIn) -> Refused | None:
-    """What the shelving policy says against this shelve (None: allowed), the approver's password checked."""
+    """What the shelving policy says against this shelve (None: allowed); a named approver is checked after."""
     policy = _policy(request)
     site = request.app.state.site
     priority, condition = row["priority"], row["condition"]
@@ -510,10 +513,8 @@ def _shelve_refusal(request: Request, events: Any, principal: Principal | None, 
                            value)
     if why is not None:
         return Refused(409 if why.code == "shelve.gas_above_second" else 422, why)
-    if principal is None:
+    if principal is None or body.approver is not None:
         return None
-    if body.approver is not None:  # a named approver is always checked, needed or not
-        return _approval_refusal(request, principal, row, body.approver, policy)
     if priority in policy.approval_required and principal.role not in policy.self_approving:
         roles = ", ".join(r.value for r in policy.self_approving)
         return Refused(403, Refusal(
@@ -523,15 +524,19 @@ def _shelve_refusal(request: Request, events: Any, principal: Principal | None, 
     return None
 
 
-def _approval_refusal(request: Request, principal: Principal, row: dict[str, Any], approver: ApproverIn,
-                      policy: ShelvingPolicy) -> Refused | None:
-    """Whether the second user may approve: another person, in scope, with an approver role and the right password."""
+async def _approval_refusal(request: Request, principal: Principal, row: dict[str, Any],
+                            approver: ApproverIn) -> Refused | None:
+    """Whether the second user may approve: another person, in scope, with an approver role and the right password
+    (checked like a login: its rate limits and its bound on password checks at once apply)."""
     if approver.login.lower() == principal.login.lower():
         return Refused(403, Refusal("shelve.approver_self", "the approver must be a second person, not yourself",
                                     "确认人须为第二人，不能是本人"))
-    auth = getattr(request.app.state, "auth", None)
+    auth = request.app.state.auth
     try:
-        _, second = auth.login(approver.login, approver.password, remote_of(request))
+        async with request.app.state.password_slots.slot():
+            _, second = await asyncio.to_thread(auth.login, approver.login, approver.password, remote_of(request))
+    except PasswordChecksBusy as exc:
+        return Refused(503, Refusal("shelve.approver_busy", str(exc), "同时校验的密码过多，请稍后再试"))
     except LoginRateLimited as exc:
         return Refused(429, Refusal("shelve.approver_rate_limited",
                                     f"too many failed approvals for {approver.login}; wait {exc.retry_after_s} s",
@@ -539,6 +544,7 @@ def _approval_refusal(request: Request, principal: Principal, row: dict[str, Any
     except LoginRefused:
         return Refused(403, Refusal("shelve.approver_refused", "the approver's login or password is wrong",
                                     "确认人账号或密码错误"))
+    policy = _policy(request)
     if second.role not in policy.approvers or row["enterprise_id"] not in second.enterprises:
         return Refused(403, Refusal(
             "shelve.approver_not_allowed",
@@ -563,6 +569,8 @@ async def shelve(request: Request, occurrence_id: OccurrenceId, body: ShelveIn, 
     principal, user = _acting(request, "shelve", body.user)
     row = _occurrence_row(request, events, occurrence_id)
     refused = await asyncio.to_thread(_shelve_refusal, request, events, principal, row, body)
+    if refused is None and principal is not None and body.approver is not None:  # named: checked, needed or not
+        refused = await _approval_refusal(request, principal, row, body.approver)
     if refused is not None:
         if principal is not None:
             audit_action(request, "alarm.shelve_refused", "alarm", occurrence_id, enterprise_id=row["enterprise_id"],

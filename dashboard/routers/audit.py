@@ -1,4 +1,5 @@
-"""GET /api/audit: the append-only journal of what people did, for admins and regulators within their scope."""
+"""GET /api/audit: the append-only journal of what people did, for admins and regulators within their scope;
+GET /api/audit/verify: the chain check, for admins."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from dashboard.routers.deps import AUTH_RESPONSES, AuditDep, ScopeDep, iso_utc, require_roles
 from dashboard.routers.readings import TimeParam
@@ -69,3 +71,32 @@ def audit(
     entries = [AuditEntryOut(**asdict(e), time=iso_utc(e.ts_ms)) for e in rows]
     return AuditOut(count=len(entries), entries=entries)
 
+
+
+class ChainCheckOut(BaseModel):
+    """The journal's chain walked from the first entry: intact, or the first entry that breaks it and why."""
+
+    ok: bool
+    entries: int  # entries checked before the first broken one (all when ok)
+    legacy_entries: int  # unkeyed SHA-256 entries from before the audit key
+    broken_seq: int | None
+    reason: str | None
+
+
+@router.get(
+    "/api/audit/verify",
+    response_model=ChainCheckOut,
+    responses=AUTH_RESPONSES,
+    dependencies=[require_roles(Role.ADMIN)],
+)
+async def verify(journal: AuditDep, allow_legacy: bool = False) -> ChainCheckOut:
+    """Walk the whole chain with the audit key (as ``tankwatch audit verify`` does); admins only. ``allow_legacy``
+    accepts the unkeyed entries of a journal begun before the audit key."""
+    check = await run_in_threadpool(lambda: journal.verify(allow_legacy=allow_legacy))
+    return ChainCheckOut(
+        ok=check.ok,
+        entries=check.entries,
+        legacy_entries=check.legacy,
+        broken_seq=check.broken_seq,
+        reason=check.reason,
+    )

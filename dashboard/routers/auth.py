@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Form, HTTPException, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
+from dashboard.password_slots import PasswordChecksBusy
 from dashboard.routers.deps import (
     AUTH_RESPONSES,
+    TOKEN_URL,
     AuditDep,
     AuthDep,
     ErrorOut,
@@ -18,13 +21,17 @@ from dashboard.routers.deps import (
     remote_of,
     require_roles,
 )
-from tankwatch.auth import LoginRateLimited, LoginRefused
+from tankwatch import metrics
+from tankwatch.auth import Auth, LoginRateLimited, LoginRefused, scope_problem
 from tankwatch.site import Id, Role, UserScope
 from tankwatch.stores.users import User, UserError
 
 # The login route is open; everything else here is included behind authentication by the app.
 login_router = APIRouter(tags=["auth"])
 router = APIRouter(tags=["auth"])
+
+TOKEN_PATH = TOKEN_URL
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1: token replies are never cached
 
 
 class TokenOut(BaseModel):
@@ -77,46 +84,63 @@ class UserIn(BaseModel):
     replace: bool = False
 
 
+class ScopeIn(BaseModel):
+    """A user's new scope; their sessions stay and follow it (open websockets are re-scoped)."""
+
+    scope: UserScope
+
+
 def _user_out(u: User) -> UserOut:
     return UserOut(login=u.login, name=u.name, role=u.role, scope=u.scope, disabled=u.disabled, created_ms=u.created_ms)
 
 
 @login_router.post(
-    "/api/auth/token",
+    TOKEN_PATH,
     response_model=TokenOut,
     responses={
         400: {"model": ErrorOut, "description": "A form body that cannot be parsed at all"},
         401: {"model": ErrorOut, "description": "Wrong login or password"},
-        429: {"model": ErrorOut, "description": "Too many failed logins for this login from this address"},
+        413: {"model": ErrorOut, "description": "A body over the size limit"},
+        429: {"model": ErrorOut, "description": "Failed logins from this address (for this login, or any): wait"},
+        503: {"model": ErrorOut, "description": "Too many logins being checked at once: try again shortly"},
     },
 )
-def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: AuthDep) -> TokenOut:
-    """OAuth2 password flow: form fields ``username`` and ``password``; failed logins are limited per login+address."""
+async def token(
+    request: Request,
+    response: Response,
+    auth: AuthDep,
+    username: Annotated[str, Form(min_length=1)],
+    password: Annotated[str, Form(min_length=1)],
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,  # OAuth2: "password" or absent
+) -> TokenOut:
+    """OAuth2 password flow (form fields ``username``, ``password``); failed logins slow down per login+address
+    and per address, and only a few passwords are checked at once."""
+    limits = auth.site.file.security.login
+    too_long = [
+        {"type": "string_too_long", "loc": ("body", field), "msg": f"String should have at most {most} characters"}
+        for field, value, most in (("username", username, limits.max_login_chars),
+                                   ("password", password, limits.max_password_chars))
+        if len(value) > most
+    ]
+    if too_long:
+        raise RequestValidationError(too_long)  # before any hashing or limiter entry
     remote = remote_of(request)
-    journal = request.app.state.audit
     try:
-        access, principal = auth.login(form.username, form.password, remote)
+        auth.limiter.check(username, remote)  # before queueing for a slot: a throttled caller costs nothing
+        async with request.app.state.password_slots.slot():
+            access, principal = await run_in_threadpool(auth.login, username, password, remote)
     except LoginRateLimited as exc:
+        metrics.INPUT_REJECTED.labels("auth", "login_blocked").inc()
+        detail = {"per": exc.per, "retry_after_s": exc.retry_after_s}
+        await _journal_login(request, auth, "auth.login_blocked", username, remote, detail=detail)
         raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
+    except PasswordChecksBusy as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
     except LoginRefused:
-        journal.record(
-            actor=form.username[:64],
-            action="auth.login_failed",
-            target_kind="session",
-            target_id=form.username[:200],
-            remote=remote,
-            ts_ms=auth.clock.now_ms(),
-        )
+        await _journal_login(request, auth, "auth.login_failed", username, remote)
         raise HTTPException(401, "wrong login or password", headers={"WWW-Authenticate": "Bearer"}) from None
-    journal.record(
-        actor=principal.login,
-        role=principal.role.value,
-        action="auth.login",
-        target_kind="session",
-        target_id=principal.login,
-        remote=remote,
-        ts_ms=auth.clock.now_ms(),
-    )
+    await _journal_login(request, auth, "auth.login", principal.login, remote, role=principal.role.value)
+    response.headers.update(NO_STORE)
     return TokenOut(
         access_token=access,
         token_type="bearer",
@@ -125,6 +149,24 @@ def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()
         name=principal.name,
         role=principal.role,
         enterprises=sorted(principal.enterprises),
+    )
+
+
+async def _journal_login(
+    request: Request, auth: Auth, action: str, login: str, remote: str, *, role: str | None = None,
+    detail: dict | None = None,
+) -> None:
+    """Journal a login attempt; the journal sanitises what was typed as the actor."""
+    await run_in_threadpool(
+        request.app.state.audit.record,
+        actor=login,
+        role=role,
+        action=action,
+        target_kind="session",
+        target_id=login,
+        remote=remote,
+        detail=detail,
+        ts_ms=auth.clock.now_ms(),
     )
 
 
@@ -155,6 +197,7 @@ def list_users(auth: AuthDep) -> UsersOut:
 )
 def add_user(request: Request, body: UserIn, auth: AuthDep, _audit: AuditDep) -> UserOut:
     """Create (or with ``replace`` overwrite) a user (admins only); audited."""
+    _check_scope(auth, body.scope)
     try:
         now, b = auth.clock.now_ms(), body
         user = auth.users.add(b.login, b.name, b.role, b.scope, b.password, now_ms=now, replace=b.replace)
@@ -189,3 +232,35 @@ def remove_user(
     if not auth.users.remove(login):
         raise HTTPException(404, f"no user {login!r}")
     audit_action(request, "user.remove", "user", login)
+
+
+@router.patch(
+    "/api/users/{login}",
+    response_model=UserOut,
+    responses={
+        **AUTH_RESPONSES,
+        404: {"model": ErrorOut, "description": "No such user"},
+        409: {"model": ErrorOut, "description": "The user's role cannot hold this kind of scope"},
+    },
+    dependencies=[require_roles(Role.ADMIN)],
+)
+def rescope_user(
+    request: Request, login: Annotated[str, Path(max_length=64)], body: ScopeIn, auth: AuthDep
+) -> UserOut:
+    """Move a user to another scope (admins only); their tokens stay valid and open websockets follow; audited."""
+    _check_scope(auth, body.scope)
+    if auth.users.get(login) is None:
+        raise HTTPException(404, f"no user {login!r}")
+    try:
+        user = auth.users.set_scope(login, body.scope)
+    except UserError as exc:
+        raise HTTPException(409, str(exc)) from None
+    audit_action(request, "user.rescope", "user", login, detail={"scope": body.scope.model_dump(exclude_none=True)})
+    return _user_out(user)
+
+
+def _check_scope(auth: Auth, scope: UserScope) -> None:
+    """422 naming ``scope`` when it names enterprises or a park this site does not have."""
+    problem = scope_problem(scope, auth.site)
+    if problem:
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "scope"), "msg": problem}])

@@ -1,4 +1,4 @@
-"""GET /api/health: liveness with counts of what the dashboard sees."""
+"""GET /api/health: up or down, for load balancers and probes (open); GET /api/status: counts, behind login."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from dashboard.routers.deps import ClockDep, EventsDep, HubDep, SiteDep, TimeSeriesDep, iso_utc
+from dashboard.routers.deps import ClockDep, EventsDep, HubDep, ScopeDep, TimeSeriesDep, iso_utc
 
 router = APIRouter(tags=["health"])
+status_router = APIRouter(tags=["health"])
 
 
 class Health(BaseModel):
-    """Service status and counts."""
+    """The service answers: that is all an unauthenticated caller learns."""
 
     status: Literal["ok"]
+
+
+class Status(BaseModel):
+    """Counts of what the caller may see, and of the live hub."""
+
     park_id: str
     time: str | None
     ts_ms: int
@@ -30,20 +36,26 @@ class Health(BaseModel):
 
 
 @router.get("/api/health", response_model=Health)
-def health(site: SiteDep, clock: ClockDep, timeseries: TimeSeriesDep, events: EventsDep, hub: HubDep) -> Health:
-    """Status ``ok`` with counts of enterprises, sources, tanks, sensors, data and alarms."""
-    now = clock.now_ms()
-    return Health(
-        status="ok",
+def health() -> Health:
+    """``ok`` while the dashboard answers (no counts: those are /api/status, behind login)."""
+    return Health(status="ok")
+
+
+@status_router.get("/api/status", response_model=Status)
+def status(scope: ScopeDep, clock: ClockDep, timeseries: TimeSeriesDep, events: EventsDep, hub: HubDep) -> Status:
+    """Counts of enterprises, sources, tanks, sensors, data and active alarms within the caller's scope."""
+    site, now = scope.site, clock.now_ms()
+    mine = scope.sensor_mask()
+    return Status(
         park_id=site.file.park.id,
         time=iso_utc(now),
         ts_ms=now,
-        enterprises=len(site.enterprises),
-        hazard_sources=sum(1 for _ in site.sources()),
-        tanks=sum(1 for _ in site.tanks()),
-        sensors=len(site.sensors),
-        sensors_with_data=len(timeseries.latest()),
-        active_alarms=len(events.alarms("active", limit=100_000)),
+        enterprises=sum(1 for e in site.enterprises if scope.allows(e.id)),
+        hazard_sources=sum(1 for e, _ in site.sources() if scope.allows(e.id)),
+        tanks=sum(1 for e, _, _ in site.tanks() if scope.allows(e.id)),
+        sensors=int(mine.sum()),
+        sensors_with_data=int(mine[timeseries.latest().sensor].sum()),
+        active_alarms=len(events.alarms("active", scope.enterprises, limit=100_000)),
         live_clients=hub.client_count,
         live_dropped=hub.dropped,
     )

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
+from dashboard.live import CLOSE_UNAUTHENTICATED, Revoked
 from dashboard.routers.deps import HubDep
 from tankwatch import metrics
 from tankwatch.auth import Auth, InvalidToken, Principal
@@ -16,7 +17,6 @@ from tankwatch.auth import Auth, InvalidToken, Principal
 router = APIRouter(tags=["live"])
 
 AUTH_TIMEOUT_S = 10.0
-CLOSE_UNAUTHENTICATED = 4401  # application close code: the token was missing, invalid or expired
 
 
 async def _first_message_token(ws: WebSocket) -> str | None:
@@ -38,7 +38,8 @@ async def live(
     token: Annotated[str | None, Query(max_length=4096, description="bearer token (or the first message)")] = None,
 ) -> None:
     """Authenticate (``?token=`` or a first ``{"type":"auth","token":…}`` message), then ``snapshot``,
-    ``readings`` (≤ 1/s, changed sensors only) and ``events`` of the caller's enterprises."""
+    ``readings`` (≤ 1/s, changed sensors only) and ``events`` of the caller's enterprises; the token and scope are
+    re-checked every few seconds and on user changes (revoked: an error message, then close code 4401)."""
     auth: Auth = ws.app.state.auth
     await ws.accept()
     try:
@@ -52,7 +53,14 @@ async def live(
         return
     except WebSocketDisconnect:
         return
-    await hub.connect(ws, principal.enterprises)
+
+    def recheck() -> frozenset[str]:
+        try:
+            return auth.authenticate(token).enterprises
+        except InvalidToken as exc:
+            raise Revoked(str(exc)) from None
+
+    await hub.connect(ws, principal.enterprises, recheck)
     try:
         while True:
             # The client only ever sends keep-alives; reading is how a disconnect becomes visible.

@@ -2,18 +2,21 @@
 
 The router drives whatever object the composition puts in ``app.state.replay``: anything that meets
 :class:`ReplayControl` (the scenario/replay module provides it). Without one, every route answers 503 with a
-message saying so, and the page shows "not available".
+message saying so, and the page shows "not available". Only testers and admins start and stop runs (journaled);
+everyone sees the status, with timeline entries limited to the sensors of their scope.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal, Protocol
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Request
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
+from dashboard.routers.deps import Scope, ScopeDep, audit_action, require_roles
 from tankwatch import metrics
+from tankwatch.site import Role
 
 router = APIRouter(tags=["replay"])
 
@@ -101,6 +104,7 @@ class ReplayControl(Protocol):
 
 MAX_SPEED = 100_000.0
 _ERRORS = {503: {"model": ErrorOut, "description": "No replay controller in this process"}}
+REPLAY_RUNNERS = (Role.TESTER, Role.ADMIN)
 
 
 def _control(conn: HTTPConnection) -> ReplayControl:
@@ -117,33 +121,55 @@ def scenarios(conn: HTTPConnection) -> Catalogue:
 
 
 @router.get("/api/replay/status", response_model=ReplayStatus, responses=_ERRORS)
-def status(conn: HTTPConnection) -> ReplayStatus:
-    """State, position and the expected vs actual alarm timelines of the current or last run."""
-    return _control(conn).status()
+def status(conn: HTTPConnection, scope: ScopeDep) -> ReplayStatus:
+    """State, position and the expected vs actual alarm timelines of the current or last run, within the scope."""
+    current = _control(conn).status()
+    return current.model_copy(
+        update={"expected": _visible(current.expected, scope), "actual": _visible(current.actual, scope)}
+    )
+
+
+def _visible(entries: list[TimelineEntry], scope: Scope) -> list[TimelineEntry]:
+    """Entries of sensors in the caller's scope; sensors this site does not have (a scenario's own park) only for
+    the roles that run replays."""
+    runner = scope.principal.role in REPLAY_RUNNERS
+    site = scope.site
+    return [
+        e
+        for e in entries
+        if (scope.allows(site.sensor(e.sensor_id).enterprise_id) if site.has_sensor(e.sensor_id) else runner)
+    ]
 
 
 @router.post(
     "/api/replay/start",
     response_model=ReplayStatus,
     responses={**_ERRORS, 400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
+    dependencies=[require_roles(*REPLAY_RUNNERS)],
 )
-async def start(conn: HTTPConnection, request: Annotated[StartRequest, Body()]) -> ReplayStatus:
-    """Start a scenario or feed at ``speed`` (× real time, or ``max``); 409 while another run is going."""
-    control = _control(conn)
-    speed = None if request.speed == "max" else float(request.speed)
+async def start(request: Request, body: Annotated[StartRequest, Body()]) -> ReplayStatus:
+    """Start a scenario or feed at ``speed`` (× real time, or ``max``); 409 while another run is going. Testers
+    and admins only; journaled."""
+    control = _control(request)
+    speed = None if body.speed == "max" else float(body.speed)
     if speed is not None and not 0 < speed <= MAX_SPEED:
         metrics.INPUT_REJECTED.labels("dashboard", "replay_speed").inc()
-        raise HTTPException(400, f"speed must be in (0, {MAX_SPEED:g}] or 'max', got {request.speed!r}")
+        raise HTTPException(400, f"speed must be in (0, {MAX_SPEED:g}] or 'max', got {body.speed!r}")
     try:
-        return await control.start(request.kind, request.name, speed)
+        started = await control.start(body.kind, body.name, speed)
     except KeyError:
         metrics.INPUT_REJECTED.labels("dashboard", "replay_unknown").inc()
-        raise HTTPException(404, f"unknown {request.kind} {request.name!r}") from None
+        raise HTTPException(404, f"unknown {body.kind} {body.name!r}") from None
     except RuntimeError as exc:
         raise HTTPException(409, str(exc) or "a run is already going; stop it first") from None
+    audit_action(request, "replay.start", "replay", body.name, detail={"kind": body.kind, "speed": body.speed})
+    return started
 
 
-@router.post("/api/replay/stop", response_model=ReplayStatus, responses=_ERRORS)
-async def stop(conn: HTTPConnection) -> ReplayStatus:
-    """Stop the current run (a no-op when idle)."""
-    return await _control(conn).stop()
+@router.post("/api/replay/stop", response_model=ReplayStatus, responses=_ERRORS,
+             dependencies=[require_roles(*REPLAY_RUNNERS)])
+async def stop(request: Request) -> ReplayStatus:
+    """Stop the current run (a no-op when idle). Testers and admins only; journaled."""
+    stopped = await _control(request).stop()
+    audit_action(request, "replay.stop", "replay", stopped.name or "-", detail={"state": stopped.state})
+    return stopped

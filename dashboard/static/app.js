@@ -806,9 +806,13 @@
     });
   }
 
+  let openApiLocked = false; // the server shows its OpenAPI to logged-in callers only
+
   function loadOpenApi() {
-    return window.fetch("openapi.json", { headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : null; })
+    const headers = { Accept: "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    return window.fetch("openapi.json", { headers: headers })
+      .then(function (r) { openApiLocked = r.status === 401; return r.ok ? r.json() : null; })
       .catch(function () { return null; })
       .then(function (doc) {
         openapi = doc && doc.paths ? doc : null;
@@ -1597,7 +1601,7 @@
     window.setInterval(tick, 1000);
     window.setInterval(recheckStale, 2000);
     loadOpenApi().then(function () {
-      const ready = authRequired() && !token ? needLogin() : Promise.resolve();
+      const ready = (authRequired() || openApiLocked) && !token ? needLogin().then(loadOpenApi) : Promise.resolve();
       return ready.then(loadUser).then(function () {
         showUser();
         start();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -12,6 +13,7 @@ from sqlalchemy.types import BigInteger
 
 from tankwatch.site import Role, UserScope
 from tankwatch.stores.events import metadata
+from tankwatch.stores.files import restrict_sqlite_files
 
 users = Table(
     "users",
@@ -83,7 +85,9 @@ class UserStore:
     def __init__(self, engine: Engine, hasher: PasswordHasher | None = None) -> None:
         self.engine = engine
         self.hasher = hasher or PasswordHasher()
+        restrict_sqlite_files(engine)
         metadata.create_all(engine, tables=[users, user_enterprises])
+        self._listeners: list[Callable[[str], None]] = []
         # A verification against this hash costs what a real one costs, so unknown logins are not faster.
         self._dummy_hash = self.hasher.hash("not-a-password-of-anyone")
 
@@ -110,17 +114,38 @@ class UserStore:
             if old is not None and not replace:
                 raise UserError(f"user {login!r} exists already")
             if old is not None:
-                conn.execute(delete(user_enterprises).where(user_enterprises.c.login == login))
                 conn.execute(update(users).where(users.c.login == login).values(**row, token_version=old + 1))
             else:
                 conn.execute(users.insert().values(**row, token_version=1))
-            if scope.enterprises:
-                conn.execute(
-                    user_enterprises.insert(), [{"login": login, "enterprise_id": e} for e in scope.enterprises]
-                )
+            _write_enterprises(conn, login, scope)
+        self._changed(login)
         user = self.get(login)
         assert user is not None
         return user
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(login)`` after every change this store makes (from whichever thread made it)."""
+        self._listeners.append(listener)
+
+    def _changed(self, login: str) -> None:
+        for listener in self._listeners:
+            listener(login)
+
+    def set_scope(self, login: str, scope: UserScope) -> User:
+        """Move a user to another scope their role may hold; their tokens stay valid and follow the new scope."""
+        user = self.get(login)
+        if user is None:
+            raise UserError(f"no user {login!r}")
+        check_role_scope(user.role, scope)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(users).where(users.c.login == login).values(scope_park=scope.park, scope_county=scope.county)
+            )
+            _write_enterprises(conn, login, scope)
+        self._changed(login)
+        changed = self.get(login)
+        assert changed is not None
+        return changed
 
     def get(self, login: str) -> User | None:
         """The user with this login, or None."""
@@ -149,7 +174,10 @@ class UserStore:
         """Delete a user; False when there was none."""
         with self.engine.begin() as conn:
             conn.execute(delete(user_enterprises).where(user_enterprises.c.login == login))
-            return conn.execute(delete(users).where(users.c.login == login)).rowcount > 0
+            removed = conn.execute(delete(users).where(users.c.login == login)).rowcount > 0
+        if removed:
+            self._changed(login)
+        return removed
 
     def set_password(self, login: str, password: str) -> None:
         """Replace a password; tokens issued before stop working."""
@@ -163,6 +191,7 @@ class UserStore:
             )
         if done.rowcount == 0:
             raise UserError(f"no user {login!r}")
+        self._changed(login)
 
     def verify(self, login: str, password: str) -> User | None:
         """The user when the password is right, else None (same work either way)."""
@@ -177,6 +206,13 @@ class UserStore:
         if stored is None or stored[1]:
             return None
         return self.get(login)
+
+
+def _write_enterprises(conn, login: str, scope: UserScope) -> None:  # noqa: ANN001 - a SQLAlchemy connection
+    """Replace the enterprise ids a user's scope lists (none for park and county scopes)."""
+    conn.execute(delete(user_enterprises).where(user_enterprises.c.login == login))
+    if scope.enterprises:
+        conn.execute(user_enterprises.insert(), [{"login": login, "enterprise_id": e} for e in scope.enterprises])
 
 
 def _user(row, enterprises: list[str]) -> User:  # noqa: ANN001 - a SQLAlchemy row mapping

@@ -28,6 +28,7 @@ SITE_FILE = Path(__file__).parents[2] / "deploy" / "sites" / "demo-park.yaml"
 T0 = 1_714_550_400_000  # 2024-05-01T08:00:00Z
 MIN = 60_000
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+AUDIT_KEY = b"audit-key-of-the-tests-0123456789-abcdefghijklmnop"
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # argon2id, cheap for tests
 
 # login → (role, scope, password); one operator per enterprise, a 包保 person of HS1, regulators, tester, admin.
@@ -91,7 +92,7 @@ def make_env(tmp_path: Path, site: Site | None = None, clock: Clock | None = Non
     users = UserStore(events.engine, FAST_HASHER)
     sync_site_users(users, site, demo=True, now_ms=T0)
     auth = Auth(users, site, AuthSettings(secret=SECRET), clock=ManualClock(T0))
-    audit = AuditJournal(events.engine)
+    audit = AuditJournal(events.engine, key=AUDIT_KEY)
     inbox = InboxSender(events.engine)
     store = EscalationStore(events.engine)
     engine = EscalationEngine(site, clock, store, users=users)

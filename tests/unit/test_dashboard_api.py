@@ -99,12 +99,12 @@ def batch(site: Site, rows: list[tuple[str, int, float, Quality]]) -> ReadingBat
 # ----- REST --------------------------------------------------------------------------------------------
 
 
-def test_health_counts(client: TestClient, site: Site, stores) -> None:
+def test_status_counts(client: TestClient, site: Site, stores) -> None:
     timeseries, events = stores
     timeseries.write(batch(site, [("T101-TT", T0, 21.0, Quality.GOOD), ("T102-TT", T0, 22.0, Quality.GOOD)]))
     events.add([event(site, "T101-TT", AlarmAction.RAISED, T0)])
-    body = client.get("/api/health").json()
-    assert body["status"] == "ok"
+    assert client.get("/api/health").json() == {"status": "ok"}
+    body = client.get("/api/status").json()
     assert body["park_id"] == "rudong"
     assert (body["enterprises"], body["hazard_sources"], body["sensors"]) == (3, 5, 122)
     assert body["tanks"] == sum(1 for _ in site.tanks())
@@ -286,7 +286,7 @@ def test_alarms_active_and_all(client: TestClient, site: Site, stores) -> None:
 def test_openapi_schema_is_typed(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
-    for path in ["/api/health", "/api/sources", "/api/readings/latest", "/api/readings", "/api/alarms"]:
+    for path in ["/api/health", "/api/status", "/api/sources", "/api/readings/latest", "/api/readings", "/api/alarms"]:
         ok = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
         assert "$ref" in ok, path
     assert "404" in paths["/api/readings"]["get"]["responses"]

@@ -1,15 +1,16 @@
-"""The /api/replay routes against a small ReplayControl that runs one scripted timeline at a time."""
+"""The /api/replay routes (as an admin) against a small ReplayControl that runs one scripted timeline at a time."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from dashboard.routers import replay
 from dashboard.routers.replay import Catalogue, ReplayStatus, ScenarioInfo, TimelineEntry
+from tests.unit.test_auth_support import Env, headers, make_env
 
 
 class ScriptedReplays:
@@ -56,19 +57,24 @@ class ScriptedReplays:
         return self._status
 
 
-def app_with(control) -> FastAPI:  # noqa: ANN001
-    app = FastAPI()
-    app.include_router(replay.router)
-    app.state.replay = control
-    return app
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return make_env(tmp_path)
 
 
-def client(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+def app_with(env: Env, control) -> FastAPI:  # noqa: ANN001
+    env.app.state.replay = control
+    return env.app
 
 
-async def test_without_a_controller_every_route_says_replay_is_not_available():
-    async with client(app_with(None)) as c:
+def client(env: Env, app: FastAPI, login: str = "admin") -> httpx.AsyncClient:
+    """A client of the app, logged in as ``login`` (testers and admins run replays)."""
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers(env, login))
+
+
+async def test_without_a_controller_every_route_says_replay_is_not_available(env: Env):
+    async with client(env, app_with(env, None)) as c:
         for method, path in (("GET", "/api/replay/scenarios"), ("GET", "/api/replay/status"),
                              ("POST", "/api/replay/stop")):
             r = await c.request(method, path)
@@ -77,8 +83,8 @@ async def test_without_a_controller_every_route_says_replay_is_not_available():
         assert r.status_code == 503
 
 
-async def test_start_runs_to_the_end_with_expected_and_actual_timelines():
-    async with client(app_with(ScriptedReplays())) as c:
+async def test_start_runs_to_the_end_with_expected_and_actual_timelines(env: Env):
+    async with client(env, app_with(env, ScriptedReplays())) as c:
         cat = (await c.get("/api/replay/scenarios")).json()
         assert [s["name"] for s in cat["scenarios"]] == ["overfill"] and cat["feeds"][0]["kind"] == "feed"
         r = await c.post("/api/replay/start", json={"kind": "scenario", "name": "overfill", "speed": "max"})
@@ -92,8 +98,8 @@ async def test_start_runs_to_the_end_with_expected_and_actual_timelines():
         assert status["expected"][0]["window_s"] == [5, 9] and status["actual"][0]["matched"] is True
 
 
-async def test_a_second_start_conflicts_and_stop_ends_the_run():
-    async with client(app_with(ScriptedReplays())) as c:
+async def test_a_second_start_conflicts_and_stop_ends_the_run(env: Env):
+    async with client(env, app_with(env, ScriptedReplays())) as c:
         assert (await c.post("/api/replay/start", json={"name": "overfill", "speed": 1})).status_code == 200
         again = await c.post("/api/replay/start", json={"name": "overfill", "speed": 1})
         assert again.status_code == 409 and "stop it first" in again.json()["detail"]
@@ -112,8 +118,8 @@ async def test_a_second_start_conflicts_and_stop_ends_the_run():
         ({"name": ""}, 422, ""),
     ],
 )
-async def test_bad_start_requests_are_refused_naming_what_is_wrong(body, status, words):
-    async with client(app_with(ScriptedReplays())) as c:
+async def test_bad_start_requests_are_refused_naming_what_is_wrong(env: Env, body, status, words):
+    async with client(env, app_with(env, ScriptedReplays())) as c:
         r = await c.post("/api/replay/start", json=body)
         assert r.status_code == status
         assert words in str(r.json()["detail"])
