@@ -321,10 +321,13 @@ class Escalation:
         open (升级中: nobody answered yet) | acknowledged (企业已确认) | signed (监管已签收) |
         awaiting_close (待消警: a regulator was told and the alarm is back to normal) |
         awaiting_clear (已消警, 待报警恢复) | closed (已消警: a regulator closed it) |
-        resolved (企业已确认且已恢复: ended within the enterprise, no regulator involved).
+        resolved (企业已确认且已恢复: ended within the enterprise, no regulator involved) |
+        lapsed (returned while shelved or suppressed, nobody having acknowledged: ended, nothing left to answer).
         """
         if self.state == "closed":
-            return "closed" if self.closed_ms is not None else "resolved"
+            if self.closed_ms is not None:
+                return "closed"
+            return "resolved" if self.acknowledged else "lapsed"
         if self.closed_ms is not None:
             return "awaiting_clear"
         if self.back_to_normal and self.regulator_notified:

@@ -28,7 +28,9 @@ EscalationId = Annotated[str, Path(max_length=64, description="the alarm occurre
 StepName = Literal["operator", "operational", "technical", "principal", "park_regulator", "county_regulator"]
 Level = Literal["enterprise", "park", "county"]
 ReasonCode = Literal["handled", "false_alarm", "equipment_fault", "maintenance", "test"]
-Status = Literal["open", "acknowledged", "signed", "awaiting_close", "awaiting_clear", "closed", "resolved"]
+Status = Literal[
+    "open", "acknowledged", "signed", "awaiting_close", "awaiting_clear", "closed", "resolved", "lapsed"
+]
 assert set(ReasonCode.__args__) == set(CLOSE_REASONS)  # type: ignore[attr-defined]
 ACTION_RESPONSES = {
     **AUTH_RESPONSES,

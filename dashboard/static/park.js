@@ -487,8 +487,10 @@
   }
 
   // The countdown cell: the next step's deadline while the escalation climbs, else why there is none.
+  const ENDED = ["closed", "resolved", "lapsed"];
+
   function slaText(e) {
-    if (e.status === "closed" || e.status === "resolved") return "—";
+    if (ENDED.indexOf(e.status) >= 0) return "—";
     if (typeof e.next_step_ms === "number") return null; // ticking (tickSla)
     if (e.paused) return t("esc.paused");
     if (e.inhibited_by) return t("esc.inhibited");
@@ -524,7 +526,7 @@
   function renderEscalations() {
     const pane = document.getElementById("park-escalations");
     const count = document.getElementById("esc-count");
-    const open = escalations.filter(function (e) { return e.status !== "closed" && e.status !== "resolved"; });
+    const open = escalations.filter(function (e) { return ENDED.indexOf(e.status) < 0; });
     count.hidden = !open.length;
     setText(count, String(open.length));
     if (!escalations.length) {
@@ -583,7 +585,7 @@
         if (!tw.connected) b.title = t("live.offline");
         actions.append(b);
       };
-      if (e.status !== "closed" && e.status !== "resolved") {
+      if (ENDED.indexOf(e.status) < 0) {
         const done = doneAtMyLevel(e);
         if (regulator && !done && notifiedAtMyLevel(e)) add("sign", "esc.sign");
         if (!regulator && !done) add("ack", "act.ack");

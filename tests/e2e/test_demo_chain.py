@@ -37,7 +37,8 @@ def test_a_latched_gas_alarm_reaches_the_park_regulator_who_signs_disposes_and_c
     row = sign.evaluate("b => b.closest('tr').dataset.escalation")
     open_rows = page.eval_on_selector_all(
         "#park-escalations tr[data-escalation]",
-        "rs => rs.filter(r => !['closed', 'resolved'].includes(r.dataset.status)).map(r => r.dataset.priority)",
+        "rs => rs.filter(r => !['closed', 'resolved', 'lapsed'].includes(r.dataset.status))"
+        ".map(r => r.dataset.priority)",
     )
     assert [RANK[p] for p in open_rows] == sorted(RANK[p] for p in open_rows), open_rows  # critical first
     assert page.inner_text(f'#park-escalations tr[data-escalation="{row}"] .esc-status') == "升级中"

@@ -263,6 +263,7 @@ def test_a_shelved_alarm_that_returns_ends_without_an_acknowledgement(world) -> 
     engine.on_events([raised, alarm(site, SENSOR, AlarmAction.SHELVED, T0 + MIN, raised_ms=T0, user="op-e1")])
     engine.on_events([alarm(site, SENSOR, AlarmAction.CLEARED, T0 + 2 * MIN, raised_ms=T0)])
     assert engine.list({"E1"}) == []
+    assert engine.list({"E1"}, "all")[0].status() == "lapsed"  # never "acknowledged": nobody did
 
 
 def test_the_inbox_lists_by_priority_then_age_and_never_cuts_off_an_open_escalation(world) -> None:
