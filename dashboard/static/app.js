@@ -33,6 +33,12 @@
       "sum.faults": "故障",
       "sum.normal": "正常",
       "sum.stale": "非实时",
+      "role.operator": "当班操作员",
+      "role.safety_manager": "包保责任人",
+      "role.park_regulator": "园区监管",
+      "role.county_regulator": "县级监管",
+      "role.tester": "测试人员",
+      "role.admin": "系统管理员",
       "largeType": "大字",
       "logout": "退出",
       "close": "关闭",
@@ -58,10 +64,11 @@
       "col.time": "时间",
       "col.priority": "优先级",
       "col.tag": "位号",
+      "col.tagSource": "位号 / 危险源",
+      "col.tagCondition": "位号 / 报警类型",
+      "col.valueLimit": "报警值 / 限值",
       "col.source": "危险源",
       "col.condition": "报警类型",
-      "col.value": "报警值",
-      "col.limit": "限值",
       "col.state": "状态",
       "col.actions": "操作",
       "col.enterprise": "企业",
@@ -89,15 +96,25 @@
       "act.failed": "操作失败",
       "act.unavailable": "报警操作接口暂未提供（仅显示）",
       "act.reasonCode": "原因代码",
+      "act.ackProgress": "已确认 {done} / {total}",
+      "act.ackFailed": "{n} 条失败",
+      "err.400": "请求无法解析",
+      "err.401": "未登录或登录已过期",
+      "err.403": "无权执行此操作",
+      "err.404": "对象不存在或不在您的权限范围内",
+      "err.409": "当前状态下不能执行此操作",
+      "err.413": "请求内容过大",
+      "err.422": "输入有误",
+      "err.429": "请求过于频繁，请稍后再试",
+      "err.500": "服务器内部错误",
+      "err.503": "服务暂不可用，请稍后再试",
       "act.approver": "确认人（第二人）账号",
       "act.approverPassword": "确认人密码",
       "act.shelveLimit": "最长 {n} 分钟",
       "act.fourEyes": "须第二人确认",
-      "shelf.by": "搁置人",
-      "shelf.reason": "原因",
-      "shelf.since": "搁置时间",
-      "shelf.until": "到期",
       "shelf.occurrences": "期间报警",
+      "shelf.byReason": "搁置人 / 原因",
+      "shelf.sinceUntil": "搁置时间 / 到期",
       "shelf.approvedBy": "确认人",
       "shelf.left": "剩余 {left}",
       "status.normal": "正常",
@@ -287,6 +304,15 @@
       "replay.mismatch": "不一致",
       "replay.unavailable": "回放接口暂未提供（待场景与回放模块接入）",
       "replay.noTimeline": "尚无时间线",
+      "replay.anySensor": "任一测点（{n} 个）",
+      "limit.hh": "高高",
+      "limit.h": "高",
+      "limit.l": "低",
+      "limit.ll": "低低",
+      "limit.first": "一级",
+      "limit.second": "二级",
+      "limit.low": "低限",
+      "limit.high": "高限",
       "yes": "是",
       "no": "否",
     },
@@ -316,6 +342,12 @@
       "sum.faults": "faults",
       "sum.normal": "normal",
       "sum.stale": "not live",
+      "role.operator": "on-duty operator",
+      "role.safety_manager": "responsible person (包保)",
+      "role.park_regulator": "park regulator",
+      "role.county_regulator": "county regulator",
+      "role.tester": "tester",
+      "role.admin": "administrator",
       "largeType": "Large type",
       "logout": "Log out",
       "close": "Close",
@@ -341,10 +373,11 @@
       "col.time": "Time",
       "col.priority": "Priority",
       "col.tag": "Tag",
+      "col.tagSource": "Tag / hazard source",
+      "col.tagCondition": "Tag / condition",
+      "col.valueLimit": "Value / limit",
       "col.source": "Hazard source",
       "col.condition": "Condition",
-      "col.value": "Value",
-      "col.limit": "Limit",
       "col.state": "State",
       "col.actions": "Actions",
       "col.enterprise": "Enterprise",
@@ -372,15 +405,25 @@
       "act.failed": "Action failed",
       "act.unavailable": "Alarm actions API not available yet (display only)",
       "act.reasonCode": "Reason code",
+      "act.ackProgress": "acknowledged {done} / {total}",
+      "act.ackFailed": "{n} failed",
+      "err.400": "The request could not be read",
+      "err.401": "Not logged in, or the login expired",
+      "err.403": "You may not do this",
+      "err.404": "Not found, or outside what you may see",
+      "err.409": "Not possible in the current state",
+      "err.413": "The request is too large",
+      "err.422": "Invalid input",
+      "err.429": "Too many requests; try again shortly",
+      "err.500": "Server error",
+      "err.503": "Service unavailable; try again shortly",
       "act.approver": "Approver (second person) login",
       "act.approverPassword": "Approver's password",
       "act.shelveLimit": "at most {n} min",
       "act.fourEyes": "needs a second person's approval",
-      "shelf.by": "Shelved by",
-      "shelf.reason": "Reason",
-      "shelf.since": "Since",
-      "shelf.until": "Until",
       "shelf.occurrences": "Raised meanwhile",
+      "shelf.byReason": "Shelved by / reason",
+      "shelf.sinceUntil": "Since / until",
       "shelf.approvedBy": "approved by",
       "shelf.left": "{left} left",
       "status.normal": "Normal",
@@ -570,6 +613,15 @@
       "replay.mismatch": "mismatch",
       "replay.unavailable": "Replay API not available yet (waiting for the scenario/replay module)",
       "replay.noTimeline": "No timeline yet",
+      "replay.anySensor": "any sensor (of {n})",
+      "limit.hh": "HH",
+      "limit.h": "H",
+      "limit.l": "L",
+      "limit.ll": "LL",
+      "limit.first": "1st",
+      "limit.second": "2nd",
+      "limit.low": "low",
+      "limit.high": "high",
       "yes": "yes",
       "no": "no",
     },
@@ -635,6 +687,21 @@
     if (cls) node.className = cls;
     if (text !== undefined && text !== null) node.textContent = text;
     return node;
+  }
+
+  // An element showing data (names from the site file, what people typed), not page text: it stays as it is in
+  // either language (translate="no"), which is also how the language test tells data from untranslated text.
+  function dataEl(tag, cls, text) {
+    const node = el(tag, cls, text);
+    node.translate = false;
+    return node;
+  }
+
+  // The half of a "中文 / English" text that fits the page's language (whole when it has no such halves).
+  function bilingualText(text) {
+    const parts = String(text || "").split(" / ");
+    if (parts.length !== 2) return String(text || "");
+    return lang === "en" ? parts[1] : parts[0];
   }
 
   // The SVG namespace, taken from the map element the page already has (no URL literal in the script).
@@ -741,9 +808,12 @@
   }
 
   // ----- API access --------------------------------------------------------------------------------
+  // An API failure; its message is in the page's language: the server's own Chinese reason where it gives one,
+  // else what the status means here, with the server's words after it.
   class ApiError extends Error {
-    constructor(status, detail) {
-      super("HTTP " + status + (detail ? ": " + detail : ""));
+    constructor(status, detail, translated) {
+      super(translated || (t("err." + status, "") ? t("err." + status) + (detail ? "（" + detail + "）" : "")
+        : "HTTP " + status + (detail ? ": " + detail : "")));
       this.status = status;
       this.detail = detail;
     }
@@ -776,9 +846,12 @@
     return null;
   }
 
+  function translatedDetail(body) {
+    return body && typeof body.detail_zh === "string" ? (lang === "zh-CN" ? body.detail_zh : body.detail) : null;
+  }
+
   function detailOf(body) {
     if (!body) return "";
-    if (lang === "zh-CN" && typeof body.detail_zh === "string") return body.detail_zh; // refusals in both languages
     if (typeof body.detail === "string") return body.detail;
     if (Array.isArray(body.detail)) return body.detail.map(function (d) { return d.msg; }).join("; ");
     return "";
@@ -802,7 +875,7 @@
       return (json ? response.json().catch(function () { return null; }) : Promise.resolve(null))
         .then(function (data) {
           if (response.status === 401 && !(options && options.noLogin)) needLogin("login.expired");
-          if (!response.ok) throw new ApiError(response.status, detailOf(data));
+          if (!response.ok) throw new ApiError(response.status, detailOf(data), translatedDetail(data));
           return data;
         });
     });
@@ -904,8 +977,11 @@
     const box = document.getElementById("user");
     box.hidden = !token;
     const name = user ? (user.display_name || user.name || user.username || "") : "";
-    const role = user && user.role ? " · " + user.role : "";
-    setText(document.getElementById("user-name"), name + role);
+    const role = user && user.role ? t("role." + user.role, user.role) : "";
+    const node = document.getElementById("user-name");
+    setText(node, name);
+    node.title = [name, role, user ? user.login : ""].filter(Boolean).join(" · ");
+    document.getElementById("logout").title = node.title; // who is logged in, where the name has no room
   }
 
   function logout() {
@@ -1414,8 +1490,17 @@
     return api("POST", "/api/alarms/" + encodeURIComponent(occurrenceId) + "/" + action, body || {});
   }
 
+  // Roles that act on alarms (the enterprise's people); regulators sign escalations, testers and admins look.
+  const ALARM_ROLES = ["operator", "safety_manager"];
+  const REPLAY_ROLES = ["tester", "admin"];
+
+  function hasRole(roles) {
+    return Boolean(user) && roles.indexOf(String(user.role)) >= 0;
+  }
+
+  // Whether this user may do an alarm action here: the route exists and the role may use it.
   function canAct(action) {
-    return has("/api/alarms/{occurrence_id}/" + action, "post");
+    return hasRole(ALARM_ROLES) && has("/api/alarms/{occurrence_id}/" + action, "post");
   }
 
   // ----- a small dialog for the actions that need words (shelve reason, comment, disposition…) -----
@@ -1526,6 +1611,7 @@
     lang = lang === "zh-CN" ? "en" : "zh-CN";
     storageSet("localStorage", LANG_KEY, lang);
     applyStaticStrings();
+    showUser();
     emit("lang", lang);
     for (const id of sensors.keys()) markDirty(id);
   }
@@ -1538,7 +1624,9 @@
 
   // ----- start -------------------------------------------------------------------------------------
   function tick() {
-    setText(document.getElementById("clock"), formatClock(new Date(serverNow())));
+    const clock = formatClock(new Date(serverNow()));
+    setText(document.getElementById("clock-date"), clock.slice(0, 10));
+    setText(document.getElementById("clock-time"), clock.slice(11));
     watchSilence();
     renderLiveBanner();
     emit("tick", serverNow());
@@ -1612,12 +1700,12 @@
   }
 
   window.tankwatch = {
-    t: t, el: el, svg: svg, setText: setText, setAttr: setAttr, button: button, note: note,
+    t: t, strings: STRINGS, el: el, dataEl: dataEl, bilingualText: bilingualText, svg: svg, setText: setText, setAttr: setAttr, button: button, note: note,
     formatTime: formatTime, formatClock: formatClock, formatDuration: formatDuration, formatValue: formatValue,
     formatAge: formatAge, tf: tf, isLive: isLive,
     percent: percent, toMs: toMs, pad: pad,
     on: on, emit: emit, api: api, has: has, findPath: findPath, ApiError: ApiError, ask: ask,
-    alarmAction: alarmAction, canAct: canAct,
+    alarmAction: alarmAction, canAct: canAct, hasRole: hasRole, REPLAY_ROLES: REPLAY_ROLES,
     sensors: sensors, sourceInfo: sourceInfo, alarms: alarms, isFault: isFault, LATCHING: LATCHING,
     priorityRank: priorityRank, isLoud: isLoud, keepInList: keepInList, applyEvent: applyEvent,
     sensorStatus: sensorStatus, qualityText: qualityText, STATUS_RANK: STATUS_RANK, markDirty: markDirty,

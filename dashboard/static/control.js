@@ -42,9 +42,9 @@
   }
 
   // A value with its label, coloured by the sensor's status.
-  function valueRow(entry, label) {
+  function valueRow(entry, label, labelIsData) {
     const row = el("div", "kv");
-    const name = el("span", "k", label);
+    const name = (labelIsData ? tw.dataEl : el)("span", "k", label);
     const val = el("span", "v");
     const unit = el("span", "u", entry.info.unit === "state" ? "" : entry.info.unit);
     const noteNode = el("span", "q");
@@ -93,9 +93,12 @@
   function buildTank(tank) {
     const node = el("div", "tank");
     const head = el("div", "tank-head");
-    head.append(el("span", "tank-id", tank.id), el("span", "tank-name", tank.name || ""));
+    head.append(el("span", "tank-id", tank.id), tw.dataEl("span", "tank-name", tank.name || ""));
     node.append(head);
-    node.append(el("div", "tank-chem", tank.chemical + (tank.in_service ? "" : " · " + t("outOfService"))));
+    const chem = el("div", "tank-chem");
+    chem.append(tw.dataEl("span", null, tank.chemical));
+    if (!tank.in_service) chem.append(el("span", null, " · " + t("outOfService")));
+    node.append(chem);
     const entries = tank.sensors.map(function (s) { return tw.sensors.get(s.id); });
     const levels = entries.filter(function (e) { return e.info.kind === "level"; });
     const body = el("div", "tank-body");
@@ -147,7 +150,7 @@
     card.setAttribute("data-source", src.id);
     const head = el("header", "source-head");
     const dot = el("span", "status-dot");
-    const title = el("h3", null, src.name);
+    const title = tw.dataEl("h3", null, src.name);
     const meta = el("span", "source-meta",
       src.id + " · " + t("unit." + src.unit_kind, src.unit_kind) + " · " + t("exposed") + " " + src.exposed_population);
     head.append(dot, title, meta);
@@ -169,7 +172,7 @@
     const other = own.filter(function (e) { return gas.indexOf(e) < 0; });
     if (other.length) {
       const list = el("div", "source-values");
-      for (const entry of other) list.append(valueRow(entry, entry.info.name || entry.info.id));
+      for (const entry of other) list.append(valueRow(entry, entry.info.name || entry.info.id, true));
       card.append(list);
     }
     if (gas.length) {
@@ -193,7 +196,7 @@
     for (const ent of tw.tree.enterprises) {
       const section = el("section", "enterprise");
       section.setAttribute("data-enterprise", ent.id);
-      section.append(el("h2", "enterprise-name", ent.name));
+      section.append(tw.dataEl("h2", "enterprise-name", ent.name));
       const cards = el("div", "source-cards");
       for (const src of ent.hazard_sources) cards.append(buildSource(src));
       section.append(cards);
@@ -242,16 +245,28 @@
     const info = entry ? entry.info : { range: [0, 100], unit: "", kind: "" };
     const unit = info.unit === "state" || !info.unit ? "" : " " + info.unit;
     const source = tw.sourceInfo.get(a.source_id);
-    return [
-      tw.formatTime(a.raised_ms),
-      t("prio." + a.priority, a.priority),
-      a.sensor_id,
-      source ? source.source.name : a.source_name || a.source_id,
-      t("cond." + String(a.condition).toLowerCase(), a.condition),
-      alarmValueText(info, a.value, unit),
-      a.limit === null || a.limit === undefined ? "—" : a.limit + unit,
-      stateText(a),
-    ];
+    return {
+      time: tw.formatTime(a.raised_ms),
+      priority: t("prio." + a.priority, a.priority),
+      tag: a.sensor_id,
+      source: source ? source.source.name : a.source_name || a.source_id,
+      condition: t("cond." + String(a.condition).toLowerCase(), a.condition),
+      value: alarmValueText(info, a.value, unit),
+      limit: a.limit === null || a.limit === undefined ? "—" : a.limit + unit,
+      state: stateText(a),
+    };
+  }
+
+  // The compact row: tag over its source, value over its limit, so every action stays in view at 1366 px.
+  function fillAlarmRow(cells, c) {
+    setText(cells[0], c.time);
+    setText(cells[1], c.priority);
+    setText(cells[2].firstChild, c.tag);
+    setText(cells[2].lastChild, c.source);
+    setText(cells[3], c.condition);
+    setText(cells[4].firstChild, c.value);
+    setText(cells[4].lastChild, c.limit);
+    setText(cells[5], c.state);
   }
 
   function visible(a) {
@@ -409,22 +424,23 @@
         tr.setAttribute("data-sensor", a.sensor_id);
         tr.addEventListener("click", function () { tw.trend.open(a.sensor_id); });
         const cells = [];
-        for (let i = 0; i < 9; i++) {
-          const td = el("td", i === 5 || i === 6 ? "num" : i === 8 ? "actions" : null);
+        for (let i = 0; i < 7; i++) {
+          const td = el("td", i === 4 ? "num" : i === 6 ? "actions" : null);
+          if (i === 2) td.append(el("div", "line1"), tw.dataEl("div", "line2")); // tag over its source's name
+          if (i === 4) td.append(el("div", "line1"), el("div", "line2"));
           cells.push(td);
           tr.append(td);
         }
         row = { tr: tr, cells: cells, key: null };
         alarmRows.set(a.occurrence_id, row);
       }
-      const texts = alarmCells(a);
-      for (let i = 0; i < 8; i++) setText(row.cells[i], texts[i]);
+      fillAlarmRow(row.cells, alarmCells(a));
       const key = [a.state, a.acknowledged, t("act.ack"), tw.connected].join("|");
       if (row.key !== key) {
         row.key = key;
-        row.cells[8].replaceChildren(actionButtons(a));
+        row.cells[6].replaceChildren(actionButtons(a));
       }
-      row.cells[7].title = [a.comment, a.shelve_note].filter(Boolean).join(" · ");
+      row.cells[5].title = [a.comment, a.shelve_note].filter(Boolean).join(" · ");
       setAttr(row.tr, "data-priority", a.priority);
       setAttr(row.tr, "data-ack", a.acknowledged ? "1" : "0");
       setAttr(row.tr, "data-state", a.state);
@@ -474,9 +490,16 @@
     const code = shelf.reason_code ? "[" + shelf.reason_code + "] " : "";
     const by = shelf.shelved_by + (shelf.approved_by ? " · " + t("shelf.approvedBy") + " " + shelf.approved_by : "");
     const left = shelf.until_ms - tw.serverNow();
-    const until = el("td", null, tw.formatTime(shelf.until_ms) + " · " +
+    const until = el("div", "line2", tw.formatTime(shelf.until_ms) + " · " +
       tw.tf("shelf.left", { left: tw.formatDuration(Math.max(0, left)) }));
     until.setAttribute("data-until", String(shelf.until_ms));
+    const twoLines = function (first, second, cls, make) {
+      const td = el("td", cls);
+      const line = make || el;
+      td.append(typeof first === "string" ? line("div", "line1", first) : first,
+        typeof second === "string" ? line("div", "line2", second) : second);
+      return td;
+    };
     const actions = el("td", "actions");
     if (tw.canAct("unshelve")) {
       const b = tw.button("act.unshelve", function (event) {
@@ -493,13 +516,10 @@
       actions.append(b);
     }
     tr.append(
-      el("td", null, shelf.sensor_id),
-      el("td", null, t("cond." + String(shelf.condition).toLowerCase(), shelf.condition)),
+      twoLines(shelf.sensor_id, t("cond." + String(shelf.condition).toLowerCase(), shelf.condition)),
       el("td", null, t("prio." + shelf.priority, shelf.priority)),
-      el("td", null, by),
-      el("td", null, code + shelf.reason),
-      el("td", null, tw.formatTime(shelf.since_ms)),
-      until,
+      twoLines(by, code + shelf.reason, "wrap", tw.dataEl), // a login and what a person typed
+      twoLines(tw.formatTime(shelf.since_ms), until),
       el("td", "num", String(shelf.occurrences)),
       actions,
     );
@@ -535,19 +555,51 @@
     const cells = alarmCells(top);
     banner.hidden = false;
     setAttr(banner, "data-priority", top.priority);
-    setText(document.getElementById("alarm-banner-text"),
-      t("banner.alarm") + " (" + unacked.length + ") · " + cells[1] + " · " + cells[2] + " " + cells[4] + " " +
-      cells[5] + " · " + cells[3] + " · " + cells[0]);
+    document.getElementById("alarm-banner-text").replaceChildren(
+      el("span", null, t("banner.alarm") + " (" + unacked.length + ") · " + cells.priority + " · " + cells.tag + " " +
+        cells.condition + " " + cells.value + " · "),
+      tw.dataEl("span", null, cells.source), el("span", null, " · " + cells.time));
     const ackAllButton = document.getElementById("ack-all");
     ackAllButton.hidden = !tw.canAct("ack");
     ackAllButton.disabled = !tw.connected;
   }
 
+  // Acknowledge every unacknowledged alarm in view, a few requests at a time, with a bar that counts them.
+  const ACK_AT_ONCE = 4;
+
   function ackAll() {
     const targets = Array.from(tw.alarms.values()).filter(function (a) {
       return !a.acknowledged && a.state !== "shelved" && (!enterpriseFilter || a.enterprise_id === enterpriseFilter);
     });
-    return Promise.all(targets.map(function (a) { return run("ack", a, {}).catch(function () {}); }));
+    if (!targets.length || !tw.connected) return Promise.resolve();
+    const box = document.getElementById("ack-progress");
+    const bar = document.getElementById("ack-progress-bar");
+    const text = document.getElementById("ack-progress-text");
+    const button = document.getElementById("ack-all");
+    let done = 0;
+    let failed = 0;
+    const show = function () {
+      bar.max = targets.length;
+      bar.value = done + failed;
+      setText(text, tw.tf("act.ackProgress", { done: done, total: targets.length }) +
+        (failed ? " · " + tw.tf("act.ackFailed", { n: failed }) : ""));
+    };
+    box.hidden = false;
+    button.disabled = true;
+    show();
+    const queue = targets.slice();
+    const worker = function () {
+      const a = queue.shift();
+      if (!a) return Promise.resolve();
+      return run("ack", a, {}).then(function () { done += 1; }, function () { failed += 1; })
+        .then(show).then(worker);
+    };
+    const workers = [];
+    for (let i = 0; i < Math.min(ACK_AT_ONCE, targets.length); i++) workers.push(worker());
+    return Promise.all(workers).then(function () {
+      button.disabled = !tw.connected;
+      window.setTimeout(function () { box.hidden = true; }, failed ? 8000 : 2000);
+    });
   }
 
   // ----- KPIs --------------------------------------------------------------------------------------
@@ -625,6 +677,7 @@
     for (const row of alarmRows.values()) row.key = null;
     renderAlarms();
     for (const key in tiles) setText(tiles[key].node.querySelector(".kpi-label"), t(key));
+    loadKpis(); // values such as 否/No are words too
   });
   tw.on("rendered", function (touched) { for (const id of touched) renderSource(id); });
   tw.on("alarms", function (info) {
@@ -639,7 +692,7 @@
   tw.on("tick", function () {
     // the time column says "today" or a date: refresh it when the day turns, cheaply, once a minute
     if (new Date().getSeconds() === 0) renderAlarms();
-    for (const td of document.querySelectorAll("#shelf-rows td[data-until]")) {
+    for (const td of document.querySelectorAll("#shelf-rows [data-until]")) {
       const until = Number(td.getAttribute("data-until"));
       setText(td, tw.formatTime(until) + " · " + tw.tf("shelf.left", { left: tw.formatDuration(Math.max(0, until - tw.serverNow())) }));
     }

@@ -122,7 +122,10 @@
     return g ? g.colour : "unknown";
   }
 
+  let redIds = []; // what the grade banner shows, to say it again in another language
+
   function redBanner(ids) {
+    redIds = ids;
     const names = ids.map(function (id) {
       const src = tw.sourceInfo.get(id);
       if (src) return src.enterprise.name + " · " + src.source.name;
@@ -133,9 +136,9 @@
       .filter(Boolean);
     const banner = document.getElementById("grade-banner");
     banner.hidden = false;
-    setText(document.getElementById("grade-banner-text"),
-      t("banner.grade") + " · " + names.join("、") + (reasons.length ? " — " + reasons[0] : "") + " · " +
-      tw.formatTime(tw.serverNow()));
+    document.getElementById("grade-banner-text").replaceChildren(
+      el("span", null, t("banner.grade") + " · "), tw.dataEl("span", null, names.join("、")),
+      el("span", null, (reasons.length ? " — " + reasons[0] : "") + " · " + tw.formatTime(tw.serverNow())));
   }
 
   // ----- compliance and online rate for the list ---------------------------------------------------
@@ -241,6 +244,7 @@
       g.append(area);
       const label = tw.svg("text", { x: minX - 28, y: minY - 38, class: "ent-label" });
       label.textContent = ent.name;
+      label.setAttribute("translate", "no");
       g.append(label);
       for (const src of ent.hazard_sources) {
         const p = project(src.location);
@@ -250,6 +254,7 @@
         dot.append(title);
         const id = tw.svg("text", { x: p[0], y: p[1] + 34, class: "src-label", "text-anchor": "middle" });
         id.textContent = src.id + " " + src.name;
+        id.setAttribute("translate", "no");
         g.append(dot, id);
         markers.set(src.id, dot);
       }
@@ -316,7 +321,7 @@
       const grade = el("td", "grade-cell");
       grade.append(el("span", "grade-chip", t("grade." + gradeOf(ent.id))));
       const rate = online.get(ent.id);
-      tr.append(el("td", null, ent.name), grade, el("td", "num", String(alarmsBy.get(ent.id) || 0)),
+      tr.append(tw.dataEl("td", null, ent.name), grade, el("td", "num", String(alarmsBy.get(ent.id) || 0)),
         el("td", "num", rate === undefined ? "—" : tw.percent(rate)), el("td", null, entCompliance(ent)));
       tr.addEventListener("click", function () { select(ent.id); });
       body.append(tr);
@@ -375,7 +380,7 @@
     }
     box.replaceChildren();
     const head = el("div", "detail-head");
-    head.append(el("h3", null, ent.name));
+    head.append(tw.dataEl("h3", null, ent.name));
     const chip = el("span", "grade-chip", t("grade." + gradeOf(ent.id)));
     chip.setAttribute("data-grade", gradeOf(ent.id));
     head.append(chip);
@@ -388,7 +393,7 @@
       card.setAttribute("data-source", src.id);
       card.setAttribute("data-grade", gradeOf(src.id));
       const h = el("div", "detail-source-head");
-      const a = el("a", null, src.id + " " + src.name);
+      const a = tw.dataEl("a", null, src.id + " " + src.name);
       a.href = "#/control/" + encodeURIComponent(ent.id) + "/" + encodeURIComponent(src.id);
       h.append(el("span", "grade-dot"), a, el("span", "grade-chip", t("grade." + gradeOf(src.id))));
       card.append(h);
@@ -425,9 +430,10 @@
     return String(value);
   }
 
-  function table(rows, columns) {
+  // ``dataColumns``: the column names whose cells show data (names, what people typed), as they are in either language.
+  function table(rows, dataColumns) {
     const tableNode = el("table", "grid-table");
-    const cols = columns || Object.keys(rows[0] || {});
+    const cols = Object.keys(rows[0] || {});
     const head = el("tr");
     for (const c of cols) head.append(el("th", null, c));
     const thead = el("thead");
@@ -435,7 +441,7 @@
     const body = el("tbody");
     for (const r of rows) {
       const tr = el("tr");
-      for (const c of cols) tr.append(el("td", null, cell(r[c])));
+      for (const c of cols) tr.append(((dataColumns || []).indexOf(c) >= 0 ? tw.dataEl : el)("td", null, cell(r[c])));
       body.append(tr);
     }
     tableNode.append(thead, body);
@@ -499,6 +505,14 @@
     return t("esc.answered");
   }
 
+  // The status in the page's words, then the latest disposition in the regulator's own (data).
+  function statusCell(e) {
+    const td = el("td", "esc-status", t("esc.st." + e.status, e.status));
+    const last = e.dispositions && e.dispositions.length ? e.dispositions[e.dispositions.length - 1] : null;
+    if (last) td.append(el("span", null, " · "), tw.dataEl("span", null, last.text));
+    return td;
+  }
+
   // What the alarm itself is doing now, in the regulator's words.
   function alarmStateText(e) {
     if (e.alarm_active) return "";
@@ -534,7 +548,8 @@
       return;
     }
     const role = tw.user ? String(tw.user.role) : "";
-    const regulator = Boolean(MY_LEVEL[role]) || role === "admin";
+    const regulator = Boolean(MY_LEVEL[role]);
+    const enterprise = tw.hasRole(["operator", "safety_manager"]);
     const tableNode = el("table", "grid-table esc-table");
     const head = el("tr");
     for (const k of ["esc.opened", "col.enterprise", "col.source", "esc.alarm", "esc.step", "esc.status", "esc.sla", "col.actions"]) {
@@ -588,7 +603,7 @@
       if (ENDED.indexOf(e.status) < 0) {
         const done = doneAtMyLevel(e);
         if (regulator && !done && notifiedAtMyLevel(e)) add("sign", "esc.sign");
-        if (!regulator && !done) add("ack", "act.ack");
+        if (enterprise && !done) add("ack", "act.ack");
         if (regulator && done) {
           add("dispose", "esc.dispose", [{ name: "text", labelKey: "esc.disposition", type: "textarea", required: true }]);
           if (!e.closed_ms) {
@@ -603,13 +618,11 @@
       const stepText = e.step ? t("esc.stepName." + e.step, e.step) : "—";
       tr.append(
         el("td", null, tw.formatTime(e.raised_ms)),
-        el("td", null, e.enterprise_name || e.enterprise_id),
-        el("td", null, e.source_name || e.source_id),
+        tw.dataEl("td", null, e.enterprise_name || e.enterprise_id),
+        tw.dataEl("td", null, e.source_name || e.source_id),
         alarmCell,
         el("td", null, stepText + (e.next_step ? " → " + t("esc.stepName." + e.next_step, e.next_step) : "")),
-        el("td", "esc-status", t("esc.st." + e.status, e.status) + (e.dispositions && e.dispositions.length
-          ? " · " + e.dispositions[e.dispositions.length - 1].text : "")),
-        sla, actions);
+        statusCell(e), sla, actions);
       body.append(tr);
     }
     tableNode.append(thead, body);
@@ -640,7 +653,7 @@
       pane.replaceChildren();
       for (const ent of tw.tree.enterprises) {
         const section = el("section", "page-section");
-        section.append(el("h3", null, ent.name));
+        section.append(tw.dataEl("h3", null, ent.name));
         for (const src of ent.hazard_sources) {
           const c = compliance.get(src.id);
           const row = el("div", "compliance-row");
@@ -648,9 +661,9 @@
           row.setAttribute("data-compliant", c ? (c.compliant ? "1" : "0") : "");
           const verdict = !c ? "—" : !c.applicable ? t("compliance.na") : c.compliant ? t("compliant")
             : t("gaps") + " " + (c.gaps.length || "");
-          row.append(el("b", null, src.id + " " + src.name), el("span", "grade-chip", verdict));
-          if (c && !c.applicable && c.why) row.append(el("span", "notice", c.why));
-          if (c && c.raw && c.raw.basis) row.append(el("span", "notice", c.raw.basis));
+          row.append(tw.dataEl("b", null, src.id + " " + src.name), el("span", "grade-chip", verdict));
+          if (c && !c.applicable && c.why) row.append(el("span", "notice", tw.bilingualText(c.why)));
+          if (c && c.raw && c.raw.basis) row.append(el("span", "notice", tw.bilingualText(c.raw.basis)));
           if (c && c.gaps.length) {
             const ul = el("ul", "gaps");
             for (const gap of c.gaps) ul.append(el("li", null, gapText(gap)));
@@ -671,7 +684,8 @@
     return typeof v === "number" ? (v * 100).toFixed(1) + " %" : "—";
   }
 
-  function credTable(headKeys, rows) {
+  // ``dataColumns``: the columns that show data (names), kept as they are in either language.
+  function credTable(headKeys, rows, dataColumns) {
     const tableNode = el("table", "grid-table cred-table");
     const head = el("tr");
     for (const k of headKeys) head.append(el("th", null, t(k)));
@@ -680,7 +694,10 @@
     const body = el("tbody");
     for (const cells of rows) {
       const tr = el("tr");
-      for (const c of cells) tr.append(el("td", typeof c === "number" ? "num" : null, cell(c)));
+      cells.forEach(function (c, i) {
+        const make = (dataColumns || []).indexOf(i) >= 0 ? tw.dataEl : el;
+        tr.append(make("td", typeof c === "number" ? "num" : null, cell(c)));
+      });
       body.append(tr);
     }
     tableNode.append(thead, body);
@@ -702,7 +719,7 @@
         data.enterprises.map(function (e) {
           return [names.get(e.enterprise_id) || e.enterprise_id, e.sensors, pct(e.online_rate), pct(e.completeness),
             e.interruption_count, e.flat_line_count, e.messages_lost === null ? "—" : e.messages_lost];
-        })));
+        }), [0]));
       if (data.ingest_loss) {
         const loss = data.ingest_loss;
         const causes = Object.keys(loss.by_cause).filter(function (k) { return loss.by_cause[k]; })
@@ -724,7 +741,7 @@
             return [x.sensor_id, names.get(x.enterprise_id) || x.enterprise_id, pct(x.online_rate),
               pct(x.completeness), x.interruption_count, tw.formatDuration(x.longest_interruption_ms),
               x.flat_line_count];
-          })));
+          }), [1]));
       }
     }).catch(function (err) {
       tw.note(pane, err.status === 404 ? "credibility.unavailable" : "apiError", err.message);
@@ -755,7 +772,7 @@
           [t("evidence.data")]: r.data,
         };
       });
-      pane.replaceChildren(table(shown));
+      pane.replaceChildren(table(shown, [t("col.source"), t("evidence.data")]));
     }).catch(function (err) {
       tw.note(pane, err.status === 404 ? "evidence.unavailable" : "apiError", err.message);
     });
@@ -781,7 +798,7 @@
         return { [t("hazard.chemical")]: (tw.lang === "en" ? x.name_en : x.name_zh) || x.chemical,
           "CAS": x.cas, [t("hazard.q")]: x.q_t, [t("hazard.Q")]: x.critical_t, "β": x.beta, "q/Q": x.ratio };
       });
-      box.append(table(rows));
+      box.append(table(rows, [t("hazard.chemical")]));
     }
     return box;
   }
@@ -797,7 +814,7 @@
       for (const src of ent.hazard_sources) {
         const section = el("section", "page-section hazard-source");
         section.setAttribute("data-source", src.id);
-        section.append(el("h3", null, ent.name + " · " + src.id + " " + src.name));
+        section.append(tw.dataEl("h3", null, ent.name + " · " + src.id + " " + src.name));
         pane.append(section);
         tw.api("GET", "/api/sources/" + encodeURIComponent(src.id) + "/hazard").then(function (data) {
           section.append(assessmentBlock("hazard.regulatory", data.regulatory || data.design),
@@ -835,6 +852,9 @@
   });
   tw.on("lang", function () {
     if (!tw.tree) return;
+    if (!document.getElementById("grade-banner").hidden && redIds.length) {
+      loadGrades().then(function () { redBanner(redIds); }); // the reasons come in the page's language
+    }
     renderOverview();
     if (escalations.length) renderEscalations();
     if (tw.view === "park") showSub(sub);

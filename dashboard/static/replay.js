@@ -36,9 +36,18 @@
       document.getElementById("replay-stop").disabled = false;
       const body = document.getElementById("scenario-rows");
       body.replaceChildren();
+      const mayRun = tw.hasRole(tw.REPLAY_ROLES);
+      document.getElementById("replay-stop").hidden = !mayRun;
+      document.getElementById("replay-speed").disabled = !mayRun;
       for (const item of (data.scenarios || []).concat(data.feeds || [])) {
         const tr = el("tr");
         tr.setAttribute("data-name", item.name);
+        const actions = el("td");
+        tr.append(el("td", null, t(item.kind === "feed" ? "replay.feed" : "replay.scenario")), el("td", "mono", item.name),
+          el("td", null, tw.bilingualText(item.description)), el("td", null, item.has_golden ? t("yes") : t("no")),
+          actions);
+        body.append(tr);
+        if (!mayRun) continue; // replay control is for testers and admins
         const b = tw.button("replay.start", function () {
           b.disabled = true;
           tw.api("POST", "/api/replay/start", { kind: item.kind, name: item.name, speed: speedValue() })
@@ -47,11 +56,7 @@
             .then(function () { b.disabled = false; });
         }, "small primary");
         b.setAttribute("data-action", "start");
-        const actions = el("td");
         actions.append(b);
-        tr.append(el("td", null, t(item.kind === "feed" ? "replay.feed" : "replay.scenario")), el("td", "mono", item.name),
-          el("td", null, item.description || ""), el("td", null, item.has_golden ? t("yes") : t("no")), actions);
-        body.append(tr);
       }
     }).catch(unavailable);
   }
@@ -69,8 +74,24 @@
     const check = s.check_ok === true ? " · " + t("replay.match") : s.check_ok === false ? " · " + t("replay.mismatch") : "";
     const status = document.getElementById("replay-status");
     status.setAttribute("data-state", s.state);
+    const bar = document.getElementById("replay-progress");
+    bar.hidden = !s.duration_s || s.state === "idle";
+    if (s.duration_s) {
+      bar.max = s.duration_s;
+      bar.value = Math.min(s.duration_s, s.position_s || 0);
+    }
     setText(status, t(key) + (s.name ? " · " + s.name + " · " + speed + " · " + pos : "") + check + (s.error ? " · " + s.error : ""));
     renderTimeline(s);
+  }
+
+  // A golden file's sensor pattern (glob: ? one character, * any) in words: the sensors it matches here, or how many.
+  function describePattern(pattern) {
+    if (!/[?*]/.test(pattern)) return pattern;
+    const rx = new RegExp("^" + pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\?/g, ".")
+      .replace(/\*/g, ".*") + "$");
+    const ids = Array.from(tw.sensors.keys()).filter(function (id) { return rx.test(id); });
+    if (ids.length && ids.length <= 3) return ids.join(" / ");
+    return tw.tf("replay.anySensor", { n: ids.length });
   }
 
   // Two lanes on one time axis: the golden file's windows above, what the alarm core did below.
@@ -111,7 +132,7 @@
       const y0 = 22 + i * rowH;
       const label = tw.svg("text", { x: 4, y: y0 + 15, class: "axis lane-label" });
       const parts = k.split(" ");
-      label.textContent = parts[0] + " " + t("cond." + String(parts[1]).toLowerCase(), parts[1]);
+      label.textContent = describePattern(parts[0]) + " " + t("cond." + String(parts[1]).toLowerCase(), parts[1]);
       root.append(label);
       for (const e of expected) {
         if (e.sensor_id + " " + e.condition !== k) continue;

@@ -114,7 +114,7 @@
       root.append(tw.svg("line", { x1: M.left, x2: W - M.right, y1: y(m[1]), y2: y(m[1]),
         class: "limit " + (LIMIT_STYLE[m[0]] || "lim-warn"), "data-limit": m[0] }));
       const label = tw.svg("text", { x: W - M.right + 4, y: y(m[1]) + 4, class: "axis limit-label" });
-      label.textContent = m[0].toUpperCase() + " " + m[1];
+      label.textContent = t("limit." + m[0]) + " " + m[1];
       root.append(label);
     }
     // A gap (null value: the device gave no number) breaks the line instead of bridging it.
