@@ -37,6 +37,7 @@ from dashboard.routers import (
     escalations,
     grades,
     health,
+    journal,
     live,
     readings,
     replay,
@@ -75,6 +76,7 @@ PROTECTED_ROUTERS = (
     auth.router,
     sources.router,
     readings.router,
+    journal.router,  # before alarms: /api/alarms/journal is not an occurrence id
     alarms.router,
     escalations.router,
     audit.router,

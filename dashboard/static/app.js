@@ -17,6 +17,48 @@
       "view.control": "控制室",
       "view.park": "园区监管",
       "view.replay": "测试回放",
+      "view.journal": "报警日志",
+      "journal.alarms": "报警记录",
+      "journal.shift": "交接班报告",
+      "journal.audit": "审计日志",
+      "journal.from": "从",
+      "journal.to": "到",
+      "journal.user": "人员",
+      "journal.action": "动作",
+      "journal.search": "查询",
+      "journal.verify": "校验审计链",
+      "journal.more": "加载更多",
+      "journal.any": "全部",
+      "journal.state.active": "报警中",
+      "journal.state.shelved": "已搁置",
+      "journal.state.suppressed": "已抑制",
+      "journal.state.out_of_service": "停用",
+      "journal.state.cleared": "已结束",
+      "journal.lifecycle.normal": "已结束",
+      "journal.lifecycle.unack_active": "报警中，未确认",
+      "journal.lifecycle.ack_active": "报警中，已确认",
+      "journal.lifecycle.unack_returned": "已恢复未确认",
+      "journal.lifecycle.latched": "锁存",
+      "journal.lifecycle.shelved": "已搁置",
+      "journal.lifecycle.suppressed": "已抑制",
+      "journal.lifecycle.out_of_service": "停用",
+      "journal.loading": "查询中…",
+      "journal.exporting": "正在导出…",
+      "journal.verifying": "正在校验审计链…",
+      "journal.count": "显示 {shown} / 共 {total} 条",
+      "journal.auditCount": "共 {n} 条审计记录",
+      "journal.chainOk": "审计链完整：{n} 条",
+      "journal.chainBroken": "审计链在第 {seq} 条处断开",
+      "journal.ackBy": "确认人",
+      "journal.closed": "结束时间",
+      "journal.raised": "本班报警",
+      "journal.stillActive": "仍未消除",
+      "journal.shelved": "搁置",
+      "journal.medianAck": "确认中位时间",
+      "journal.comments": "备注",
+      "journal.target": "对象",
+      "journal.remote": "地址",
+      "journal.detail": "详情",
       "sources": "危险源",
       "conn.connecting": "连接中…",
       "conn.live": "实时",
@@ -326,6 +368,48 @@
       "view.control": "Control room",
       "view.park": "Park regulator",
       "view.replay": "Test & replay",
+      "view.journal": "Alarm journal",
+      "journal.alarms": "Alarms",
+      "journal.shift": "Shift report",
+      "journal.audit": "Audit",
+      "journal.from": "From",
+      "journal.to": "To",
+      "journal.user": "Person",
+      "journal.action": "Action",
+      "journal.search": "Search",
+      "journal.verify": "Verify chain",
+      "journal.more": "More",
+      "journal.any": "Any",
+      "journal.state.active": "Active",
+      "journal.state.shelved": "Shelved",
+      "journal.state.suppressed": "Suppressed",
+      "journal.state.out_of_service": "Out of service",
+      "journal.state.cleared": "Ended",
+      "journal.lifecycle.normal": "Ended",
+      "journal.lifecycle.unack_active": "Active, unacknowledged",
+      "journal.lifecycle.ack_active": "Active, acknowledged",
+      "journal.lifecycle.unack_returned": "Returned, unacknowledged",
+      "journal.lifecycle.latched": "Latched",
+      "journal.lifecycle.shelved": "Shelved",
+      "journal.lifecycle.suppressed": "Suppressed",
+      "journal.lifecycle.out_of_service": "Out of service",
+      "journal.loading": "Loading…",
+      "journal.exporting": "Exporting…",
+      "journal.verifying": "Verifying the audit chain…",
+      "journal.count": "{shown} of {total}",
+      "journal.auditCount": "{n} audit entries",
+      "journal.chainOk": "Audit chain intact: {n} entries",
+      "journal.chainBroken": "Audit chain broken at entry {seq}",
+      "journal.ackBy": "Acknowledged by",
+      "journal.closed": "Ended",
+      "journal.raised": "Raised this shift",
+      "journal.stillActive": "Still active",
+      "journal.shelved": "Shelved",
+      "journal.medianAck": "Median time to ack",
+      "journal.comments": "Comments",
+      "journal.target": "Target",
+      "journal.remote": "Address",
+      "journal.detail": "Detail",
       "sources": "Hazard sources",
       "conn.connecting": "Connecting…",
       "conn.live": "Live",
@@ -882,6 +966,23 @@
   }
 
   let openApiLocked = false; // the server shows its OpenAPI to logged-in callers only
+
+  // A file from the API saved by the browser: fetched with the login token (a plain link cannot send it).
+  function download(path, filename) {
+    const url = path.charAt(0) === "/" ? path.slice(1) : path;
+    return window.fetch(url, { headers: token ? { Authorization: "Bearer " + token } : {} }).then(function (r) {
+      if (!r.ok) throw new ApiError(r.status, r.statusText);
+      return r.blob();
+    }).then(function (blob) {
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(blob);
+      link.download = filename;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      window.setTimeout(function () { URL.revokeObjectURL(link.href); }, 10000);
+    });
+  }
 
   function loadOpenApi() {
     const headers = { Accept: "application/json" };
@@ -1704,7 +1805,7 @@
     formatTime: formatTime, formatClock: formatClock, formatDuration: formatDuration, formatValue: formatValue,
     formatAge: formatAge, tf: tf, isLive: isLive,
     percent: percent, toMs: toMs, pad: pad,
-    on: on, emit: emit, api: api, has: has, findPath: findPath, ApiError: ApiError, ask: ask,
+    on: on, emit: emit, api: api, download: download, has: has, findPath: findPath, ApiError: ApiError, ask: ask,
     alarmAction: alarmAction, canAct: canAct, hasRole: hasRole, REPLAY_ROLES: REPLAY_ROLES,
     sensors: sensors, sourceInfo: sourceInfo, alarms: alarms, isFault: isFault, LATCHING: LATCHING,
     priorityRank: priorityRank, isLoud: isLoud, keepInList: keepInList, applyEvent: applyEvent,

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     or_,
     select,
 )
@@ -310,6 +311,54 @@ class EventStore:
             query = query.where(occ.enterprise_id.in_(list(enterprise_ids)))
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query.order_by(occ.raised_ms))]
+
+    def journal(
+        self,
+        since_ms: int,
+        until_ms: int,
+        *,
+        enterprise_ids: Collection[str] | None = None,
+        source_ids: Collection[str] | None = None,
+        priorities: Collection[str] | None = None,
+        conditions: Collection[str] | None = None,
+        states: Collection[str] | None = None,
+        user: str | None = None,
+        limit: int = 500,
+        offset: int = 0,
+    ) -> tuple[int, list[dict]]:
+        """Occurrences raised in [since, until), newest first, by the given filters (each: any of its values), with
+        the number that match before ``limit``/``offset``; ``user``: occurrences a person acted on (acknowledged,
+        shelved, commented, reset …)."""
+        occ = alarm_occurrences.c
+        where = [occ.raised_ms >= since_ms, occ.raised_ms < until_ms]
+        for column, wanted in ((occ.enterprise_id, enterprise_ids), (occ.source_id, source_ids),
+                               (occ.priority, priorities), (occ.condition, conditions), (occ.state, states)):
+            if wanted is not None:
+                where.append(column.in_(list(wanted)))
+        if user is not None:
+            acted = select(alarm_events.c.occurrence_id).where(alarm_events.c.user == user)
+            where.append(occ.occurrence_id.in_(acted))
+        query = select(alarm_occurrences).where(*where)
+        with self.engine.connect() as conn:
+            total = conn.scalar(select(func.count()).select_from(query.subquery()))
+            rows = conn.execute(
+                query.order_by(occ.raised_ms.desc(), occ.occurrence_id).limit(limit).offset(offset)
+            ).mappings().all()
+        return int(total or 0), [dict(r) for r in rows]
+
+    def events_between(
+        self, since_ms: int, until_ms: int, enterprise_ids: Collection[str] | None = None,
+        actions: Collection[str] | None = None,
+    ) -> list[dict]:
+        """Events in [since, until), oldest first, optionally of some enterprises and actions."""
+        ev = alarm_events.c
+        query = select(alarm_events).where(ev.ts_ms >= since_ms, ev.ts_ms < until_ms)
+        if enterprise_ids is not None:
+            query = query.where(ev.enterprise_id.in_(list(enterprise_ids)))
+        if actions is not None:
+            query = query.where(ev.action.in_(list(actions)))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query.order_by(ev.ts_ms, ev.id)).mappings()]
 
     def events(self, since_ms: int | None = None, limit: int = 1000) -> list[dict]:
         """Events in time order (newest last), optionally from ``since_ms`` on."""

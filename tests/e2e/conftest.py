@@ -197,7 +197,8 @@ def new_page(browser, guard: Guard):
             r.abort()
 
     def make(viewport: dict | None = None):
-        context = browser.new_context(viewport=viewport or {"width": 1600, "height": 900}, locale="zh-CN")
+        context = browser.new_context(viewport=viewport or {"width": 1600, "height": 900}, locale="zh-CN",
+                                      accept_downloads=True)
         context.route("**/*", route)
         contexts.append(context)
         page = context.new_page()

@@ -196,3 +196,34 @@ def test_tester_view_english_switch_and_large_type(demo, new_page):
     page.click("#large")
     assert page.inner_text('#tabs a[data-view="control"]') == "控制室"
     assert page.errors == []
+
+
+def test_the_alarm_journal_filters_and_downloads_what_it_shows(demo, new_page):
+    import io
+    from pathlib import Path
+
+    from openpyxl import load_workbook
+
+    page = new_page()
+    login(page, demo, USERS["regulator"], "#/journal")
+    page.select_option("#journal-filters select[name=condition]", "HH")
+    shown: list[str] = []
+    for _ in range(LIVE_ALARM_TIMEOUT_MS // 5000):  # the e2e scenario's T101 reaches HH once a minute
+        page.fill("#journal-filters input[name=end]", "")  # up to now
+        page.click("#journal-filters button[type=submit]")
+        page.wait_for_function("() => !document.getElementById('journal-status').hasAttribute('data-busy')")
+        shown = page.eval_on_selector_all("#journal-body tbody tr td:nth-child(4)", "ts => ts.map(t => t.textContent)")
+        if shown:
+            break
+        page.wait_for_timeout(5000)
+    assert shown and set(shown) == {"高高报"}
+    with page.expect_download() as download:
+        page.click("#journal-xlsx")
+    assert download.value.suggested_filename == "alarm-journal.xlsx"
+    sheet = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes())).active
+    conditions = {row[5] for row in sheet.iter_rows(min_row=2, values_only=True)}
+    assert sheet.max_row == len(shown) + 1 and conditions == {"HH"}
+    page.evaluate("location.hash = '#/journal/audit'")
+    page.wait_for_selector("#journal-body .audit-table tbody tr", timeout=15_000)
+    screenshot(page, "journal-audit")
+    assert page.errors == []

@@ -10,9 +10,9 @@ from tests.e2e.demo_users import USERS
 
 SIZES = [(1366, 768), (1600, 1000), (1920, 1080)]
 VIEWS = {
-    "operator_e1": ["#/control"],
+    "operator_e1": ["#/control", "#/journal", "#/journal/shift"],
     "regulator": ["#/park", "#/park/escalations", "#/park/compliance", "#/park/credibility", "#/park/evidence",
-                  "#/park/hazard"],
+                  "#/park/hazard", "#/journal", "#/journal/audit"],
     "tester": ["#/replay"],
 }
 
