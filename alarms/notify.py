@@ -117,6 +117,10 @@ def render(note: Notification, language: str) -> tuple[str, str]:
     for name in ("value", "limit"):
         if isinstance(ctx.get(name), float):
             ctx[name] = f"{ctx[name]:.4g}"
+    parts = t["parts"]
+    ctx["person_part"] = parts["person"].format_map(_Blank(ctx)) if "person" in ctx else ""
+    shown = "value_limit" if "value" in ctx and "limit" in ctx else "value" if "value" in ctx else None
+    ctx["value_part"] = parts[shown].format_map(_Blank(ctx)).replace(" —", "") if shown else ""
     body = t[note.kind]
     return body["subject"].format_map(_Blank(ctx)).strip(), body["body"].format_map(_Blank(ctx)).strip()
 

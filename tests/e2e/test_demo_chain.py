@@ -57,6 +57,14 @@ def test_a_latched_gas_alarm_reaches_the_park_regulator_who_signs_disposes_and_c
     assert "已消警" in closed.inner_text() and "锁存" in closed.inner_text()
     assert page.query_selector(f'{mine} button[data-action="close"]') is None  # closed once, no second 消警
     screenshot(page, "demo-chain-closed")
+    # The notification centre holds what the chain sent park-reg; opening one marks it read.
+    page.click("#inbox-button")
+    first = page.wait_for_selector('#inbox-list .inbox-item[data-kind="escalated"][data-read="0"]', timeout=15_000)
+    unread = int(page.inner_text("#inbox-unread"))
+    assert "升级" in first.inner_text() and "—" not in first.inner_text()
+    first.click()
+    page.wait_for_function(f"() => Number(document.getElementById('inbox-unread').textContent) === {unread - 1}")
+    page.click("#inbox-close")
     # Data credibility beside it: per enterprise, and what was lost on the way in (counted, never silent).
     page.evaluate("location.hash = '#/park/credibility'")
     page.wait_for_selector("#park-credibility .cred-table tbody tr", timeout=15_000)

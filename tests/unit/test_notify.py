@@ -89,6 +89,17 @@ def test_missing_values_show_a_dash_not_an_error() -> None:
     assert "—" in subject and "{" not in body
 
 
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_a_comm_loss_escalated_to_the_park_has_no_empty_parts(language: str) -> None:
+    """No person at a regulator step and no value on a comm-loss: those parts are left out, never shown as (—)."""
+    context = {k: v for k, v in CONTEXT.items() if k not in ("person", "value", "limit")}
+    context.update(condition="COMM", step="park_regulator")
+    comm = Notification("k", "escalated", "e", "E1", "park", T0, context=context)
+    subject, body = render(comm, language)
+    assert "—" not in subject + body and "（）" not in body and "()" not in body
+    assert ("通讯中断" if language == "zh" else "Communication lost") in subject
+
+
 def test_stages_inhibit_dedup_and_wait() -> None:
     muted = {"esc-muted"}
     inhibit = InhibitStage(lambda esc: esc in muted)
