@@ -1068,9 +1068,9 @@ class AlarmCore:
         for slot, shelf in sorted(self.shelving.items()):
             if shelf.until <= now_ms:
                 del self.shelving[slot]
-                event = self._end_shelf(slot, shelf, shelf.until, None, lifecycle.SHELVE_EXPIRED_NOTE)
+                ended = self._end_shelf(slot, shelf, shelf.until, None, lifecycle.SHELVE_EXPIRED_NOTE)
                 sensor, cond = divmod(slot, N_CONDITIONS)
-                out.append(((shelf.until, sensor, cond, 1, 0), event))
+                out += [((shelf.until, sensor, cond, 1, i), event) for i, event in enumerate(ended)]
         out.sort(key=lambda pair: pair[0])
         return self._count([event for _, event in out])
 
@@ -1149,12 +1149,19 @@ class AlarmCore:
         occ.shelved = True
         if occ.state == lifecycle.NORMAL:
             del self.open[occ.id]
-        current = self.current.get(occ.slot)
-        if current is not None and current is not occ and not current.shelved:  # the alarm's other occurrence
-            current.shelved = True
-            events.append(self._event(current, AlarmAction.SHELVED, ts_ms, user=user, note=reason,
+        for other in self._open_of(occ.slot):  # the alarm's other open occurrences (active, latched, returned)
+            if other.shelved:
+                continue
+            other.shelved = True
+            events.append(self._event(other, AlarmAction.SHELVED, ts_ms, user=user, note=reason,
                                       detail={"shelf_id": shelved.id, "until_ms": until}))
+            if other.state == lifecycle.NORMAL:
+                del self.open[other.id]
         return self._count(events)
+
+    def _open_of(self, slot: int) -> list[Occurrence]:
+        """The open occurrences of one alarm, oldest first."""
+        return sorted((o for o in self.open.values() if o.slot == slot), key=lambda o: (o.raised_ts, o.seq))
 
     def unshelve(self, occurrence_id: str, user: str, ts_ms: int, note: str | None = None) -> list[AlarmEvent]:
         """Unshelve the alarm an occurrence belongs to (the one it was shelved from, or any open one of it)."""
@@ -1166,17 +1173,18 @@ class AlarmCore:
             if slot not in self.shelving:
                 raise CommandError(f"the alarm of occurrence {occurrence_id!r} is not shelved")
         shelf = self.shelving.pop(slot)
-        return self._count([self._end_shelf(slot, shelf, ts_ms, user, note)])
+        return self._count(self._end_shelf(slot, shelf, ts_ms, user, note))
 
-    def _end_shelf(self, slot: int, shelf: Shelf, ts_ms: int, user: str | None, note: str | None) -> AlarmEvent:
-        """The ``unshelved`` event that ends a shelf: of the alarm's shelved occurrence, or, when none is open, of
-        the occurrence it was shelved from (closed by now), so that stores always learn that the shelf ended."""
-        occ = self.current.get(slot)
-        if occ is not None and occ.shelved:
+    def _end_shelf(self, slot: int, shelf: Shelf, ts_ms: int, user: str | None, note: str | None) -> list[AlarmEvent]:
+        """The ``unshelved`` events that end a shelf: one per shelved open occurrence of the alarm (active or
+        latched), or, when none is open, one of the occurrence it was shelved from (closed by now), so that stores
+        always learn that the shelf ended."""
+        shelved = [o for o in self._open_of(slot) if o.shelved]
+        for occ in shelved:
             occ.shelved = False
-        else:
-            occ = Occurrence(shelf.occurrence_id, slot, 0, 0, None, None)
-        return self._event(occ, AlarmAction.UNSHELVED, ts_ms, user=user, note=note, detail={"shelf_id": shelf.id})
+        ending = shelved or [Occurrence(shelf.occurrence_id, slot, 0, 0, None, None)]
+        return [self._event(occ, AlarmAction.UNSHELVED, ts_ms, user=user, note=note, detail={"shelf_id": shelf.id})
+                for occ in ending]
 
     def reset(self, occurrence_id: str, user: str, ts_ms: int, note: str | None = None) -> list[AlarmEvent]:
         """Reset a latched occurrence whose condition has returned; reset implies acknowledgement."""

@@ -370,8 +370,8 @@ class OracleAlarmCore:
             until = shelf[0]
             if until <= now_ms:
                 del self.shelving[(sensor, condition)]
-                event = self._unshelved((sensor, condition), shelf, until, None, "shelve expired")
-                found.append(((until, sensor, CONDITIONS.index(condition), 1, 0), event))
+                ended = self._unshelved((sensor, condition), shelf, until, None, "shelve expired")
+                found += [((until, sensor, CONDITIONS.index(condition), 1, i), e) for i, e in enumerate(ended)]
         found.sort(key=lambda pair: pair[0])
         return [event for _, event in found]
 
@@ -432,11 +432,14 @@ class OracleAlarmCore:
         if occ.state() == "normal":
             del self.open[occ.id]
         events = [event]
-        current = self.current.get(slot)
-        if current is not None and current is not occ and not current.shelved:
-            current.shelved = True
-            events.append(self._event(current, AlarmAction.SHELVED, ts_ms, user=user, note=reason,
+        for other in self._open_of(slot):
+            if other.shelved:
+                continue
+            other.shelved = True
+            events.append(self._event(other, AlarmAction.SHELVED, ts_ms, user=user, note=reason,
                                       detail={"shelf_id": event.id, "until_ms": until}))
+            if other.state() == "normal":
+                del self.open[other.id]
         return events
 
     def unshelve(self, occurrence_id: str, user: str, ts_ms: int, note: str | None = None) -> list[AlarmEvent]:
@@ -450,17 +453,22 @@ class OracleAlarmCore:
             if slot not in self.shelving:
                 raise ValueError("not shelved")
         shelf = self.shelving.pop(slot)
-        return [self._unshelved(slot, shelf, ts_ms, user, note)]
+        return self._unshelved(slot, shelf, ts_ms, user, note)
 
     def _unshelved(self, slot: tuple[int, str], shelf: tuple, ts_ms: int, user: str | None,
-                   note: str | None) -> AlarmEvent:
-        """The end of a shelf: on the alarm's shelved occurrence, else on the (closed) one it was shelved from."""
-        occ = self.current.get(slot)
-        if occ is not None and occ.shelved:
+                   note: str | None) -> list[AlarmEvent]:
+        """The end of a shelf: every shelved open occurrence of the alarm, else the (closed) one it was shelved from."""
+        shelved = [o for o in self._open_of(slot) if o.shelved]
+        for occ in shelved:
             occ.shelved = False
-        else:
-            occ = Occurrence(shelf[3], slot[0], slot[1], 0, 0, None, None)
-        return self._event(occ, AlarmAction.UNSHELVED, ts_ms, user=user, note=note, detail={"shelf_id": shelf[4]})
+        ending = shelved or [Occurrence(shelf[3], slot[0], slot[1], 0, 0, None, None)]
+        return [self._event(occ, AlarmAction.UNSHELVED, ts_ms, user=user, note=note, detail={"shelf_id": shelf[4]})
+                for occ in ending]
+
+    def _open_of(self, slot: tuple[int, str]) -> list[Occurrence]:
+        """The open occurrences of one alarm, oldest first."""
+        return sorted((o for o in self.open.values() if (o.sensor, o.condition) == slot),
+                      key=lambda o: (o.raised_ts, o.seq))
 
     def reset(self, occurrence_id: str, user: str, ts_ms: int, note: str | None = None) -> list[AlarmEvent]:
         """Reset a latched occurrence."""

@@ -633,6 +633,22 @@ def test_shelving_acts_on_the_alarm_its_current_occurrence_included():
     assert [a["state"] for a in core.active()] == ["unack_active"]
 
 
+def test_a_latched_occurrence_shelved_comes_back_latched_when_its_shelf_ends():
+    """A latched gas alarm stays open while shelved; the shelf's end unshelves it (found by the store's property test:
+    the core had kept it shelved for ever)."""
+    site = make_site([{"id": "GD1", "kind": "gas_combustible", "unit": "%LEL", "range": [0, 100],
+                       "stale_periods": None}])
+    core = AlarmCore(site)
+    (gas1,) = [e for e in core.evaluate(batch([(0, 0, 30)])) if e.condition == "GAS1"]
+    core.evaluate(batch([(0, 1000, 5)]))  # returned: latched
+    assert [a["state"] for a in core.active()] == ["latched"]
+    core.shelve(gas1.occurrence_id, "wang", 2000, "detector drift", 60, reason_code="instrument_fault")
+    assert [a["state"] for a in core.active()] == ["shelved"]
+    (ended,) = core.tick(62_000)
+    assert (str(ended.action), ended.occurrence_id) == ("unshelved", gas1.occurrence_id)
+    assert [a["state"] for a in core.active()] == ["latched"]
+
+
 def test_a_shelf_survives_snapshot_and_restore_and_a_legacy_snapshot_is_read():
     site = make_site([level(h=10)])
     core = AlarmCore(site)
