@@ -28,7 +28,7 @@ test: install services browser-deps
 # Node-RED 4 (npm, into ~/.cache/tankwatch/node-red) vs tankwatch on one MQTT feed; PPM=50|200|1000.
 PPM ?= 200
 bench-peers: install services
-	$(PY) -m bench.peers_cli bench peers --points-per-message $(PPM)
+	$(VENV)/bin/tankwatch bench peers --points-per-message $(PPM)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -180,7 +180,7 @@ def create_app(
     # events database, the tester can run scenarios, and alarm commands answer 503 (no alarm stage to send to).
     from alarms.credibility import EvidenceStore
     from alarms.grading import GradingStage
-    from tankwatch.replay_control import ScenarioReplayControl
+    from tankwatch_app.replay_control import ScenarioReplayControl
 
     app.state.grading = GradingStage(site)
     app.state.evidence = EvidenceStore(engine)

@@ -60,7 +60,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
 def main() -> None:
     """``python -m bench.peers_cli …``: the command without the tankwatch CLI (used by ``make bench-peers``)."""
-    from tankwatch.cli import app, bench_app
+    from tankwatch_app.cli import app, bench_app
 
     register(app, bench_app)
     app()

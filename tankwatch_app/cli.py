@@ -18,14 +18,14 @@ app.add_typer(bench_app, name="bench")
 
 # Modules that define commands next to the code they drive; each has register(app, bench_app).
 COMMAND_MODULES: tuple[str, ...] = (
-    "tankwatch.stages_cli",  # run [stage], db
-    "tankwatch.replay_cli",  # record, replay, scenario, bench replay
-    "alarms.hazard_cli",  # hazard, compliance
-    "bench.peers_cli",  # bench peers
+    "tankwatch_app.stages_cli",  # run [stage], db
+    "tankwatch_app.replay_cli",  # record, replay, scenario, bench replay
+    "tankwatch_app.hazard_cli",  # hazard, compliance
+    "tankwatch_app.bench_cli",  # bench peers
     "bench.mqtt_burst_cli",  # bench mqtt-burst
     "alarms.cli",  # bench alarm-core
-    "tankwatch.users_cli",  # user add/list/remove
-    "tankwatch.audit_cli",  # audit verify
+    "tankwatch_app.users_cli",  # user add/list/remove
+    "tankwatch_app.audit_cli",  # audit verify
 )
 
 DEMO_SITE = Path(__file__).resolve().parent.parent / "deploy" / "sites" / "demo-park.yaml"
@@ -84,7 +84,7 @@ def demo(
 ) -> None:
     """Run a simulated park end to end: simulators → ingest → alarms → stores → dashboard, on 127.0.0.1."""
     from tankwatch.gc_tuning import tune_for_streaming
-    from tankwatch.runtime import override_endpoints, run_demo
+    from tankwatch_app.runtime import override_endpoints, run_demo
 
     _logging(verbose)
     site = override_endpoints(_load(config), modbus_port=modbus_port, mqtt_port=mqtt_port)

@@ -18,7 +18,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _speed(text: str) -> float | None:
-    from tankwatch.replay import parse_speed
+    from tankwatch_app.replay import parse_speed
 
     try:
         return parse_speed(text)
@@ -74,7 +74,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         import asyncio
         import logging
 
-        from tankwatch.replay import record
+        from tankwatch_app.replay import record
 
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the adapters report failures as states
         site = _site(config)
@@ -94,7 +94,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from rich.console import Console
 
         from tankwatch.feed import FeedError, read_info
-        from tankwatch.replay import replay_feed
+        from tankwatch_app.replay import replay_feed
 
         site = _site(config)
         factor = _speed(speed)
@@ -149,7 +149,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from simulators.golden import draft_golden
         from simulators.scenario import ScenarioError
         from tankwatch.config import SiteError
-        from tankwatch.replay import check_run, run_scenario
+        from tankwatch_app.replay import check_run, run_scenario
 
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         factor = _speed(speed)
@@ -220,7 +220,7 @@ def _replay_with_progress(console, feed: Path, site, speed: float | None, info):
         TimeRemainingColumn,
     )
 
-    from tankwatch.replay import replay_feed
+    from tankwatch_app.replay import replay_feed
 
     columns = (
         TextColumn("[bold]replay"),

@@ -40,7 +40,7 @@ from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import TimeSeriesStore
 from tankwatch.stores.users import UserStore
-from tankwatch.supervisor import Pipeline, drain
+from tankwatch_app.supervisor import Pipeline, drain
 
 log = logging.getLogger(__name__)
 

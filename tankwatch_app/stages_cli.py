@@ -1,6 +1,7 @@
 """Distributed-mode commands: ``tankwatch run [STAGE]``, ``tankwatch db …``, ``tankwatch bench pipeline|historian``.
 
-Register with ``register(app, bench_app)``; ``python -m tankwatch.stages_cli …`` runs them without tankwatch.cli.
+Register with ``register(app, bench_app)``; ``python -m tankwatch_app.stages_cli …`` runs them without
+tankwatch_app.cli.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     ) -> None:
         """Run the pipeline, or one stage of it against Kafka (ingest | alarms | historian | dashboard)."""
-        from tankwatch.cli import _logging
         from tankwatch.config import SiteError
         from tankwatch.gc_tuning import tune_for_streaming
-        from tankwatch.runtime import StageError, apply_environment, run_stage, until_signalled
+        from tankwatch_app.cli import _logging
+        from tankwatch_app.runtime import StageError, apply_environment, run_stage, until_signalled
 
         _logging(verbose)
         try:
@@ -85,8 +86,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 typer.echo("give --url or --config", err=True)
                 raise typer.Exit(2)
             site = _load(config)
-            from tankwatch.runtime import data_dir_for
             from tankwatch.stores.events import sqlite_url
+            from tankwatch_app.runtime import data_dir_for
 
             url = site.file.storage.sql_url or sqlite_url(data_dir_for(site, None))
         typer.echo(f"schema at revision {upgrade(url)}")
@@ -131,7 +132,7 @@ def _table(result: dict) -> str:
 
 
 def main() -> None:
-    """Entry point for ``python -m tankwatch.stages_cli`` (before tankwatch.cli registers this module)."""
+    """Entry point for ``python -m tankwatch_app.stages_cli`` (before tankwatch_app.cli registers this module)."""
     app = typer.Typer(add_completion=False, no_args_is_help=True)
     bench_app = typer.Typer(no_args_is_help=True)
     app.add_typer(bench_app, name="bench")
