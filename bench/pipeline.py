@@ -216,7 +216,8 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say):
         def processed() -> int:
             return core.stats()["readings"]
     else:
-        from tankwatch.kafka_bus import AlarmWorker, KafkaBus
+        from alarms.kafka_worker import AlarmWorker
+        from tankwatch.kafka_bus import KafkaBus
         from tankwatch_app.runtime import historian_stage, ingest_stage
 
         bus = KafkaBus.from_url(bus_url, site, session_timeout_ms=3000, heartbeat_interval_ms=300)

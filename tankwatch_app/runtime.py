@@ -283,7 +283,8 @@ async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say) -> None:
 
 async def alarms_stage(site: Site, bus: Bus, say: Say) -> None:
     """One member of the alarm workers' consumer group."""
-    from tankwatch.kafka_bus import AlarmWorker, KafkaBus
+    from alarms.kafka_worker import AlarmWorker
+    from tankwatch.kafka_bus import KafkaBus
 
     if not isinstance(bus, KafkaBus):
         raise StageError("the alarms stage alone needs a Kafka bus (--bus kafka://HOST:PORT)")
