@@ -1,4 +1,4 @@
-"""Commands: record, replay, scenario list/run, bench replay."""
+"""Commands: record, replay, scenario list/run."""
 
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ def _grade_timeline(grades, start_ms: int) -> None:
         typer.echo(f"{(g.ts_ms - start_ms) / 1000:8.1f} s  grade {g.subject_id:<6} {g.colour!s:<7}{reasons}")
 
 
-def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add record, replay, scenario and bench replay to the CLI."""
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 - no benchmarks here
+    """Add record, replay and scenario to the CLI."""
     scenario_app = typer.Typer(no_args_is_help=True, help="Simulated scenarios with golden alarm timelines")
     app.add_typer(scenario_app, name="scenario")
 
@@ -187,25 +187,6 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             typer.echo(result.report())
             if not result.ok:
                 raise typer.Exit(1)
-
-    @bench_app.command("replay")
-    def bench_replay(
-        json_out: Annotated[bool, typer.Option("--json", help='Print {"speedup", "readings_per_s"} only')] = False,
-        sensors: Annotated[int, typer.Option(help="Sensors in the synthetic park")] = 10_000,
-        duration: Annotated[float, typer.Option(help="Seconds of feed time at 1 Hz")] = 3600.0,
-        grading: Annotated[bool, typer.Option(help="Include the grading stage when it is there")] = True,
-        grade_every: Annotated[float, typer.Option(help="Grade every so many seconds of feed time")] = 60.0,
-    ) -> None:
-        """One hour of a 10,000-sensor park at 1 Hz through the replay pipeline: speed-up over real time."""
-        from bench.replay import run_bench
-
-        if not (sensors > 0 and duration > 0 and grade_every > 0):
-            raise _fail("--sensors, --duration and --grade-every must be positive")
-        result = run_bench(sensors=sensors, duration_s=duration, grading=grading, grade_every_s=grade_every)
-        if json_out:
-            typer.echo(json.dumps({"speedup": result.speedup, "readings_per_s": result.readings_per_s}))
-            return
-        typer.echo(result.report())
 
 
 def _replay_with_progress(console, feed: Path, site, speed: float | None, info):
