@@ -72,7 +72,8 @@ def demo(
 ) -> None:
     """Run a simulated park end to end: simulators → ingest → alarms → stores → dashboard, on 127.0.0.1."""
     from tankwatch.gc_tuning import tune_for_streaming
-    from tankwatch_app.runtime import override_endpoints, run_demo
+    from tankwatch_app.endpoints import override_endpoints
+    from tankwatch_app.runtime import run_demo
 
     configure_logging(verbose)
     site = override_endpoints(_load(config), modbus_port=modbus_port, mqtt_port=mqtt_port)

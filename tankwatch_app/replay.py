@@ -484,7 +484,7 @@ async def run_scenario_live(
     from tankwatch import bus as topics
     from tankwatch.broker import free_port
     from tankwatch.bus import MemoryBus
-    from tankwatch_app.runtime import mqtt_endpoints, override_endpoints
+    from tankwatch_app.endpoints import mqtt_endpoints, override_endpoints
     from tankwatch_app.supervisor import Pipeline
 
     duration_s = scenario.duration_s if duration_s is None else duration_s

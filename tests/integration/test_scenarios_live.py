@@ -17,8 +17,8 @@ from tankwatch.clock import SystemClock
 from tankwatch.config import load_site
 from tankwatch.feed import iter_feed, read_info
 from tankwatch.records import Quality, ReadingBatch
+from tankwatch_app.endpoints import override_endpoints
 from tankwatch_app.replay import check_run, record, run_scenario_live
-from tankwatch_app.runtime import override_endpoints
 
 
 @pytest.fixture(autouse=True)
