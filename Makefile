@@ -1,4 +1,4 @@
-# tankwatch — `make demo` runs a simulated park end to end; `make test` runs every test.
+# tankwatch — `make demo` runs a simulated park end to end; `make test` checks the import contracts, then runs every test.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -23,15 +23,17 @@ browser-deps:
 	deploy/scripts/browser-deps.sh
 
 test: install services browser-deps
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 
 # Node-RED 4 (npm, into ~/.cache/tankwatch/node-red) vs tankwatch on one MQTT feed; PPM=50|200|1000.
 PPM ?= 200
 bench-peers: install services
-	$(PY) -m bench.peers_cli bench peers --points-per-message $(PPM)
+	$(VENV)/bin/tankwatch bench peers --points-per-message $(PPM)
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) data test-artifacts .services

@@ -19,7 +19,6 @@ from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text, del
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import BigInteger
 
-from alarms.lifecycle import LATCHED_NOTE
 from alarms.notify import Dispatcher, Notification
 from alarms.rules import PRIORITIES
 from tankwatch import bus as topics
@@ -28,6 +27,7 @@ from tankwatch.auth import Principal, allowed_enterprises
 from tankwatch.bus import Bus
 from tankwatch.clock import Clock, ticks
 from tankwatch.config import Site
+from tankwatch.lifecycle import LATCHED_NOTE
 from tankwatch.records import AlarmAction, AlarmEvent
 from tankwatch.site import AlarmMatchers, EscalationConfig, EscalationRoute, InhibitRule, Role
 from tankwatch.stages import cancel_all

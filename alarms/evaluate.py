@@ -10,7 +10,7 @@ The rest — usually a small share — run the exact logic as arrays: every per-
 transitions it finds (few) go through the per-occurrence lifecycle in Python.
 
 The semantics are spelt out in ``tests/unit/alarm_oracle.py`` (the per-reading reference) and
-``alarms/lifecycle.py`` (occurrences and operations); property tests hold the two implementations together.
+``tankwatch/lifecycle.py`` (occurrences and operations); property tests hold the two implementations together.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from alarms import lifecycle
-from alarms.lifecycle import Command, CommandError, parse_command, shelving_refusal
 from alarms.rules import (
     COMM,
     CONDITION_INDEX,
@@ -43,8 +41,10 @@ from alarms.rules import (
     AlarmRules,
     compile_rules,
 )
+from tankwatch import lifecycle
 from tankwatch.config import Site
 from tankwatch.droplog import DropLog
+from tankwatch.lifecycle import Command, CommandError, parse_command, shelving_refusal
 from tankwatch.metrics import ALARM_EVENTS, INPUT_REJECTED
 from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, stable_id, stable_ids
 
@@ -86,7 +86,7 @@ class Occurrence:
 
     @property
     def state(self) -> str:
-        """Lifecycle state name (alarms/lifecycle.py)."""
+        """Lifecycle state name (tankwatch/lifecycle.py)."""
         return lifecycle.occurrence_state(
             active=self.active,
             acknowledged=self.acked,
@@ -1077,7 +1077,7 @@ class AlarmCore:
     # ------------------------------------------------------------------ operations
 
     def apply(self, command: Mapping[str, Any] | Command) -> list[AlarmEvent]:
-        """Apply an operator command (the bus form, see alarms/lifecycle.py); CommandError when it cannot."""
+        """Apply an operator command (the bus form, see tankwatch/lifecycle.py); CommandError when it cannot."""
         try:
             cmd = command if isinstance(command, Command) else parse_command(command)
             if cmd.op == "acknowledge":
@@ -1128,7 +1128,7 @@ class AlarmCore:
         reason_code: str | None = None,
         approved_by: str | None = None,
     ) -> list[AlarmEvent]:
-        """Shelve the alarm of an open occurrence within the site's shelving policy (see alarms/lifecycle.py)."""
+        """Shelve the alarm of an open occurrence within the site's shelving policy (see tankwatch/lifecycle.py)."""
         occ = self._occurrence(occurrence_id)
         sensor, cond = divmod(occ.slot, N_CONDITIONS)
         why = shelving_refusal(self.shelving_policy, self._priority_names[sensor][cond], CONDITIONS[cond],

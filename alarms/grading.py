@@ -13,7 +13,7 @@ Assumptions about the alarm core while it grows (conditions are read from ``alar
 time): a condition named by an ``alarm_active`` rule is a process alarm; the data-credibility names in
 ``DATA_QUALITY_CONDITIONS`` (DQ, FLAT, COMM, FAULT, and likely spellings of others) feed ``data_quality``; any
 other condition, including one the core does not list, feeds ``unclassified_alarm`` (yellow by default): never
-ignored. Lifecycle states (alarms/lifecycle.py): unack_active, ack_active and latched count; a shelved alarm
+ignored. Lifecycle states (tankwatch/lifecycle.py): unack_active, ack_active and latched count; a shelved alarm
 feeds only ``alarm_shelved``; unack_returned, suppressed and out_of_service do not count (an unacknowledged
 returned alarm still matters through the escalation engine's overdue set).
 """
@@ -42,7 +42,7 @@ DATA_QUALITY_CONDITIONS = frozenset(
     {"DQ", "FLAT", "FLATLINE", "FLAT_LINE", "STALE", "COMM", "COMM_LOSS", "COMM_FAIL", "INTERRUPTION",
      "FAULT", "SENSOR_FAULT", "OOR", "OUT_OF_RANGE", "BAD"}
 )
-# Lifecycle states (alarms/lifecycle.py) in which an alarm's condition counts for grading; a latched gas alarm
+# Lifecycle states (tankwatch/lifecycle.py) in which an alarm's condition counts for grading; a latched gas alarm
 # counts until an operator resets it. unack_returned, shelved, suppressed and out_of_service do not.
 ACTIVE_STATES = frozenset({"unack_active", "ack_active", "latched", "active"})
 COLOUR_RANK = {GradeColour.GREEN: 0, GradeColour.YELLOW: 1, GradeColour.RED: 2}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from alarms.lifecycle import SHELVE_EXPIRED_NOTE
+from tankwatch.lifecycle import SHELVE_EXPIRED_NOTE
 from tankwatch.records import AlarmAction, AlarmEvent
 from tankwatch.stores.audit import AuditJournal
 

@@ -198,7 +198,7 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say):
     from tankwatch.clock import SystemClock
     from tankwatch.stores.events import EventStore, sqlite_url
     from tankwatch.stores.timeseries import TimeSeriesStore
-    from tankwatch.supervisor import Pipeline
+    from tankwatch_app.supervisor import Pipeline
 
     clock = SystemClock()
     recorder = LatencyRecorder()
@@ -216,8 +216,9 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say):
         def processed() -> int:
             return core.stats()["readings"]
     else:
-        from tankwatch.kafka_bus import AlarmWorker, KafkaBus
-        from tankwatch.runtime import historian_stage, ingest_stage
+        from alarms.kafka_worker import AlarmWorker
+        from tankwatch.kafka_bus import KafkaBus
+        from tankwatch_app.runtime import historian_stage, ingest_stage
 
         bus = KafkaBus.from_url(bus_url, site, session_timeout_ms=3000, heartbeat_interval_ms=300)
         await bus.ensure_topics()

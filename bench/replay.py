@@ -175,7 +175,7 @@ def run_bench(
 ) -> BenchResult:
     """Replay ``duration_s`` seconds of a synthetic ``sensors``-sensor park at maximum speed (grading every
     ``grade_every_s`` of feed time when the grading stage is there)."""
-    from tankwatch.replay import Replayer, replay_batches
+    from tankwatch_app.replay import Replayer, replay_batches
 
     site = synthetic_site(sensors)
     stage = _grading_stage(site) if grading else None

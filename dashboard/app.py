@@ -49,6 +49,7 @@ from dashboard.routers import (
 from dashboard.routers.alarms import alarm_out
 from dashboard.routers.deps import AUTH_RESPONSES, SiteNames, authenticated, remote_of
 from dashboard.routers.refusal import Refused, refused_handler
+from dashboard.routers.replay import ReplayControl
 from tankwatch import metrics
 from tankwatch.audit_key import load_audit_key
 from tankwatch.auth import Auth, AuthSettings
@@ -106,12 +107,14 @@ def create_app(
     audit_journal: AuditJournal | None = None,
     escalation: EscalationEngine | None = None,
     inbox: InboxSender | None = None,
+    replay: ReplayControl | None = None,
 ) -> FastAPI:
     """Build the app; with ``run_hub`` the app's lifespan runs ``hub.run()`` (pass False if the caller runs it).
 
     ``auth`` defaults to the users in the events database with the secret from TANKWATCH_SECRET_KEY; the audit
     journal, escalation engine and inbox default to the same database (pass the supervisor's engine so that the
-    API and the running escalation share one instance).
+    API and the running escalation share one instance). ``replay`` is the tester view's scenario controller,
+    which the composition root provides; without one the replay routes answer 503.
     """
     clock = clock or SystemClock()
     names = SiteNames(site)
@@ -179,14 +182,13 @@ def create_app(
     app.state.escalation = escalation
     app.state.inbox = inbox
     # Until the supervisor hands over its own (runtime.serve does), grades are empty, evidence is read from the
-    # events database, the tester can run scenarios, and alarm commands answer 503 (no alarm stage to send to).
+    # events database, and alarm commands answer 503 (no alarm stage to send to).
     from alarms.credibility import EvidenceStore
     from alarms.grading import GradingStage
-    from tankwatch.replay_control import ScenarioReplayControl
 
     app.state.grading = GradingStage(site)
     app.state.evidence = EvidenceStore(engine)
-    app.state.replay = ScenarioReplayControl()
+    app.state.replay = replay
     app.state.bus = None
 
     app.add_exception_handler(Refused, refused_handler)

@@ -1,1 +1,1 @@
-"""tankwatch spine: site model, records, bus, stores, supervisor and CLI."""
+"""tankwatch ground floor: records, site model, bus and transports, clock, codec, stores, auth; imports no stage."""

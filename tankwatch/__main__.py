@@ -1,5 +1,5 @@
 """Run the CLI with ``python -m tankwatch``."""
 
-from tankwatch.cli import app
+from tankwatch_app.cli import app
 
 app()

@@ -18,7 +18,6 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from alarms.kpi import alarm_kpis
-from alarms.lifecycle import MAX_SHELVE_S, MAX_TEXT, PRIORITY_ZH, Refusal, shelving_refusal
 from alarms.rules import PRIORITIES, second_gas_setpoint
 from dashboard.live import finite_or_none
 from dashboard.password_slots import PasswordChecksBusy
@@ -27,6 +26,7 @@ from dashboard.routers.refusal import RefusalOut, Refused, Unprocessable
 from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.auth import LoginRateLimited, LoginRefused, Principal
+from tankwatch.lifecycle import MAX_SHELVE_S, MAX_TEXT, PRIORITY_ZH, Refusal, shelving_refusal
 from tankwatch.records import Quality, stable_id
 from tankwatch.site import Role, ShelvingPolicy
 

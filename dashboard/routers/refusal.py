@@ -8,8 +8,8 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from alarms.lifecycle import Refusal
 from tankwatch import metrics
+from tankwatch.lifecycle import Refusal
 
 
 class RefusalOut(BaseModel):

@@ -1309,7 +1309,7 @@
   // A stored occurrence row as the page keeps it; unknown states stay visible rather than vanish.
   function normalizeAlarm(row) {
     const a = Object.assign({}, row);
-    // ISA-18.2 states of the alarm core (alarms/lifecycle.py) folded into what the list needs
+    // ISA-18.2 states of the alarm core (tankwatch/lifecycle.py) folded into what the list needs
     const state = String(a.lifecycle || a.state || "active").toLowerCase();
     const folded = { unack_active: "active", ack_active: "active", unack_returned: "cleared", returned: "cleared",
       out_of_service: "suppressed" };

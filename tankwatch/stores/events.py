@@ -1,6 +1,6 @@
 """SQL store for alarm events and the occurrences they describe (SQLAlchemy: SQLite default, PostgreSQL).
 
-Each occurrence row carries its ISA-18.2 lifecycle (alarms/lifecycle.py), moved by every event applied to it, so
+Each occurrence row carries its ISA-18.2 lifecycle (tankwatch/lifecycle.py), moved by every event applied to it, so
 the operator's list (``state="active"``: open and annunciated) needs no replay of events. Each shelf (an alarm
 shelved by an operator) has a row from its ``shelved`` event to the ``unshelved`` event that ends it, with the
 occurrences raised meanwhile counted. Events are stored once by id: a redelivered or replayed event changes nothing.
@@ -32,8 +32,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import BigInteger
 
-from alarms.lifecycle import ANNUNCIATED, NORMAL, OccurrenceFlags
 from tankwatch import metrics
+from tankwatch.lifecycle import ANNUNCIATED, NORMAL, OccurrenceFlags
 from tankwatch.records import AlarmAction, AlarmEvent
 
 metadata = MetaData()
@@ -70,7 +70,7 @@ alarm_occurrences = Table(
     Column("source_id", String(64), nullable=False),
     # active (open, on the operator's list) | shelved | suppressed | out_of_service | cleared (closed)
     Column("state", String(16), nullable=False),
-    Column("lifecycle", String(16), nullable=False),  # the ISA-18.2 state, alarms.lifecycle.STATES
+    Column("lifecycle", String(16), nullable=False),  # the ISA-18.2 state, tankwatch.lifecycle.STATES
     Column("active", Boolean, nullable=False, default=True),  # the condition is present
     Column("acknowledged", Boolean, nullable=False, default=False),
     Column("latched", Boolean, nullable=False, default=False),

@@ -15,7 +15,7 @@ from tankwatch import bus as topics
 from tankwatch.kafka_bus import KafkaBus
 from tankwatch.migrations import head
 from tankwatch.records import AlarmAction, AlarmEvent
-from tankwatch.runtime import apply_environment, run_stage
+from tankwatch_app.runtime import apply_environment, run_stage
 from tests.integration.test_kafka_bus import FAST_GROUPS, park_doc, wave, write_site
 
 

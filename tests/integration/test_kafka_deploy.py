@@ -13,8 +13,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from tankwatch import stages_cli
-from tankwatch.runtime import STAGES
+from tankwatch_app import stages_cli
+from tankwatch_app.runtime import STAGES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 TANKWATCH_SERVICES = {"ingest", "alarms", "historian", "dashboard"}

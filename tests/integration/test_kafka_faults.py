@@ -38,7 +38,7 @@ class Worker:
         self.partitions: list[int] | None = None
         self.log: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tankwatch.stages_cli", "run", "alarms", "--config", str(config),
+            [sys.executable, "-m", "tankwatch_app.stages_cli", "run", "alarms", "--config", str(config),
              "--bus", bus_url, "--session-timeout", str(FAST_GROUPS["session_timeout_ms"] / 1000)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -22,7 +22,7 @@ from tankwatch.config import Site
 from tankwatch.records import ReadingBatch
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.timeseries import TimeSeriesStore
-from tankwatch.supervisor import Pipeline
+from tankwatch_app.supervisor import Pipeline
 from tests.contract.test_mqtt_adapter import Publisher
 from tests.unit.test_mqtt_payload import site_with_devices
 

@@ -17,8 +17,8 @@ from tankwatch.clock import SystemClock
 from tankwatch.config import load_site
 from tankwatch.feed import iter_feed, read_info
 from tankwatch.records import Quality, ReadingBatch
-from tankwatch.replay import check_run, record, run_scenario_live
-from tankwatch.runtime import override_endpoints
+from tankwatch_app.endpoints import override_endpoints
+from tankwatch_app.replay import check_run, record, run_scenario_live
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,7 @@ def quiet_pymodbus(caplog):
 
 @pytest.mark.parametrize(("name", "seconds"), [("modbus_device_dropout", 20), ("lightning_warning", 20)])
 async def test_scenario_at_real_time_through_the_protocols_matches_its_golden_timeline(name, seconds):
-    from tankwatch.replay import prepare_scenario
+    from tankwatch_app.replay import prepare_scenario
 
     scenario, site, _ = prepare_scenario(name)
     run = await run_scenario_live(site, scenario, seconds, speed=1.0)

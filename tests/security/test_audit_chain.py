@@ -14,11 +14,11 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from tankwatch.audit_key import AUDIT_KEY_ENV, AuditKeyError, demo_key, load_audit_key
-from tankwatch.cli import app as cli
 from tankwatch.migrations import head, upgrade
 from tankwatch.site import SecuritySettings
 from tankwatch.stores.audit import GENESIS, AuditJournal
 from tankwatch.stores.events import make_engine
+from tankwatch_app.cli import app as cli
 from tests.unit.test_auth_support import AUDIT_KEY, headers, make_env
 
 ROW_FIELDS = ("ts_ms", "actor", "role", "action", "target_kind", "target_id", "enterprise_id", "remote", "detail")

@@ -15,7 +15,7 @@ The semantics it spells out, per accepted reading of an in-service sensor, in co
   in alarm while the run has lasted ``flat_ms``.
   ROC: the first good reading of each epoch-aligned window is an anchor; at an anchor after an earlier one,
   rate = Δvalue·60000/Δt (units per minute) and the alarm is in while |rate| >= roc_per_min.
-  Limits: set/reset with deadband, on-delay and off-delay; re-alarm (see alarms/lifecycle.py).
+  Limits: set/reset with deadband, on-delay and off-delay; re-alarm (see tankwatch/lifecycle.py).
 """
 
 from __future__ import annotations

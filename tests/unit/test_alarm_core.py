@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from alarms.evaluate import AlarmCore, _segmented_cummax
-from alarms.lifecycle import CommandError
 from alarms.rules import CONDITIONS, FIRST_LIMIT
 from tankwatch.droplog import DropLog
+from tankwatch.lifecycle import CommandError
 from tankwatch.records import Quality, ReadingBatch, stable_id, stable_ids
 from tests.unit.alarm_oracle import OracleAlarmCore, make_site, tank
 

@@ -9,7 +9,7 @@ from tankwatch import bus as topics
 from tankwatch.bus import MemoryBus
 from tankwatch.clock import ManualClock
 from tankwatch.stores.events import EventStore
-from tankwatch.supervisor import Pipeline
+from tankwatch_app.supervisor import Pipeline
 from tests.unit.test_alarm_core import batch, level, make_site
 
 T0 = 1_700_000_000_000

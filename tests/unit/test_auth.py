@@ -225,7 +225,7 @@ def test_user_administration_is_for_admins_and_audited(tmp_path: Path) -> None:
 def test_cli_adds_lists_and_removes_users_and_audits_it(tmp_path: Path, monkeypatch) -> None:
     import typer
 
-    from tankwatch import users_cli
+    from tankwatch_app import users_cli
 
     app, bench = typer.Typer(), typer.Typer()
     app.command("noop")(lambda: None)

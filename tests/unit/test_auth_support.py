@@ -12,7 +12,6 @@ from fastapi import FastAPI
 
 from alarms.escalation import EscalationEngine, EscalationStore
 from alarms.notify import Dispatcher, InboxSender
-from dashboard.app import create_app
 from dashboard.live import LiveHub
 from tankwatch.auth import Auth, AuthSettings, sync_site_users
 from tankwatch.bus import MemoryBus
@@ -23,6 +22,7 @@ from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.timeseries import TimeSeriesStore
 from tankwatch.stores.users import UserStore
+from tankwatch_app.dashboard_app import create_app
 
 SITE_FILE = Path(__file__).parents[2] / "deploy" / "sites" / "demo-park.yaml"
 T0 = 1_714_550_400_000  # 2024-05-01T08:00:00Z

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tankwatch.cli import app
 from tankwatch.config import SiteError, load_site, parse_site
+from tankwatch_app.cli import app
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "sites" / "demo-park.yaml"
 TEXT = DEMO.read_text(encoding="utf-8")

@@ -10,10 +10,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from alarms import hazard_cli
 from tankwatch.config import load_site
 from tankwatch.records import ReadingBatch
 from tankwatch.stores.timeseries import TimeSeriesStore
+from tankwatch_app import hazard_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SITES = ROOT / "tests" / "data" / "sites"

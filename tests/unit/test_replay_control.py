@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tankwatch.replay_control import ScenarioReplayControl
+from tankwatch_app.replay_control import ScenarioReplayControl
 
 
 async def finished(control: ScenarioReplayControl):

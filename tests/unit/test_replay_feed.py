@@ -17,7 +17,7 @@ from simulators.scenario import DEMO_SITE
 from tankwatch.config import load_site
 from tankwatch.feed import FEED_FORMAT, FeedError, FeedWriter, iter_feed, read_info
 from tankwatch.records import Grade, GradeColour, Quality, ReadingBatch
-from tankwatch.replay import Replayer, Windower, grades_from_start, parse_speed, replay_feed, run_scenario
+from tankwatch_app.replay import Replayer, Windower, grades_from_start, parse_speed, replay_feed, run_scenario
 from tests.unit.test_scenario_golden import cli
 
 

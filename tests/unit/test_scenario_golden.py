@@ -11,15 +11,15 @@ from typer.testing import CliRunner
 from simulators.golden import ExpectedAlarm, ExpectedGrade, Golden, compare, draft_golden, golden_file, load_golden
 from simulators.scenario import ScenarioError, scenario_names
 from tankwatch.records import AlarmAction, AlarmEvent, Grade, GradeColour
-from tankwatch.replay import check_run, run_scenario
+from tankwatch_app.replay import check_run, run_scenario
 
 NAMES = scenario_names()
 
 
 def cli() -> typer.Typer:
     """The tankwatch app with this issue's commands registered."""
-    from tankwatch import replay_cli
-    from tankwatch.cli import app, bench_app
+    from tankwatch_app import replay_cli
+    from tankwatch_app.cli import app, bench_app
 
     if not any(getattr(g, "name", None) == "scenario" for g in app.registered_groups):
         replay_cli.register(app, bench_app)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tankwatch.users_cli import ConfigOption, DataDirOption, DbOption, open_database, open_journal
+from tankwatch_app.users_cli import ConfigOption, DataDirOption, DbOption, open_database, open_journal
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit journal: verify its chain")
 

@@ -1,7 +1,7 @@
 """The tester view's replay controller: runs a bundled scenario and shows expected vs actual alarm timelines.
 
 A run is computed deterministically at max speed in a worker thread (simulator physics, the adapters' read
-plans and decoders, the range check, the alarm core and tick: :func:`tankwatch.replay.run_scenario_fast`), then
+plans and decoders, the range check, the alarm core and tick: :func:`tankwatch_app.replay.run_scenario_fast`), then
 revealed on the page at the requested speed: the position advances with wall time × speed and actual events
 appear as it passes them. The events are the same at every speed, which is the property testers rely on.
 """
@@ -14,7 +14,7 @@ import time
 from dashboard.routers.replay import Catalogue, ReplayStatus, ScenarioInfo, TimelineEntry
 from simulators.golden import golden_file, load_golden
 from simulators.scenario import load_scenario, scenario_file, scenario_names
-from tankwatch.replay import ScenarioRun, check_run, prepare_scenario, run_scenario_fast
+from tankwatch_app.replay import ScenarioRun, check_run, prepare_scenario, run_scenario_fast
 
 
 class ScenarioReplayControl:

@@ -1,4 +1,4 @@
-"""Commands: record, replay, scenario list/run, bench replay."""
+"""Commands: record, replay, scenario list/run."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _speed(text: str) -> float | None:
-    from tankwatch.replay import parse_speed
+    from tankwatch_app.replay import parse_speed
 
     try:
         return parse_speed(text)
@@ -59,8 +59,8 @@ def _grade_timeline(grades, start_ms: int) -> None:
         typer.echo(f"{(g.ts_ms - start_ms) / 1000:8.1f} s  grade {g.subject_id:<6} {g.colour!s:<7}{reasons}")
 
 
-def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add record, replay, scenario and bench replay to the CLI."""
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 - no benchmarks here
+    """Add record, replay and scenario to the CLI."""
     scenario_app = typer.Typer(no_args_is_help=True, help="Simulated scenarios with golden alarm timelines")
     app.add_typer(scenario_app, name="scenario")
 
@@ -74,7 +74,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         import asyncio
         import logging
 
-        from tankwatch.replay import record
+        from tankwatch_app.replay import record
 
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the adapters report failures as states
         site = _site(config)
@@ -94,7 +94,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from rich.console import Console
 
         from tankwatch.feed import FeedError, read_info
-        from tankwatch.replay import replay_feed
+        from tankwatch_app.replay import replay_feed
 
         site = _site(config)
         factor = _speed(speed)
@@ -149,7 +149,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from simulators.golden import draft_golden
         from simulators.scenario import ScenarioError
         from tankwatch.config import SiteError
-        from tankwatch.replay import check_run, run_scenario
+        from tankwatch_app.replay import check_run, run_scenario
 
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         factor = _speed(speed)
@@ -188,25 +188,6 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             if not result.ok:
                 raise typer.Exit(1)
 
-    @bench_app.command("replay")
-    def bench_replay(
-        json_out: Annotated[bool, typer.Option("--json", help='Print {"speedup", "readings_per_s"} only')] = False,
-        sensors: Annotated[int, typer.Option(help="Sensors in the synthetic park")] = 10_000,
-        duration: Annotated[float, typer.Option(help="Seconds of feed time at 1 Hz")] = 3600.0,
-        grading: Annotated[bool, typer.Option(help="Include the grading stage when it is there")] = True,
-        grade_every: Annotated[float, typer.Option(help="Grade every so many seconds of feed time")] = 60.0,
-    ) -> None:
-        """One hour of a 10,000-sensor park at 1 Hz through the replay pipeline: speed-up over real time."""
-        from bench.replay import run_bench
-
-        if not (sensors > 0 and duration > 0 and grade_every > 0):
-            raise _fail("--sensors, --duration and --grade-every must be positive")
-        result = run_bench(sensors=sensors, duration_s=duration, grading=grading, grade_every_s=grade_every)
-        if json_out:
-            typer.echo(json.dumps({"speedup": result.speedup, "readings_per_s": result.readings_per_s}))
-            return
-        typer.echo(result.report())
-
 
 def _replay_with_progress(console, feed: Path, site, speed: float | None, info):
     """replay_feed with a rich progress bar (rows, rate, ETA)."""
@@ -220,7 +201,7 @@ def _replay_with_progress(console, feed: Path, site, speed: float | None, info):
         TimeRemainingColumn,
     )
 
-    from tankwatch.replay import replay_feed
+    from tankwatch_app.replay import replay_feed
 
     columns = (
         TextColumn("[bold]replay"),

@@ -376,7 +376,7 @@ def run_scenario_fast(
     from ingest.mqtt.payload import DeviceRoute, MessageDecoder
     from simulators.modbus_server import DeviceRefused, DeviceSilent
     from simulators.park import ParkSimulator
-    from tankwatch.supervisor import TICK_S
+    from tankwatch_app.supervisor import TICK_S
 
     clock = ManualClock(start_ms)
     # graded on the live supervisor's tick (once a second of scenario time), so both runs see the same changes
@@ -484,8 +484,8 @@ async def run_scenario_live(
     from tankwatch import bus as topics
     from tankwatch.broker import free_port
     from tankwatch.bus import MemoryBus
-    from tankwatch.runtime import mqtt_endpoints, override_endpoints
-    from tankwatch.supervisor import Pipeline
+    from tankwatch_app.endpoints import mqtt_endpoints, override_endpoints
+    from tankwatch_app.supervisor import Pipeline
 
     duration_s = scenario.duration_s if duration_s is None else duration_s
     has_mqtt = bool(mqtt_endpoints(site))

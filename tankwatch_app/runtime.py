@@ -21,7 +21,7 @@ from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
 from alarms.journal import CoreJournal
 from alarms.notify import Dispatcher
-from dashboard.app import create_app, server_config
+from dashboard.app import server_config
 from dashboard.live import LiveHub
 from ingest.modbus.adapter import ModbusSource
 from ingest.mqtt.adapter import MqttSource
@@ -40,7 +40,9 @@ from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import TimeSeriesStore
 from tankwatch.stores.users import UserStore
-from tankwatch.supervisor import Pipeline, drain
+from tankwatch_app.dashboard_app import create_app
+from tankwatch_app.endpoints import mqtt_endpoints
+from tankwatch_app.supervisor import Pipeline, drain
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +50,6 @@ EVIDENCE_EVERY_S = 10.0
 
 
 Say = Callable[[str], None]
-
-
-def override_endpoints(site: Site, modbus_port: int | None = None, mqtt_port: int | None = None) -> Site:
-    """The site with every Modbus device and MQTT broker moved to the given ports (demo and tests)."""
-    if modbus_port is None and mqtt_port is None:
-        return site
-    data = site.file.model_dump(mode="json", exclude_none=True)
-    for device in data["devices"]:
-        if "modbus" in device and modbus_port is not None:
-            device["modbus"]["port"] = modbus_port
-        if "mqtt" in device and mqtt_port is not None:
-            device["mqtt"]["broker"]["port"] = mqtt_port
-    return rebuild_site(data, site.path)
 
 
 ENVIRONMENT_OVERRIDES = {
@@ -93,11 +82,6 @@ def apply_environment(site: Site, environ: dict[str, str] | None = None) -> Site
             node = node.setdefault(part, {})
         node[key] = value
     return rebuild_site(data, site.path)
-
-
-def mqtt_endpoints(site: Site) -> set[tuple[str, int]]:
-    """Distinct (host, port) of the MQTT brokers the site's devices publish to."""
-    return {(d.mqtt.broker.host, d.mqtt.broker.port) for d in site.devices if d.mqtt is not None}
 
 
 @contextlib.asynccontextmanager
@@ -283,7 +267,8 @@ async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say) -> None:
 
 async def alarms_stage(site: Site, bus: Bus, say: Say) -> None:
     """One member of the alarm workers' consumer group."""
-    from tankwatch.kafka_bus import AlarmWorker, KafkaBus
+    from alarms.kafka_worker import AlarmWorker
+    from tankwatch.kafka_bus import KafkaBus
 
     if not isinstance(bus, KafkaBus):
         raise StageError("the alarms stage alone needs a Kafka bus (--bus kafka://HOST:PORT)")

@@ -1,12 +1,12 @@
-"""Distributed-mode commands: ``tankwatch run [STAGE]``, ``tankwatch db …``, ``tankwatch bench pipeline|historian``.
+"""Distributed-mode commands: ``tankwatch run [STAGE]`` and ``tankwatch db …``.
 
-Register with ``register(app, bench_app)``; ``python -m tankwatch.stages_cli …`` runs them without tankwatch.cli.
+Register with ``register(app, bench_app)``; ``python -m tankwatch_app.stages_cli …`` runs them without
+tankwatch_app.cli.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -26,8 +26,8 @@ def _load(path: Path):  # noqa: ANN202 - returns tankwatch.config.Site, imported
         raise typer.Exit(1) from None
 
 
-def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``run``, ``db`` and the pipeline/historian benchmarks to the CLI."""
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 - no benchmarks here
+    """Add ``run`` and ``db`` to the CLI."""
 
     @app.command("run")
     def run(
@@ -46,12 +46,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     ) -> None:
         """Run the pipeline, or one stage of it against Kafka (ingest | alarms | historian | dashboard)."""
-        from tankwatch.cli import _logging
         from tankwatch.config import SiteError
         from tankwatch.gc_tuning import tune_for_streaming
-        from tankwatch.runtime import StageError, apply_environment, run_stage, until_signalled
+        from tankwatch_app.logs import configure_logging
+        from tankwatch_app.runtime import StageError, apply_environment, run_stage, until_signalled
 
-        _logging(verbose)
+        configure_logging(verbose)
         try:
             site = apply_environment(_load(config))
         except SiteError as exc:
@@ -85,8 +85,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 typer.echo("give --url or --config", err=True)
                 raise typer.Exit(2)
             site = _load(config)
-            from tankwatch.runtime import data_dir_for
             from tankwatch.stores.events import sqlite_url
+            from tankwatch_app.runtime import data_dir_for
 
             url = site.file.storage.sql_url or sqlite_url(data_dir_for(site, None))
         typer.echo(f"schema at revision {upgrade(url)}")
@@ -98,44 +98,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         typer.echo(f"wrote {make_revision(message)}")
 
-    @bench_app.command("pipeline")
-    def bench_pipeline(
-        bus: Annotated[str, typer.Option(help="memory, kafka (starts tansu) or kafka://HOST:PORT")] = "memory",
-        rate: Annotated[float, typer.Option(help="Points/s offered for the latency run")] = 10_000,
-        seconds: Annotated[float, typer.Option(help="Length of each run")] = 10.0,
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-    ) -> None:
-        """MQTT in → alarms → stores: sustained points/s, and publish → websocket alarm latency p50/p99."""
-        from bench.pipeline import run_pipeline_bench
-
-        result = asyncio.run(run_pipeline_bench(bus=bus, rate=rate, seconds=seconds,
-                                                say=(lambda _m: None) if as_json else typer.echo))
-        typer.echo(json.dumps(result) if as_json else _table(result))
-
-    @bench_app.command("historian")
-    def bench_historian(
-        url: Annotated[str | None, typer.Option(help="Line-protocol server (default: start victoria-metrics)")] = None,
-        points: Annotated[int, typer.Option(help="Points to write")] = 500_000,
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-    ) -> None:
-        """Points/s through the historian (line protocol, 5,000-line gzip batches) to an InfluxDB-protocol server."""
-        from bench.historian import run_historian_bench
-
-        result = run_historian_bench(url=url, points=points, say=(lambda _m: None) if as_json else typer.echo)
-        typer.echo(json.dumps(result) if as_json else _table(result))
-
-
-def _table(result: dict) -> str:
-    """``key: value`` lines."""
-    return "\n".join(f"{k}: {v}" for k, v in result.items())
-
 
 def main() -> None:
-    """Entry point for ``python -m tankwatch.stages_cli`` (before tankwatch.cli registers this module)."""
+    """Entry point for ``python -m tankwatch_app.stages_cli`` (before tankwatch_app.cli registers this module)."""
     app = typer.Typer(add_completion=False, no_args_is_help=True)
-    bench_app = typer.Typer(no_args_is_help=True)
-    app.add_typer(bench_app, name="bench")
-    register(app, bench_app)
+    register(app, typer.Typer())
     app()
 
 

@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tankwatch.config import Site, SiteError, load_site
+from tankwatch_app import audit_cli, bench_cli, hazard_cli, replay_cli, stages_cli, users_cli
+from tankwatch_app.logs import configure_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="tankwatch: tank-farm and major-hazard monitoring")
 bench_app = typer.Typer(no_args_is_help=True, help="Reproducible benchmarks, each against its baseline in one run")
 app.add_typer(bench_app, name="bench")
 
 # Modules that define commands next to the code they drive; each has register(app, bench_app).
-COMMAND_MODULES: tuple[str, ...] = (
-    "tankwatch.stages_cli",  # run [stage], db
-    "tankwatch.replay_cli",  # record, replay, scenario, bench replay
-    "alarms.hazard_cli",  # hazard, compliance
-    "bench.peers_cli",  # bench peers
-    "bench.mqtt_burst_cli",  # bench mqtt-burst
-    "alarms.cli",  # bench alarm-core
-    "tankwatch.users_cli",  # user add/list/remove
-    "tankwatch.audit_cli",  # audit verify
+COMMAND_MODULES = (
+    stages_cli,  # run [stage], db
+    replay_cli,  # record, replay, scenario
+    hazard_cli,  # hazard, compliance
+    bench_cli,  # bench pipeline|historian|replay|peers|mqtt-burst|alarm-core
+    users_cli,  # user add/list/remove
+    audit_cli,  # audit verify
 )
 
 DEMO_SITE = Path(__file__).resolve().parent.parent / "deploy" / "sites" / "demo-park.yaml"
@@ -61,16 +59,6 @@ def check(file: Annotated[Path, typer.Argument(help="Site file to validate")]) -
     typer.echo(summary(_load(file)))
 
 
-def _logging(verbose: bool) -> None:
-    """Quiet by default: warnings and the URL."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # pymodbus logs every failed connect; our adapter reports device failures once, as a state
-    logging.getLogger("pymodbus").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
-
-
 @app.command()
 def demo(
     port: PortOption = 8000,
@@ -84,13 +72,14 @@ def demo(
 ) -> None:
     """Run a simulated park end to end: simulators → ingest → alarms → stores → dashboard, on 127.0.0.1."""
     from tankwatch.gc_tuning import tune_for_streaming
-    from tankwatch.runtime import override_endpoints, run_demo
+    from tankwatch_app.endpoints import override_endpoints
+    from tankwatch_app.runtime import run_demo
 
-    _logging(verbose)
+    configure_logging(verbose)
     site = override_endpoints(_load(config), modbus_port=modbus_port, mqtt_port=mqtt_port)
     tune_for_streaming()
     asyncio.run(run_demo(site, port=port, duration_s=duration, data_dir=data_dir, scenario=scenario, say=typer.echo))
 
 
 for _module in COMMAND_MODULES:
-    importlib.import_module(_module).register(app, bench_app)
+    _module.register(app, bench_app)

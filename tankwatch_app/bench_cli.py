@@ -1,0 +1,186 @@
+"""``tankwatch bench …``: every benchmark command, each importing its ``bench`` module only when it runs.
+
+The only production module that imports ``bench``: benchmarks depend on production code, never the reverse, and a
+deployment without the ``bench`` folder (the container image) still runs every other command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+
+PEER_MESSAGE_SIZES = (50, 200, 1000)
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 - benchmarks only
+    """Add the benchmarks to ``tankwatch bench``."""
+
+    @bench_app.command("pipeline")
+    def bench_pipeline(
+        bus: Annotated[str, typer.Option(help="memory, kafka (starts tansu) or kafka://HOST:PORT")] = "memory",
+        rate: Annotated[float, typer.Option(help="Points/s offered for the latency run")] = 10_000,
+        seconds: Annotated[float, typer.Option(help="Length of each run")] = 10.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    ) -> None:
+        """MQTT in → alarms → stores: sustained points/s, and publish → websocket alarm latency p50/p99."""
+        from bench.pipeline import run_pipeline_bench
+
+        result = asyncio.run(run_pipeline_bench(bus=bus, rate=rate, seconds=seconds,
+                                                say=(lambda _m: None) if as_json else typer.echo))
+        typer.echo(json.dumps(result) if as_json else _table(result))
+
+    @bench_app.command("historian")
+    def bench_historian(
+        url: Annotated[str | None, typer.Option(help="Line-protocol server (default: start victoria-metrics)")] = None,
+        points: Annotated[int, typer.Option(help="Points to write")] = 500_000,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    ) -> None:
+        """Points/s through the historian (line protocol, 5,000-line gzip batches) to an InfluxDB-protocol server."""
+        from bench.historian import run_historian_bench
+
+        result = run_historian_bench(url=url, points=points, say=(lambda _m: None) if as_json else typer.echo)
+        typer.echo(json.dumps(result) if as_json else _table(result))
+
+    @bench_app.command("replay")
+    def bench_replay(
+        json_out: Annotated[bool, typer.Option("--json", help='Print {"speedup", "readings_per_s"} only')] = False,
+        sensors: Annotated[int, typer.Option(help="Sensors in the synthetic park")] = 10_000,
+        duration: Annotated[float, typer.Option(help="Seconds of feed time at 1 Hz")] = 3600.0,
+        grading: Annotated[bool, typer.Option(help="Include the grading stage when it is there")] = True,
+        grade_every: Annotated[float, typer.Option(help="Grade every so many seconds of feed time")] = 60.0,
+    ) -> None:
+        """One hour of a 10,000-sensor park at 1 Hz through the replay pipeline: speed-up over real time."""
+        from bench.replay import run_bench
+
+        if not (sensors > 0 and duration > 0 and grade_every > 0):
+            typer.echo("--sensors, --duration and --grade-every must be positive", err=True)
+            raise typer.Exit(1)
+        result = run_bench(sensors=sensors, duration_s=duration, grading=grading, grade_every_s=grade_every)
+        if json_out:
+            typer.echo(json.dumps({"speedup": result.speedup, "readings_per_s": result.readings_per_s}))
+            return
+        typer.echo(result.report())
+
+    @bench_app.command("peers")
+    def peers(
+        points_per_message: Annotated[int, typer.Option(help="Points per MQTT message: 50, 200 or 1000")] = 200,
+        points: Annotated[int, typer.Option(min=1, help="Points in the feed")] = 3_000_000,
+        sensors: Annotated[int, typer.Option(min=1, help="Sensors in the feed")] = 10_000,
+        seed: Annotated[int, typer.Option(help="Feed random seed")] = 0,
+        timeout: Annotated[float, typer.Option(help="Seconds each system may take")] = 600.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON summary")] = False,
+    ) -> None:
+        """Node-RED 4 (npm, scratch folder) vs tankwatch (MQTT ingest + alarm core): points/s and their ratio.
+
+        Exit 1 when either system missed a point or the limit-transition counts disagree.
+        """
+        from bench.peers.run import run_peers
+
+        if points_per_message not in PEER_MESSAGE_SIZES:
+            sizes = ", ".join(map(str, PEER_MESSAGE_SIZES))
+            raise typer.BadParameter(f"must be one of {sizes}, got {points_per_message}",
+                                     param_hint="--points-per-message")
+        log = (lambda _msg: None) if as_json else (lambda msg: typer.echo(msg, err=True))
+        try:
+            result = run_peers(points_per_message, points, sensors, seed, timeout, log=log)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            typer.echo(f"bench peers failed: {exc}", err=True)
+            raise typer.Exit(2) from None
+        problems = result.problems()
+        if as_json:
+            typer.echo(json.dumps(result.as_json()))
+        else:
+            tw, nr = result.tankwatch, result.node_red
+            typer.echo(f"{result.points} points, {result.sensors} sensors, {points_per_message} points/message, "
+                       f"{result.expected_transitions} limit transitions in the feed")
+            typer.echo(f"  Node-RED   {nr.points_per_s / 1e6:6.2f} M points/s  ({nr.points} points, "
+                       f"{nr.transitions} transitions, {nr.seconds:.2f} s; "
+                       f"publisher done at {nr.publish_seconds:.2f} s)")
+            typer.echo(f"  tankwatch  {tw.points_per_s / 1e6:6.2f} M points/s  ({tw.points} points, "
+                       f"{tw.transitions} transitions, {tw.seconds:.2f} s; "
+                       f"publisher done at {tw.publish_seconds:.2f} s; "
+                       f"{tw.evaluate_seconds or 0:.2f} s inside the alarm core)")
+            typer.echo(f"  ratio tankwatch / Node-RED: {result.ratio:.2f}")
+        for problem in problems:
+            typer.echo(f"MISMATCH: {problem}", err=True)
+        if problems:
+            raise typer.Exit(1)
+
+    @bench_app.command("mqtt-burst")
+    def mqtt_burst(
+        messages: Annotated[int, typer.Option(min=1, help="Messages (one reading each) to publish")] = 300_000,
+        detectors: Annotated[int, typer.Option(min=1, help="Gas detectors, publishing in turn")] = 10_000,
+        rate: Annotated[float, typer.Option(min=0, help="Messages per second (0: as fast as possible)")] = 30_000,
+        timeout: Annotated[float, typer.Option(help="Seconds each run may take")] = 300.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON summary")] = False,
+    ) -> None:
+        """Mosquitto defaults (baseline) vs deploy/mosquitto/mosquitto.conf: received, lost, dropped by the broker,
+        missing by the detectors' counters, readings/s. Exit 1 when the deployed settings lost a message."""
+        from bench.mqtt_burst import run_mqtt_burst
+
+        log = (lambda _msg: None) if as_json else (lambda msg: typer.echo(msg, err=True))
+        try:
+            runs = run_mqtt_burst(detectors, messages, rate or None, timeout, log)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            typer.echo(f"bench mqtt-burst failed: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if as_json:
+            typer.echo(json.dumps({"messages": messages, "detectors": detectors, "rate": rate,
+                                   "runs": [r.as_json() for r in runs]}))
+        else:
+            typer.echo(f"{messages} single-reading QoS 1 messages from {detectors} detectors, "
+                       f"{f'{rate:,.0f}/s offered' if rate else 'as fast as possible'}")
+            for r in runs:
+                typer.echo(f"  {r.broker:9} received {r.received:>8} ({r.received / r.sent:6.1%}), lost {r.lost:>7}; "
+                           f"broker dropped {r.broker_dropped:>7}, counter gaps {r.sequence_gaps:>7}; "
+                           f"{r.received_per_s:>8,.0f} readings/s "
+                           f"(publish {r.publish_s:.2f} s, ingest {r.ingest_s:.2f} s)")
+        if runs[-1].lost:
+            typer.echo(f"LOSS: the deployed settings lost {runs[-1].lost} messages", err=True)
+            raise typer.Exit(1)
+
+    @bench_app.command("alarm-core")
+    def bench_alarm_core(
+        sensors: Annotated[int, typer.Option(min=42, help="sensors in the park (whole sources of 42)")] = 10_000,
+        readings: Annotated[int, typer.Option(min=1, help="readings in the stream")] = 5_000_000,
+        batch: Annotated[int, typer.Option(min=1, help="readings per evaluated batch")] = 200_000,
+        oracle_readings: Annotated[
+            int, typer.Option(min=1000, help="about this many readings go to the (slow) oracle")
+        ] = 100_000,
+        seed: Annotated[int, typer.Option(help="random seed of the synthetic stream")] = 1,
+        as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
+    ) -> None:
+        """Vectorized alarm core vs the per-reading oracle on one synthetic stream: readings/s and ratio."""
+        from bench.alarm_core import run_benchmark
+
+        result = run_benchmark(sensors, readings, batch, oracle_readings, seed)
+        if as_json:
+            keys = ("readings_per_s", "oracle_readings_per_s", "ratio")
+            typer.echo(json.dumps({k: round(result[k], 1) for k in keys}))
+            return
+        typer.echo(
+            f"alarm core: {result['readings_per_s'] / 1e6:.2f} M readings/s "
+            f"({result['readings']:,} readings, {result['sensors']:,} sensors, batches of {result['batch']:,}, "
+            f"{result['events']:,} events, {result['exact_share']:.1%} of readings through the exact pass)"
+        )
+        typer.echo(
+            f"oracle:     {result['oracle_readings_per_s'] / 1e3:.1f} k readings/s "
+            f"(on a subsample, per reading: {result['oracle_sample']}; {result['oracle_events']:,} events)"
+        )
+        typer.echo(f"ratio:      {result['ratio']:.0f}×")
+        typer.echo(
+            f"per CPU second of this process (the machine may be shared): core "
+            f"{result['readings_per_cpu_s'] / 1e6:.2f} M/s, oracle {result['oracle_readings_per_cpu_s'] / 1e3:.1f} k/s"
+        )
+        agree = "yes" if result["oracle_agrees"] else "NO"
+        typer.echo(f"core events equal the oracle's on the subsample: {agree}")
+        if not result["oracle_agrees"]:
+            raise typer.Exit(1)
+
+
+def _table(result: dict) -> str:
+    """``key: value`` lines."""
+    return "\n".join(f"{k}: {v}" for k, v in result.items())
