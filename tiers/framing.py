@@ -24,8 +24,10 @@ def frame(message: bytes) -> bytes:
     return message + DELIMITER
 
 
-async def read_frames(reader: asyncio.StreamReader, max_bytes: int) -> AsyncIterator[bytes | FrameTooLarge]:
-    """Frames as they arrive (white space around them stripped, empty ones skipped) until the peer closes.
+async def read_frames(reader: asyncio.StreamReader, max_bytes: int,
+                      idle_timeout_s: float | None = None) -> AsyncIterator[bytes | FrameTooLarge]:
+    """Frames as they arrive (white space around them stripped, empty ones skipped) until the peer closes or is
+    silent for ``idle_timeout_s``.
 
     A frame longer than ``max_bytes`` is not kept: it is reported once as FrameTooLarge and skipped to its end,
     so one oversize message costs at most ``max_bytes`` of memory and the frames after it still arrive.
@@ -33,7 +35,10 @@ async def read_frames(reader: asyncio.StreamReader, max_bytes: int) -> AsyncIter
     buffer = bytearray()
     skipping = False
     while True:
-        chunk = await reader.read(READ_BYTES)
+        try:
+            chunk = await asyncio.wait_for(reader.read(READ_BYTES), idle_timeout_s)
+        except TimeoutError:
+            return
         if not chunk:
             return
         buffer += chunk
