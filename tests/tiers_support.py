@@ -78,9 +78,9 @@ def account(encryption: str = "none", enterprises: tuple[str, ...] = ("320623000
 
 
 @contextlib.asynccontextmanager
-async def serve_http(core: ReceiverCore) -> AsyncIterator[int]:
-    """The receiver's ASGI app under uvicorn on a free 127.0.0.1 port in this loop; yields the port."""
-    config = uvicorn.Config(receiver_app(core), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+async def serve_http(core: ReceiverCore, port: int = 0) -> AsyncIterator[int]:
+    """The receiver's ASGI app under uvicorn on 127.0.0.1 (a free port when 0) in this loop; yields the port."""
+    config = uvicorn.Config(receiver_app(core), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -64,7 +64,8 @@ class TokenBucket:
 class UplinkSender:
     """Delivers one target's outbox: live messages first, then the backlog oldest first at a bounded rate.
 
-    Every message keeps its dataId across attempts; attempts after the first carry ``resend: true``. ALARM
+    Every message keeps its dataId across attempts; one sent from the backlog (tried before, or queued longer than
+    the live window) carries ``resend: true``. ALARM
     messages go strictly in queue order, one at a time, so a receiver sees an occurrence's events in order.
     """
 
@@ -130,17 +131,17 @@ class UplinkSender:
                 continue
             if item.service == ALARM:
                 self._alarm_in_flight = True
-            self._in_flight[item.seq] = asyncio.create_task(self._deliver(item))
+            self._in_flight[item.seq] = asyncio.create_task(self._deliver(item, resend=not live))
             room -= 1
         return wait_s
 
-    async def _deliver(self, item: Pending) -> None:
-        """One attempt at one message."""
+    async def _deliver(self, item: Pending, resend: bool) -> None:
+        """One attempt at one message; ``resend`` when it comes from the backlog (tried before, or waited long)."""
         try:
             now = self.clock.now_ms()
             message = encode_message(
                 app_id=self.credentials.app_id, key=self.credentials.key, service=item.service,
-                data_id=item.data_id, district_code=self.district_code, send_ms=now, resend=item.attempts > 0,
+                data_id=item.data_id, district_code=self.district_code, send_ms=now, resend=resend,
                 records_json=item.records_json, cipher=self.credentials.cipher,
             )
             self.outbox.attempted(item.seq, now)  # counted before sending: a crash mid-send still makes a resend
