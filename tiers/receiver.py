@@ -159,6 +159,7 @@ class ReceiverCore:
             if record.companyCode not in account.enterprises:
                 raise ProtocolError(AckCode.UNKNOWN_ENTERPRISE, f"data[{i}].companyCode: {record.companyCode!r} is "
                                     f"not an enterprise this sender may send for", data_id)
+        for i, record in enumerate(records):
             for name in RECORD_TIMES:
                 if hasattr(record, name):
                     self._check_skew(f"data[{i}].{name}", getattr(record, name), now, data_id, both_ways=False)
