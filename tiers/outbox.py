@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS ix_messages_droppable ON messages (droppable, seq);
 CREATE INDEX IF NOT EXISTS ix_messages_service ON messages (service, seq);
+CREATE INDEX IF NOT EXISTS ix_messages_created ON messages (created_ms);
 CREATE TABLE IF NOT EXISTS dead_letters (
     data_id TEXT PRIMARY KEY,
     service TEXT NOT NULL,
@@ -84,7 +85,7 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self._bytes = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0]
+        self._count, self._bytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
         self._update_gauge()
 
     def close(self) -> None:
@@ -97,7 +98,7 @@ class Outbox:
         return self._bytes
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        return self._count
 
     def put(self, service: str, records_json: bytes, records: int, created_ms: int, data_id: str | None = None) -> str:
         """Queue a message durably and return its dataId; then drop the oldest droppable ones past the bound."""
@@ -112,6 +113,7 @@ class Outbox:
                  zlib.compress(records_json, 1)),
             )
             self._bytes += size
+            self._count += 1
             if self._bytes > self.max_bytes:
                 self._drop_oldest()
         self._update_gauge()
@@ -120,15 +122,20 @@ class Outbox:
     def _drop_oldest(self) -> None:
         """Within the caller's transaction: delete the oldest droppable messages until the queue fits its bound."""
         dropped: dict[str, list[int]] = {}
-        rows = self._db.execute("SELECT seq, service, records, size FROM messages WHERE droppable = 1 ORDER BY seq")
-        for seq, service, records, size in rows.fetchall():
-            if self._bytes <= self.max_bytes:
-                break
-            self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
-            self._bytes -= size
-            counts = dropped.setdefault(service, [0, 0])
-            counts[0] += 1
-            counts[1] += records
+        while self._bytes > self.max_bytes:
+            rows = self._db.execute("SELECT seq, service, records, size FROM messages WHERE droppable = 1 "
+                                    "ORDER BY seq LIMIT 64").fetchall()
+            if not rows:
+                break  # only alarms and base data left: they stay, past the bound
+            for seq, service, records, size in rows:
+                if self._bytes <= self.max_bytes:
+                    break
+                self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+                self._bytes -= size
+                self._count -= 1
+                counts = dropped.setdefault(service, [0, 0])
+                counts[0] += 1
+                counts[1] += records
         for service, (messages, records) in dropped.items():
             metrics.UPLINK_DROPPED.labels(self.target, service).inc(messages)
             metrics.UPLINK_DROPPED_RECORDS.labels(self.target, service).inc(records)
@@ -136,11 +143,15 @@ class Outbox:
     def due(self, now_ms: int, live_from_ms: int, exclude: set[int], limit: int) -> list[Pending]:
         """Up to ``limit`` messages whose retry time has come: live ones (never tried, made since ``live_from_ms``)
         first, then the backlog oldest first; ``exclude`` are those in flight."""
-        rows = self._db.execute(
+        wanted = limit + len(exclude)
+        live = self._db.execute(
+            "SELECT seq, data_id, service, created_ms, attempts, body FROM messages WHERE created_ms >= ? "
+            "AND attempts = 0 AND next_ms <= ? ORDER BY seq LIMIT ?", (live_from_ms, now_ms, wanted)).fetchall()
+        backlog = self._db.execute(
             "SELECT seq, data_id, service, created_ms, attempts, body FROM messages WHERE next_ms <= ? "
-            "ORDER BY (attempts = 0 AND created_ms >= ?) DESC, seq LIMIT ?",
-            (now_ms, live_from_ms, limit + len(exclude)),
-        ).fetchall()
+            "ORDER BY seq LIMIT ?", (now_ms, wanted + len(live))).fetchall()
+        taken = {row[0] for row in live}
+        rows = live + [row for row in backlog if row[0] not in taken]
         out = [Pending(seq, data_id, service, created, attempts, zlib.decompress(body))
                for seq, data_id, service, created, attempts, body in rows if seq not in exclude]
         return out[:limit]
@@ -148,10 +159,6 @@ class Outbox:
     def oldest_seq(self, service: str) -> int | None:
         """The oldest queued message of a service (alarms go strictly in order)."""
         return self._db.execute("SELECT MIN(seq) FROM messages WHERE service = ?", (service,)).fetchone()[0]
-
-    def next_due_ms(self) -> int | None:
-        """When the earliest queued message may be tried."""
-        return self._db.execute("SELECT MIN(next_ms) FROM messages").fetchone()[0]
 
     def attempted(self, seq: int, next_ms: int) -> None:
         """Count an attempt (so a later one is a resend) and when the next may start."""
@@ -195,6 +202,7 @@ class Outbox:
         if row is not None:
             self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
             self._bytes -= row[0]
+            self._count -= 1
 
     def _update_gauge(self) -> None:
-        metrics.UPLINK_BACKLOG.labels(self.target).set(len(self))
+        metrics.UPLINK_BACKLOG.labels(self.target).set(self._count)
