@@ -9,19 +9,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from sqlalchemy import create_engine
 
 from tankwatch.clock import SystemClock
 from tankwatch.config import Site, load_site
 from tankwatch.site import CodingRules
+from tests.asgi import serve
 from tiers.coding import SiteCodes
 from tiers.credentials import Credentials
 from tiers.crypto import cipher_for
+from tiers.outbox import Outbox
 from tiers.receiver import ReceiverCore, ReceiverLimits, SenderAccount
 from tiers.receiver_http import receiver_app
 from tiers.schema import ServiceId
 from tiers.seen import SeenStore
+from tiers.sender import SenderSettings, UplinkSender
+from tiers.transports import Transport
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "deploy" / "sites" / "demo-park.yaml"
@@ -77,18 +80,30 @@ def account(encryption: str = "none", enterprises: tuple[str, ...] = ("320623000
     return SenderAccount(credentials(encryption, app_id, fixed_iv), frozenset(enterprises))
 
 
+def serve_http(core: ReceiverCore, port: int = 0) -> contextlib.AbstractAsyncContextManager[int]:
+    """The receiver's ASGI app served on 127.0.0.1 (a free port when 0) in this loop; yields the port."""
+    return serve(receiver_app(core), port=port)
+
+
 @contextlib.asynccontextmanager
-async def serve_http(core: ReceiverCore, port: int = 0) -> AsyncIterator[int]:
-    """The receiver's ASGI app under uvicorn on 127.0.0.1 (a free port when 0) in this loop; yields the port."""
-    config = uvicorn.Config(receiver_app(core), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+async def sending(outbox: Outbox, transport: Transport, creds: Credentials, settings: SenderSettings,
+                  target: str = "park") -> AsyncIterator[UplinkSender]:
+    """An uplink sender running on ``outbox`` for the duration of the block; its transport closed after."""
+    sender = UplinkSender(target, outbox, transport, creds, "320623", SystemClock(), settings)
+    task = asyncio.create_task(sender.run())
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield server.servers[0].sockets[0].getsockname()[1]
+        yield sender
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await transport.aclose()
+
+
+async def drained(outbox: Outbox, timeout_s: float = 20) -> None:
+    """Wait until the outbox is empty (AssertionError after ``timeout_s``)."""
+    for _ in range(round(timeout_s / 0.02)):
+        if not len(outbox):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{len(outbox)} messages still queued after {timeout_s} s")

@@ -23,7 +23,7 @@ from gmssl.sm4 import SM4_ENCRYPT, CryptSM4
 
 from tankwatch.clock import ManualClock, SystemClock
 from tankwatch.records import AlarmAction, AlarmEvent
-from tests.tiers_support import Collected, demo_codes, demo_site, make_core, serve_http
+from tests.tiers_support import Collected, demo_codes, demo_site, drained, make_core, sending, serve_http
 from tiers.credentials import Credentials
 from tiers.crypto import cipher_for
 from tiers.enqueue import queue_records
@@ -32,7 +32,7 @@ from tiers.outbox import Outbox
 from tiers.receiver import SenderAccount
 from tiers.receiver_tcp import TcpReceiver
 from tiers.schema import ServiceId
-from tiers.sender import SenderSettings, UplinkSender
+from tiers.sender import SenderSettings
 from tiers.transports import HttpTransport, TcpTransport
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "uplink-protocol.md"
@@ -278,18 +278,8 @@ async def test_the_uplink_talks_to_a_minimal_receiver_written_from_the_document(
             stack.callback(http.server_close)
             stack.callback(http.shutdown)
             transport = HttpTransport(f"http://127.0.0.1:{http.server_address[1]}", 1)
-        sender = UplinkSender("minimal", outbox, transport, creds, "320623", SystemClock(), settings)
-        task = asyncio.create_task(sender.run())
-        try:
-            for _ in range(500):
-                if not len(outbox):
-                    break
-                await asyncio.sleep(0.02)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await transport.aclose()
+        async with sending(outbox, transport, creds, settings, "minimal"):
+            await drained(outbox, 10)
     assert not len(outbox) and minimal.stored == sent  # every record, exactly as queued, once
     for message in minimal.messages:
         assert (message["appId"], message["districtCode"], message["version"]) == ("ent-e1", "320623", "1.0")

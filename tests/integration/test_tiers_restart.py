@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sqlite3
@@ -18,12 +17,12 @@ from prometheus_client import REGISTRY
 from tankwatch.broker import free_port
 from tankwatch.clock import SystemClock
 from tankwatch.records import AlarmAction, AlarmEvent
-from tests.tiers_support import KEYS, credentials, demo_codes, demo_site
+from tests.tiers_support import KEYS, credentials, demo_codes, demo_site, drained, sending
 from tiers.enqueue import queue_records
 from tiers.outbound import LatestValues, alarm_record
 from tiers.outbox import Outbox
 from tiers.schema import ServiceId
-from tiers.sender import SenderSettings, UplinkSender
+from tiers.sender import SenderSettings
 from tiers.transports import HttpTransport, TcpTransport
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,36 +53,28 @@ async def test_a_receiver_killed_mid_stream_loses_and_doubles_nothing(tmp_path: 
     outbox = Outbox(tmp_path / "uplink.db", 10**9, "restart")
     transport = HttpTransport(f"http://127.0.0.1:{port}", 1) if kind == "http" else TcpTransport("127.0.0.1", port, 1)
     settings = SenderSettings(ack_timeout_s=1, backoff_initial_s=0.05, backoff_max_s=0.3, drain_per_s=500)
-    sender = UplinkSender("restart", outbox, transport, credentials(encryption), "320623", SystemClock(), settings)
-    sending = asyncio.create_task(sender.run())
     queued: dict[str, int] = {}
     latest = LatestValues(SITE, CODES)
     before = retries()
     try:
-        for i in range(150):  # 3 s of traffic: a snapshot slice every 20 ms, an alarm event every 100 ms
-            now = SystemClock().now_ms()
-            for data_id in queue_records(outbox, ServiceId.REALTIME, latest.snapshot(now)[:5], now, 1000):
-                queued[data_id] = 5
-            if i % 5 == 0:
-                event = AlarmEvent(f"ev{i}", f"occ{i}", "T101-LT-A", "HH", AlarmAction.RAISED, now, "high", "E1",
-                                   "HS1")
-                queued[queue_records(outbox, ServiceId.ALARM, [alarm_record(event, CODES)], now, 10)[0]] = 1
-            sender.notify()
-            if i == 50:
-                receiver.send_signal(signal.SIGKILL)
-                receiver.wait()
-            if i == 100:
-                receiver = await start_receiver(tmp_path, kind, port, encryption)
-            await asyncio.sleep(0.02)
-        for _ in range(1500):
-            if not len(outbox):
-                break
-            await asyncio.sleep(0.02)
+        async with sending(outbox, transport, credentials(encryption), settings, "restart") as sender:
+            for i in range(150):  # 3 s of traffic: a snapshot slice every 20 ms, an alarm event every 100 ms
+                now = SystemClock().now_ms()
+                for data_id in queue_records(outbox, ServiceId.REALTIME, latest.snapshot(now)[:5], now, 1000):
+                    queued[data_id] = 5
+                if i % 5 == 0:
+                    event = AlarmEvent(f"ev{i}", f"occ{i}", "T101-LT-A", "HH", AlarmAction.RAISED, now, "high", "E1",
+                                       "HS1")
+                    queued[queue_records(outbox, ServiceId.ALARM, [alarm_record(event, CODES)], now, 10)[0]] = 1
+                sender.notify()
+                if i == 50:
+                    receiver.send_signal(signal.SIGKILL)
+                    receiver.wait()
+                if i == 100:
+                    receiver = await start_receiver(tmp_path, kind, port, encryption)
+                await asyncio.sleep(0.02)
+            await drained(outbox, 30)
     finally:
-        sending.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sending
-        await transport.aclose()
         receiver.send_signal(signal.SIGKILL)
         receiver.wait()
     assert not len(outbox) and not outbox.dead_letters()

@@ -15,7 +15,17 @@ from prometheus_client import REGISTRY
 from tankwatch.broker import free_port
 from tankwatch.clock import SystemClock
 from tankwatch.records import AlarmAction, AlarmEvent
-from tests.tiers_support import Collected, account, credentials, demo_codes, demo_site, make_core, serve_http
+from tests.tiers_support import (
+    Collected,
+    account,
+    credentials,
+    demo_codes,
+    demo_site,
+    drained,
+    make_core,
+    sending,
+    serve_http,
+)
 from tiers.credentials import Credentials
 from tiers.enqueue import queue_records
 from tiers.outbound import LatestValues, alarm_record, base_records
@@ -23,7 +33,7 @@ from tiers.outbox import Outbox
 from tiers.receiver import ReceiverCore
 from tiers.receiver_tcp import TcpReceiver
 from tiers.schema import ServiceId
-from tiers.sender import SenderSettings, UplinkSender
+from tiers.sender import SenderSettings
 from tiers.transports import HttpTransport, TcpTransport
 
 SITE = demo_site()
@@ -53,28 +63,6 @@ async def receiving(kind: str, core: ReceiverCore, port: int = 0) -> AsyncIterat
         await server.stop()
 
 
-@contextlib.asynccontextmanager
-async def sending(outbox: Outbox, transport: HttpTransport | TcpTransport, creds: Credentials,
-                  settings: SenderSettings = FAST) -> AsyncIterator[UplinkSender]:
-    sender = UplinkSender("park", outbox, transport, creds, "320623", SystemClock(), settings)
-    task = asyncio.create_task(sender.run())
-    try:
-        yield sender
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await transport.aclose()
-
-
-async def drained(outbox: Outbox, timeout_s: float = 20) -> None:
-    for _ in range(round(timeout_s / 0.02)):
-        if not len(outbox):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{len(outbox)} messages still queued after {timeout_s} s")
-
-
 def queue_a_park(outbox: Outbox, now_ms: int) -> list[str]:
     """Base data, a snapshot and an alarm's raise and acknowledgement, as the uplink stage would queue them."""
     ids = []
@@ -95,7 +83,8 @@ async def test_everything_queued_arrives_exactly_once(tmp_path: Path, kind: str,
     core = make_core(tmp_path / "park.db", [account(encryption, ENTERPRISES)], consumer)
     outbox = Outbox(tmp_path / "uplink.db", 10**9, "park")
     ids = queue_a_park(outbox, SystemClock().now_ms())
-    async with receiving(kind, core) as port, sending(outbox, transport_for(kind, port), credentials(encryption)):
+    async with receiving(kind, core) as port, sending(outbox, transport_for(kind, port), credentials(encryption),
+                                                      FAST):
         await drained(outbox)
     assert sorted(consumer.data_ids()) == sorted(ids) and len(consumer.data_ids()) == len(ids)
     services = [call[1] for call in consumer.calls]
@@ -131,11 +120,12 @@ async def test_after_an_outage_live_data_goes_first_then_the_backlog_oldest_firs
         else:
             port = await stack.enter_async_context(receiving(kind, core))
             dead = transport_for(kind, free_port())
-            async with sending(outbox, dead, credentials()) as sender:
+            async with sending(outbox, dead, credentials(), FAST) as sender:
                 await asyncio.sleep(0.5)
                 assert sender.down
             live = queue_records(outbox, ServiceId.REALTIME, snapshot, SystemClock().now_ms(), 1000)[0]
-            await stack.enter_async_context(sending(outbox, transport_for(kind, port), credentials(), one_at_a_time))
+            uplink = sending(outbox, transport_for(kind, port), credentials(), one_at_a_time)
+            await stack.enter_async_context(uplink)
         await drained(outbox)
     assert consumer.data_ids() == [live, *backlog]
     assert [call[3] for call in consumer.calls] == [False] + [True] * 5
@@ -182,7 +172,7 @@ async def test_no_ack_or_a_dropped_connection_is_retried_with_the_same_data_id(
     silent = Silent(drop)
     await silent.start(port)
     before = timeouts()
-    async with sending(outbox, transport_for(kind, port, timeout_s=0.3), credentials("aes")):
+    async with sending(outbox, transport_for(kind, port, timeout_s=0.3), credentials("aes"), FAST):
         for _ in range(200):
             if silent.received.count(data_id.encode()) >= 2:
                 break
@@ -213,7 +203,7 @@ async def test_a_refused_message_is_dead_lettered_once_and_the_rest_still_arrive
     good = queue_records(outbox, ServiceId.REALTIME, LatestValues(SITE, CODES).snapshot(0)[:3], 0, 1000)
     dead = {"target": "park", "service": "REALTIME", "code": "schema_violation"}
     before = REGISTRY.get_sample_value("tankwatch_uplink_dead_lettered_total", dead) or 0
-    async with receiving(kind, core) as port, sending(outbox, transport_for(kind, port), credentials()):
+    async with receiving(kind, core) as port, sending(outbox, transport_for(kind, port), credentials(), FAST):
         await drained(outbox)
     assert consumer.data_ids() == good
     [(data_id, service, code, message)] = outbox.dead_letters()
@@ -228,9 +218,9 @@ async def test_wrong_credentials_keep_messages_queued_until_fixed(tmp_path: Path
     ids = queue_records(outbox, ServiceId.REALTIME, LatestValues(SITE, CODES).snapshot(0)[:3], 0, 1000)
     wrong = Credentials("ent-e1", b"wrong-key-0123456", credentials("sm4").cipher)
     async with receiving("tcp", core) as port:
-        async with sending(outbox, transport_for("tcp", port), wrong) as sender:
+        async with sending(outbox, transport_for("tcp", port), wrong, FAST) as sender:
             await asyncio.sleep(0.5)
             assert len(outbox) == 1 and not outbox.dead_letters() and sender._down_until_ms > 0
-        async with sending(outbox, transport_for("tcp", port), credentials("sm4")):
+        async with sending(outbox, transport_for("tcp", port), credentials("sm4"), FAST):
             await drained(outbox)
     assert consumer.data_ids() == ids
