@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, delete, event, insert, select
+from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, delete, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -19,22 +19,13 @@ received = Table(
 )
 
 
-def _sqlite_durable(dbapi_connection: object, _record: object) -> None:
-    """WAL and fsync at every commit: a remembered dataId survives a crash."""
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
-
-
 class SeenStore:
     """dataIds accepted per sender (appId), kept for a retention period longer than any sender's backlog."""
 
     def __init__(self, engine: Engine) -> None:
+        """Use ``engine`` as it is configured (e.g. the instance's SQL store); a remembered dataId is as durable as
+        a commit there."""
         self.engine = engine
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_durable)
-            engine.dispose()  # connections opened before the listener get it too
         metadata.create_all(engine, tables=[received])
 
     def seen(self, app_id: str, data_id: str) -> bool:
