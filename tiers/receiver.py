@@ -16,9 +16,9 @@ from tankwatch.site import ReceiverSettings
 from tiers.acks import Ack, AckCode, ProtocolError
 from tiers.codec import decode_records, parse_envelope, verify_signature
 from tiers.credentials import Credentials, credentials_from_env
-from tiers.schema import ServiceId
+from tiers.ratelimit import TokenBucket
+from tiers.schema import Envelope, ServiceId
 from tiers.seen import SeenStore
-from tiers.sender import TokenBucket
 from tiers.times import parse_time
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class ReceiverCore:
             else:
                 self._busy[key] = (lock, users - 1)
 
-    async def _accept(self, envelope: Any, account: SenderAccount, now: int) -> Ack:
+    async def _accept(self, envelope: Envelope, account: SenderAccount, now: int) -> Ack:
         app_id, data_id = envelope.appId, envelope.dataId
         service = ServiceId(envelope.serviceId)
         if await asyncio.to_thread(self.seen.seen, app_id, data_id):

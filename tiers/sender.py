@@ -14,6 +14,7 @@ from tiers.acks import Ack, AckCode, Outcome
 from tiers.codec import encode_message
 from tiers.credentials import Credentials
 from tiers.outbox import Outbox, Pending
+from tiers.ratelimit import TokenBucket
 from tiers.transports import Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -39,34 +40,12 @@ def backoff_s(attempt: int, initial_s: float, max_s: float, rng: random.Random) 
     return ceiling / 2 + rng.random() * ceiling / 2
 
 
-class TokenBucket:
-    """At most ``rate_per_s`` takes a second on average, ``burst`` at once."""
-
-    def __init__(self, rate_per_s: float, burst: float) -> None:
-        self.rate, self.burst = rate_per_s, burst
-        self._tokens, self._at_ms = burst, None
-
-    def take(self, now_ms: int) -> bool:
-        """Take one token if there is one."""
-        if self._at_ms is not None:
-            self._tokens = min(self.burst, self._tokens + (now_ms - self._at_ms) / 1000 * self.rate)
-        self._at_ms = now_ms
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
-
-    def wait_s(self) -> float:
-        """Seconds until the next token."""
-        return max(0.0, (1 - self._tokens) / self.rate)
-
-
 class UplinkSender:
     """Delivers one target's outbox: live messages first, then the backlog oldest first at a bounded rate.
 
     Every message keeps its dataId across attempts; one sent from the backlog (tried before, or queued longer than
-    the live window) carries ``resend: true``. ALARM
-    messages go strictly in queue order, one at a time, so a receiver sees an occurrence's events in order.
+    the live window) carries ``resend: true``. ALARM messages go strictly in queue order, one at a time, so a
+    receiver sees an occurrence's events in order.
     """
 
     def __init__(self, target: str, outbox: Outbox, transport: Transport, credentials: Credentials,
@@ -128,7 +107,7 @@ class UplinkSender:
             live = item.attempts == 0 and item.created_ms >= live_from
             if not live and not self._drain.take(now):
                 wait_s = min(wait_s, self._drain.wait_s())
-                continue
+                break  # live messages come first in the list: the rest is backlog too
             if item.service == ALARM:
                 self._alarm_in_flight = True
             self._in_flight[item.seq] = asyncio.create_task(self._deliver(item, resend=not live))
