@@ -744,6 +744,16 @@ def _template_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
 
 
+# [S] equipType values (cczu): G0 罐 for tanks, Q0 气体检测仪 for detectors, S0 生产装置 for other instruments
+DEFAULT_EQUIP_TYPES: dict[str, str] = {
+    "tank": "G0",
+    **{kind.value: "S0" for kind in SensorKind},
+    "gas_combustible": "Q0",
+    "gas_toxic": "Q0",
+    "oxygen": "Q0",
+}
+
+
 class CodingRules(Strict):
     """How tankwatch ids become platform codes: templates per kind, explicit codes where a platform issued them."""
 
@@ -753,16 +763,10 @@ class CodingRules(Strict):
     equip: str = "{hazard}{type}{serial:03d}"  # 14 + 2 + 3 = 19 characters ([S] equipCode varchar(19))
     target: str = "{equip}{serial:02d}"
     gateway: str = "{company}W{serial:02d}"
-    # [S] equipType: G0 罐, Q0 气体检测仪, S0 生产装置; a source-level sensor is its own equipment of its kind's type
+    # [S] equipType: G0 罐, Q0 气体检测仪, S0 生产装置; a source-level sensor is its own equipment of its kind's type.
+    # Keys: "tank" and sensor kinds; the ones given replace these defaults, the others keep them.
     equip_types: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,4}$")]] = Field(
-        default_factory=lambda: {
-            "tank": "G0",
-            "gas_combustible": "Q0",
-            "gas_toxic": "Q0",
-            "oxygen": "Q0",
-            "esd_valve": "S0",
-            "lightning": "S0",
-        }
+        default_factory=lambda: dict(DEFAULT_EQUIP_TYPES)
     )
     codes: dict[Id, PlatformCode] = Field(default_factory=dict)  # tankwatch id → code issued by the platform
 
@@ -779,11 +783,14 @@ class CodingRules(Strict):
                                  f"allowed: {sorted(allowed)}")
             if "serial" not in used:
                 raise ValueError(f"{kind}: template {template!r} needs {{serial}} to tell siblings apart")
-        missing = {"tank", *(k.value for k in SensorKind if k not in (SensorKind.LEVEL, SensorKind.TEMPERATURE,
-                                                                   SensorKind.PRESSURE))} - set(self.equip_types)
-        if missing:
-            raise ValueError(f"equip_types needs a type for {sorted(missing)}")
         return self
+
+    @field_validator("equip_types")
+    @classmethod
+    def _known_equip_kinds(cls, v: dict[str, str]) -> dict[str, str]:
+        if unknown := set(v) - set(DEFAULT_EQUIP_TYPES):
+            raise ValueError(f"equip_types: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULT_EQUIP_TYPES)}")
+        return {**DEFAULT_EQUIP_TYPES, **v}
 
 
 class UplinkPeriods(Strict):

@@ -84,7 +84,7 @@ class SiteCodes:
                         points[sensor.id] = (c, hz, eq, code("target", sensor.id, equip=eq, serial=t))
                 for sensor in src.sensors:
                     serial += 1
-                    kind = rules.equip_types.get(sensor.kind.value, rules.equip_types["tank"])
+                    kind = rules.equip_types[sensor.kind.value]
                     # the instrument is its own equipment; pinning the sensor's id pins its point's code
                     equip[sensor.id] = eq = code("equip", f"equip:{sensor.id}", hazard=hz, type=kind, serial=serial)
                     equip_type[sensor.id] = kind

@@ -7,6 +7,7 @@ import yaml
 
 from tankwatch.config import SiteError, parse_site
 from tankwatch.site import CodingRules
+from tests.sites import one_source_site
 from tests.tiers_support import DEMO_SITE, demo_codes, demo_site
 from tiers.coding import CodingError, SiteCodes
 
@@ -22,6 +23,10 @@ def test_default_codes_follow_the_division_code_and_serial_pattern() -> None:
     detector = codes.points["HS1-GD03"]
     assert codes.equip_type["HS1-GD03"] == "Q0" and detector.equip.startswith("32062300001001Q0")
     assert detector.target == detector.equip + "01"
+    site = one_source_site([{"id": "XV1", "kind": "esd_valve", "unit": "-", "range": [0, 2]},
+                            {"id": "GD1", "kind": "gas_combustible", "unit": "%LEL", "range": [0, 100]}])
+    types = SiteCodes.build(site, CodingRules(district_code="320623", equip_types={"esd_valve": "F1"})).equip_type
+    assert (types["XV1"], types["GD1"]) == ("F1", "Q0")  # the types not given keep their defaults
 
 
 def test_pinned_codes_win_and_children_follow_them() -> None:
@@ -79,6 +84,8 @@ def test_uplink_and_receiver_sections_load_with_defaults() -> None:
     ({"uplink": {"coding": {"district_code": "320623"}, "targets": [TARGET, TARGET]}}, "duplicate target id"),
     ({"uplink": {"coding": {"district_code": "320623"}, "targets": [{**TARGET, "queue_days": 3}]}},
      "queue_days"),
+    ({"uplink": {"coding": {"district_code": "320623", "equip_types": {"tnak": "G1"}}, "targets": [TARGET]}},
+     "equip_types: unknown key(s) ['tnak']"),
     ({"receiver": {"http_port": None, "senders": [SENDER]}}, "needs http_port, tcp_port or both"),
     ({"receiver": {"senders": [SENDER, SENDER]}}, "duplicate app_id_env"),
     ({"receiver": {"senders": [{**SENDER, "enterprises": []}]}}, "receiver.senders[0].enterprises"),
