@@ -21,3 +21,23 @@ BUS_DROPPED = Counter("tankwatch_bus_dropped_total", "Items dropped by a full dr
 BUS_BLOCKED = Counter("tankwatch_bus_blocked_total", "Publishes that waited for queue space", ["topic", "group"])
 ALARM_EVENTS = Counter("tankwatch_alarm_events_total", "Alarm events emitted", ["action"])
 STORE_WRITTEN = Counter("tankwatch_store_written_total", "Rows written by stores", ["store"])
+# Tiers (联网上报): the uplink to upper platforms and the receiver of lower tiers (tiers/, docs/uplink-protocol.md)
+UPLINK_DELIVERED = Counter(
+    "tankwatch_uplink_delivered_total", "Uplink messages acknowledged (accepted, or a duplicate of one accepted)",
+    ["target", "service", "outcome"],
+)
+UPLINK_RETRIES = Counter("tankwatch_uplink_retries_total", "Uplink attempts that will be retried, by cause",
+                         ["target", "reason"])
+UPLINK_DEAD_LETTERED = Counter(
+    "tankwatch_uplink_dead_lettered_total", "Uplink messages refused for good and moved to the dead letters",
+    ["target", "service", "code"],
+)
+UPLINK_DROPPED = Counter("tankwatch_uplink_dropped_total", "Queued uplink messages dropped past the queue bound",
+                         ["target", "service"])
+UPLINK_DROPPED_RECORDS = Counter("tankwatch_uplink_dropped_records_total",
+                                 "Records in the uplink messages dropped past the queue bound", ["target", "service"])
+UPLINK_BACKLOG = Gauge("tankwatch_uplink_backlog_messages", "Uplink messages waiting for acknowledgement", ["target"])
+RECEIVER_ACCEPTED = Counter(
+    "tankwatch_receiver_messages_total", "Messages the receiver accepted (or answered as duplicates), by sender",
+    ["sender", "service", "outcome"],
+)

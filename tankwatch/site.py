@@ -703,6 +703,8 @@ class SiteFile(Strict):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     # Red/yellow/green policy; None: the shipped defaults (alarms/data/grading_defaults.yaml). Green is "no rule".
     grading: list[GradingRule] | None = None
+    uplink: UplinkSettings | None = None  # tiers: send to upper platforms (docs/uplink-protocol.md)
+    receiver: ReceiverSettings | None = None  # tiers: accept uploads from lower tiers
 
     @field_validator("grading")
     @classmethod
@@ -713,3 +715,189 @@ class SiteFile(Strict):
                 raise ValueError(f"duplicate grading rule id {rule.id!r}")
             seen.add(rule.id)
         return v
+
+
+# ----- tiers (联网上报): the uplink to upper platforms and the receiver of lower tiers -------------------------------
+# Every default below is a tankwatch default unless its comment names a source; docs/uplink-protocol.md is the
+# protocol these settings drive. Keys and appIds are never in this file: only the names of the environment
+# variables that hold them.
+
+EnvName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+DistrictCode = Annotated[str, Field(pattern=r"^\d{6}$")]  # GB/T 2260 administrative division code
+PlatformCode = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9]+$")]
+Encryption = Literal["none", "aes", "sm4"]
+
+# Placeholders each code template may use (docs/uplink-protocol.md, "Coding rules").
+CODE_PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "company": frozenset({"district", "serial"}),
+    "hazard": frozenset({"company", "serial"}),
+    "equip": frozenset({"hazard", "type", "serial"}),
+    "target": frozenset({"equip", "serial"}),
+    "gateway": frozenset({"company", "serial"}),
+}
+
+
+def _template_fields(template: str) -> set[str]:
+    """The placeholder names of a ``str.format`` template (ValueError on a malformed one)."""
+    import string
+
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+# [S] equipType values (cczu): G0 罐 for tanks, Q0 气体检测仪 for detectors, S0 生产装置 for other instruments
+DEFAULT_EQUIP_TYPES: dict[str, str] = {
+    "tank": "G0",
+    **{kind.value: "S0" for kind in SensorKind},
+    "gas_combustible": "Q0",
+    "gas_toxic": "Q0",
+    "oxygen": "Q0",
+}
+
+
+class CodingRules(Strict):
+    """How tankwatch ids become platform codes: templates per kind, explicit codes where a platform issued them."""
+
+    district_code: DistrictCode
+    company: str = "{district}{serial:05d}"  # [S] cczu companyCode: 6-digit division code + 5-digit serial
+    hazard: str = "{company}{serial:03d}"  # [S] cczu hazardCode: companyCode + 3-digit serial
+    equip: str = "{hazard}{type}{serial:03d}"  # 14 + 2 + 3 = 19 characters ([S] equipCode varchar(19))
+    target: str = "{equip}{serial:02d}"
+    gateway: str = "{company}W{serial:02d}"
+    # [S] equipType: G0 罐, Q0 气体检测仪, S0 生产装置; a source-level sensor is its own equipment of its kind's type.
+    # Keys: "tank" and sensor kinds; the ones given replace these defaults, the others keep them.
+    equip_types: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,4}$")]] = Field(
+        default_factory=lambda: dict(DEFAULT_EQUIP_TYPES)
+    )
+    codes: dict[Id, PlatformCode] = Field(default_factory=dict)  # tankwatch id → code issued by the platform
+
+    @model_validator(mode="after")
+    def _templates(self) -> CodingRules:
+        for kind, allowed in CODE_PLACEHOLDERS.items():
+            template = getattr(self, kind)
+            try:
+                used = _template_fields(template)
+            except ValueError as exc:
+                raise ValueError(f"{kind}: malformed template {template!r} ({exc})") from None
+            if unknown := used - allowed:
+                raise ValueError(f"{kind}: unknown placeholder(s) {sorted(unknown)} in {template!r}; "
+                                 f"allowed: {sorted(allowed)}")
+            if "serial" not in used:
+                raise ValueError(f"{kind}: template {template!r} needs {{serial}} to tell siblings apart")
+        return self
+
+    @field_validator("equip_types")
+    @classmethod
+    def _known_equip_kinds(cls, v: dict[str, str]) -> dict[str, str]:
+        if unknown := set(v) - set(DEFAULT_EQUIP_TYPES):
+            raise ValueError(f"equip_types: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULT_EQUIP_TYPES)}")
+        return {**DEFAULT_EQUIP_TYPES, **v}
+
+
+class UplinkPeriods(Strict):
+    """How often each kind of message goes up."""
+
+    realtime_s: float = Field(default=10, ge=1, le=3600)  # [S] platform-access proposal: a snapshot every 10 s
+    heartbeat_s: float = Field(default=60, ge=5, le=3600)  # [S] proposal: heartbeat every 60 s
+    base_full_s: float = Field(default=86_400, ge=600)  # base data on change, and in full once a day
+
+
+class UplinkTarget(Strict):
+    """One upper platform: where, how, with which credentials (their environment variable names) and limits."""
+
+    id: Id
+    transport: Literal["http", "tcp"] = "http"
+    url: str | None = Field(default=None, pattern=r"^https?://\S+$")  # http: POST {url}/{serviceId}
+    host: str | None = None  # tcp
+    port: int | None = Field(default=None, ge=1, le=65535)  # tcp
+    encryption: Encryption = "none"
+    app_id_env: EnvName
+    key_env: EnvName
+    iv_env: EnvName | None = None  # sm4 only: a fixed IV issued by the platform; unset: a random IV per message
+    district_code: DistrictCode | None = None  # the envelope's districtCode; default: coding.district_code
+    services: list[Literal["BASE", "REALTIME", "ALARM", "HEARTBEAT"]] = Field(
+        default_factory=lambda: ["BASE", "REALTIME", "ALARM", "HEARTBEAT"], min_length=1
+    )
+    periods: UplinkPeriods = Field(default_factory=UplinkPeriods)
+    ack_timeout_s: float = Field(default=10, gt=0, le=300)  # [S] proposal: no reply within 10 s → retry
+    backoff_initial_s: float = Field(default=1, gt=0, le=600)  # [S] proposal: 1, 2, 4 … 60 s
+    backoff_max_s: float = Field(default=60, gt=0, le=3600)
+    max_in_flight: int = Field(default=4, ge=1, le=256)
+    drain_per_s: float = Field(default=20, gt=0, le=10_000)  # backlog messages per second after an outage
+    max_records_per_message: int = Field(default=1000, ge=1, le=100_000)
+    queue_days: float = Field(default=7, ge=7, le=365)  # [S] DB11/T proposal: hold at least 7 days
+    queue_max_mb: float | None = Field(default=None, gt=0)  # None: computed from the site's points (queue_days)
+    queue_file: str | None = None  # default: <data_dir>/uplink/<id>.db
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> UplinkTarget:
+        if self.transport == "http" and (self.url is None or self.host is not None or self.port is not None):
+            raise ValueError("an http target needs 'url' (and no host/port)")
+        if self.transport == "tcp" and (self.host is None or self.port is None or self.url is not None):
+            raise ValueError("a tcp target needs 'host' and 'port' (and no url)")
+        if self.iv_env is not None and self.encryption != "sm4":
+            raise ValueError("'iv_env' only applies to encryption: sm4")
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
+        return self
+
+
+class UplinkSettings(Strict):
+    """The uplink stage: coding rules and the upper platforms to send to."""
+
+    coding: CodingRules
+    targets: list[UplinkTarget] = Field(min_length=1)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, v: list[UplinkTarget]) -> list[UplinkTarget]:
+        ids = [t.id for t in v]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate target id in {ids}")
+        return v
+
+
+class ReceiverSender(Strict):
+    """A lower tier allowed to send: its credentials' environment variable names and the enterprises it speaks for."""
+
+    app_id_env: EnvName
+    key_env: EnvName
+    encryption: Encryption = "none"
+    iv_env: EnvName | None = None  # sm4 only, as on the sender
+    enterprises: list[PlatformCode] = Field(min_length=1)  # companyCode values this sender may send for
+
+    @model_validator(mode="after")
+    def _iv_only_for_sm4(self) -> ReceiverSender:
+        if self.iv_env is not None and self.encryption != "sm4":
+            raise ValueError("'iv_env' only applies to encryption: sm4")
+        return self
+
+
+class ReceiverSettings(Strict):
+    """The receiver stage: where it listens, what it accepts, and from whom."""
+
+    host: str = "127.0.0.1"
+    http_port: int | None = Field(default=8600, ge=1, le=65535)
+    tcp_port: int | None = Field(default=None, ge=1, le=65535)
+    max_message_bytes: int = Field(default=4 * MIB, ge=1024, le=256 * MIB)  # checked before parsing
+    max_records: int = Field(default=10_000, ge=1, le=1_000_000)  # records in one message's data array
+    max_clock_skew_s: float = Field(default=600, ge=1, le=86_400)  # sendTime and record times vs receiver time
+    rate_per_s: float = Field(default=50, gt=0)  # messages per sender, token bucket
+    rate_burst: int = Field(default=500, ge=1)
+    max_connections: int = Field(default=1000, ge=1, le=100_000)  # TCP connections at once
+    idle_timeout_s: float = Field(default=600, gt=0)  # a TCP connection silent this long is closed
+    seen_retention_days: float = Field(default=40, ge=8)  # dataIds remembered: longer than any sender's backlog
+    senders: list[ReceiverSender] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _listens_and_unique(self) -> ReceiverSettings:
+        if self.http_port is None and self.tcp_port is None:
+            raise ValueError("the receiver needs http_port, tcp_port or both")
+        if self.http_port is not None and self.http_port == self.tcp_port:
+            raise ValueError("http_port and tcp_port must differ")
+        names = [s.app_id_env for s in self.senders]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate app_id_env among senders: {names}")
+        return self
+
+
+SiteFile.model_rebuild()  # resolve the tiers sections defined after it

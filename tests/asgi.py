@@ -12,9 +12,10 @@ from dashboard.app import server_config
 
 
 @contextlib.asynccontextmanager
-async def serve(app, stop_timeout_s: float = 10.0) -> AsyncIterator[int]:  # noqa: ANN001 - a FastAPI app
-    """Run the app with the dashboard's uvicorn settings on a free 127.0.0.1 port in this loop; yields the port."""
-    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+async def serve(app, stop_timeout_s: float = 10.0, port: int = 0) -> AsyncIterator[int]:  # noqa: ANN001 - an ASGI app
+    """Run the app with the dashboard's uvicorn settings on 127.0.0.1 (a free port when 0) in this loop; yields the
+    port."""
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-PACKAGES = ("tankwatch", "tankwatch_app", "ingest", "alarms", "simulators", "dashboard", "bench", "tests")
+PACKAGES = ("tankwatch", "tankwatch_app", "ingest", "alarms", "simulators", "dashboard", "tiers", "bench", "tests")
 
 FLOORS = "Floors: the composition root imports the stages"
 STAGES_APART = "Stages apart"
