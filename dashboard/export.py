@@ -15,10 +15,8 @@ from openpyxl.styles import Font
 
 Format = Literal["csv", "xlsx"]
 CHINA_TIME = timezone(timedelta(hours=8))  # the page's and the reports' time zone
-_TYPES = {
-    "csv": "text/csv; charset=utf-8",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_TYPES = {"csv": "text/csv; charset=utf-8", "xlsx": XLSX}
 
 
 def local_time(ts_ms: int | None) -> str:

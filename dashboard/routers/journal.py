@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from alarms.shift import shift_report
-from dashboard.export import local_time, table_file
+from dashboard.export import XLSX, local_time, table_file
 from dashboard.routers.alarms import AlarmOut, alarm_out
 from dashboard.routers.deps import AUTH_RESPONSES, ClockDep, EventsDep, NamesDep, ScopeDep, SiteNames, iso_utc
 from dashboard.routers.readings import TimeParam
@@ -25,7 +25,6 @@ MAX_RANGE_MS = 400 * 86_400_000
 Listed = Annotated[list[str] | None, Query(max_length=50)]
 Lang = Literal["zh", "en"]
 OccurrenceState = Literal["active", "shelved", "suppressed", "out_of_service", "cleared"]  # stores.events.STATES
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DOWNLOAD = {200: {"content": {"text/csv": {}, XLSX: {}},
                   "description": "JSON, or the table as CSV/XLSX with format=csv|xlsx"}}
 

@@ -8,8 +8,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel
 
+from dashboard.export import XLSX, local_time, table_file
 from dashboard.live import finite_or_none
 from dashboard.routers.deps import AUTH_RESPONSES, EPOCH, ClockDep, HubDep, ScopeDep, TimeSeriesDep, iso_utc
 from tankwatch.records import Quality
@@ -173,3 +175,46 @@ def readings(
             for ts, v, q in zip(batch.ts_ms.tolist(), batch.value.tolist(), batch.quality.tolist(), strict=True)
         ],
     )
+
+
+EXPORT_HEADERS = {
+    "zh": ["时间", "位号", "测点", "数值", "单位", "质量"],
+    "en": ["Time", "Tag", "Point", "Value", "Unit", "Quality"],
+}
+MAX_EXPORT_ROWS = 500_000  # per sensor: a day of 1 Hz with room to spare; longer ranges come bucketed
+
+
+@router.get(
+    "/api/readings/export",
+    responses={**AUTH_RESPONSES, 200: {"content": {"text/csv": {}, XLSX: {}}, "description": "CSV or XLSX"},
+               404: {"model": ErrorOut, "description": "Unknown sensor, or outside the scope"}},
+    response_class=Response,
+)
+def export(
+    scope: ScopeDep,
+    timeseries: TimeSeriesDep,
+    clock: ClockDep,
+    sensor: Annotated[list[str], Query(min_length=1, max_length=8, description="one to eight sensor ids")],
+    start: TimeParam = None,
+    end: TimeParam = None,
+    max_points: Annotated[int, Query(ge=1, le=MAX_EXPORT_ROWS)] = MAX_EXPORT_ROWS,
+    format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
+    lang: Annotated[Literal["zh", "en"], Query()] = "zh",
+) -> Response:
+    """What a trend shows, as a file: every row of each sensor in [start, end) (bucket means past ``max_points``),
+    one line per reading with its quality."""
+    end_ms = clock.now_ms() if end is None else end
+    start_ms = end_ms - DEFAULT_WINDOW_MS if start is None else start
+    if start_ms >= end_ms:  # type: ignore[operator]
+        raise RequestValidationError([{"type": "value_error", "loc": ("query", "end"), "input": end,
+                                       "msg": "end must be after start"}])
+    rows = []
+    for sensor_id in sensor:
+        info = scope.require_sensor(sensor_id)
+        batch = timeseries.query(info.index, start_ms, end_ms, max_points=max_points)  # type: ignore[arg-type]
+        rows += [
+            [local_time(ts), sensor_id, info.sensor.name or sensor_id, finite_or_none(v), info.sensor.unit,
+             quality_label(q)]
+            for ts, v, q in zip(batch.ts_ms.tolist(), batch.value.tolist(), batch.quality.tolist(), strict=True)
+        ]
+    return table_file([("readings", EXPORT_HEADERS[lang], rows)], format, "readings")

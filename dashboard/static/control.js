@@ -34,7 +34,7 @@
     node.tabIndex = 0;
     node.addEventListener("click", function (event) {
       event.stopPropagation();
-      tw.trend.open(sensorId);
+      tw.trend.open(sensorId, event.ctrlKey || event.metaKey || event.shiftKey); // held: overlay on the trend
     });
     node.addEventListener("keydown", function (event) {
       if (event.key === "Enter") tw.trend.open(sensorId);

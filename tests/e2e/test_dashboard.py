@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.e2e.conftest import api_status, login, screenshot
@@ -88,16 +90,25 @@ def test_a_critical_alarm_needs_a_second_person_to_shelve_it(demo, new_page):
     assert page.errors == []
 
 
-def test_operator_opens_a_trend_with_its_limits_drawn(demo, new_page):
+def test_operator_opens_a_trend_overlays_a_second_point_and_exports_what_it_shows(demo, new_page):
     page = new_page()
     login(page, demo, USERS["operator_e1"])
     page.click('#sources .vessel[data-sensor="T101-LT-A"]')
-    page.wait_for_selector("#trend-chart svg polyline.series", timeout=15_000)
-    limits = page.eval_on_selector_all("#trend-chart line.limit", "ls => ls.map(l => l.getAttribute('data-limit'))")
-    assert {"hh", "h"} <= set(limits)
+    page.wait_for_selector("#trend-chart .uplot canvas", timeout=15_000)
+    limits = page.eval_on_selector_all("#trend-legend .trend-limit", "ls => ls.map(l => l.dataset.limit)")
+    assert {"hh", "h", "l", "ll"} <= set(limits)
+    assert "高高 15.04" in page.inner_text("#trend-legend")  # limit labels in the page's language
+    page.click('#sources .kv[data-sensor="T101-TT"]', modifiers=["Control"])  # overlay the tank's temperature
+    page.wait_for_function("() => document.getElementById('trend-chart').dataset.series === 'T101-LT-A,T101-TT'",
+                           timeout=15_000)
     page.click('#trend-ranges button[data-range="86400000"]')
-    page.wait_for_selector("#trend-chart svg polyline.series", timeout=15_000)
+    page.wait_for_function("() => !document.getElementById('trend-chart').hasAttribute('data-loading')")
     assert page.get_attribute('#trend-ranges button[data-range="86400000"]', "aria-pressed") == "true"
+    assert int(page.get_attribute("#trend-chart", "data-points")) > 0
+    with page.expect_download() as download:
+        page.click("#trend-csv")
+    text = Path(download.value.path()).read_text(encoding="utf-8-sig")
+    assert text.startswith("时间,位号") and "T101-LT-A" in text and "T101-TT" in text
     screenshot(page, "control-room-trend")
     assert page.errors == []
 
@@ -200,7 +211,6 @@ def test_tester_view_english_switch_and_large_type(demo, new_page):
 
 def test_the_alarm_journal_filters_and_downloads_what_it_shows(demo, new_page):
     import io
-    from pathlib import Path
 
     from openpyxl import load_workbook
 

@@ -95,3 +95,26 @@ def test_the_shift_report_hands_over_what_happened(world) -> None:
         book = load_workbook(io.BytesIO(xlsx.content))
         assert book.sheetnames == ["概况", "仍未消除的报警", "搁置", "备注"]
         assert book["概况"]["B2"].value == 3
+
+
+def test_a_trend_exports_the_readings_it_shows_within_the_callers_scope(world) -> None:
+    env, *_ = world
+    rows = [("T101-LT-A", T0 + i * 1000, 10.0 + i) for i in range(5)] + [("T101-TT", T0 + 2000, 21.5)]
+    env.timeseries.write(ReadingBatch.from_columns([env.site.sensor_index(s) for s, _, _ in rows],
+                                                   [t for _, t, _ in rows], [v for _, _, v in rows], [0] * 6))
+    with TestClient(env.app) as client:
+        op = headers(env, "op-e1")
+        params = {"sensor": ["T101-LT-A", "T101-TT"], "start": T0, "end": T0 + 10_000}
+        csv = client.get("/api/readings/export", params=params, headers=op)
+        lines = csv.content.decode("utf-8-sig").splitlines()
+        assert lines[0] == "时间,位号,测点,数值,单位,质量" and len(lines) == 7
+        assert lines[1].startswith("2024-05-01 16:00:00,T101-LT-A,") and lines[1].endswith(",10.0,m,good")
+        xlsx = client.get("/api/readings/export", params={**params, "format": "xlsx", "lang": "en"}, headers=op)
+        sheet = load_workbook(io.BytesIO(xlsx.content)).active
+        assert [c.value for c in sheet[1]] == ["Time", "Tag", "Point", "Value", "Unit", "Quality"]
+        assert sheet.max_row == 7
+        other = client.get("/api/readings/export", params={"sensor": "HS3-AT02"}, headers=op)
+        assert other.status_code == 404  # E2's sensor, outside op-e1's scope
+        backwards = client.get("/api/readings/export", params={"sensor": "T101-TT", "start": T0, "end": T0 - 1},
+                               headers=op)
+        assert backwards.status_code == 422
