@@ -39,6 +39,7 @@ from dashboard.routers import (
     health,
     journal,
     live,
+    park_map,
     readings,
     replay,
     sources,
@@ -48,6 +49,7 @@ from dashboard.routers import (
 )
 from dashboard.routers.alarms import alarm_out
 from dashboard.routers.deps import AUTH_RESPONSES, SiteNames, authenticated, remote_of
+from dashboard.routers.park_map import tile_origins
 from dashboard.routers.refusal import Refused, refused_handler
 from dashboard.routers.replay import ReplayControl
 from tankwatch import metrics
@@ -78,6 +80,7 @@ PROTECTED_ROUTERS = (
     sources.router,
     readings.router,
     journal.router,  # before alarms: /api/alarms/journal is not an occurrence id
+    park_map.router,
     alarms.router,
     escalations.router,
     audit.router,
@@ -90,7 +93,7 @@ PROTECTED_ROUTERS = (
 
 # The page makes no request to any other host; the browser enforces that too.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{tiles}; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
 )
 
@@ -228,10 +231,13 @@ def create_app(
     if security.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=security.trusted_proxies)
 
+    # The page fetches nothing from other hosts, except map tiles from a source the site file names.
+    csp = CONTENT_SECURITY_POLICY.format(tiles="".join(" " + origin for origin in tile_origins(site)))
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202 - Starlette middleware
         response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 

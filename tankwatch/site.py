@@ -111,6 +111,7 @@ class Sensor(Strict):
     expected_period_s: float = Field(default=1.0, gt=0)
     # no reading for this many periods → comm-loss alarm
     stale_periods: float | None = Field(default=DEFAULT_STALE_PERIODS, gt=0)
+    location: Location | None = None  # a detector's place, for the map; around its hazard source when unset
 
     @property
     def stale_after_s(self) -> float:
@@ -188,6 +189,7 @@ class Tank(Strict):
     design_max_t: float = Field(gt=0)
     pressurised: bool = False
     in_service: bool = True
+    location: Location | None = None  # for the map at close zoom; placed around its hazard source when unset
     sensors: list[Sensor] = Field(default_factory=list)
 
 
@@ -217,6 +219,7 @@ class Enterprise(Strict):
     id: Id
     name: str
     location: Location
+    outline: list[Location] = Field(default_factory=list)  # site boundary on the map; a hull of its sources when empty
     hazard_sources: list[HazardSource] = Field(min_length=1)
 
 
@@ -228,6 +231,75 @@ class Regulator(Strict):
     level: Literal["park", "county", "city"]
 
 
+class MapTiles(Strict):
+    """A base-map tile source: an internal GIS server, 天地图 (with its key from the environment), …"""
+
+    url: str = Field(pattern=r"^https?://\S+$")  # with {z}, {x} and {y}; optionally {s} and {key}
+    key_env: str | None = None  # environment variable holding the key put in for {key} (天地图's tk)
+    subdomains: str = ""  # letters or digits for {s}
+    attribution: str = Field(default="", max_length=200)
+    min_zoom: int = Field(default=3, ge=0, le=22)
+    max_zoom: int = Field(default=18, ge=0, le=22)
+    # The datum the tiles are drawn in: WGS-84 (天地图, most GIS servers: CGCS2000 is within centimetres of it) or
+    # GCJ-02 (the offset datum of most Chinese commercial maps); the site file's coordinates are always WGS-84.
+    datum: Literal["wgs84", "gcj02"] = "wgs84"
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> MapTiles:
+        missing = [p for p in ("{z}", "{x}", "{y}") if p not in self.url]
+        if missing:
+            raise ValueError(f"the tile url lacks {', '.join(missing)}")
+        if "{s}" in self.url and not self.subdomains:
+            raise ValueError("the tile url has {s}: give 'subdomains'")
+        if "{key}" in self.url and not self.key_env:
+            raise ValueError("the tile url has {key}: give 'key_env', the environment variable holding the key")
+        if self.min_zoom > self.max_zoom:
+            raise ValueError("min_zoom must not exceed max_zoom")
+        return self
+
+
+class PlanOverlay(Strict):
+    """A georeferenced park plan image (总平面图) laid over the map, the way park platforms show plants offline."""
+
+    image: str = Field(min_length=1)  # a PNG, JPEG or WebP file, relative to the site file
+    south_west: Location
+    north_east: Location
+    opacity: float = Field(default=0.85, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _corners(self) -> PlanOverlay:
+        if not (self.south_west.lat < self.north_east.lat and self.south_west.lon < self.north_east.lon):
+            raise ValueError("south_west must lie south and west of north_east")
+        return self
+
+
+class MapZone(Strict):
+    """An area or place of the park drawn as a map layer: a control zone (封闭化管理), a gate or a building."""
+
+    id: Id
+    name: str = Field(min_length=1)
+    kind: Literal["core", "key", "general", "closed_area", "building", "gate"]  # 核心/关键/一般控制区 …
+    outline: list[Location] = Field(default_factory=list)  # an area: three corners or more
+    location: Location | None = None  # a place: a gate
+
+    @model_validator(mode="after")
+    def _shape(self) -> MapZone:
+        if self.kind == "gate" and self.location is None:
+            raise ValueError("a gate needs 'location'")
+        if self.kind != "gate" and len(self.outline) < 3:
+            raise ValueError(f"a {self.kind} zone needs an 'outline' of three points or more")
+        return self
+
+
+class ParkMap(Strict):
+    """What the park map draws besides the site: base tiles (none by default: nothing fetched off this host), a
+    plan image and zones."""
+
+    tiles: MapTiles | None = None
+    plan: PlanOverlay | None = None
+    zones: list[MapZone] = Field(default_factory=list)
+
+
 class Park(Strict):
     """The chemical park this file describes."""
 
@@ -236,7 +308,8 @@ class Park(Strict):
     county: str | None = None
     city: str | None = None
     location: Location
-    outline: list[Location] = Field(default_factory=list)  # boundary polygon for the offline map
+    outline: list[Location] = Field(default_factory=list)  # boundary polygon of the park
+    map: ParkMap = Field(default_factory=ParkMap)
 
 
 class WordType(StrEnum):

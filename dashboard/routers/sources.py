@@ -38,6 +38,7 @@ class SensorOut(BaseModel):
     expected_period_s: float
     stale_after_s: float  # a value older than this is not live (its comm-loss time)
     device_id: str | None
+    location: Location | None  # where the map shows it, when the site file says
 
 
 class TankOut(BaseModel):
@@ -52,6 +53,7 @@ class TankOut(BaseModel):
     design_max_t: float
     pressurised: bool
     in_service: bool
+    location: Location | None  # where the map shows it, when the site file says
     sensors: list[SensorOut]
 
 
@@ -89,6 +91,7 @@ class EnterpriseOut(BaseModel):
     id: str
     name: str
     location: Location
+    outline: list[Location]  # the site boundary; empty: the map draws a hull of its hazard sources
     hazard_sources: list[HazardSourceOut]
 
 
@@ -138,6 +141,7 @@ def _sensor(info: SensorInfo) -> SensorOut:
         expected_period_s=s.expected_period_s,
         stale_after_s=s.stale_after_s,
         device_id=info.device_id,
+        location=s.location,
     )
 
 
@@ -164,6 +168,7 @@ def sources_tree(site: Site) -> SourcesOut:
                     design_max_t=t.design_max_t,
                     pressurised=t.pressurised,
                     in_service=t.in_service,
+                    location=t.location,
                     sensors=[_sensor(by_id[s.id]) for s in t.sensors],
                 )
                 for t in src.tanks
@@ -185,7 +190,8 @@ def sources_tree(site: Site) -> SourcesOut:
                     sensors=[_sensor(by_id[s.id]) for s in src.sensors],
                 )
             )
-        enterprises.append(EnterpriseOut(id=ent.id, name=ent.name, location=ent.location, hazard_sources=sources))
+        enterprises.append(EnterpriseOut(id=ent.id, name=ent.name, location=ent.location, outline=ent.outline,
+                                         hazard_sources=sources))
     return SourcesOut(
         park=ParkOut(
             id=park.id,

@@ -18,6 +18,18 @@
       "view.park": "园区监管",
       "view.replay": "测试回放",
       "view.journal": "报警日志",
+      "map.north": "北",
+      "map.noTiles": "底图未加载",
+      "map.northTitle": "地图上方为正北",
+      "map.zones": "分区",
+      "map.details": "储罐与检测器",
+      "map.plan": "总平面图",
+      "map.zone.core": "核心控制区",
+      "map.zone.key": "关键控制区",
+      "map.zone.general": "一般控制区",
+      "map.zone.closed_area": "封闭管理区",
+      "map.zone.building": "建筑",
+      "map.zone.gate": "出入口",
       "trend.expand": "放大",
       "trend.apply": "应用",
       "trend.earlier": "◀ 向前",
@@ -385,6 +397,18 @@
       "view.park": "Park regulator",
       "view.replay": "Test & replay",
       "view.journal": "Alarm journal",
+      "map.north": "N",
+      "map.noTiles": "No base map",
+      "map.northTitle": "North is up",
+      "map.zones": "Zones",
+      "map.details": "Tanks and detectors",
+      "map.plan": "Plan image",
+      "map.zone.core": "Core control zone",
+      "map.zone.key": "Key control zone",
+      "map.zone.general": "General control zone",
+      "map.zone.closed_area": "Closed area",
+      "map.zone.building": "Building",
+      "map.zone.gate": "Gate",
       "trend.expand": "Enlarge",
       "trend.apply": "Apply",
       "trend.earlier": "◀ Earlier",
@@ -1014,6 +1038,15 @@
       link.remove();
       window.setTimeout(function () { URL.revokeObjectURL(link.href); }, 10000);
     });
+  }
+
+  // An image or file from the API as a blob: URL the page can use (fetched with the login token).
+  function fetchBlob(path) {
+    const url = path.charAt(0) === "/" ? path.slice(1) : path;
+    return window.fetch(url, { headers: token ? { Authorization: "Bearer " + token } : {} }).then(function (r) {
+      if (!r.ok) throw new ApiError(r.status, r.statusText);
+      return r.blob();
+    }).then(function (blob) { return URL.createObjectURL(blob); });
   }
 
   function loadOpenApi() {
@@ -1837,7 +1870,7 @@
     formatTime: formatTime, formatClock: formatClock, formatDuration: formatDuration, formatValue: formatValue,
     formatAge: formatAge, tf: tf, isLive: isLive,
     percent: percent, toMs: toMs, pad: pad,
-    on: on, emit: emit, api: api, download: download, has: has, findPath: findPath, ApiError: ApiError, ask: ask,
+    on: on, emit: emit, api: api, download: download, fetchBlob: fetchBlob, has: has, findPath: findPath, ApiError: ApiError, ask: ask,
     alarmAction: alarmAction, canAct: canAct, hasRole: hasRole, REPLAY_ROLES: REPLAY_ROLES,
     sensors: sensors, sourceInfo: sourceInfo, alarms: alarms, isFault: isFault, LATCHING: LATCHING,
     priorityRank: priorityRank, isLoud: isLoud, keepInList: keepInList, applyEvent: applyEvent,

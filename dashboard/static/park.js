@@ -186,83 +186,24 @@
     }).catch(function () { return null; });
   }
 
-  // ----- map ---------------------------------------------------------------------------------------
-  const MAP_W = 1000;
-  const MAP_H = 640;
-  let project = null;
-  const markers = new Map(); // subject id -> svg element
-
-  function makeProjection(tree) {
-    const pts = tree.park.outline.concat([tree.park.location]);
-    for (const ent of tree.enterprises) {
-      pts.push(ent.location);
-      for (const src of ent.hazard_sources) pts.push(src.location);
-    }
-    let minLat = Infinity, maxLat = -Infinity, minLon = Infinity, maxLon = -Infinity;
-    for (const p of pts) {
-      minLat = Math.min(minLat, p.lat);
-      maxLat = Math.max(maxLat, p.lat);
-      minLon = Math.min(minLon, p.lon);
-      maxLon = Math.max(maxLon, p.lon);
-    }
-    const k = Math.cos((minLat + maxLat) / 2 * Math.PI / 180); // metres per degree of longitude shrink with latitude
-    const w = Math.max((maxLon - minLon) * k, 1e-6);
-    const h = Math.max(maxLat - minLat, 1e-6);
-    const margin = 60;
-    const scale = Math.min((MAP_W - 2 * margin) / w, (MAP_H - 2 * margin) / h);
-    const ox = (MAP_W - w * scale) / 2;
-    const oy = (MAP_H - h * scale) / 2;
-    return function (p) {
-      return [ox + (p.lon - minLon) * k * scale, oy + (maxLat - p.lat) * scale];
-    };
-  }
+  // ----- map (map.js) ------------------------------------------------------------------------------
+  let mapLayers = null; // GET /api/map: tiles, plan image, zones
+  let mapBuilt = false;
 
   function buildMap() {
-    const map = document.getElementById("park-map");
-    map.setAttribute("viewBox", "0 0 " + MAP_W + " " + MAP_H);
-    map.replaceChildren();
-    markers.clear();
-    const tree = tw.tree;
-    project = makeProjection(tree);
-    if (tree.park.outline.length >= 3) {
-      map.append(tw.svg("polygon", {
-        class: "outline", points: tree.park.outline.map(function (p) { return project(p).map(function (v) { return v.toFixed(1); }).join(","); }).join(" "),
-      }));
-    }
-    for (const ent of tree.enterprises) {
-      const g = tw.svg("g", { class: "ent-marker", "data-enterprise": ent.id, tabindex: "0" });
-      const c = project(ent.location);
-      // the enterprise: a hull around its hazard sources, so a click anywhere on it selects it
-      const pts = [c].concat(ent.hazard_sources.map(function (s) { return project(s.location); }));
-      let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
-      for (const p of pts) {
-        minX = Math.min(minX, p[0]); minY = Math.min(minY, p[1]);
-        maxX = Math.max(maxX, p[0]); maxY = Math.max(maxY, p[1]);
+    const loadLayers = tw.has("/api/map", "get") ? tw.api("GET", "/api/map").catch(function () { return null; })
+      : Promise.resolve(null);
+    return loadLayers.then(function (layers) {
+      mapLayers = layers;
+      if (layers && layers.tiles_problem) {
+        const noteNode = document.getElementById("grades-note");
+        noteNode.hidden = false;
+        setText(noteNode, t("map.noTiles") + ": " + layers.tiles_problem);
       }
-      const area = tw.svg("rect", { x: minX - 34, y: minY - 30, width: maxX - minX + 68, height: maxY - minY + 76,
-        rx: 14, class: "ent-area", "data-grade": "unknown" });
-      g.append(area);
-      const label = tw.svg("text", { x: minX - 28, y: minY - 38, class: "ent-label" });
-      label.textContent = ent.name;
-      label.setAttribute("translate", "no");
-      g.append(label);
-      for (const src of ent.hazard_sources) {
-        const p = project(src.location);
-        const dot = tw.svg("circle", { cx: p[0], cy: p[1], r: 16, class: "src-dot", "data-source": src.id, "data-grade": "unknown" });
-        const title = tw.svg("title");
-        title.textContent = src.name;
-        dot.append(title);
-        const id = tw.svg("text", { x: p[0], y: p[1] + 34, class: "src-label", "text-anchor": "middle" });
-        id.textContent = src.id + " " + src.name;
-        id.setAttribute("translate", "no");
-        g.append(dot, id);
-        markers.set(src.id, dot);
-      }
-      markers.set(ent.id, area);
-      g.addEventListener("click", function () { select(ent.id); });
-      g.addEventListener("keydown", function (event) { if (event.key === "Enter") select(ent.id); });
-      map.append(g);
-    }
+      tw.parkMap.build(tw.tree, layers);
+      mapBuilt = true;
+      renderOverview();
+    });
   }
 
   // ----- overview: map colours, list, detail -------------------------------------------------------
@@ -291,7 +232,7 @@
   function renderOverview() {
     if (!tw.tree) return;
     if (!gradesFromApi) grades = gradesFromAlarms();
-    for (const [id, node] of markers) setAttr(node, "data-grade", gradeOf(id));
+    if (mapBuilt) tw.parkMap.setGrades(gradeOf);
     const counts = { red: 0, yellow: 0, green: 0 };
     for (const ent of tw.tree.enterprises) {
       for (const src of ent.hazard_sources) {
@@ -331,11 +272,14 @@
 
   function select(id) {
     selected = id;
-    for (const node of document.querySelectorAll("#park-map .ent-marker")) {
-      node.classList.toggle("selected", node.getAttribute("data-enterprise") === id);
-    }
+    tw.parkMap.select(id);
     renderOverview();
   }
+  tw.parkMap.onSelect = select;
+  tw.parkMap.rebuild = function () {
+    tw.parkMap.build(tw.tree, mapLayers);
+    renderOverview();
+  };
 
   function liveSummary(src) {
     const parts = [];
@@ -844,10 +788,16 @@
     if (sub === "credibility") renderCredibility();
     if (sub === "evidence") renderEvidence();
     if (sub === "hazard") renderHazard();
+    // Leaflet measures its box: build the map the first time it is seen, and tell it when it shows again
+    if (sub === "overview" && tw.tree) {
+      if (!mapBuilt) buildMap();
+      else window.requestAnimationFrame(tw.parkMap.resize);
+    }
   }
 
   tw.on("tree", function () {
-    buildMap();
+    mapBuilt = false;
+    if (tw.view === "park" && sub === "overview") buildMap();
     renderOverview();
   });
   tw.on("lang", function () {

@@ -8,15 +8,16 @@ dest=dashboard/static/vendor
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && npm init -y >/dev/null && npm install --no-audit --no-fund --ignore-scripts \
-  uplot@1.6.32 leaflet@1.9.4 leaflet.markercluster@1.5.3 swagger-ui-dist@5.36.0 >/dev/null)
+  uplot@1.6.32 leaflet@1.9.4 leaflet.markercluster@1.5.3 gcoord@1.0.7 swagger-ui-dist@5.36.0 >/dev/null)
 m="$work/node_modules"
-rm -rf "$dest" && mkdir -p "$dest"/{uplot,leaflet/images,leaflet.markercluster,swagger-ui}
+rm -rf "$dest" && mkdir -p "$dest"/{uplot,leaflet/images,leaflet.markercluster,gcoord,swagger-ui}
 cp "$m/uplot/dist/uPlot.iife.min.js" "$m/uplot/dist/uPlot.min.css" "$m/uplot/LICENSE" "$dest/uplot/"
 cp "$m/leaflet/dist/leaflet.js" "$m/leaflet/dist/leaflet.css" "$m/leaflet/LICENSE" "$dest/leaflet/"
 cp "$m"/leaflet/dist/images/*.png "$dest/leaflet/images/"
 cp "$m/leaflet.markercluster/dist/leaflet.markercluster.js" "$m/leaflet.markercluster/dist/MarkerCluster.css" \
   "$m/leaflet.markercluster/dist/MarkerCluster.Default.css" "$m/leaflet.markercluster/MIT-LICENCE.txt" \
   "$dest/leaflet.markercluster/"
+cp "$m/gcoord/dist/gcoord.global.prod.js" "$m/gcoord/LICENSE" "$dest/gcoord/"
 cp "$m/swagger-ui-dist/swagger-ui-bundle.js" "$m/swagger-ui-dist/swagger-ui.css" "$m/swagger-ui-dist/LICENSE" \
   "$m/swagger-ui-dist/NOTICE" "$dest/swagger-ui/"
 # the bundles name their source maps, which are not shipped
@@ -30,6 +31,7 @@ cat > "$dest/VERSIONS.md" <<'VERSIONS'
 | uPlot | 1.6.32 | MIT | trend charts: zoom, pan, cursor read-out, several series |
 | Leaflet | 1.9.4 | BSD-2-Clause | the park map: tiles or none, plan image overlay, zoom, pan, scale bar |
 | Leaflet.markercluster | 1.5.3 | MIT | clustering tanks and detectors on the park map |
+| gcoord | 1.0.7 | MIT | WGS-84 → GCJ-02 for tile sources in the Chinese offset datum |
 | swagger-ui-dist | 5.36.0 | Apache-2.0 | the API docs (`/docs` and the page's API view), served locally |
 VERSIONS
 echo "vendored into $dest"

@@ -237,3 +237,19 @@ def test_the_alarm_journal_filters_and_downloads_what_it_shows(demo, new_page):
     page.wait_for_selector("#journal-body .audit-table tbody tr", timeout=15_000)
     screenshot(page, "journal-audit")
     assert page.errors == []
+
+
+def test_the_park_map_zooms_to_an_enterprise_and_shows_its_tanks_offline(demo, new_page, guard):
+    page = new_page()
+    login(page, demo, USERS["regulator"], "#/park")
+    page.wait_for_selector('#park-map .ent-marker[data-enterprise="E1"]', timeout=15_000)
+    assert page.get_attribute("#park-map", "data-tiles") == "0"  # the demo names no tile source: offline
+    assert page.is_visible("#park-map .leaflet-control-scale") and page.is_visible("#park-map .north-arrow")
+    assert len(page.query_selector_all("#park-map .zone")) >= 2  # the site file's control zones
+    page.click('#park-map .ent-marker[data-enterprise="E1"]')
+    # its tanks and detectors, clustered where they crowd
+    page.wait_for_function("() => document.querySelectorAll('#park-map .marker-cluster, #park-map .detector-dot')"
+                           ".length > 0", timeout=10_000)
+    assert page.get_attribute('#ent-rows tr[aria-selected="true"]', "data-enterprise") == "E1"
+    screenshot(page, "park-map-e1")
+    assert guard.blocked == [] and page.errors == []
