@@ -18,6 +18,9 @@
       "view.park": "园区监管",
       "view.replay": "测试回放",
       "view.journal": "报警日志",
+      "view.api": "接口",
+      "api.loading": "加载接口文档…",
+      "api.note": "接口文档（OpenAPI）：在此发出的请求带有当前登录身份，与页面权限相同。",
       "map.north": "北",
       "map.noTiles": "底图未加载",
       "map.northTitle": "地图上方为正北",
@@ -397,6 +400,9 @@
       "view.park": "Park regulator",
       "view.replay": "Test & replay",
       "view.journal": "Alarm journal",
+      "view.api": "API",
+      "api.loading": "Loading the API documentation…",
+      "api.note": "API documentation (OpenAPI): requests sent from here carry your login and its permissions.",
       "map.north": "N",
       "map.noTiles": "No base map",
       "map.northTitle": "North is up",
@@ -1022,6 +1028,11 @@
   }
 
   let openApiLocked = false; // the server shows its OpenAPI to logged-in callers only
+
+  // The login token as a request header, for components that make their own requests (the API docs).
+  function authHeader() {
+    return token ? { Authorization: "Bearer " + token } : {};
+  }
 
   // A file from the API saved by the browser: fetched with the login token (a plain link cannot send it).
   function download(path, filename) {
@@ -1870,7 +1881,7 @@
     formatTime: formatTime, formatClock: formatClock, formatDuration: formatDuration, formatValue: formatValue,
     formatAge: formatAge, tf: tf, isLive: isLive,
     percent: percent, toMs: toMs, pad: pad,
-    on: on, emit: emit, api: api, download: download, fetchBlob: fetchBlob, has: has, findPath: findPath, ApiError: ApiError, ask: ask,
+    on: on, emit: emit, api: api, download: download, fetchBlob: fetchBlob, authHeader: authHeader, has: has, findPath: findPath, ApiError: ApiError, ask: ask,
     alarmAction: alarmAction, canAct: canAct, hasRole: hasRole, REPLAY_ROLES: REPLAY_ROLES,
     sensors: sensors, sourceInfo: sourceInfo, alarms: alarms, isFault: isFault, LATCHING: LATCHING,
     priorityRank: priorityRank, isLoud: isLoud, keepInList: keepInList, applyEvent: applyEvent,

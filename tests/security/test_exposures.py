@@ -3,6 +3,7 @@ are not cached, the database files are private, and scopes must name what the si
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -32,6 +33,17 @@ def test_api_docs_follow_the_setting(tmp_path: Path, api_docs: str, anonymous: d
     with TestClient(env.app) as client:
         assert {path: client.get(path).status_code for path in anonymous} == anonymous
         assert {path: client.get(path, headers=headers(env, "op-e1")).status_code for path in logged_in} == logged_in
+
+
+def test_open_api_docs_are_served_from_this_host(tmp_path: Path) -> None:
+    env = env_with_docs(tmp_path, "open")
+    with TestClient(env.app) as client:
+        for page in ("/docs", "/redoc"):
+            html = client.get(page).text
+            assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+            assert assets and all(not a.startswith(("http:", "https:", "//")) for a in assets), (page, assets)
+            assert all(client.get("/" + a).status_code == 200 for a in assets if not a.startswith("data:")), page
+        assert "'unsafe-inline'" not in client.get("/docs").headers["content-security-policy"]
 
 
 def test_health_says_only_up_and_counts_need_a_login(tmp_path: Path) -> None:
