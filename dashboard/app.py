@@ -42,6 +42,7 @@ from dashboard.routers import (
     park_map,
     readings,
     replay,
+    settings,
     sources,
 )
 from dashboard.routers import (
@@ -88,6 +89,7 @@ PROTECTED_ROUTERS = (
     compliance.router,
     credibility.router,
     replay.router,
+    settings.router,
     metrics_router.router,
 )
 

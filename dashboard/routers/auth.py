@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.password_slots import PasswordChecksBusy
@@ -24,7 +24,7 @@ from dashboard.routers.deps import (
 from tankwatch import metrics
 from tankwatch.auth import Auth, LoginRateLimited, LoginRefused, scope_problem
 from tankwatch.site import Id, Role, UserScope
-from tankwatch.stores.users import User, UserError
+from tankwatch.stores.users import MIN_PASSWORD, ROLE_SCOPES, User, UserError
 
 # The login route is open; everything else here is included behind authentication by the app.
 login_router = APIRouter(tags=["auth"])
@@ -68,9 +68,10 @@ class UserOut(BaseModel):
 
 
 class UsersOut(BaseModel):
-    """Every user."""
+    """Every user, and which kinds of scope each role may hold."""
 
     users: list[UserOut]
+    role_scopes: dict[Role, list[Literal["enterprises", "park", "county"]]]
 
 
 class UserIn(BaseModel):
@@ -84,10 +85,35 @@ class UserIn(BaseModel):
     replace: bool = False
 
 
-class ScopeIn(BaseModel):
-    """A user's new scope; their sessions stay and follow it (open websockets are re-scoped)."""
+class UserPatch(BaseModel):
+    """What to change of a user: a new scope keeps their sessions (open websockets follow it); a new role ends
+    them; disabling refuses their tokens and logins until enabled again."""
 
-    scope: UserScope
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    role: Role | None = None
+    scope: UserScope | None = None
+    disabled: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> UserPatch:
+        if all(v is None for v in (self.name, self.role, self.scope, self.disabled)):
+            raise ValueError("give at least one of name, role, scope, disabled")
+        return self
+
+
+class PasswordIn(BaseModel):
+    """A new password set by an admin; the user's tokens stop working."""
+
+    password: str = Field(min_length=MIN_PASSWORD, max_length=200)
+
+
+class PasswordChangeIn(BaseModel):
+    """The caller's own password change: the current one, then the new one."""
+
+    current: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=MIN_PASSWORD, max_length=200)
 
 
 def _user_out(u: User) -> UserOut:
@@ -185,7 +211,10 @@ def me(principal: PrincipalDep) -> MeOut:
 @router.get("/api/users", response_model=UsersOut, responses=AUTH_RESPONSES, dependencies=[require_roles(Role.ADMIN)])
 def list_users(auth: AuthDep) -> UsersOut:
     """Every user (admins only)."""
-    return UsersOut(users=[_user_out(u) for u in auth.users.list()])
+    return UsersOut(
+        users=[_user_out(u) for u in auth.users.list()],
+        role_scopes={role: sorted(kinds) for role, kinds in ROLE_SCOPES.items()},
+    )
 
 
 @router.post(
@@ -240,23 +269,91 @@ def remove_user(
     responses={
         **AUTH_RESPONSES,
         404: {"model": ErrorOut, "description": "No such user"},
-        409: {"model": ErrorOut, "description": "The user's role cannot hold this kind of scope"},
+        409: {"model": ErrorOut, "description": "Role and scope clash, or an admin disabling or demoting themselves"},
     },
     dependencies=[require_roles(Role.ADMIN)],
 )
-def rescope_user(
-    request: Request, login: Annotated[str, Path(max_length=64)], body: ScopeIn, auth: AuthDep
+def update_user(
+    request: Request, login: Annotated[str, Path(max_length=64)], body: UserPatch, principal: PrincipalDep,
+    auth: AuthDep,
 ) -> UserOut:
-    """Move a user to another scope (admins only); their tokens stay valid and open websockets follow; audited."""
-    _check_scope(auth, body.scope)
-    if auth.users.get(login) is None:
+    """Rename, re-role, re-scope, disable or enable a user (admins only; not their own role or access); audited
+    with what changed."""
+    if body.scope is not None:
+        _check_scope(auth, body.scope)
+    before = auth.users.get(login)
+    if before is None:
         raise HTTPException(404, f"no user {login!r}")
+    if login == principal.login and (body.disabled or (body.role is not None and body.role != before.role)):
+        raise HTTPException(409, "an admin cannot disable their own user or change their own role")
     try:
-        user = auth.users.set_scope(login, body.scope)
+        user = auth.users.update(login, name=body.name, role=body.role, scope=body.scope, disabled=body.disabled)
     except UserError as exc:
         raise HTTPException(409, str(exc)) from None
-    audit_action(request, "user.rescope", "user", login, detail={"scope": body.scope.model_dump(exclude_none=True)})
+    old, new = _user_out(before).model_dump(mode="json"), _user_out(user).model_dump(mode="json")
+    changed = {k: {"from": old[k], "to": new[k]} for k in ("name", "role", "scope", "disabled") if old[k] != new[k]}
+    audit_action(request, "user.update", "user", login, detail=changed)
     return _user_out(user)
+
+
+@router.post(
+    "/api/users/{login}/password",
+    status_code=204,
+    responses={**AUTH_RESPONSES, 404: {"model": ErrorOut, "description": "No such user"}},
+    dependencies=[require_roles(Role.ADMIN)],
+)
+async def reset_password(
+    request: Request, login: Annotated[str, Path(max_length=64)], body: PasswordIn, auth: AuthDep
+) -> None:
+    """Set a user's password (admins only): their tokens stop working and they log in with the new one; audited
+    (never the password)."""
+    if auth.users.get(login) is None:
+        raise HTTPException(404, f"no user {login!r}")
+    async with request.app.state.password_slots.slot():  # hashing costs what a login costs
+        await run_in_threadpool(auth.users.set_password, login, body.password)
+    await run_in_threadpool(audit_action, request, "user.password_reset", "user", login)
+
+
+@router.post(
+    "/api/auth/password",
+    response_model=TokenOut,
+    responses={
+        **AUTH_RESPONSES,
+        429: {"model": ErrorOut, "description": "Failed attempts from this address: wait"},
+        503: {"model": ErrorOut, "description": "Too many passwords being checked at once: try again shortly"},
+    },
+)
+async def change_own_password(
+    request: Request, response: Response, body: PasswordChangeIn, principal: PrincipalDep, auth: AuthDep
+) -> TokenOut:
+    """Change the caller's own password, checking the current one as a login would (same limits); the old
+    tokens stop working and the reply carries a new one."""
+    remote = remote_of(request)
+    try:
+        auth.limiter.check(principal.login, remote)
+        async with request.app.state.password_slots.slot():
+            await run_in_threadpool(auth.login, principal.login, body.current, remote)
+            await run_in_threadpool(auth.users.set_password, principal.login, body.password)
+    except LoginRateLimited as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
+    except PasswordChecksBusy as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
+    except LoginRefused:
+        await run_in_threadpool(audit_action, request, "auth.password_change_failed", "session", principal.login)
+        raise HTTPException(403, "the current password is wrong") from None
+    await run_in_threadpool(audit_action, request, "auth.password_change", "session", principal.login)
+    user = auth.users.get(principal.login)
+    assert user is not None
+    response.headers.update(NO_STORE)
+    return TokenOut(
+        access_token=auth.issue(user),
+        token_type="bearer",
+        expires_in=auth.settings.token_ttl_s,
+        login=user.login,
+        name=user.name,
+        role=user.role,
+        enterprises=sorted(principal.enterprises),
+    )
 
 
 def _check_scope(auth: Auth, scope: UserScope) -> None:

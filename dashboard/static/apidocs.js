@@ -1,4 +1,4 @@
-// 接口 — the API documentation inside the page, for admins and testers: Swagger UI (vendor/, loaded when the view
+// 接口 — the API documentation in the settings view, for admins and testers: Swagger UI (vendor/, loaded when the view
 // first opens) on this server's OpenAPI document, every request it sends carrying the login token.
 "use strict";
 
@@ -41,9 +41,5 @@
     return loaded.catch(function (err) { tw.note(document.getElementById("api-status"), "apiError", err.message); });
   }
 
-  tw.on("tree", function () {
-    document.querySelector('#tabs a[data-view="api"]').hidden = !tw.hasRole(ROLES);
-  });
-
-  tw.views.api = { show: function () { if (tw.hasRole(ROLES)) load(); } };
+  tw.settingsPanes.api = { roles: ROLES, show: load };
 })();

@@ -131,17 +131,35 @@ class UserStore:
         for listener in self._listeners:
             listener(login)
 
-    def set_scope(self, login: str, scope: UserScope) -> User:
-        """Move a user to another scope their role may hold; their tokens stay valid and follow the new scope."""
+    def update(
+        self,
+        login: str,
+        *,
+        name: str | None = None,
+        role: Role | None = None,
+        scope: UserScope | None = None,
+        disabled: bool | None = None,
+    ) -> User:
+        """Change what is given of a user's name, role, scope and disabled flag; UserError names what is wrong.
+
+        A new scope keeps their tokens valid (open websockets are re-scoped); a new role ends their tokens, which
+        carry the role; a disabled user's tokens stop working until enabled again."""
         user = self.get(login)
         if user is None:
             raise UserError(f"no user {login!r}")
-        check_role_scope(user.role, scope)
+        new_role, new_scope = role or user.role, scope or user.scope
+        check_role_scope(new_role, new_scope)
+        values: dict[str, object] = {"role": new_role.value, "scope_park": new_scope.park,
+                                     "scope_county": new_scope.county}
+        if name is not None:
+            values["name"] = name
+        if disabled is not None:
+            values["disabled"] = disabled
+        if new_role != user.role:
+            values["token_version"] = users.c.token_version + 1
         with self.engine.begin() as conn:
-            conn.execute(
-                update(users).where(users.c.login == login).values(scope_park=scope.park, scope_county=scope.county)
-            )
-            _write_enterprises(conn, login, scope)
+            conn.execute(update(users).where(users.c.login == login).values(**values))
+            _write_enterprises(conn, login, new_scope)
         self._changed(login)
         changed = self.get(login)
         assert changed is not None

@@ -25,6 +25,7 @@ USERS = {
     "operator_e2": DemoUser("e2e-op-e2", "E2 值班操作员", "operator", {"enterprises": ["E2"]}),
     "regulator": DemoUser("e2e-park", "园区监管员", "park_regulator", {"park": "rudong"}),
     "tester": DemoUser("e2e-tester", "测试员", "tester", {"park": "rudong"}),
+    "admin": DemoUser("e2e-admin", "系统管理员", "admin", {"park": "rudong"}),
 }
 
 

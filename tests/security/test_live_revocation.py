@@ -94,4 +94,4 @@ async def test_a_moved_scope_rescopes_the_open_websocket_at_once(tmp_path: Path)
         later = after[resnapshot:]
         assert not any(r[0] in e1 for m in later if m["type"] == "readings" for r in m["rows"])
         assert not any(r[0] in e1 for r in after[resnapshot]["readings"])
-    assert env.audit.entries(action="user.rescope")[0].target_id == "op-e1"
+    assert env.audit.entries(action="user.update")[0].target_id == "op-e1"
