@@ -192,11 +192,15 @@ def site_credibility(
     loss: IngestLoss | None = None,
 ) -> dict[str, Any]:
     """Per sensor and per enterprise figures for each window, as JSON-ready data; with ``loss``, each enterprise's
-    ``messages_lost`` (None: not known in this process)."""
-    out: dict[str, Any] = {"ts_ms": now_ms, "windows": {}}
+    ``messages_lost`` (None: not known in this process).
+
+    A window starts no earlier than monitoring did (the oldest stored reading of the site): a system running for an
+    hour is judged on that hour, not on 23 hours before it existed; a sensor silent since then counts offline."""
+    since = store.first_ts()
+    out: dict[str, Any] = {"ts_ms": now_ms, "monitoring_since_ms": since, "windows": {}}
     for name in windows:
         length, bucket = WINDOWS[name]
-        start = now_ms - length
+        start = now_ms - length if since is None or since >= now_ms else max(now_ms - length, since)
         sensors = []
         for info in site.sensors:
             width = max(bucket, int(info.sensor.expected_period_s * 1000))

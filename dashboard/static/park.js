@@ -657,6 +657,9 @@
     tw.api("GET", "/api/credibility?window=24h").then(function (data) {
       pane.replaceChildren();
       const names = new Map(tw.tree.enterprises.map(function (e) { return [e.id, e.name]; }));
+      if (data.start_ms > data.ts_ms - 24 * 3600 * 1000) {
+        pane.append(el("p", "notice", tw.tf("cred.since", { time: tw.formatTime(data.start_ms) })));
+      }
       pane.append(el("h3", null, t("cred.enterprises")), credTable(
         ["col.enterprise", "cred.sensors", "cred.online", "cred.completeness", "cred.interruptions", "cred.flat",
           "cred.lost"],

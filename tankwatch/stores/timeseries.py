@@ -132,6 +132,17 @@ class TimeSeriesStore:
         value = [np.nan if r[1] is None else r[1] for r in rows]
         return ReadingBatch.from_columns([sensor_index] * len(rows), ts, value, [r[2] for r in rows])
 
+    def first_ts(self) -> int | None:
+        """When the oldest reading still stored was taken (epoch ms), or None when the store holds none: one index
+        seek per sensor, not a scan."""
+        with self._lock:
+            firsts = [
+                self._db.execute("SELECT MIN(ts) FROM readings WHERE sensor = ?", (int(key),)).fetchone()[0]
+                for key in self._keys
+            ]
+        known = [f for f in firsts if f is not None]
+        return min(known) if known else None
+
     def purge(self, now_ms: int) -> int:
         """Delete rows older than the retention period; returns rows deleted."""
         cutoff = now_ms - self.retention_ms

@@ -75,6 +75,15 @@ def test_site_figures_from_the_store(site: Site, tmp_path: Path) -> None:
         keep = ts if info.sensor.id != "V1-LT" else ts[(ts < now - 4 * 3_600_000) | (ts >= now - 2 * 3_600_000)]
         store.write(ReadingBatch.from_columns([info.index] * len(keep), keep, np.sin(keep / 1e6), [0] * len(keep)))
     assert len(read_rows(store, 0, now - DAY_MS, now, 10_000)) == len(ts) - 720
+    # monitoring began 12 hours ago: the 24-hour window is judged on those 12 hours
+    out = site_credibility(site, store, now, windows=("24h",))
+    assert out["monitoring_since_ms"] == now - DAY_MS // 2 and out["windows"]["24h"]["start_ms"] == now - DAY_MS // 2
+    sensors = {s["sensor_id"]: s for s in out["windows"]["24h"]["sensors"]}
+    assert sensors["V1-TT"]["online_rate"] == pytest.approx(1.0)
+    assert sensors["V1-LT"]["online_rate"] == pytest.approx(1 - 2 / 12)
+    assert sensors["V1-LT"]["interruption_count"] == 1  # the 2 h outage
+    # one reading two days ago: monitoring is older than the window, which is now the whole 24 hours
+    store.write(ReadingBatch.from_columns([0], [now - 2 * DAY_MS], [1.0], [0]))
     out = site_credibility(site, store, now, windows=("24h",))
     sensors = {s["sensor_id"]: s for s in out["windows"]["24h"]["sensors"]}
     assert sensors["V1-TT"]["online_rate"] == pytest.approx(0.5)

@@ -54,8 +54,9 @@ def lost(body: dict) -> dict[str, int]:
 def test_credibility_serves_online_rates_and_the_messages_lost(app: FastAPI) -> None:
     client = TestClient(app)
     before = client.get("/api/credibility").json()
-    assert before["window"] == "24h" and before["start_ms"] == T0 - DAY_MS
-    assert [s["online_rate"] for s in before["sensors"]] == pytest.approx([0.5] * len(before["sensors"]))
+    # monitoring began 12 hours ago: the 24-hour window covers those 12 hours, all of them online
+    assert before["window"] == "24h" and before["start_ms"] == T0 - DAY_MS // 2
+    assert [s["online_rate"] for s in before["sensors"]] == pytest.approx([1.0] * len(before["sensors"]))
     MESSAGES_LOST.labels("mqtt", "sequence_gap", "gds1").inc(4)  # gds1 reads G1-AT1 (E1) and G2-GD1 (E2)
     MESSAGES_LOST.labels("mqtt", "sequence_gap", "plc1").inc(1)  # (any device id) plc1 reads tanks of E1 and E2
     MESSAGES_LOST.labels("mqtt", "broker_dropped", "127.0.0.1:1883").inc(10)  # a broker serves the park
