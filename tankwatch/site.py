@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -576,7 +577,7 @@ class AlarmMatchers(Strict):
     enterprise: list[Id] | None = None
     source: list[Id] | None = None
     sensor: list[Id] | None = None
-    condition: list[str] | None = None  # alarm-core conditions: HH H L LL GAS1 GAS2 O2_HIGH O2_LOW DQ
+    condition: list[str] | None = None  # HH H L LL GAS1 GAS2 O2_HIGH O2_LOW DQ; COMMITMENT_MISSED, _CONTRADICTED
     quality: list[str] | None = None  # for DQ alarms: the quality that raised it (stale, comm-fail, bad, …)
 
 
@@ -760,6 +761,34 @@ class SecuritySettings(Strict):
         return v
 
 
+class CommitmentPolicy(Strict):
+    """The daily safety commitment (安全承诺): who commits and by when; the numbers are tankwatch defaults, set them
+    to the local rules."""
+
+    enabled: bool = True
+    deadline: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local time of day
+    timezone: str = "Asia/Shanghai"
+    per_source: bool = False  # one commitment per enterprise, or one per hazard source
+    # a unit declared stopped whose tank level moves more than this share of its range contradicts the commitment
+    level_move_percent: float = Field(default=5.0, gt=0, le=100)
+    check_every_s: float = Field(default=60.0, ge=1, le=3600)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+
+class Routines(Strict):
+    """The regulator's routines (issue: the regulator's day): daily commitments, so far."""
+
+    commitment: CommitmentPolicy = Field(default_factory=CommitmentPolicy)
+
+
 class SiteFile(Strict):
     """The whole site file."""
 
@@ -776,6 +805,7 @@ class SiteFile(Strict):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     # Red/yellow/green policy; None: the shipped defaults (alarms/data/grading_defaults.yaml). Green is "no rule".
     grading: list[GradingRule] | None = None
+    routines: Routines = Field(default_factory=Routines)
     uplink: UplinkSettings | None = None  # tiers: send to upper platforms (docs/uplink-protocol.md)
     receiver: ReceiverSettings | None = None  # tiers: accept uploads from lower tiers
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy.engine import Engine
 
+from alarms.commitments import CommitmentRunner, CommitmentStore, CommitmentWatch
+from alarms.compliance import LatestView
 from alarms.credibility import EvidenceRecorder, EvidenceStore
 from alarms.escalation import EscalationEngine, EscalationRunner, EscalationStore
 from alarms.evaluate import AlarmCore
@@ -141,6 +143,16 @@ async def serve(
             if found:
                 await asyncio.to_thread(evidence.add, found)
 
+    routines = []
+    policy = site.file.routines.commitment
+    if policy.enabled:
+        watch = CommitmentWatch(site, policy)
+        commitments = CommitmentStore(events.engine)
+        runner = CommitmentRunner(
+            watch, commitments, evidence, escalation.on_events, lambda: LatestView(site, grading.latest()), clock
+        )
+        routines.append(runner.run)
+
     pipeline = Pipeline(
         site=site,
         clock=clock,
@@ -152,7 +164,7 @@ async def serve(
         grading=grading,
         overdue=escalation.overdue,
         after_store=CoreJournal(audit),
-        extra_tasks=(hub.run, record_evidence, escalation_runner.run, notifier.run, *extra_tasks),
+        extra_tasks=(hub.run, record_evidence, escalation_runner.run, notifier.run, *routines, *extra_tasks),
     )
     app = create_app(
         site, timeseries, events, hub, clock=clock, run_hub=False, auth=auth, audit_journal=audit,

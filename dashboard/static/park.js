@@ -18,6 +18,7 @@
   let selected = null; // enterprise id shown in the detail panel
   let sub = "overview";
   let timer = null;
+  tw.parkPanes = {}; // further sub-tabs: name → render(), registered by their own scripts (commitments.js)
 
   // Text of a bilingual record (text_zh / text_en) in the page's language.
   function bilingual(item, stem) {
@@ -782,7 +783,8 @@
   }
 
   function showSub(name) {
-    sub = ["overview", "escalations", "compliance", "credibility", "evidence", "hazard"].indexOf(name) >= 0 ? name : "overview";
+    const known = ["overview", "escalations", "compliance", "credibility", "evidence", "hazard"].indexOf(name) >= 0;
+    sub = known || tw.parkPanes[name] ? name : "overview";
     for (const pane of document.querySelectorAll("#view-park .park-pane")) pane.hidden = pane.getAttribute("data-sub") !== sub;
     for (const a of document.querySelectorAll("#park-tabs a")) {
       a.setAttribute("aria-current", a.getAttribute("data-sub") === sub ? "page" : "false");
@@ -791,6 +793,7 @@
     if (sub === "credibility") renderCredibility();
     if (sub === "evidence") renderEvidence();
     if (sub === "hazard") renderHazard();
+    if (tw.parkPanes[sub]) tw.parkPanes[sub]();
     // Leaflet measures its box: build the map the first time it is seen, and tell it when it shows again
     if (sub === "overview" && tw.tree) {
       if (!mapBuilt) buildMap();
