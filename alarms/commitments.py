@@ -270,11 +270,15 @@ class CommitmentWatch:
         self._low = np.full(len(site.sensors), np.nan)
         self._high = np.full(len(site.sensors), np.nan)
 
+    def start(self, now_ms: int) -> None:
+        """Watching begins: deadlines before ``now_ms`` are not counted (default: the first check's time)."""
+        self._since = now_ms
+
     def check(self, now_ms: int, made: Iterable[Commitment], latest: LatestView | None) -> list[Warning]:
         """Warnings new at ``now_ms`` given today's commitments ``made`` and the latest readings."""
         today = self.calendar.day(now_ms)
         if self._since is None:
-            self._since = now_ms
+            self.start(now_ms)
         if today != self._day:  # what was raised belongs to its day
             self._day = today
             self._raised, self._closed, self._contradicted, self._tracking = {}, set(), set(), set()
@@ -383,6 +387,7 @@ class CommitmentRunner:
     async def run(self) -> None:
         """Check every ``check_every_s`` until cancelled."""
         every = self.watch.calendar.policy.check_every_s
+        self.watch.start(self.clock.now_ms())
         while True:
             await self.clock.sleep(every)
             now = self.clock.now_ms()

@@ -4,14 +4,23 @@ evidence and escalations."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from alarms.commitments import MISSED, Commitment, CommitmentStore, CommitmentWatch, DuplicateCommitment
+from alarms.commitments import (
+    MISSED,
+    Commitment,
+    CommitmentRunner,
+    CommitmentStore,
+    CommitmentWatch,
+    DuplicateCommitment,
+)
 from alarms.compliance import LatestView
+from alarms.credibility import EvidenceStore
 from tankwatch.clock import ManualClock
 from tankwatch.records import AlarmAction, Quality, ReadingBatch
 from tankwatch.site import CommitmentPolicy
@@ -139,3 +148,26 @@ def test_commitments_are_kept_once_per_unit_and_day(tmp_path: Path) -> None:
     with pytest.raises(DuplicateCommitment):
         store.add(commitment(env, T0 + MIN))
     assert [c.submitted_ms for c in store.of_days(["2024-05-01"])] == [T0]
+
+
+async def test_the_runner_stores_evidence_and_escalates_on_its_clock(tmp_path: Path) -> None:
+    env = make_env(tmp_path, clock=ManualClock(T0 - 7 * 60 * MIN - MIN))  # 08:59 in Shanghai
+    policy = CommitmentPolicy(check_every_s=60)
+    evidence = EvidenceStore(env.events.engine)
+    runner = CommitmentRunner(
+        CommitmentWatch(env.site, policy), CommitmentStore(env.events.engine), evidence, env.engine.on_events,
+        lambda: levels(env, env.clock.now_ms(), 5.0), env.clock,
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        for _ in range(3):  # 09:00, 09:01, 09:02
+            await asyncio.sleep(0.05)
+            env.clock.advance(60)
+        for _ in range(100):
+            if len(evidence.list()) == 3:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+    assert sorted(e["enterprise_id"] for e in evidence.list()) == ["E1", "E2", "E3"]
+    assert {e.labels["condition"] for e in env.engine.store.load()} == {MISSED}
