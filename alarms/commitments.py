@@ -7,7 +7,6 @@ commitment" [S]): unit counts, special-work counts, flags, the enterprise's own 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,10 +21,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import BigInteger
 
 from alarms.compliance import LatestView
-from alarms.credibility import Evidence, EvidenceStore
-from tankwatch.clock import Clock
+from alarms.credibility import Evidence
+from alarms.routines import RoutineWarning, raised_and_returned, warning_event
 from tankwatch.config import Site
-from tankwatch.records import AlarmAction, AlarmEvent, Quality, stable_id
+from tankwatch.records import AlarmAction, Quality, stable_id
 from tankwatch.site import CommitmentPolicy, SensorKind
 
 # Special work (特殊作业) counted in a commitment
@@ -175,9 +174,9 @@ class Unit:
 class CommitmentCalendar:
     """Local days and deadlines of the policy: which units commit, and by when."""
 
-    def __init__(self, site: Site, policy: CommitmentPolicy) -> None:
+    def __init__(self, site: Site, policy: CommitmentPolicy, timezone: str) -> None:
         self.policy = policy
-        self.zone = ZoneInfo(policy.timezone)
+        self.zone = ZoneInfo(timezone)
         self.deadline = time.fromisoformat(policy.deadline)
         per_source = policy.per_source
         self.units = [
@@ -204,43 +203,6 @@ class CommitmentCalendar:
         return wanted if wanted in self.units else None
 
 
-@dataclass(frozen=True, slots=True)
-class Warning:
-    """A warning the commitment watch raises: evidence on record and escalation events."""
-
-    evidence: Evidence
-    events: tuple[AlarmEvent, ...]
-
-
-def raised_and_returned(
-    evidence_id: str, condition: str, unit: Unit, source_id: str, ts_ms: int
-) -> tuple[AlarmEvent, ...]:
-    """A finding, not a lasting state: raised and at once back to normal, so it escalates until somebody
-    acknowledges it and a regulator can close it."""
-    return tuple(
-        warning_event(evidence_id, condition, unit, source_id, ts_ms, action, None)
-        for action in (AlarmAction.RAISED, AlarmAction.CLEARED)
-    )
-
-
-def warning_event(
-    evidence_id: str, condition: str, unit: Unit, source_id: str, ts_ms: int, action: AlarmAction, user: str | None
-) -> AlarmEvent:
-    """The escalation event of a commitment warning (the occurrence id is the evidence id)."""
-    return AlarmEvent(
-        id=stable_id(evidence_id, action, ts_ms),
-        occurrence_id=evidence_id,
-        sensor_id="",
-        condition=condition,
-        action=action,
-        ts_ms=ts_ms,
-        priority="medium",
-        enterprise_id=unit.enterprise_id,
-        source_id=source_id,
-        user=user,
-    )
-
-
 class CommitmentWatch:
     """Each check: units past their deadline without a commitment, and stopped units whose levels move.
 
@@ -249,9 +211,9 @@ class CommitmentWatch:
     first check is not counted: nobody could commit here before tankwatch ran.
     """
 
-    def __init__(self, site: Site, policy: CommitmentPolicy) -> None:
+    def __init__(self, site: Site, policy: CommitmentPolicy, timezone: str) -> None:
         self.site = site
-        self.calendar = CommitmentCalendar(site, policy)
+        self.calendar = CommitmentCalendar(site, policy, timezone)
         self.move_fraction = policy.level_move_percent / 100
         self.names = {e.id: e.name for e in site.file.enterprises}
         self.first_source = {e.id: e.hazard_sources[0].id for e in site.file.enterprises if e.hazard_sources}
@@ -263,7 +225,7 @@ class CommitmentWatch:
         self._span = np.array([s.sensor.range[1] - s.sensor.range[0] for s in site.sensors], dtype=float)
         self._since: int | None = None  # the first check: deadlines before it passed unwatched
         self._day: date | None = None
-        self._raised: dict[str, Warning] = {}  # today's missed-commitment warnings by evidence id
+        self._raised: dict[str, RoutineWarning] = {}  # today's missed-commitment warnings by evidence id
         self._closed: set[str] = set()  # today's missed-commitment evidence ids closed by a late commitment
         self._contradicted: set[str] = set()  # today's commitment ids found contradicted
         self._tracking: set[str] = set()  # commitment ids whose levels' low/high are being tracked
@@ -274,7 +236,7 @@ class CommitmentWatch:
         """Watching begins: deadlines before ``now_ms`` are not counted (default: the first check's time)."""
         self._since = now_ms
 
-    def check(self, now_ms: int, made: Iterable[Commitment], latest: LatestView | None) -> list[Warning]:
+    def check(self, now_ms: int, made: Iterable[Commitment], latest: LatestView | None) -> list[RoutineWarning]:
         """Warnings new at ``now_ms`` given today's commitments ``made`` and the latest readings."""
         today = self.calendar.day(now_ms)
         if self._since is None:
@@ -284,7 +246,7 @@ class CommitmentWatch:
             self._raised, self._closed, self._contradicted, self._tracking = {}, set(), set(), set()
         deadline = self.calendar.deadline_ms(today)
         by_unit = {Unit(c.enterprise_id, c.source_id): c for c in made if c.day == today.isoformat()}
-        out: list[Warning] = []
+        out: list[RoutineWarning] = []
         for unit in self.calendar.units:
             done = by_unit.get(unit)
             wid = stable_id("evidence", MISSED, unit.enterprise_id, unit.source_id, today.isoformat())
@@ -306,7 +268,7 @@ class CommitmentWatch:
     def _source(self, unit: Unit) -> str:
         return unit.source_id or self.first_source.get(unit.enterprise_id, "")
 
-    def _missed(self, wid: str, unit: Unit, day: date, deadline: int, now_ms: int) -> Warning:
+    def _missed(self, wid: str, unit: Unit, day: date, deadline: int, now_ms: int) -> RoutineWarning:
         name = self.names.get(unit.enterprise_id, unit.enterprise_id)
         who = f"{name} {unit.source_id}".strip()
         hhmm = self.calendar.policy.deadline
@@ -316,22 +278,22 @@ class CommitmentWatch:
             f"{who}: no safety commitment by {day.isoformat()} {hhmm}",
             {"day": day.isoformat(), "deadline_ms": deadline, "source_id": unit.source_id or None},
         )
-        return Warning(evidence, raised_and_returned(wid, MISSED, unit, self._source(unit), now_ms))
+        events = raised_and_returned(wid, MISSED, unit.enterprise_id, self._source(unit), now_ms)
+        return RoutineWarning(evidence, events)
 
-    def _made_late(self, raised: Warning, done: Commitment) -> Warning:
+    def _made_late(self, raised: RoutineWarning, done: Commitment) -> RoutineWarning:
         e = raised.evidence
         data = {**e.data, "submitted_ms": done.submitted_ms, "committed_by": done.committed_by}
         closed = Evidence(
             e.id, e.kind, e.enterprise_id, e.source_id, None, e.start_ms, done.submitted_ms, e.found_ms,
             e.summary_zh + f"（{done.committed_by} 迟报）", e.summary_en + f" (made late by {done.committed_by})", data,
         )
-        unit = Unit(done.enterprise_id, done.source_id)
         event = warning_event(
-            e.id, MISSED, unit, e.source_id, done.submitted_ms, AlarmAction.ACKNOWLEDGED, done.login
+            e.id, MISSED, done.enterprise_id, e.source_id, done.submitted_ms, AlarmAction.ACKNOWLEDGED, done.login
         )
-        return Warning(closed, (event,))
+        return RoutineWarning(closed, (event,))
 
-    def _moving(self, unit: Unit, done: Commitment, latest: LatestView, now_ms: int) -> Warning | None:
+    def _moving(self, unit: Unit, done: Commitment, latest: LatestView, now_ms: int) -> RoutineWarning | None:
         """Evidence when a level of a unit declared stopped moved more than the policy allows since the commitment."""
         if done.id in self._contradicted:
             return None
@@ -365,34 +327,23 @@ class CommitmentWatch:
             {"commitment_id": done.id, "sensors": sensors,
              "moved_percent": [round(float(m) * 100, 1) for m in np.nan_to_num(moved)[np.isin(rows, over)]]},
         )
-        return Warning(evidence, raised_and_returned(wid, CONTRADICTED, unit, self._source(unit), now_ms))
+        events = raised_and_returned(wid, CONTRADICTED, unit.enterprise_id, self._source(unit), now_ms)
+        return RoutineWarning(evidence, events)
 
 
-class CommitmentRunner:
-    """Checks the watch on the clock: new evidence stored, new warnings handed to the escalation engine."""
 
-    def __init__(
-        self,
-        watch: CommitmentWatch,
-        store: CommitmentStore,
-        evidence: EvidenceStore,
-        escalate: Callable[[list[AlarmEvent]], object],
-        latest: Callable[[], LatestView],
-        clock: Clock,
-    ) -> None:
-        self.watch, self.store, self.evidence, self.escalate, self.latest, self.clock = (
-            watch, store, evidence, escalate, latest, clock
-        )
+class CommitmentRoutine:
+    """The commitment watch on its store and the live readings, as a routine the runner polls."""
 
-    async def run(self) -> None:
-        """Check every ``check_every_s`` until cancelled."""
-        every = self.watch.calendar.policy.check_every_s
-        self.watch.start(self.clock.now_ms())
-        while True:
-            await self.clock.sleep(every)
-            now = self.clock.now_ms()
-            made = await asyncio.to_thread(self.store.of_days, [self.watch.calendar.day(now).isoformat()])
-            warnings = self.watch.check(now, made, self.latest())
-            if warnings:
-                await asyncio.to_thread(self.evidence.add, [w.evidence for w in warnings])
-                await asyncio.to_thread(self.escalate, [e for w in warnings for e in w.events])
+    def __init__(self, watch: CommitmentWatch, store: CommitmentStore, latest: Callable[[], LatestView]) -> None:
+        self.watch, self.store, self.latest = watch, store, latest
+        self.every_s = watch.calendar.policy.check_every_s
+
+    def start(self, now_ms: int) -> None:
+        """Deadlines before ``now_ms`` are not counted."""
+        self.watch.start(now_ms)
+
+    def poll(self, now_ms: int) -> list[RoutineWarning]:
+        """New warnings given today's stored commitments and the latest readings."""
+        made = self.store.of_days([self.watch.calendar.day(now_ms).isoformat()])
+        return self.watch.check(now_ms, made, self.latest())

@@ -761,17 +761,47 @@ class SecuritySettings(Strict):
         return v
 
 
+TIME_OF_DAY = r"^([01]\d|2[0-3]):[0-5]\d$"  # HH:MM
+
+
 class CommitmentPolicy(Strict):
     """The daily safety commitment (安全承诺): who commits and by when; the numbers are tankwatch defaults, set them
     to the local rules."""
 
     enabled: bool = True
-    deadline: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local time of day
-    timezone: str = "Asia/Shanghai"
+    deadline: str = Field(default="09:00", pattern=TIME_OF_DAY)  # local time of day
     per_source: bool = False  # one commitment per enterprise, or one per hazard source
     # a unit declared stopped whose tank level moves more than this share of its range contradicts the commitment
     level_move_percent: float = Field(default=5.0, gt=0, le=100)
     check_every_s: float = Field(default=60.0, ge=1, le=3600)
+
+
+class DutyPolicy(Strict):
+    """Duty watch (值班值守): shifts whose desks confirm presence, and the regulator's roll calls (点名); the numbers
+    are tankwatch defaults (three eight-hour shifts), set them to the local rules."""
+
+    enabled: bool = True
+    shifts: list[Annotated[str, Field(pattern=TIME_OF_DAY)]] = Field(
+        default_factory=lambda: ["00:00", "08:00", "16:00"], min_length=1, max_length=12
+    )  # local start times
+    check_in_within_min: float = Field(default=30, gt=0, le=720)  # after a shift starts
+    roll_call_answer_min: float = Field(default=10, gt=0, le=240)
+    check_every_s: float = Field(default=60.0, ge=1, le=3600)
+
+    @field_validator("shifts")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("shift start times must differ")
+        return sorted(v)
+
+
+class Routines(Strict):
+    """The regulator's routines: daily safety commitments and duty watch, in one local time zone."""
+
+    timezone: str = "Asia/Shanghai"
+    commitment: CommitmentPolicy = Field(default_factory=CommitmentPolicy)
+    duty: DutyPolicy = Field(default_factory=DutyPolicy)
 
     @field_validator("timezone")
     @classmethod
@@ -781,12 +811,6 @@ class CommitmentPolicy(Strict):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
-
-
-class Routines(Strict):
-    """The regulator's routines (issue: the regulator's day): daily commitments, so far."""
-
-    commitment: CommitmentPolicy = Field(default_factory=CommitmentPolicy)
 
 
 class SiteFile(Strict):

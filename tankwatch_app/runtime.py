@@ -15,7 +15,7 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy.engine import Engine
 
-from alarms.commitments import CommitmentRunner, CommitmentStore, CommitmentWatch
+from alarms.commitments import CommitmentRoutine, CommitmentStore, CommitmentWatch
 from alarms.compliance import LatestView
 from alarms.credibility import EvidenceRecorder, EvidenceStore
 from alarms.escalation import EscalationEngine, EscalationRunner, EscalationStore
@@ -23,6 +23,7 @@ from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
 from alarms.journal import CoreJournal
 from alarms.notify import Dispatcher
+from alarms.routines import RoutineRunner
 from dashboard.app import server_config
 from dashboard.live import LiveHub
 from ingest.modbus.adapter import ModbusSource
@@ -146,12 +147,9 @@ async def serve(
     routines = []
     policy = site.file.routines.commitment
     if policy.enabled:
-        watch = CommitmentWatch(site, policy)
-        commitments = CommitmentStore(events.engine)
-        runner = CommitmentRunner(
-            watch, commitments, evidence, escalation.on_events, lambda: LatestView(site, grading.latest()), clock
-        )
-        routines.append(runner.run)
+        watch = CommitmentWatch(site, policy, site.file.routines.timezone)
+        routine = CommitmentRoutine(watch, CommitmentStore(events.engine), lambda: LatestView(site, grading.latest()))
+        routines.append(RoutineRunner(routine, evidence, escalation.on_events, clock).run)
 
     pipeline = Pipeline(
         site=site,

@@ -115,7 +115,8 @@ class CommitmentDayOut(BaseModel):
 def _calendar(request: Request) -> CommitmentCalendar:
     state = request.app.state
     if getattr(state, "commitment_calendar", None) is None:
-        state.commitment_calendar = CommitmentCalendar(state.site, state.site.file.routines.commitment)
+        routines = state.site.file.routines
+        state.commitment_calendar = CommitmentCalendar(state.site, routines.commitment, routines.timezone)
     return state.commitment_calendar
 
 
@@ -162,7 +163,7 @@ async def commitments_of_day(
     policy = calendar.policy
     return CommitmentDayOut(
         day=day.isoformat(), today=today.isoformat(), deadline=policy.deadline, deadline_ms=deadline,
-        timezone=policy.timezone, per_source=policy.per_source, work_kinds=list(SPECIAL_WORK),
+        timezone=str(calendar.zone), per_source=policy.per_source, work_kinds=list(SPECIAL_WORK),
         flag_kinds=list(FLAGS), units=units,
     )
 

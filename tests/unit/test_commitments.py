@@ -14,19 +14,21 @@ from fastapi.testclient import TestClient
 from alarms.commitments import (
     MISSED,
     Commitment,
-    CommitmentRunner,
+    CommitmentRoutine,
     CommitmentStore,
     CommitmentWatch,
     DuplicateCommitment,
 )
 from alarms.compliance import LatestView
 from alarms.credibility import EvidenceStore
+from alarms.routines import RoutineRunner
 from tankwatch.clock import ManualClock
 from tankwatch.records import AlarmAction, Quality, ReadingBatch
 from tankwatch.site import CommitmentPolicy
 from tests.unit.test_auth_support import MIN, T0, headers, make_env
 
 BEFORE_DEADLINE = T0 - 8 * 60 * MIN + 30 * MIN  # 2024-05-01 08:30 in Shanghai; the deadline is 09:00
+ZONE = "Asia/Shanghai"
 FORM = {
     "enterprise_id": "E1",
     "units": {"total": 3, "running": 2, "parked": 1},
@@ -116,7 +118,7 @@ def levels(env, ts_ms: int, value: float) -> LatestView:  # noqa: ANN001
 
 def test_missed_late_and_contradicted_commitments_are_evidence_and_escalate(tmp_path: Path) -> None:
     env = make_env(tmp_path)
-    watch = CommitmentWatch(env.site, CommitmentPolicy(level_move_percent=5))
+    watch = CommitmentWatch(env.site, CommitmentPolicy(level_move_percent=5), ZONE)
     assert watch.check(BEFORE_DEADLINE, [], None) == []
     found = watch.check(T0, [], None)  # 16:00: nobody committed
     assert [w.evidence.enterprise_id for w in found] == ["E1", "E2", "E3"]
@@ -154,10 +156,11 @@ async def test_the_runner_stores_evidence_and_escalates_on_its_clock(tmp_path: P
     env = make_env(tmp_path, clock=ManualClock(T0 - 7 * 60 * MIN - MIN))  # 08:59 in Shanghai
     policy = CommitmentPolicy(check_every_s=60)
     evidence = EvidenceStore(env.events.engine)
-    runner = CommitmentRunner(
-        CommitmentWatch(env.site, policy), CommitmentStore(env.events.engine), evidence, env.engine.on_events,
-        lambda: levels(env, env.clock.now_ms(), 5.0), env.clock,
+    routine = CommitmentRoutine(
+        CommitmentWatch(env.site, policy, ZONE), CommitmentStore(env.events.engine),
+        lambda: levels(env, env.clock.now_ms(), 5.0),
     )
+    runner = RoutineRunner(routine, evidence, env.engine.on_events, env.clock)
     task = asyncio.create_task(runner.run())
     try:
         for _ in range(3):  # 09:00, 09:01, 09:02
