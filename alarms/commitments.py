@@ -171,6 +171,11 @@ class Unit:
     source_id: str  # "" for the whole enterprise
 
 
+def unit_tag(unit: Unit) -> str:
+    """A unit by its ids, for English text (names are Chinese; English summaries show ids, as for sensors)."""
+    return f"{unit.enterprise_id} {unit.source_id}".strip()
+
+
 class CommitmentCalendar:
     """Local days and deadlines of the policy: which units commit, and by when."""
 
@@ -255,7 +260,8 @@ class CommitmentWatch:
                     self._raised[wid] = self._missed(wid, unit, today, deadline, now_ms)
                     out.append(self._raised[wid])
                 continue
-            if done.late and wid not in self._closed:  # evidence of a late commitment, raised or not before
+            # evidence of a late commitment, whether its missing one was raised here or before a restart
+            if done.late and deadline >= self._since and wid not in self._closed:
                 self._closed.add(wid)
                 raised = self._raised.pop(wid, None) or self._missed(wid, unit, today, deadline, done.submitted_ms)
                 out.append(self._made_late(raised, done))
@@ -275,7 +281,7 @@ class CommitmentWatch:
         evidence = Evidence(
             wid, "commitment_missed", unit.enterprise_id, self._source(unit), None, deadline, None, now_ms,
             f"{who} 未在 {day.isoformat()} {hhmm} 前作出安全承诺",
-            f"{who}: no safety commitment by {day.isoformat()} {hhmm}",
+            f"{unit_tag(unit)}: no safety commitment by {day.isoformat()} {hhmm}",
             {"day": day.isoformat(), "deadline_ms": deadline, "source_id": unit.source_id or None},
         )
         events = raised_and_returned(wid, MISSED, unit.enterprise_id, self._source(unit), now_ms)
@@ -286,7 +292,7 @@ class CommitmentWatch:
         data = {**e.data, "submitted_ms": done.submitted_ms, "committed_by": done.committed_by}
         closed = Evidence(
             e.id, e.kind, e.enterprise_id, e.source_id, None, e.start_ms, done.submitted_ms, e.found_ms,
-            e.summary_zh + f"（{done.committed_by} 迟报）", e.summary_en + f" (made late by {done.committed_by})", data,
+            e.summary_zh + f"（{done.committed_by} 迟报）", e.summary_en + f" (made late by {done.login})", data,
         )
         event = warning_event(
             e.id, MISSED, done.enterprise_id, e.source_id, done.submitted_ms, AlarmAction.ACKNOWLEDGED, done.login
@@ -323,7 +329,8 @@ class CommitmentWatch:
             wid, "commitment_contradicted", unit.enterprise_id, self._source(unit), sensors[0], done.submitted_ms,
             None, now_ms,
             f"{who} 承诺装置全部停用，但液位变化超过量程的 {pct:g}%：{', '.join(sensors)}",
-            f"{who}: units committed as stopped, yet levels moved over {pct:g}% of range: {', '.join(sensors)}",
+            f"{unit_tag(unit)}: units committed as stopped, yet levels moved over {pct:g}% of range: "
+            f"{', '.join(sensors)}",
             {"commitment_id": done.id, "sensors": sensors,
              "moved_percent": [round(float(m) * 100, 1) for m in np.nan_to_num(moved)[np.isin(rows, over)]]},
         )

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from alarms.commitments import CommitmentRoutine, CommitmentStore, CommitmentWatch
 from alarms.compliance import LatestView
 from alarms.credibility import EvidenceRecorder, EvidenceStore
+from alarms.duty import DutyStore, DutyWatch
 from alarms.escalation import EscalationEngine, EscalationRunner, EscalationStore
 from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
@@ -145,11 +146,16 @@ async def serve(
                 await asyncio.to_thread(evidence.add, found)
 
     routines = []
+    timezone = site.file.routines.timezone
     policy = site.file.routines.commitment
     if policy.enabled:
-        watch = CommitmentWatch(site, policy, site.file.routines.timezone)
+        watch = CommitmentWatch(site, policy, timezone)
         routine = CommitmentRoutine(watch, CommitmentStore(events.engine), lambda: LatestView(site, grading.latest()))
         routines.append(RoutineRunner(routine, evidence, escalation.on_events, clock).run)
+    duty = site.file.routines.duty
+    if duty.enabled:
+        watch_duty = DutyWatch(site, duty, timezone, DutyStore(events.engine))
+        routines.append(RoutineRunner(watch_duty, evidence, escalation.on_events, clock).run)
 
     pipeline = Pipeline(
         site=site,

@@ -143,7 +143,7 @@
       tr.append(tw.dataEl("td", null, u.enterprise_name || u.enterprise_id), cellOf(u.source_id), state);
       if (c) {
         tr.append(tw.dataEl("td", null, c.committed_by), cellOf(tw.formatTime(c.submitted_ms)),
-          cellOf(t("commit.runningOf").replace("{running}", c.units.running).replace("{total}", c.units.total)),
+          cellOf(tw.tf("commit.runningOf", { running: c.units.running, total: c.units.total })),
           cellOf(workText(c, data.work_kinds)), cellOf(flagText(c, data.flag_kinds)), cellOf(t("risk." + c.risk_grade)));
       } else {
         for (let i = 0; i < 6; i++) tr.append(cellOf(null));
@@ -172,7 +172,7 @@
       });
       const label = el("label");
       label.append(el("span", null, t("commit.day")), pick);
-      bar.append(label, el("span", "notice", t("commit.deadline").replace("{time}", data.deadline).replace("{zone}", data.timezone)));
+      bar.append(label, el("span", "notice", tw.tf("commit.deadline", { time: data.deadline, zone: data.timezone })));
       pane.replaceChildren(bar);
       if (!data.units.length) {
         pane.append(el("p", "api-note", t("commit.empty")));
