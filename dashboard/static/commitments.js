@@ -47,7 +47,9 @@
   function commitForm(unit, data, pane) {
     const form = el("form", "user-form commit-form");
     form.setAttribute("data-enterprise", unit.enterprise_id);
-    form.append(el("h3", null, t("commit.title") + " · " + unit.enterprise_name + (unit.source_id ? " · " + unit.source_id : "")));
+    const title = el("h3", null, t("commit.title") + " · ");
+    title.append(tw.dataEl("span", null, unit.enterprise_name + (unit.source_id ? " · " + unit.source_id : "")));
+    form.append(title);
     const units = el("fieldset");
     units.append(el("legend", null, t("commit.units")));
     numberField(units, "total", "commit.total", 1);
