@@ -44,6 +44,7 @@ from dashboard.routers import (
     replay,
     settings,
     sources,
+    uplink,
 )
 from dashboard.routers import (
     metrics as metrics_router,
@@ -90,6 +91,7 @@ PROTECTED_ROUTERS = (
     credibility.router,
     replay.router,
     settings.router,
+    uplink.router,
     metrics_router.router,
 )
 

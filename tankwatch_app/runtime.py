@@ -42,7 +42,9 @@ from tankwatch.stores.timeseries import TimeSeriesStore
 from tankwatch.stores.users import UserStore
 from tankwatch_app.dashboard_app import create_app
 from tankwatch_app.endpoints import mqtt_endpoints
+from tankwatch_app.receiver import ReceiverConfigError, ReceiverStage
 from tankwatch_app.supervisor import Pipeline, drain
+from tankwatch_app.uplink import UplinkConfigError, build_uplink
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +134,14 @@ async def serve(
     grading = GradingStage(site)
     evidence = EvidenceStore(events.engine)
     recorder = EvidenceRecorder(site)
+    tiers_tasks, receiver = tier_stages(site, bus, clock, data_dir, events)  # subscribed before the pipeline runs
+    reported_active = receiver.intake.reported.active if receiver is not None else list
 
     async def record_evidence() -> None:
         """Look for violations to put on record for the regulator, every EVIDENCE_EVERY_S."""
         while True:
             await clock.sleep(EVIDENCE_EVERY_S)
-            found = recorder.update(clock.now_ms(), grading.latest(), core.active())
+            found = recorder.update(clock.now_ms(), grading.latest(), core.active() + reported_active())
             if found:
                 await asyncio.to_thread(evidence.add, found)
 
@@ -152,7 +156,8 @@ async def serve(
         grading=grading,
         overdue=escalation.overdue,
         after_store=CoreJournal(audit),
-        extra_tasks=(hub.run, record_evidence, escalation_runner.run, notifier.run, *extra_tasks),
+        reported_active=reported_active,
+        extra_tasks=(hub.run, record_evidence, escalation_runner.run, notifier.run, *tiers_tasks, *extra_tasks),
     )
     app = create_app(
         site, timeseries, events, hub, clock=clock, run_hub=False, auth=auth, audit_journal=audit,
@@ -160,6 +165,7 @@ async def serve(
     )
     app.state.bus = bus
     app.state.grading = grading
+    app.state.uplink_status = receiver.store if receiver is not None else None
     app.state.evidence = evidence
     server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     pipeline.start()
@@ -217,11 +223,47 @@ async def run_live(site: Site, *, port: int, duration_s: float | None, data_dir:
 
 # ---------------------------------------------------------------------------------------------- stages alone
 
-STAGES = ("all", "ingest", "alarms", "historian", "dashboard")
+STAGES = ("all", "ingest", "alarms", "historian", "dashboard", "uplink", "receiver")
+TIER_STAGES = ("uplink", "receiver")
 
 
 class StageError(ValueError):
     """A stage cannot run as asked (the message says why and what to do)."""
+
+
+Runs = list[Callable[[], Awaitable[None]]]
+
+
+def tier_stages(site: Site, bus: Bus, clock: Clock, data_dir: Path, events: EventStore,
+                which: tuple[str, ...] = TIER_STAGES) -> tuple[Runs, ReceiverStage | None]:
+    """The uplink and receiver (of ``which``) the site's ``uplink:`` and ``receiver:`` sections ask for (StageError
+    when one cannot start), built now so that they subscribe before anything is published; and the receiver."""
+    runs: Runs = []
+    receiver = None
+    try:
+        if site.file.uplink is not None and "uplink" in which:
+            runs.append(build_uplink(site, bus, clock, data_dir).run)
+        if site.file.receiver is not None and "receiver" in which:
+            receiver = ReceiverStage(site, bus, clock, events)
+            runs.append(receiver.run)
+    except (UplinkConfigError, ReceiverConfigError) as exc:
+        raise StageError(str(exc)) from None
+    return runs, receiver
+
+
+async def tier_stage(stage: str, site: Site, bus: Bus, data_dir: Path, clock: Clock, say: Say) -> None:
+    """The uplink or the receiver alone, against the bus."""
+    section = site.file.uplink if stage == "uplink" else site.file.receiver
+    if section is None:
+        raise StageError(f"the {stage} stage needs an '{stage}:' section in the site file")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    events = EventStore(await migrated_sql_url(site, data_dir))
+    try:
+        runs, _ = tier_stages(site, bus, clock, data_dir, events, (stage,))
+        say(f"{stage}: running")
+        await _all([run() for run in runs])
+    finally:
+        events.close()
 
 
 def audit_journal(site: Site, engine: Engine, demo_dir: Path | None) -> AuditJournal:
@@ -418,12 +460,15 @@ async def run_stage(
         await bus.ensure_topics()
     except KafkaError as exc:
         raise StageError(f"cannot reach Kafka at {bus.bootstrap}: {exc}") from None
-    chosen = STAGES[1:] if stage == "all" else (stage,)
+    present = {"uplink": site.file.uplink is not None, "receiver": site.file.receiver is not None}
+    chosen = [s for s in STAGES[1:] if present.get(s, True)] if stage == "all" else [stage]
     runners = {
         "ingest": lambda: ingest_stage(site, bus, clock, say),
         "alarms": lambda: alarms_stage(site, bus, say),
         "historian": lambda: historian_stage(site, bus, data, clock, say),
         "dashboard": lambda: dashboard_stage(site, bus, data, clock, host=host, port=port, say=say),
+        "uplink": lambda: tier_stage("uplink", site, bus, data, clock, say),
+        "receiver": lambda: tier_stage("receiver", site, bus, data, clock, say),
     }
     coroutines: list[Awaitable[None]] = [runners[name]() for name in chosen]
     if duration_s is not None:

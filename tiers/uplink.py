@@ -1,0 +1,131 @@
+"""The uplink stage: base data, real-time snapshots, alarm events and heartbeats from the bus into each target's
+outbox, and each target's sender delivering them (docs/uplink-protocol.md §8)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from tankwatch import bus as topics
+from tankwatch import metrics
+from tankwatch.bus import Bus, Overflow
+from tankwatch.clock import Clock, ticks
+from tankwatch.config import Site
+from tankwatch.records import AlarmEvent, ReadingBatch
+from tankwatch.site import UplinkPeriods
+from tankwatch.stages import cancel_all
+from tiers.acks import ProtocolError
+from tiers.coding import SiteCodes
+from tiers.enqueue import queue_records
+from tiers.outbound import HazardRating, LatestValues, Setpoints, alarm_record, base_records, heartbeat_records
+from tiers.outbox import Outbox
+from tiers.schema import ServiceId
+from tiers.sender import UplinkSender
+
+log = logging.getLogger(__name__)
+GROUP = "uplink"
+
+
+@dataclass
+class TargetLink:
+    """One upper platform: what it takes, how often, its outbox and the sender that empties it."""
+
+    id: str
+    services: frozenset[str]  # BASE, REALTIME, ALARM, HEARTBEAT
+    periods: UplinkPeriods
+    outbox: Outbox
+    sender: UplinkSender
+    max_records: int
+
+
+class UplinkStage:
+    """Feeds every target's outbox from the bus and the clock; each target's sender runs alongside."""
+
+    def __init__(self, site: Site, codes: SiteCodes, bus: Bus, clock: Clock, targets: Sequence[TargetLink], *,
+                 version: str, ratings: Mapping[str, HazardRating] | None = None,
+                 setpoints: Mapping[str, Setpoints] | None = None) -> None:
+        self.site, self.codes, self.clock, self.targets = site, codes, clock, list(targets)
+        self.version, self.ratings, self.setpoints = version, ratings, setpoints
+        self.latest = LatestValues(site, codes, setpoints)
+        # Subscribed now, before anything is published: the latest values may skip batches, alarm events never.
+        self._readings = bus.subscribe(topics.READINGS, GROUP, Overflow.DROP_OLDEST)
+        self._events = bus.subscribe(topics.EVENTS, GROUP)
+
+    async def run(self) -> None:
+        """Run until cancelled: base data now and every ``base_full_s``, snapshots, heartbeats, alarms at once."""
+        work: list[Awaitable[None]] = [self._follow_readings(), self._follow_events()]
+        for target in self.targets:
+            work.append(target.sender.run())
+            if "BASE" in target.services:
+                work.append(self._every(target, target.periods.base_full_s, self._queue_base))
+            if "REALTIME" in target.services:  # the first snapshot after one period: devices are read by then
+                work.append(self._every(target, target.periods.realtime_s, self._queue_snapshot, skip_first=True))
+            if "HEARTBEAT" in target.services:
+                work.append(self._every(target, target.periods.heartbeat_s, self._queue_heartbeat))
+        tasks = [asyncio.ensure_future(w) for w in work]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            await cancel_all(tasks)
+            for target in self.targets:
+                await target.sender.transport.aclose()
+                target.outbox.close()
+
+    async def _follow_readings(self) -> None:
+        async for batch in self._readings:
+            self.latest.update(batch if isinstance(batch, ReadingBatch) else ReadingBatch.concat(batch))
+
+    async def _follow_events(self) -> None:
+        async for events in self._events:
+            self.queue_alarms(events)
+
+    def queue_alarms(self, events: Sequence[AlarmEvent]) -> None:
+        """Queue the ALARM records of events of coded points, at once, for every target that takes alarms."""
+        records = []
+        for event in events:
+            if event.sensor_id in self.codes.points:
+                records.append(alarm_record(event, self.codes))
+            else:
+                metrics.INPUT_REJECTED.labels(GROUP, "uncoded_alarm").inc()
+                log.warning("uplink: alarm event %s of %s has no point code; not sent", event.id, event.sensor_id)
+        if records:
+            for target in self.targets:
+                if "ALARM" in target.services:
+                    self._queue(target, ServiceId.ALARM, records)
+
+    async def _every(self, target: TargetLink, period_s: float, queue: Callable[[TargetLink, int], None],
+                     skip_first: bool = False) -> None:
+        """Queue a data set now (unless ``skip_first``) and every ``period_s`` of the clock."""
+        async for now in ticks(self.clock, period_s):
+            if skip_first:
+                skip_first = False
+                continue
+            queue(target, now)
+
+    def _queue_base(self, target: TargetLink, now_ms: int) -> None:
+        for service, records in base_records(self.site, self.codes, self.ratings, self.setpoints).items():
+            if records:
+                self._queue(target, service, records, now_ms)
+
+    def _queue_snapshot(self, target: TargetLink, now_ms: int) -> None:
+        self._queue(target, ServiceId.REALTIME, self.latest.snapshot(now_ms), now_ms)
+
+    def _queue_heartbeat(self, target: TargetLink, now_ms: int) -> None:
+        records = heartbeat_records(self.site, self.codes, self.latest, len(target.outbox), self.version, now_ms)
+        self._queue(target, ServiceId.HEARTBEAT, records, now_ms)
+
+    def _queue(self, target: TargetLink, service: ServiceId, records: list, now_ms: int | None = None) -> None:
+        """Put records into a target's outbox and wake its sender; records the schema refuses are counted, not sent."""
+        try:
+            queue_records(target.outbox, service, records, self.clock.now_ms() if now_ms is None else now_ms,
+                          target.max_records)
+        except ProtocolError as exc:
+            metrics.INPUT_REJECTED.labels(GROUP, "invalid_record").inc()
+            log.error("uplink %s: %s records not queued: %s", target.id, service.value, exc.message)
+            return
+        target.sender.notify()
