@@ -21,6 +21,7 @@ from tankwatch.droplog import DropLog
 from tankwatch.records import AlarmEvent
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.uplink import Contact, UplinkStore
+from tiers.acks import AckCode, ProtocolError
 from tiers.inbound import alarm_events, point_values, to_batch
 from tiers.reported import ReportedAlarms
 from tiers.schema import ServiceId
@@ -41,6 +42,7 @@ class Intake:
         self.site, self.bus, self.clock, self.store, self.events = site, bus, clock, store, events
         self.local_of_code = {code: local for local, code in site.file.reported_enterprises().items()}
         self.sensor_of_target: dict[str, int] = {}  # targetCode → this site's sensor index
+        self.described: set[str] = set()  # targetCodes of every BASE_TARGET record received
         self.reported = ReportedAlarms()
         self._last_ts = np.full(len(site.sensors), -1, dtype=np.int64)  # newest value taken per sensor
         self._drops = DropLog(log)
@@ -50,6 +52,7 @@ class Intake:
         """Match points to this site's sensors: the point's enterprise is a reported one and its bitNo a sensor id
         of that enterprise here."""
         for r in records:
+            self.described.add(r["targetCode"])
             local = self.local_of_code.get(r["companyCode"])
             sensor_id = r["bitNo"]
             if local is not None and self.site.has_sensor(sensor_id):
@@ -75,7 +78,7 @@ class Intake:
                     delay = now - parse_time(r.collectTime)
                     delays[r.companyCode] = min(delays.get(r.companyCode, delay), delay)
         elif service == ServiceId.ALARM:
-            await self._alarms(records)
+            await self._alarms(records, data_id)
         else:
             beats = {r.companyCode: {"ts_ms": parse_time(r.heartbeatTime), "points_total": r.pointsTotal,
                                      "points_online": r.pointsOnline, "backlog": r.backlog, "version": r.version}
@@ -106,8 +109,15 @@ class Intake:
             np.maximum.at(self._last_ts, batch.sensor, batch.ts_ms)
             await self.bus.publish(topics.READINGS, batch)
 
-    async def _alarms(self, records: list[Any]) -> None:
-        """Store the events as raised below (so an acknowledged message is durable), then publish them."""
+    async def _alarms(self, records: list[Any], data_id: str) -> None:
+        """Store the events as raised below (so an acknowledged message is durable), then publish them.
+
+        An alarm on a point no BASE_TARGET has described yet is refused for now (5003): the sender tries again once
+        its base data, queued before, has arrived, so the alarm is filed under this site's sensor."""
+        for i, r in enumerate(records):
+            if r.targetCode not in self.described:
+                raise ProtocolError(AckCode.UNAVAILABLE, f"data[{i}].targetCode: point {r.targetCode} has no "
+                                    "BASE_TARGET here yet; send again after the base data", data_id)
         events, closures = alarm_events(records)
         for received in closures:
             self.reported.close(received.closure.occurrence_id)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -68,13 +69,13 @@ class UplinkStore:
     """Base data and upload quality per lower-tier enterprise, in the instance's SQL store (one writer)."""
 
     def __init__(self, engine: Engine) -> None:
-        """Use ``engine`` as configured; tables are created when missing."""
+        """Use ``engine``, migrated to the newest schema (tankwatch.migrations)."""
         self.engine = engine
-        metadata.create_all(engine)
+        self._writing = threading.Lock()  # messages are taken concurrently; each read-then-write runs alone
 
     def put_base(self, service: str, records: Iterable[tuple[str, str, dict[str, Any]]], now_ms: int) -> None:
         """Keep the newest base records of a data set: (code, companyCode, record) each, replacing the same code."""
-        with self.engine.begin() as conn:
+        with self._writing, self.engine.begin() as conn:
             for code, company, record in records:
                 key = and_(base_records.c.service == service, base_records.c.code == code)
                 conn.execute(base_records.delete().where(key))
@@ -91,7 +92,7 @@ class UplinkStore:
     def record(self, app_id: str, contacts: Iterable[Contact], now_ms: int) -> None:
         """Count one accepted message for each enterprise it concerns."""
         minute = now_ms - now_ms % MINUTE_MS
-        with self.engine.begin() as conn:
+        with self._writing, self.engine.begin() as conn:
             for c in contacts:
                 key = and_(minutes.c.company_code == c.company_code, minutes.c.minute_ms == minute)
                 row = conn.execute(select(minutes).where(key)).first()
