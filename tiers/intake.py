@@ -112,10 +112,11 @@ class Intake:
     async def _alarms(self, records: list[Any], data_id: str) -> None:
         """Store the events as raised below (so an acknowledged message is durable), then publish them.
 
-        An alarm on a point no BASE_TARGET has described yet is refused for now (5003): the sender tries again once
-        its base data, queued before, has arrived, so the alarm is filed under this site's sensor."""
+        An alarm on a point of a reported enterprise that no BASE_TARGET has described yet is refused for now (5003):
+        the sender tries again once its base data, queued before, has arrived, so the alarm is filed under this
+        site's sensor. Alarms of enterprises this site does not hold are kept under the sender's codes."""
         for i, r in enumerate(records):
-            if r.targetCode not in self.described:
+            if r.companyCode in self.local_of_code and r.targetCode not in self.described:
                 raise ProtocolError(AckCode.UNAVAILABLE, f"data[{i}].targetCode: point {r.targetCode} has no "
                                     "BASE_TARGET here yet; send again after the base data", data_id)
         events, closures = alarm_events(records)
