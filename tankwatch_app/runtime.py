@@ -39,6 +39,7 @@ from tankwatch.stages import cancel_all
 from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import TimeSeriesStore
+from tankwatch.stores.uplink import UplinkStore
 from tankwatch.stores.users import UserStore
 from tankwatch_app.dashboard_app import create_app
 from tankwatch_app.endpoints import mqtt_endpoints
@@ -386,10 +387,9 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
     timeseries = TimeSeriesStore(path, ids, site.file.storage.retention_days)
     hub = LiveHub(bus, site)
     journal = audit_journal(site, events.engine, None)
-    server = uvicorn.Server(server_config(
-        create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal),
-        host=host, port=port, log_level="warning", lifespan="off",
-    ))
+    app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal)
+    app.state.uplink_status = UplinkStore(events.engine) if site.file.receiver is not None else None
+    server = uvicorn.Server(server_config(app, host=host, port=port, log_level="warning", lifespan="off"))
 
     async def cache(batches: list[ReadingBatch]) -> None:
         await asyncio.to_thread(timeseries.write, ReadingBatch.concat(batches))

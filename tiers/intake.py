@@ -29,6 +29,7 @@ from tiers.times import parse_time
 
 log = logging.getLogger(__name__)
 STAGE = "receiver"
+OPEN_STATES = ("active", "shelved", "suppressed", "out_of_service")  # the event store's states of open occurrences
 BASE_CODE = {
     ServiceId.BASE_ENTERPRISE: "companyCode", ServiceId.BASE_HAZARD: "hazardCode",
     ServiceId.BASE_EQUIP: "equipCode", ServiceId.BASE_GATEWAY: "gatewayCode", ServiceId.BASE_TARGET: "targetCode",
@@ -47,6 +48,10 @@ class Intake:
         self._last_ts = np.full(len(site.sensors), -1, dtype=np.int64)  # newest value taken per sensor
         self._drops = DropLog(log)
         self._map_targets(store.base(ServiceId.BASE_TARGET.value))
+        if events is not None:  # occurrences reported before a restart stay graded
+            reported = list(site.file.reported_enterprises())
+            for state in OPEN_STATES:
+                self.reported.restore(events.alarms(state, reported, limit=100_000))
 
     def _map_targets(self, records: Sequence[dict[str, Any]]) -> None:
         """Match points to this site's sensors: the point's enterprise is a reported one and its bitNo a sensor id

@@ -117,6 +117,9 @@ async def test_the_uplink_stage_feeds_a_park_through_the_receiver(tmp_path: Path
             "ev1", "occ1", "T101-LT-A", "E1", "HS1")  # the enterprise's ids, this site's sensor
         assert events.occurrence("occ1")["state"] == "active"  # stored before the acknowledgement
         assert [a["occurrence_id"] for a in intake.reported.active()] == ["occ1"]
+        restarted = Intake(PARK, MemoryBus(), clock, store, events)
+        assert restarted.reported.active() == intake.reported.active()  # taken up from the event store
+        assert restarted.sensor_of_target == intake.sensor_of_target  # from the stored base data
         batch = await next_item(readings)
         while level.index not in batch.sensor.tolist():
             batch = await next_item(readings)
