@@ -192,10 +192,16 @@ async def serve(
 
 
 async def run_demo(
-    site: Site, *, port: int, duration_s: float | None, data_dir: Path | None, scenario: str, say: Say
+    site: Site, *, port: int, duration_s: float | None, data_dir: Path | None, scenario: str, say: Say,
+    simulate: bool = True,
 ) -> None:
-    """The demo: a simulated park (Modbus server + MQTT publishers) feeding the full pipeline."""
+    """The demo: a simulated park (Modbus server + MQTT publishers) feeding the full pipeline; without ``simulate``
+    the pipeline alone, with the demo's users (a tier that gets its data from below)."""
     clock = SystemClock()
+    if not simulate:
+        await serve(site, port=port, data_dir=data_dir_for(site, data_dir) / "demo", clock=clock,
+                    duration_s=duration_s, say=say, demo=True)
+        return
     plan = load_scenario(scenario)
     async with brokers_for(site, say):
         simulator = ParkSimulator(site, plan, clock)
@@ -214,6 +220,25 @@ async def run_demo(
             )
         finally:
             await simulator.stop()
+
+
+def scenario_within(scenario: str, site_file: Path, out: Path) -> Path:
+    """A copy of a scenario keeping only what concerns the tanks, sensors and devices of the site in ``site_file``
+    (the tiers demo: each enterprise instance simulates its own part of the park's scenario); returns ``out``."""
+    import yaml
+
+    from simulators.scenario import scenario_file
+    from tankwatch.config import load_site
+
+    site = load_site(site_file)
+    ids = {t.id for _, _, t in site.tanks()} | {i.sensor.id for i in site.sensors} | {d.id for d in site.devices}
+    plan = yaml.safe_load(scenario_file(scenario).read_text(encoding="utf-8"))
+    plan["initial"] = {k: v for k, v in (plan.get("initial") or {}).items() if k in ids}
+    plan["actions"] = [a for a in plan.get("actions") or []
+                       if all(a[key] in ids for key in ("tank", "sensor", "device") if key in a)]
+    plan.pop("site", None)
+    out.write_text(yaml.safe_dump(plan, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return out
 
 
 async def run_live(site: Site, *, port: int, duration_s: float | None, data_dir: Path | None, say: Say) -> None:
