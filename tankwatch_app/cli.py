@@ -21,7 +21,7 @@ COMMAND_MODULES = (
     stages_cli,  # run [stage], db
     replay_cli,  # record, replay, scenario
     hazard_cli,  # hazard, compliance
-    bench_cli,  # bench pipeline|historian|replay|peers|mqtt-burst|alarm-core
+    bench_cli,  # bench pipeline|historian|replay|peers|mqtt-burst|alarm-core|uplink
     users_cli,  # user add/list/remove
     audit_cli,  # audit verify
 )
