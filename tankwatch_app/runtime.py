@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 from sqlalchemy.engine import Engine
 
 from alarms.credibility import EvidenceRecorder, EvidenceStore
-from alarms.escalation import EscalationEngine, EscalationRunner, EscalationStore
+from alarms.escalation import Escalation, EscalationEngine, EscalationRunner, EscalationStore
 from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
 from alarms.journal import CoreJournal
@@ -45,7 +46,8 @@ from tankwatch_app.dashboard_app import create_app
 from tankwatch_app.endpoints import mqtt_endpoints
 from tankwatch_app.receiver import ReceiverConfigError, ReceiverStage
 from tankwatch_app.supervisor import Pipeline, drain
-from tankwatch_app.uplink import UplinkConfigError, build_uplink
+from tankwatch_app.uplink import UplinkConfigError, build_uplink, closure_of
+from tiers.uplink import UplinkStage
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +137,11 @@ async def serve(
     grading = GradingStage(site)
     evidence = EvidenceStore(events.engine)
     recorder = EvidenceRecorder(site)
-    tiers_tasks, receiver = tier_stages(site, bus, clock, data_dir, events)  # subscribed before the pipeline runs
+    tiers = tier_stages(site, bus, clock, data_dir, events)  # subscribed before the pipeline runs
+    receiver = tiers.receiver
     reported_active = receiver.intake.reported.active if receiver is not None else list
+    if tiers.uplink is not None:
+        escalation.on_close = closures_to(tiers.uplink, asyncio.get_running_loop())
 
     async def record_evidence() -> None:
         """Look for violations to put on record for the regulator, every EVIDENCE_EVERY_S."""
@@ -158,7 +163,7 @@ async def serve(
         overdue=escalation.overdue,
         after_store=CoreJournal(audit),
         reported_active=reported_active,
-        extra_tasks=(hub.run, record_evidence, escalation_runner.run, notifier.run, *tiers_tasks, *extra_tasks),
+        extra_tasks=(hub.run, record_evidence, escalation_runner.run, notifier.run, *tiers.runs, *extra_tasks),
     )
     app = create_app(
         site, timeseries, events, hub, clock=clock, run_hub=False, auth=auth, audit_journal=audit,
@@ -257,24 +262,38 @@ class StageError(ValueError):
     """A stage cannot run as asked (the message says why and what to do)."""
 
 
-Runs = list[Callable[[], Awaitable[None]]]
+@dataclass
+class TierStages:
+    """The uplink and receiver a site asks for, built; ``runs`` start them."""
+
+    runs: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    uplink: UplinkStage | None = None
+    receiver: ReceiverStage | None = None
 
 
 def tier_stages(site: Site, bus: Bus, clock: Clock, data_dir: Path, events: EventStore,
-                which: tuple[str, ...] = TIER_STAGES) -> tuple[Runs, ReceiverStage | None]:
+                which: tuple[str, ...] = TIER_STAGES) -> TierStages:
     """The uplink and receiver (of ``which``) the site's ``uplink:`` and ``receiver:`` sections ask for (StageError
-    when one cannot start), built now so that they subscribe before anything is published; and the receiver."""
-    runs: Runs = []
-    receiver = None
+    when one cannot start), built now so that they subscribe before anything is published."""
+    built = TierStages()
     try:
         if site.file.uplink is not None and "uplink" in which:
-            runs.append(build_uplink(site, bus, clock, data_dir).run)
+            built.uplink = build_uplink(site, bus, clock, data_dir)
+            built.runs.append(built.uplink.run)
         if site.file.receiver is not None and "receiver" in which:
-            receiver = ReceiverStage(site, bus, clock, events)
-            runs.append(receiver.run)
+            built.receiver = ReceiverStage(site, bus, clock, events)
+            built.runs.append(built.receiver.run)
     except (UplinkConfigError, ReceiverConfigError) as exc:
         raise StageError(str(exc)) from None
-    return runs, receiver
+    return built
+
+
+def closures_to(uplink: UplinkStage, loop: asyncio.AbstractEventLoop) -> Callable[[Escalation, list], None]:
+    """A regulator's close (消警), from whatever thread stored it, queued for the uplink in its event loop."""
+    def closed(escalation: Escalation, dispositions: list) -> None:
+        loop.call_soon_threadsafe(uplink.queue_closures, [closure_of(escalation, dispositions)])
+
+    return closed
 
 
 async def tier_stage(stage: str, site: Site, bus: Bus, data_dir: Path, clock: Clock, say: Say) -> None:
@@ -285,7 +304,7 @@ async def tier_stage(stage: str, site: Site, bus: Bus, data_dir: Path, clock: Cl
     data_dir.mkdir(parents=True, exist_ok=True)
     events = EventStore(await migrated_sql_url(site, data_dir))
     try:
-        runs, _ = tier_stages(site, bus, clock, data_dir, events, (stage,))
+        runs = tier_stages(site, bus, clock, data_dir, events, (stage,)).runs
         say(f"{stage}: running")
         await _all([run() for run in runs])
     finally:

@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
 
+from alarms.escalation import Disposition, Escalation
 from alarms.hazard import UnknownChemical, regulatory_assessment
 from alarms.rules import compile_rules
 from tankwatch.bus import Bus
@@ -16,7 +17,8 @@ from tankwatch.config import Site
 from tankwatch.site import UplinkTarget
 from tiers.coding import CodingError, SiteCodes
 from tiers.credentials import CredentialsError, credentials_from_env
-from tiers.outbound import HazardRating, Setpoints
+from tiers.outbound import AlarmClosure, HazardRating, Setpoints
+from tiers.outbound import Disposition as ClosureDisposition
 from tiers.outbox import Outbox
 from tiers.sender import SenderSettings, UplinkSender
 from tiers.sizing import queue_bound_bytes
@@ -64,6 +66,18 @@ def alarm_setpoints(site: Site) -> dict[str, Setpoints]:
                   if c in SETPOINT_OF_CONDITION}
         out[info.sensor.id] = Setpoints(**values)
     return out
+
+
+def closure_of(escalation: Escalation, dispositions: list[Disposition]) -> AlarmClosure:
+    """A regulator's close (消警) of an escalated alarm, as the uplink sends it."""
+    labels = escalation.labels
+    assert escalation.closed_ms is not None and escalation.closed_by and escalation.close_reason  # closed
+    return AlarmClosure(
+        occurrence_id=labels["occurrence_id"], sensor_id=labels["sensor"], condition=labels["condition"],
+        priority=labels["priority"], raised_ms=escalation.raised_ms, closed_ms=escalation.closed_ms,
+        closed_by=escalation.closed_by, reason=escalation.close_reason, note=escalation.close_note,
+        dispositions=tuple(ClosureDisposition(d.ts_ms, d.login, d.level, d.text) for d in dispositions),
+    )
 
 
 def _transport(target: UplinkTarget) -> Transport:

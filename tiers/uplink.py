@@ -19,7 +19,16 @@ from tankwatch.stages import cancel_all
 from tiers.acks import ProtocolError
 from tiers.coding import SiteCodes
 from tiers.enqueue import queue_records
-from tiers.outbound import HazardRating, LatestValues, Setpoints, alarm_record, base_records, heartbeat_records
+from tiers.outbound import (
+    AlarmClosure,
+    HazardRating,
+    LatestValues,
+    Setpoints,
+    alarm_record,
+    base_records,
+    closure_record,
+    heartbeat_records,
+)
 from tiers.outbox import Outbox
 from tiers.schema import ServiceId
 from tiers.sender import UplinkSender
@@ -86,13 +95,21 @@ class UplinkStage:
 
     def queue_alarms(self, events: Sequence[AlarmEvent]) -> None:
         """Queue the ALARM records of events of coded points, at once, for every target that takes alarms."""
-        records = []
-        for event in events:
-            if event.sensor_id in self.codes.points:
-                records.append(alarm_record(event, self.codes))
-            else:
-                metrics.INPUT_REJECTED.labels(GROUP, "uncoded_alarm").inc()
-                log.warning("uplink: alarm event %s of %s has no point code; not sent", event.id, event.sensor_id)
+        self._queue_alarm_records([alarm_record(e, self.codes) for e in events if self._coded(e.sensor_id, e.id)])
+
+    def queue_closures(self, closures: Sequence[AlarmClosure]) -> None:
+        """Queue the ALARM ``clear`` records of regulator closes (消警), with their dispositions, at once."""
+        self._queue_alarm_records([closure_record(c, self.codes) for c in closures
+                                   if self._coded(c.sensor_id, c.occurrence_id)])
+
+    def _coded(self, sensor_id: str, what: str) -> bool:
+        if sensor_id in self.codes.points:
+            return True
+        metrics.INPUT_REJECTED.labels(GROUP, "uncoded_alarm").inc()
+        log.warning("uplink: alarm %s of %s has no point code; not sent", what, sensor_id)
+        return False
+
+    def _queue_alarm_records(self, records: list[dict]) -> None:
         if records:
             for target in self.targets:
                 if "ALARM" in target.services:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 import yaml
 from prometheus_client import REGISTRY
@@ -21,11 +22,14 @@ from tankwatch.clock import ManualClock, SystemClock
 from tankwatch.config import Site, SiteError, parse_site
 from tankwatch.migrations import upgrade
 from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch
-from tankwatch.site import UplinkPeriods
+from tankwatch.site import CodingRules, UplinkPeriods
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.uplink import MINUTE_MS, Contact, UplinkStore
-from tankwatch_app.uplink import alarm_setpoints, hazard_ratings
+from tankwatch_app.uplink import alarm_setpoints, closure_of, hazard_ratings
 from tests.tiers_support import DEMO_SITE, account, credentials, demo_codes, demo_site
+from tests.unit.test_auth_support import MIN, T0, alarm, site_with_users
+from tests.unit.test_escalation import build, run_until, who
+from tiers.coding import SiteCodes
 from tiers.intake import Intake
 from tiers.outbox import Outbox
 from tiers.receiver import ReceiverCore
@@ -198,3 +202,27 @@ def test_online_rate_counts_minutes_with_a_message_since_the_first_one(tmp_path:
     assert e1["upload_delay_ms"] == round(sum(400 + m for m in range(10)) / 10)
     assert (e1["points_total"], e1["points_online"], e1["backlog"]) == (3, 2, 4)
     assert by_code["32062300002"]["online_rate_24h"] == pytest.approx(1 / 11)  # from minute 9 to 20
+
+
+def test_a_regulator_close_goes_up_as_an_alarm_clear_with_its_dispositions(tmp_path: Path) -> None:
+    site, clock, engine, auth = build(tmp_path, site_with_users())
+    codes = SiteCodes.build(site, CodingRules(district_code="320623"))
+    outbox = Outbox(tmp_path / "uplink.db", 10**9, "county")
+    sender = UplinkSender("county", outbox, Loopback(None), credentials(), "320623", clock)  # type: ignore[arg-type]
+    link = TargetLink("county", frozenset({"ALARM"}), UplinkPeriods(), outbox, sender, 1000)
+    stage = UplinkStage(site, codes, MemoryBus(), clock, [link], version="test")
+    engine.on_close = lambda e, dispositions: stage.queue_closures([closure_of(e, dispositions)])
+    raised = alarm(site, "T101-LT-A", AlarmAction.RAISED, T0)
+    engine.on_events([raised])
+    run_until(engine, clock, T0 + 116 * MIN)  # told to the park regulator
+    park = who(auth, "park-reg")
+    engine.sign(raised.occurrence_id, park)
+    engine.dispose(raised.occurrence_id, park, "现场确认液位回落")
+    engine.close(raised.occurrence_id, park, "handled", "处置完毕")
+    [message] = outbox.due(clock.now_ms(), 0, set(), 10)
+    [record] = orjson.loads(message.records_json)
+    assert (message.service, record["action"], record["alarmId"], record["status"]) == (
+        "ALARM", "clear", raised.occurrence_id, 1)
+    assert (record["handler"], record["result"], record["note"]) == ("park-reg", "handled", "处置完毕")
+    assert [d["text"] for d in record["dispositions"]] == ["现场确认液位回落"]
+    assert record["targetCode"] == codes.points["T101-LT-A"].target
