@@ -244,6 +244,13 @@ def _cross_check(model: SiteFile) -> Iterator[tuple[PathKey, str]]:
                 yield base + ("topic",), "json_value topics need a {sensor} level when a device has several sensors"
             for k, sid in enumerate(dev.mqtt.sensors):
                 yield from _bind(sid, dev.id, base + ("sensors", k), known, bound)
+    reported = model.reported_enterprises()
+    if reported:
+        owner = {s.id: model.enterprises[int(p[1])].id for p, s in sensor_paths}
+        for i, dev in enumerate(model.devices):
+            if theirs := sorted({owner[sid] for sid, did in bound.items() if did == dev.id} & set(reported)):
+                yield ("devices", i, "id"), (f"device {dev.id!r} reads sensors of {', '.join(theirs)}, whose values a "
+                                             "lower tier reports (receiver local_enterprises): read them in one place")
 
 
 COMBUSTIBLE_MAXIMA = {"first": 25.0, "second": 50.0}  # %LEL, GB/T 50493-2019 §5.5.2

@@ -44,8 +44,9 @@ E1 = CODES.company["E1"]
 
 
 def park_data(**sender: Any) -> dict[str, Any]:
-    """The demo park's file with a receiver for which E1 comes from below."""
+    """The demo park's file with a receiver for which E1 comes from below (its devices are the enterprise's)."""
     data = yaml.safe_load(DEMO_SITE.read_text(encoding="utf-8"))
+    data["devices"] = [d for d in data["devices"] if not d["id"].endswith(("HS1", "HS2"))]
     data["receiver"] = {"senders": [{"app_id_env": "TW_E1_APP_ID", "key_env": "TW_E1_KEY",
                                      "enterprises": list(CODES.company.values()),
                                      "local_enterprises": {E1: "E1"}, **sender}]}
@@ -181,6 +182,14 @@ def test_reported_occurrences_follow_their_events_until_back_to_normal() -> None
 def test_local_enterprises_must_name_a_sender_code_and_an_enterprise_of_the_site(sender: dict, message: str) -> None:
     with pytest.raises(SiteError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse(park_data(**sender))
+
+
+def test_a_reported_enterprise_is_not_also_read_by_a_device_here() -> None:
+    data = park_data()
+    data["devices"] = yaml.safe_load(DEMO_SITE.read_text(encoding="utf-8"))["devices"]
+    with pytest.raises(SiteError, match="devices\\[0\\].id: device 'plc-HS1' reads sensors of E1, whose values a "
+                                        "lower tier reports"):
+        parse(data)
 
 
 def test_online_rate_counts_minutes_with_a_message_since_the_first_one(tmp_path: Path) -> None:
