@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -144,5 +145,10 @@ class UplinkStage:
         except ProtocolError as exc:
             metrics.INPUT_REJECTED.labels(GROUP, "invalid_record").inc()
             log.error("uplink %s: %s records not queued: %s", target.id, service.value, exc.message)
+            return
+        except sqlite3.Error as exc:  # a full or broken disk stops the upload, never the instance's own monitoring
+            metrics.INPUT_REJECTED.labels(GROUP, "outbox_failed").inc()
+            log.error("uplink %s: %s records not queued: the outbox %s failed: %s", target.id, service.value,
+                      target.outbox.path, exc)
             return
         target.sender.notify()
