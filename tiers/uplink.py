@@ -36,6 +36,7 @@ from tiers.sender import UplinkSender
 
 log = logging.getLogger(__name__)
 GROUP = "uplink"
+OUTBOX_RETRY_S = 5.0
 
 
 @dataclass
@@ -67,7 +68,7 @@ class UplinkStage:
         """Run until cancelled: base data now and every ``base_full_s``, snapshots, heartbeats, alarms at once."""
         work: list[Awaitable[None]] = [self._follow_readings(), self._follow_events()]
         for target in self.targets:
-            work.append(target.sender.run())
+            work.append(self._keep_sending(target))
             if "BASE" in target.services:
                 work.append(self._every(target, target.periods.base_full_s, self._queue_base))
             if "REALTIME" in target.services:  # the first snapshot after one period: devices are read by then
@@ -85,6 +86,18 @@ class UplinkStage:
             for target in self.targets:
                 await target.sender.transport.aclose()
                 target.outbox.close()
+
+    async def _keep_sending(self, target: TargetLink) -> None:
+        """Run a target's sender; when its outbox fails (disk full, broken file) try again after a pause."""
+        while True:
+            try:
+                await target.sender.run()
+                return
+            except sqlite3.Error as exc:
+                metrics.INPUT_REJECTED.labels(GROUP, "outbox_failed").inc()
+                log.error("uplink %s: the outbox %s failed: %s; sending again in %g s", target.id, target.outbox.path,
+                          exc, OUTBOX_RETRY_S)
+                await asyncio.sleep(OUTBOX_RETRY_S)
 
     async def _follow_readings(self) -> None:
         async for batch in self._readings:
