@@ -952,6 +952,9 @@ class ReceiverSender(Strict):
     # companyCode → this site's enterprise it is: that enterprise's values and alarms come from this sender (its
     # points matched by sensor id, the protocol's bitNo), and this instance's alarm core does not evaluate them.
     local_enterprises: dict[PlatformCode, Id] = Field(default_factory=dict)
+    # The sender's real-time period: its points arrive here no more often, so that is their expected period here
+    # (the age at which a value shows stale, credibility); [S] proposal: a snapshot every 10 s.
+    realtime_s: float = Field(default=10, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _iv_only_for_sm4(self) -> ReceiverSender:

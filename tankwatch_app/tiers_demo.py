@@ -24,6 +24,7 @@ from tankwatch_app.runtime import Say, scenario_within
 from tiers.coding import SiteCodes
 
 DISTRICT = "320623"  # 如东县, as the demo park
+REALTIME_S = 2  # snapshots up every 2 s, for a lively demo (the protocol's default is 10 s)
 
 
 @dataclass
@@ -49,7 +50,8 @@ def _target(name: str, url: str, encryption: str, realtime_s: float) -> dict[str
 
 def _sender(name: str, encryption: str, local: dict[str, str]) -> dict[str, Any]:
     return {"app_id_env": f"TW_DEMO_{name.upper()}_APP_ID", "key_env": f"TW_DEMO_{name.upper()}_KEY",
-            "encryption": encryption, "enterprises": list(local), "local_enterprises": local}
+            "encryption": encryption, "enterprises": list(local), "local_enterprises": local,
+            "realtime_s": REALTIME_S}
 
 
 def tier_sites(site: Site, folder: Path, port: int, scenario: str) -> tuple[list[Instance], dict[str, str]]:
@@ -69,7 +71,7 @@ def tier_sites(site: Site, folder: Path, port: int, scenario: str) -> tuple[list
             **common, "enterprises": [ent], "devices": [d for d in full["devices"] if d["id"] in devices],
             "users": [u for u in full["users"] if u["scope"].get("enterprises") == [ent["id"]] or u["role"] == "admin"],
             "uplink": {"coding": {"district_code": DISTRICT, "codes": {ent["id"]: codes[ent["id"]]}},
-                       "targets": [_target(name, f"http://127.0.0.1:{park_receiver}", "sm4", 2)]},  # lively
+                       "targets": [_target(name, f"http://127.0.0.1:{park_receiver}", "sm4", REALTIME_S)]},
         }
         path = _dump(folder / f"{name}.yaml", data)
         plan = scenario_within(scenario, path, folder / f"{name}-scenario.yaml")
@@ -82,7 +84,7 @@ def tier_sites(site: Site, folder: Path, port: int, scenario: str) -> tuple[list
         "receiver": {"http_port": park_receiver, "senders": [
             _sender(e["id"].lower(), "sm4", {codes[e["id"]]: e["id"]}) for e in full["enterprises"]]},
         "uplink": {"coding": {"district_code": DISTRICT}, "targets": [
-            _target("park", f"http://127.0.0.1:{county_receiver}", "aes", 2)]},
+            _target("park", f"http://127.0.0.1:{county_receiver}", "aes", REALTIME_S)]},
     }
     county = {**whole, "receiver": {"http_port": county_receiver, "senders": [
         _sender("park", "aes", {code: ent for ent, code in codes.items()})]}}

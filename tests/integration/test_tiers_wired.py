@@ -75,7 +75,7 @@ def site_files(folder: Path, http_port: int, tcp_port: int) -> tuple[list[tuple[
         path = _write(folder / f"{ent}.yaml", site)
         enterprises.append((path, scenario_within(scenario, path, folder / f"{ent}-scenario.yaml")))
         senders.append({"app_id_env": f"TW_{ent}_APP_ID", "key_env": f"TW_{ent}_KEY", "encryption": encryption,
-                        "enterprises": [codes[ent]], "local_enterprises": {codes[ent]: ent}})
+                        "enterprises": [codes[ent]], "local_enterprises": {codes[ent]: ent}, "realtime_s": 1})
     park_site = {
         **common, "enterprises": [by_id[ent] for ent, *_ in LINKS], "devices": [],
         "users": [{"login": "op-e1", "name": "E1 operator", "role": "operator", "scope": {"enterprises": ["E1"]},

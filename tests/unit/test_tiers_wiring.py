@@ -184,6 +184,15 @@ def test_local_enterprises_must_name_a_sender_code_and_an_enterprise_of_the_site
         parse(park_data(**sender))
 
 
+def test_points_of_a_reported_enterprise_are_expected_here_at_their_senders_period() -> None:
+    assert PARK.sensor("T101-LT-A").sensor.expected_period_s == 10  # the sender's snapshots (default 10 s)
+    assert PARK.sensor("T101-LT-A").sensor.stale_after_s == 50
+    assert PARK.sensor("V301-LT-A").sensor.expected_period_s == 1  # E2's own devices, read here
+    faster = parse(park_data(realtime_s=2))
+    assert faster.sensor("T101-LT-A").sensor.expected_period_s == 2
+    assert faster.file.enterprises[0].hazard_sources[0].tanks[0].sensors[0].expected_period_s == 2
+
+
 def test_a_reported_enterprise_is_not_also_read_by_a_device_here() -> None:
     data = park_data()
     data["devices"] = yaml.safe_load(DEMO_SITE.read_text(encoding="utf-8"))["devices"]
