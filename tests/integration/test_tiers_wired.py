@@ -156,6 +156,8 @@ def test_the_park_shows_what_the_enterprises_uplink_and_leaves_their_alarms_to_t
     everything = client.get("/api/alarms", params={"state": "all"}).json()["alarms"]
     assert [a["occurrence_id"] for a in everything].count(alarm["occurrence_id"]) == 1  # stored once
     assert not [a for a in everything if a["condition"] == "COMM"]  # the park raises nothing for data from below
+    tree = client.get("/api/sources").json()["enterprises"]
+    assert {e["id"]: e["reported_as"] for e in tree} == {"E1": COMPANY, "E2": "32062300002"}  # the page hides acts
     status = {s["enterprise_id"]: s for s in client.get("/api/uplink/status").json()["enterprises"]}
     assert status["E1"]["company_code"] == COMPANY and status["E1"]["connected"] and status["E2"]["connected"]
     assert all(s["online_rate_24h"] == 1.0 and s["points_total"] > 0 for s in status.values())
