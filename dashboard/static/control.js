@@ -570,7 +570,7 @@
         cells.condition + " " + cells.value + " · "),
       tw.dataEl("span", null, cells.source), el("span", null, " · " + cells.time));
     const ackAllButton = document.getElementById("ack-all");
-    ackAllButton.hidden = !tw.canAct("ack");
+    ackAllButton.hidden = !tw.canAct("ack") || unacked.every(function (a) { return reportedFrom(a.enterprise_id); });
     ackAllButton.disabled = !tw.connected;
   }
 

@@ -830,7 +830,12 @@
     }
   }
 
+  // The Uplink tab: for regulators and admins of an instance that receives enterprises from a lower tier.
+  const UPLINK_ROLES = ["admin", "park_regulator", "county_regulator"];
+
   tw.on("tree", function () {
+    document.querySelector('#park-tabs a[data-sub="uplink"]').hidden = !tw.hasRole(UPLINK_ROLES) ||
+      !tw.tree.enterprises.some(function (e) { return e.reported_as; });
     mapBuilt = false;
     if (tw.view === "park" && sub === "overview") buildMap();
     renderOverview();
