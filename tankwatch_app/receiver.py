@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import uvicorn
 
@@ -28,6 +29,18 @@ class ReceiverConfigError(ValueError):
     """The receiver cannot start as configured (names the setting or environment variable)."""
 
 
+def _bound(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket bound to ``host:port`` (ReceiverConfigError when it cannot be)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ReceiverConfigError(f"receiver: cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
 class ReceiverStage:
     """The receiver's listeners around one core whose consumer is the intake."""
 
@@ -39,6 +52,9 @@ class ReceiverStage:
         except CredentialsError as exc:
             raise ReceiverConfigError(str(exc)) from None
         self.settings = settings
+        # Bound now, so that a port in use stops the start with a clear error instead of the running instance.
+        self._http = _bound(settings.host, settings.http_port) if settings.http_port is not None else None
+        self._tcp = _bound(settings.host, settings.tcp_port) if settings.tcp_port is not None else None
         self.store = UplinkStore(events.engine)
         self.intake = Intake(site, bus, clock, self.store, events)
         self.core = ReceiverCore(accounts, SeenStore(events.engine), self.intake, clock,
@@ -50,14 +66,13 @@ class ReceiverStage:
         tasks: list[asyncio.Task[object]] = []
         tcp = None
         try:
-            if s.tcp_port is not None:
-                tcp = TcpReceiver(self.core, s.host, s.tcp_port, s.max_connections, s.idle_timeout_s)
-                await tcp.start()
+            if self._tcp is not None:
+                tcp = TcpReceiver(self.core, s.host, s.tcp_port or 0, s.max_connections, s.idle_timeout_s)
+                await tcp.start(self._tcp)
                 log.info("receiver: TCP on %s:%d", s.host, s.tcp_port)
-            if s.http_port is not None:
-                server = uvicorn.Server(uvicorn.Config(receiver_app(self.core), host=s.host, port=s.http_port,
-                                                       log_level="warning", lifespan="off"))
-                tasks.append(asyncio.create_task(server.serve()))
+            if self._http is not None:
+                server = uvicorn.Server(uvicorn.Config(receiver_app(self.core), log_level="warning", lifespan="off"))
+                tasks.append(asyncio.create_task(server.serve(sockets=[self._http])))
                 log.info("receiver: HTTP on http://%s:%d/{serviceId}", s.host, s.http_port)
             await (asyncio.gather(*tasks) if tasks else asyncio.Event().wait())
         finally:

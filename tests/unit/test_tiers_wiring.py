@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch
 from tankwatch.site import CodingRules, UplinkPeriods
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.uplink import MINUTE_MS, Contact, UplinkStore
+from tankwatch_app.receiver import ReceiverConfigError, ReceiverStage
 from tankwatch_app.uplink import alarm_setpoints, closure_of, hazard_ratings
 from tests.tiers_support import DEMO_SITE, account, credentials, demo_codes, demo_site
 from tests.unit.test_auth_support import MIN, T0, alarm, site_with_users
@@ -244,3 +246,15 @@ def test_a_regulator_close_goes_up_as_an_alarm_clear_with_its_dispositions(tmp_p
     assert (record["handler"], record["result"], record["note"]) == ("park-reg", "handled", "处置完毕")
     assert [d["text"] for d in record["dispositions"]] == ["现场确认液位回落"]
     assert record["targetCode"] == codes.points["T101-LT-A"].target
+
+
+def test_a_receiver_port_in_use_stops_the_start_with_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TW_E1_APP_ID", "ent-e1")
+    monkeypatch.setenv("TW_E1_KEY", "sign-key-0123456789abcdef")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        data = park_data()
+        data["receiver"]["http_port"] = busy.getsockname()[1]
+        with pytest.raises(ReceiverConfigError, match=f"receiver: cannot listen on 127.0.0.1:{busy.getsockname()[1]}"):
+            ReceiverStage(parse(data), MemoryBus(), SystemClock(), EventStore(f"sqlite:///{tmp_path / 'park.db'}"))
