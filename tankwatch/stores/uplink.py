@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 metadata = MetaData()
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
+KEEP_MS = 31 * DAY_MS  # per-minute figures kept: the 30-day online rate and a day's margin
+PRUNE_EVERY_MS = 3_600_000
 OFFLINE_AFTER_MS = 180_000  # [S] proposal: a sender counts offline after 3 missed 60-s heartbeats
 
 base_records = Table(
@@ -72,6 +74,7 @@ class UplinkStore:
         """Use ``engine``, migrated to the newest schema (tankwatch.migrations)."""
         self.engine = engine
         self._writing = threading.Lock()  # messages are taken concurrently; each read-then-write runs alone
+        self._pruned_ms = 0
 
     def put_base(self, service: str, records: Iterable[tuple[str, str, dict[str, Any]]], now_ms: int) -> None:
         """Keep the newest base records of a data set: (code, companyCode, record) each, replacing the same code."""
@@ -115,6 +118,9 @@ class UplinkStore:
                                                          first_ms=now_ms, last_ms=now_ms, **beat))
                 else:
                     conn.execute(senders.update().where(sender_key).values(app_id=app_id, last_ms=now_ms, **beat))
+            if now_ms - self._pruned_ms >= PRUNE_EVERY_MS:  # minutes past the longest window are not read again
+                self._pruned_ms = now_ms
+                conn.execute(minutes.delete().where(minutes.c.minute_ms < now_ms - KEEP_MS))
 
     def status(self, now_ms: int) -> list[dict[str, Any]]:
         """Per enterprise: connected, last message, online rate over 24 h and 30 days (minutes with contact, counted

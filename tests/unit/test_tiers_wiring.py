@@ -15,7 +15,7 @@ import orjson
 import pytest
 import yaml
 from prometheus_client import REGISTRY
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, func, select
 
 from alarms.evaluate import AlarmCore
 from tankwatch.bus import MemoryBus
@@ -25,7 +25,7 @@ from tankwatch.migrations import upgrade
 from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch
 from tankwatch.site import CodingRules, UplinkPeriods
 from tankwatch.stores.events import EventStore
-from tankwatch.stores.uplink import MINUTE_MS, Contact, UplinkStore
+from tankwatch.stores.uplink import DAY_MS, MINUTE_MS, Contact, UplinkStore, minutes
 from tankwatch_app.receiver import ReceiverConfigError, ReceiverStage
 from tankwatch_app.uplink import alarm_setpoints, closure_of, hazard_ratings
 from tests.tiers_support import DEMO_SITE, account, credentials, demo_codes, demo_site
@@ -222,6 +222,11 @@ def test_online_rate_counts_minutes_with_a_message_since_the_first_one(tmp_path:
     assert e1["upload_delay_ms"] == round(sum(400 + m for m in range(10)) / 10)
     assert (e1["points_total"], e1["points_online"], e1["backlog"]) == (3, 2, 4)
     assert by_code["32062300002"]["online_rate_24h"] == pytest.approx(1 / 11)  # from minute 9 to 20
+    later = start + 40 * DAY_MS  # minutes older than the 30-day window (and a day) are pruned as messages come
+    store.record("ent-e1", [Contact(E1, False, 1)], later)
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.min(minutes.c.minute_ms))).scalar_one() == later - later % MINUTE_MS
+    assert [s["online_rate_30d"] for s in store.status(later) if s["company_code"] == E1] == [pytest.approx(1 / 43200)]
 
 
 def test_a_regulator_close_goes_up_as_an_alarm_clear_with_its_dispositions(tmp_path: Path) -> None:
