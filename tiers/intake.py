@@ -18,11 +18,12 @@ from tankwatch.bus import Bus
 from tankwatch.clock import Clock
 from tankwatch.config import Site
 from tankwatch.droplog import DropLog
-from tankwatch.records import AlarmEvent
+from tankwatch.lifecycle import MAX_TEXT
+from tankwatch.records import AlarmAction, AlarmEvent, stable_id
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.uplink import Contact, UplinkStore
 from tiers.acks import AckCode, ProtocolError
-from tiers.inbound import alarm_events, point_values, to_batch
+from tiers.inbound import ReceivedClosure, alarm_events, point_values, to_batch
 from tiers.reported import ReportedAlarms
 from tiers.schema import ServiceId
 from tiers.times import parse_time
@@ -125,15 +126,16 @@ class Intake:
                 raise ProtocolError(AckCode.UNAVAILABLE, f"data[{i}].targetCode: point {r.targetCode} has no "
                                     "BASE_TARGET here yet; send again after the base data", data_id)
         events, closures = alarm_events(records)
-        for received in closures:
-            self.reported.close(received.closure.occurrence_id)
         local = [self._localised(e) for e in events]
-        if not local:
+        notes = [self._localised(closure_note(c)) for c in closures]
+        if not local and not notes:
             return
         if self.events is not None:
-            await asyncio.to_thread(self.events.add_new, local)
+            await asyncio.to_thread(self.events.add_new, local + notes)
         self.reported.apply(local)
-        await self.bus.publish(topics.EVENTS, local, key=local[0].enterprise_id)
+        for received in closures:
+            self.reported.close(received.closure.occurrence_id)
+        await self.bus.publish(topics.EVENTS, local + notes, key=(local + notes)[0].enterprise_id)
 
     def _localised(self, event: AlarmEvent) -> AlarmEvent:
         """The event on this site's sensor, enterprise and hazard source; one of an unmapped point keeps its codes."""
@@ -149,3 +151,17 @@ class Intake:
     def _unmapped(self, company_code: str, count: int, detail: str) -> None:
         metrics.INPUT_REJECTED.labels(STAGE, "unmapped_point").inc(count)
         self._drops.dropped(company_code, "unmapped_point", count, detail)
+
+
+def closure_note(received: ReceivedClosure) -> AlarmEvent:
+    """A regulator's close (消警) below as a comment on the occurrence here, with the same id as the sender's ``clear``
+    record, so the journal shows who closed it, why and what was done."""
+    c = received.closure
+    text = f"消警 {c.reason} ({c.closed_by})" + (f": {c.note}" if c.note else "")
+    return AlarmEvent(
+        id=stable_id(c.occurrence_id, "clear", c.closed_ms), occurrence_id=c.occurrence_id, sensor_id=c.sensor_id,
+        condition=c.condition, action=AlarmAction.COMMENTED, ts_ms=c.closed_ms, priority=c.priority,
+        enterprise_id=received.company_code, source_id=received.hazard_code or "", user=c.closed_by,
+        note=text[:MAX_TEXT], detail={"closure": {"reason": c.reason, "raised_ms": c.raised_ms, "dispositions": [
+            {"ts_ms": d.ts_ms, "login": d.login, "level": d.level, "text": d.text} for d in c.dispositions]}},
+    )

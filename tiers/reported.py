@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tankwatch.lifecycle import NORMAL, OccurrenceFlags
-from tankwatch.records import AlarmEvent
+from tankwatch.records import AlarmAction, AlarmEvent
 
 FLAGS = ("active", "acknowledged", "latched", "shelved", "suppressed", "out_of_service")
 
@@ -28,9 +28,13 @@ class ReportedAlarms:
                 self._open[o["occurrence_id"]] = (row, flags)
 
     def apply(self, events: Iterable[AlarmEvent]) -> None:
-        """Move occurrences by their events; an occurrence back to normal (or closed) is forgotten."""
+        """Move occurrences by their events; an occurrence back to normal (or closed) is forgotten, and only a raise
+        opens one (a comment or acknowledgement of an occurrence no longer open here opens nothing)."""
         for e in events:
-            row, flags = self._open.get(e.occurrence_id) or (
+            held = self._open.get(e.occurrence_id)
+            if held is None and e.action is not AlarmAction.RAISED:
+                continue
+            row, flags = held or (
                 {"occurrence_id": e.occurrence_id, "sensor_id": e.sensor_id, "condition": e.condition,
                  "priority": e.priority, "raised_ts_ms": e.ts_ms, "enterprise_id": e.enterprise_id,
                  "source_id": e.source_id, "limit": e.limit, "note": e.note}, OccurrenceFlags())

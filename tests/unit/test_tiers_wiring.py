@@ -33,6 +33,7 @@ from tests.unit.test_auth_support import MIN, T0, alarm, site_with_users
 from tests.unit.test_escalation import build, run_until, who
 from tiers.coding import SiteCodes
 from tiers.intake import Intake
+from tiers.outbound import AlarmClosure, Disposition
 from tiers.outbox import Outbox
 from tiers.receiver import ReceiverCore
 from tiers.reported import ReportedAlarms
@@ -136,6 +137,16 @@ async def test_the_uplink_stage_feeds_a_park_through_the_receiver(tmp_path: Path
         assert unmapped() > before  # E2's and E3's points have no sensor of a reported enterprise here
         for _ in range(2):  # later snapshots hold the same value: it is not taken twice
             assert level.index not in (await next_item(readings)).sensor.tolist()
+        closed = clock.now_ms()
+        done = (Disposition(closed - 1, "park-reg", "park", "关阀"),)
+        stage.queue_closures([AlarmClosure("occ1", "T101-LT-A", "HH", "critical", now - 400, closed, "park-reg",
+                                           "handled", "液位回落", done)])
+        [note] = await next_item(alarms)  # a regulator's close below: a comment on the occurrence here
+        assert (note.occurrence_id, note.action, note.user, note.sensor_id) == (
+            "occ1", AlarmAction.COMMENTED, "park-reg", "T101-LT-A")
+        assert note.note == "消警 handled (park-reg): 液位回落"
+        assert note.detail["closure"]["dispositions"][0]["text"] == "关阀"
+        assert intake.reported.active() == []  # closed below: no longer graded here
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -175,6 +186,8 @@ def test_reported_occurrences_follow_their_events_until_back_to_normal() -> None
     reported.apply([event(AlarmAction.CLEARED, 5)])
     reported.close("occ2")
     assert reported.active() == []
+    reported.apply([event(AlarmAction.COMMENTED, 6), event(AlarmAction.ACKNOWLEDGED, 7, "occ3")])
+    assert reported.active() == []  # only a raise opens an occurrence
 
 
 @pytest.mark.parametrize(("sender", "message"), [
