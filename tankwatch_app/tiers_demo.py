@@ -19,7 +19,7 @@ import yaml
 
 from tankwatch.broker import free_port
 from tankwatch.config import Site
-from tankwatch.site import CodingRules, UplinkPeriods
+from tankwatch.site import CodingRules
 from tankwatch_app.runtime import Say, scenario_within
 from tiers.coding import SiteCodes
 
@@ -42,10 +42,9 @@ def _dump(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def _target(name: str, url: str, encryption: str, realtime_s: float) -> dict[str, Any]:
+def _target(name: str, url: str, encryption: str) -> dict[str, Any]:
     return {"id": name, "url": url, "encryption": encryption, "app_id_env": f"TW_DEMO_{name.upper()}_APP_ID",
-            "key_env": f"TW_DEMO_{name.upper()}_KEY", "backoff_max_s": 5,
-            "periods": {"realtime_s": realtime_s, "heartbeat_s": UplinkPeriods().heartbeat_s}}
+            "key_env": f"TW_DEMO_{name.upper()}_KEY", "backoff_max_s": 5, "periods": {"realtime_s": REALTIME_S}}
 
 
 def _sender(name: str, encryption: str, local: dict[str, str]) -> dict[str, Any]:
@@ -71,7 +70,7 @@ def tier_sites(site: Site, folder: Path, port: int, scenario: str) -> tuple[list
             **common, "enterprises": [ent], "devices": [d for d in full["devices"] if d["id"] in devices],
             "users": [u for u in full["users"] if u["scope"].get("enterprises") == [ent["id"]] or u["role"] == "admin"],
             "uplink": {"coding": {"district_code": DISTRICT, "codes": {ent["id"]: codes[ent["id"]]}},
-                       "targets": [_target(name, f"http://127.0.0.1:{park_receiver}", "sm4", REALTIME_S)]},
+                       "targets": [_target(name, f"http://127.0.0.1:{park_receiver}", "sm4")]},
         }
         path = _dump(folder / f"{name}.yaml", data)
         plan = scenario_within(scenario, path, folder / f"{name}-scenario.yaml")
@@ -84,7 +83,7 @@ def tier_sites(site: Site, folder: Path, port: int, scenario: str) -> tuple[list
         "receiver": {"http_port": park_receiver, "senders": [
             _sender(e["id"].lower(), "sm4", {codes[e["id"]]: e["id"]}) for e in full["enterprises"]]},
         "uplink": {"coding": {"district_code": DISTRICT}, "targets": [
-            _target("park", f"http://127.0.0.1:{county_receiver}", "aes", REALTIME_S)]},
+            _target("park", f"http://127.0.0.1:{county_receiver}", "aes")]},
     }
     county = {**whole, "receiver": {"http_port": county_receiver, "senders": [
         _sender("park", "aes", {code: ent for ent, code in codes.items()})]}}
