@@ -71,10 +71,12 @@ class UplinkStage:
             work.append(self._keep_sending(target))
             if "BASE" in target.services:
                 work.append(self._every(target, target.periods.base_full_s, self._queue_base))
-            if "REALTIME" in target.services:  # the first snapshot after one period: devices are read by then
-                work.append(self._every(target, target.periods.realtime_s, self._queue_snapshot, skip_first=True))
+            # the first snapshot and heartbeat after one snapshot period: the devices have been read by then
+            settle_s = target.periods.realtime_s
+            if "REALTIME" in target.services:
+                work.append(self._every(target, target.periods.realtime_s, self._queue_snapshot, settle_s))
             if "HEARTBEAT" in target.services:
-                work.append(self._every(target, target.periods.heartbeat_s, self._queue_heartbeat))
+                work.append(self._every(target, target.periods.heartbeat_s, self._queue_heartbeat, settle_s))
         tasks = [asyncio.ensure_future(w) for w in work]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -130,12 +132,10 @@ class UplinkStage:
                     self._queue(target, ServiceId.ALARM, records)
 
     async def _every(self, target: TargetLink, period_s: float, queue: Callable[[TargetLink, int], None],
-                     skip_first: bool = False) -> None:
-        """Queue a data set now (unless ``skip_first``) and every ``period_s`` of the clock."""
+                     first_after_s: float = 0.0) -> None:
+        """Queue a data set after ``first_after_s`` and then every ``period_s`` of the clock."""
+        await self.clock.sleep(first_after_s)
         async for now in ticks(self.clock, period_s):
-            if skip_first:
-                skip_first = False
-                continue
             queue(target, now)
 
     def _queue_base(self, target: TargetLink, now_ms: int) -> None:
