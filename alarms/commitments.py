@@ -184,9 +184,11 @@ class CommitmentCalendar:
         self.zone = ZoneInfo(timezone)
         self.deadline = time.fromisoformat(policy.deadline)
         per_source = policy.per_source
+        reported = site.file.reported_enterprises()  # they commit at their own tier
         self.units = [
             Unit(ent.id, src.id) if per_source else Unit(ent.id, "")
             for ent in site.file.enterprises
+            if ent.id not in reported
             for src in (ent.hazard_sources if per_source else ent.hazard_sources[:1])
         ]
 

@@ -187,7 +187,8 @@ class DutyWatch:
         self.calendar = DutyCalendar(policy, timezone)
         self.store = store
         self.every_s = policy.check_every_s
-        self.enterprises = {e.id: e.name for e in site.file.enterprises}
+        reported = site.file.reported_enterprises()  # their control rooms check in at their own tier
+        self.enterprises = {e.id: e.name for e in site.file.enterprises if e.id not in reported}
         self.first_source = {e.id: e.hazard_sources[0].id for e in site.file.enterprises if e.hazard_sources}
         self._since: int | None = None
         self._raised: dict[str, RoutineWarning] = {}  # the current shift's missed check-ins by evidence id

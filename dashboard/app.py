@@ -46,6 +46,7 @@ from dashboard.routers import (
     replay,
     settings,
     sources,
+    uplink,
 )
 from dashboard.routers import (
     metrics as metrics_router,
@@ -94,6 +95,7 @@ PROTECTED_ROUTERS = (
     duty.router,
     replay.router,
     settings.router,
+    uplink.router,
     metrics_router.router,
 )
 

@@ -833,6 +833,18 @@ class SiteFile(Strict):
     uplink: UplinkSettings | None = None  # tiers: send to upper platforms (docs/uplink-protocol.md)
     receiver: ReceiverSettings | None = None  # tiers: accept uploads from lower tiers
 
+    @model_validator(mode="after")
+    def _reported_enterprises_exist(self) -> SiteFile:
+        if self.receiver is not None:
+            ids = {e.id for e in self.enterprises}
+            if unknown := set(self.receiver.reported_enterprises()) - ids:
+                raise ValueError(f"receiver: local_enterprises name no enterprise of this site: {sorted(unknown)}")
+        return self
+
+    def reported_enterprises(self) -> dict[str, str]:
+        """Enterprise id → companyCode of the enterprises a lower tier reports (none without a receiver)."""
+        return self.receiver.reported_enterprises() if self.receiver is not None else {}
+
     @field_validator("grading")
     @classmethod
     def _unique_rule_ids(cls, v: list[GradingRule] | None) -> list[GradingRule] | None:
@@ -991,11 +1003,19 @@ class ReceiverSender(Strict):
     encryption: Encryption = "none"
     iv_env: EnvName | None = None  # sm4 only, as on the sender
     enterprises: list[PlatformCode] = Field(min_length=1)  # companyCode values this sender may send for
+    # companyCode → this site's enterprise it is: that enterprise's values and alarms come from this sender (its
+    # points matched by sensor id, the protocol's bitNo), and this instance's alarm core does not evaluate them.
+    local_enterprises: dict[PlatformCode, Id] = Field(default_factory=dict)
+    # The sender's real-time period: its points arrive here no more often, so that is their expected period here
+    # (the age at which a value shows stale, credibility); [S] proposal: a snapshot every 10 s.
+    realtime_s: float = Field(default=10, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _iv_only_for_sm4(self) -> ReceiverSender:
         if self.iv_env is not None and self.encryption != "sm4":
             raise ValueError("'iv_env' only applies to encryption: sm4")
+        if unknown := set(self.local_enterprises) - set(self.enterprises):
+            raise ValueError(f"local_enterprises: {sorted(unknown)} not in this sender's enterprises")
         return self
 
 
@@ -1024,7 +1044,14 @@ class ReceiverSettings(Strict):
         names = [s.app_id_env for s in self.senders]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate app_id_env among senders: {names}")
+        local = [e for s in self.senders for e in s.local_enterprises.values()]
+        if len(set(local)) != len(local):
+            raise ValueError(f"an enterprise is reported by two senders or codes: {local}")
         return self
+
+    def reported_enterprises(self) -> dict[str, str]:
+        """This site's enterprises whose data comes from a lower tier: enterprise id → companyCode."""
+        return {local: code for s in self.senders for code, local in s.local_enterprises.items()}
 
 
 SiteFile.model_rebuild()  # resolve the tiers sections defined after it
