@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -796,12 +797,51 @@ class DutyPolicy(Strict):
         return sorted(v)
 
 
+class ChecklistItem(Strict):
+    """One point a responsible person checks, in both languages."""
+
+    zh: str = Field(min_length=1, max_length=200)
+    en: str = Field(min_length=1, max_length=200)
+
+
+class BaobaoDuty(Strict):
+    """A periodic duty of one of a major hazard source's three 包保 responsible persons, with its checklist."""
+
+    id: Id
+    person: Literal["principal", "technical", "operational"]
+    name_zh: str = Field(min_length=1, max_length=100)
+    name_en: str = Field(min_length=1, max_length=100)
+    every_days: float = Field(gt=0, le=366)
+    before_days: int | None = Field(default=None, ge=1, le=60)  # also due in these days before each special date
+    source: str = Field(min_length=1)  # where the duty and its period come from
+    confidence: Literal["confirmed", "unconfirmed", "tankwatch default"]
+    checklist: list[ChecklistItem] = Field(min_length=1, max_length=30)
+
+
+class BaobaoPolicy(Strict):
+    """包保 duties: what each responsible person does how often (None: alarms/data/baobao_duties.yaml)."""
+
+    enabled: bool = True
+    duties: list[BaobaoDuty] | None = None
+    special_dates: list[date] = Field(default_factory=list)  # holidays, major events, sensitive periods
+    check_every_s: float = Field(default=300.0, ge=1, le=86_400)
+
+    @field_validator("duties")
+    @classmethod
+    def _unique_ids(cls, v: list[BaobaoDuty] | None) -> list[BaobaoDuty] | None:
+        ids = [d.id for d in v or []]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate duty ids: {sorted({i for i in ids if ids.count(i) > 1})}")
+        return v
+
+
 class Routines(Strict):
-    """The regulator's routines: daily safety commitments and duty watch, in one local time zone."""
+    """The regulator's routines: daily safety commitments, duty watch and 包保 duties, in one local time zone."""
 
     timezone: str = "Asia/Shanghai"
     commitment: CommitmentPolicy = Field(default_factory=CommitmentPolicy)
     duty: DutyPolicy = Field(default_factory=DutyPolicy)
+    baobao: BaobaoPolicy = Field(default_factory=BaobaoPolicy)
 
     @field_validator("timezone")
     @classmethod

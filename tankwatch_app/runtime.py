@@ -16,6 +16,7 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy.engine import Engine
 
+from alarms.baobao import BaobaoStore, BaobaoWatch
 from alarms.commitments import CommitmentRoutine, CommitmentStore, CommitmentWatch
 from alarms.compliance import LatestView
 from alarms.credibility import EvidenceRecorder, EvidenceStore
@@ -115,7 +116,7 @@ def routine_runs(
     site: Site, engine: Engine, evidence: EvidenceStore, escalation: EscalationEngine,
     latest: Callable[[], LatestView], clock: Clock,
 ) -> list[Callable[[], Awaitable[None]]]:
-    """The regulator's routines the site enables (daily commitments, duty watch), each on its runner."""
+    """The regulator's routines the site enables (daily commitments, duty watch, 包保 duties), each on its runner."""
     routines = site.file.routines
     found: list = []
     if routines.commitment.enabled:
@@ -123,6 +124,8 @@ def routine_runs(
         found.append(CommitmentRoutine(watch, CommitmentStore(engine), latest))
     if routines.duty.enabled:
         found.append(DutyWatch(site, routines.duty, routines.timezone, DutyStore(engine)))
+    if routines.baobao.enabled:
+        found.append(BaobaoWatch(site, routines.baobao, routines.timezone, BaobaoStore(engine)))
     return [RoutineRunner(r, evidence, escalation.on_events, clock).run for r in found]
 
 

@@ -27,6 +27,7 @@ TEST_AUDIT_KEY = "test-audit-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 os.environ.setdefault("TANKWATCH_AUDIT_KEY", TEST_AUDIT_KEY)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under ``pytest -n N --dist loadgroup`` (make test) the browser tests share one worker, one demo and one
     browser; every other test goes to whichever worker is free."""

@@ -1,6 +1,6 @@
-"""Issue 22 items 1 and 2 in the browser: an operator makes today's safety commitment in the page (impossible counts are
+"""Issue 22 items 1–3 in the browser: an operator makes today's safety commitment in the page (impossible counts are
 refused with the reason shown) and the park regulator sees it in the day's table; the regulator calls the roll (点名)
-and the control room answers and checks in for its shift."""
+and the control room answers and checks in for its shift; a 包保 responsible person records a duty done."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 from tests.e2e.conftest import login, screenshot
-from tests.e2e.demo_users import USERS
+from tests.e2e.demo_users import USERS, DemoUser
 
 FORM = '#park-commitments form.commit-form[data-enterprise="E2"]'
 ROW = '#park-commitments tr[data-enterprise="E2"]'
@@ -69,3 +69,26 @@ def test_the_regulator_calls_the_roll_and_the_control_room_answers_and_checks_in
     regulator.wait_for_selector(answered, timeout=10_000)
     assert regulator.is_visible(f'{desk}[data-status="present"]')
     assert operator.errors == [] and regulator.errors == []
+
+
+def test_a_responsible_person_records_a_duty_and_the_regulator_sees_it(demo, new_page, guard):
+    # the demo site file's own user: 张伟, HS1's operational responsible person
+    zhangwei = DemoUser("zhangwei", "张伟", "safety_manager", {"enterprises": ["E1"]}, "demo-zhangwei")
+    person = new_page()
+    login(person, demo, zhangwei, "#/park/baobao")
+    row = '#park-baobao tr[data-source="HS1"][data-duty="operational-inspection"]'
+    person.click(f'{row} button[data-i18n="baobao.record"]')
+    form = '#park-baobao form.baobao-form[data-duty="operational-inspection"]'
+    person.uncheck(f"{form} [name=point2]")
+    person.fill(f"{form} [name=hidden_dangers]", "1")
+    person.fill(f"{form} [name=findings]", "T103 呼吸阀锈蚀，已报修")
+    person.click(f"{form} button[type=submit]")
+    person.wait_for_selector(f'{row} :text("T103 呼吸阀锈蚀")', timeout=10_000)
+    assert person.locator('#park-baobao tr[data-source="HS2"] button[data-i18n="baobao.record"]').count() == 0
+    screenshot(person, "baobao-recorded")
+
+    regulator = new_page()
+    login(regulator, demo, USERS["regulator"], "#/park/baobao")
+    regulator.wait_for_selector(f'{row}[data-status="ok"] :text("T103 呼吸阀锈蚀")', timeout=10_000)
+    assert regulator.locator('#park-baobao button[data-i18n="baobao.record"]').count() == 0  # regulators read
+    assert person.errors == [] and regulator.errors == []
