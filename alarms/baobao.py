@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, func, select
+from sqlalchemy import Column, Index, Integer, String, Table, Text, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import BigInteger
 
@@ -23,15 +23,15 @@ from alarms.routines import RoutineWarning, raised_and_returned, warning_event
 from tankwatch.config import Site
 from tankwatch.records import AlarmAction, stable_id
 from tankwatch.site import BaobaoDuty, BaobaoPolicy, HazardSource
+from tankwatch.stores.events import metadata
 
 OVERDUE = "BAOBAO_OVERDUE"
 DEFAULTS = Path(__file__).parent / "data" / "baobao_duties.yaml"
 DAY_MS = 86_400_000
 
-baobao_metadata = MetaData()
 duty_records = Table(
     "baobao_records",
-    baobao_metadata,
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("source_id", String(64), nullable=False),
     Column("enterprise_id", String(64), nullable=False),
@@ -62,7 +62,7 @@ class BaobaoStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        baobao_metadata.create_all(engine, checkfirst=True)
+        metadata.create_all(engine, tables=[duty_records])
 
     def add(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Record a completed duty; returns the row with its id."""

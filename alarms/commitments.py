@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import Boolean, Column, Index, MetaData, String, Table, Text, select
+from sqlalchemy import Boolean, Column, Index, String, Table, Text, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import BigInteger
@@ -26,6 +26,7 @@ from alarms.routines import RoutineWarning, raised_and_returned, warning_event
 from tankwatch.config import Site
 from tankwatch.records import AlarmAction, Quality, stable_id
 from tankwatch.site import CommitmentPolicy, SensorKind
+from tankwatch.stores.events import metadata
 
 # Special work (特殊作业) counted in a commitment
 SPECIAL_WORK = (
@@ -49,10 +50,9 @@ MISSED = "COMMITMENT_MISSED"  # the escalation condition of a commitment not mad
 CONTRADICTED = "COMMITMENT_CONTRADICTED"  # units declared parked while their tanks' levels move
 WARNING_CONDITIONS = (MISSED, CONTRADICTED)
 
-commitment_metadata = MetaData()
 commitments_table = Table(
     "safety_commitments",
-    commitment_metadata,
+    metadata,
     Column("id", String(32), primary_key=True),  # stable_id(enterprise, source, day): one per unit and day
     Column("enterprise_id", String(64), nullable=False),
     Column("source_id", String(64), nullable=False),  # "" for an enterprise-wide commitment
@@ -126,7 +126,7 @@ class CommitmentStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        commitments_table.create(engine, checkfirst=True)
+        metadata.create_all(engine, tables=[commitments_table])
 
     def add(self, c: Commitment) -> None:
         """Insert; DuplicateCommitment when the unit already committed that day."""

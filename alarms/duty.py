@@ -11,7 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Index, MetaData, String, Table, select, update
+from sqlalchemy import Column, Index, String, Table, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import BigInteger
@@ -21,16 +21,16 @@ from alarms.routines import RoutineWarning, raised_and_returned, warning_event
 from tankwatch.config import Site
 from tankwatch.records import AlarmAction, AlarmEvent, stable_id
 from tankwatch.site import DutyPolicy
+from tankwatch.stores.events import metadata
 
 DUTY_MISSED = "DUTY_MISSED"
 ROLL_CALL = "ROLL_CALL"
 PARK_DESK = "park"
 COUNTY_DESK = "county"
 
-duty_metadata = MetaData()
 check_ins = Table(
     "duty_check_ins",
-    duty_metadata,
+    metadata,
     Column("id", String(32), primary_key=True),  # stable_id(desk, shift start): one per desk and shift
     Column("desk", String(64), nullable=False),  # an enterprise id, "park" or "county"
     Column("shift_start_ms", BigInteger, nullable=False),
@@ -41,7 +41,7 @@ check_ins = Table(
 )
 roll_calls = Table(
     "duty_roll_calls",
-    duty_metadata,
+    metadata,
     Column("id", String(32), primary_key=True),
     Column("desk", String(64), nullable=False),  # the enterprise called
     Column("requested_ms", BigInteger, nullable=False),
@@ -98,7 +98,7 @@ class DutyStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        duty_metadata.create_all(engine, checkfirst=True)
+        metadata.create_all(engine, tables=[check_ins, roll_calls])
 
     def check_in(self, desk: str, shift: Shift, ts_ms: int, login: str, name: str) -> dict[str, Any]:
         """Record presence at a desk for a shift; DutyConflict when the desk already checked in."""

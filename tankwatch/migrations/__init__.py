@@ -36,6 +36,9 @@ MODEL_MODULES: tuple[str, ...] = (
     "tankwatch.stores.uplink",
     "alarms.escalation",
     "alarms.notify",
+    "alarms.commitments",
+    "alarms.duty",
+    "alarms.baobao",
 )
 
 
