@@ -118,6 +118,9 @@ def render(note: Notification, language: str) -> tuple[str, str]:
         if isinstance(ctx.get(name), float):
             ctx[name] = f"{ctx[name]:.4g}"
     parts = t["parts"]
+    has_sensor = "sensor_id" in ctx
+    ctx["sensor_part"] = parts["sensor"].format_map(_Blank(ctx)) if has_sensor else ""
+    ctx["sensor_subject"] = f"{ctx.get('sensor_name', ctx.get('sensor_id'))} " if has_sensor else ""
     ctx["person_part"] = parts["person"].format_map(_Blank(ctx)) if "person" in ctx else ""
     shown = "value_limit" if "value" in ctx and "limit" in ctx else "value" if "value" in ctx else None
     ctx["value_part"] = parts[shown].format_map(_Blank(ctx)).replace(" —", "") if shown else ""

@@ -270,3 +270,14 @@ async def test_engine_to_inbox_end_to_end(tmp_path: Path) -> None:
     message_id = ops[0]["id"]
     assert env.inbox.mark_read("op-e1", message_id, T0) and not env.inbox.mark_read("op-e2", message_id, T0)
     assert env.inbox.messages("op-e1", unread_only=True)[0]["kind"] == "raised"
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_a_routine_warning_without_a_sensor_names_what_happened(language: str) -> None:
+    """A roll call or a missed commitment has no sensor: its message shows no empty sensor part."""
+    context = {k: v for k, v in CONTEXT.items() if k not in ("person", "value", "limit", "sensor_id", "sensor_name")}
+    context.update(condition="ROLL_CALL", sensor_id="", sensor_name="")
+    for kind in ("raised", "escalated", "reminder", "cleared", "closed"):
+        subject, body = render(Notification("k", kind, "e", "E1", "enterprise", T0, context=context), language)
+        assert "—" not in subject + body and "（）" not in body and "()" not in body, (kind, subject, body)
+        assert ("园区点名" if language == "zh" else "roll call") in subject
