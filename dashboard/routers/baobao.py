@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from alarms.baobao import BaobaoCalendar, BaobaoStore, persons_of
-from dashboard.routers.deps import AUTH_RESPONSES, ClockDep, ErrorOut, NamesDep, ScopeDep, audit_action
+from dashboard.routers.deps import AUTH_RESPONSES, ClockDep, ErrorOut, NamesDep, ScopeDep, audit_action, on_state
 
 router = APIRouter(tags=["routines"])
 
@@ -88,19 +88,13 @@ class BaobaoOut(BaseModel):
 
 
 def _calendar(request: Request) -> BaobaoCalendar:
-    state = request.app.state
-    if getattr(state, "baobao_calendar", None) is None:
-        routines = state.site.file.routines
-        state.baobao_calendar = BaobaoCalendar(routines.baobao, routines.timezone)
-        state.baobao_since = state.clock.now_ms()  # a duty never recorded is counted from here, as by the watch
-    return state.baobao_calendar
+    on_state(request, "baobao_since", lambda s: s.clock.now_ms())  # never-recorded duties count from here
+    return on_state(request, "baobao_calendar", lambda s: BaobaoCalendar(
+        s.site.file.routines.baobao, s.site.file.routines.timezone))
 
 
 def _store(request: Request) -> BaobaoStore:
-    state = request.app.state
-    if getattr(state, "baobao", None) is None:
-        state.baobao = BaobaoStore(state.events.engine)
-    return state.baobao
+    return on_state(request, "baobao", lambda s: BaobaoStore(s.events.engine))
 
 
 def _record_out(row: dict) -> RecordOut:

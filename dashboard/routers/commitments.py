@@ -27,6 +27,7 @@ from dashboard.routers.deps import (
     NamesDep,
     ScopeDep,
     audit_action,
+    on_state,
     require_roles,
 )
 from tankwatch.site import Role
@@ -113,18 +114,12 @@ class CommitmentDayOut(BaseModel):
 
 
 def _calendar(request: Request) -> CommitmentCalendar:
-    state = request.app.state
-    if getattr(state, "commitment_calendar", None) is None:
-        routines = state.site.file.routines
-        state.commitment_calendar = CommitmentCalendar(state.site, routines.commitment, routines.timezone)
-    return state.commitment_calendar
+    return on_state(request, "commitment_calendar", lambda s: CommitmentCalendar(
+        s.site, s.site.file.routines.commitment, s.site.file.routines.timezone))
 
 
 def _store(request: Request) -> CommitmentStore:
-    state = request.app.state
-    if getattr(state, "commitments", None) is None:
-        state.commitments = CommitmentStore(state.events.engine)
-    return state.commitments
+    return on_state(request, "commitments", lambda s: CommitmentStore(s.events.engine))
 
 
 def _out(c: Commitment) -> CommitmentOut:

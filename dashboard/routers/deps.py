@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -106,6 +106,19 @@ def _audit(conn: HTTPConnection) -> AuditJournal:
 
 AuthDep = Annotated[Auth, Depends(_auth)]
 AuditDep = Annotated[AuditJournal, Depends(_audit)]
+
+
+T = TypeVar("T")
+
+
+def on_state(request: Request, name: str, make: Callable[[Any], T]) -> T:
+    """An object the app keeps on its state under ``name``, made from the state on first use (a calendar, a store)."""
+    state = request.app.state
+    value = getattr(state, name, None)
+    if value is None:
+        value = make(state)
+        setattr(state, name, value)
+    return value
 
 
 def remote_of(conn: HTTPConnection) -> str:

@@ -12,7 +12,16 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from alarms.duty import COUNTY_DESK, PARK_DESK, DutyCalendar, DutyConflict, DutyStore, Shift, roll_call_events
-from dashboard.routers.deps import AUTH_RESPONSES, ClockDep, ErrorOut, NamesDep, Scope, ScopeDep, audit_action
+from dashboard.routers.deps import (
+    AUTH_RESPONSES,
+    ClockDep,
+    ErrorOut,
+    NamesDep,
+    Scope,
+    ScopeDep,
+    audit_action,
+    on_state,
+)
 from tankwatch.records import AlarmAction
 from tankwatch.site import Role
 
@@ -94,18 +103,12 @@ class DutyOut(BaseModel):
 
 
 def _calendar(request: Request) -> DutyCalendar:
-    state = request.app.state
-    if getattr(state, "duty_calendar", None) is None:
-        routines = state.site.file.routines
-        state.duty_calendar = DutyCalendar(routines.duty, routines.timezone)
-    return state.duty_calendar
+    return on_state(request, "duty_calendar", lambda s: DutyCalendar(
+        s.site.file.routines.duty, s.site.file.routines.timezone))
 
 
 def _store(request: Request) -> DutyStore:
-    state = request.app.state
-    if getattr(state, "duty", None) is None:
-        state.duty = DutyStore(state.events.engine)
-    return state.duty
+    return on_state(request, "duty", lambda s: DutyStore(s.events.engine))
 
 
 def own_desks(scope: Scope) -> list[str]:
