@@ -29,7 +29,7 @@ from prometheus_client import Counter
 
 from tankwatch import bus as topics
 from tankwatch import metrics
-from tankwatch.bus import Overflow
+from tankwatch.bus import BusUnavailable, Overflow
 from tankwatch.config import Site
 from tankwatch.records import AlarmEvent, Grade, GradeColour, ReadingBatch
 from tankwatch.site import BusSettings
@@ -290,7 +290,11 @@ class KafkaBus:
                     max_batch_size=1_048_576,
                     max_request_size=4_194_304,
                 )
-                await producer.start()
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()  # a producer that could not start still holds its client
+                    raise
                 self._producer = producer
             return self._producer
 
@@ -343,11 +347,15 @@ class KafkaBus:
                 yield key, encode_batch(batch.take(rows), self.fingerprint)
 
     async def publish(self, topic: str, item: Any, key: str | None = None) -> None:
-        """Send ``item`` keyed by enterprise and wait until Kafka acknowledged every record of it."""
+        """Send ``item`` keyed by enterprise and wait until Kafka acknowledged every record of it (BusUnavailable
+        when Kafka refused it or could not be reached)."""
         records = self.records(topic, item, key)
         if not records:
             return
-        await self.send_records(self.kafka_topic(topic), records)
+        try:
+            await self.send_records(self.kafka_topic(topic), records)
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka at {self.bootstrap} did not take {topic}: {exc}") from exc
         metrics.BUS_PUBLISHED.labels(topic).inc()
 
     async def send_records(self, name: str, records: list[tuple[str, bytes]]) -> None:

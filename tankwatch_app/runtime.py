@@ -267,14 +267,17 @@ async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say) -> None:
 
 async def alarms_stage(site: Site, bus: Bus, say: Say) -> None:
     """One member of the alarm workers' consumer group."""
-    from alarms.kafka_worker import AlarmWorker
+    from alarms.kafka_worker import AlarmWorker, WorkerConfigError
     from tankwatch.kafka_bus import KafkaBus
 
     if not isinstance(bus, KafkaBus):
         raise StageError("the alarms stage alone needs a Kafka bus (--bus kafka://HOST:PORT)")
     worker = AlarmWorker(site, bus, on_assignment=lambda parts: say(f"alarms: owns readings partitions {parts}"))
     say("alarms: joining the alarm workers' group")
-    await worker.run()
+    try:
+        await worker.run()
+    except WorkerConfigError as exc:
+        raise StageError(str(exc)) from None
 
 
 async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, say: Say) -> None:
@@ -344,10 +347,9 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
     timeseries = TimeSeriesStore(path, ids, site.file.storage.retention_days)
     hub = LiveHub(bus, site)
     journal = audit_journal(site, events.engine, None)
-    server = uvicorn.Server(server_config(
-        create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal),
-        host=host, port=port, log_level="warning", lifespan="off",
-    ))
+    app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal)
+    app.state.bus = bus  # operator commands go to the alarm workers over the commands topic
+    server = uvicorn.Server(server_config(app, host=host, port=port, log_level="warning", lifespan="off"))
 
     async def cache(batches: list[ReadingBatch]) -> None:
         await asyncio.to_thread(timeseries.write, ReadingBatch.concat(batches))
