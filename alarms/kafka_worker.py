@@ -27,7 +27,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import IllegalStateError
 from prometheus_client import Counter, Gauge
 
 from alarms.evaluate import AlarmCore
@@ -37,6 +37,7 @@ from tankwatch import metrics
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site
 from tankwatch.kafka_bus import FETCH_RECORDS, BusMessageRejected, KafkaBus, enterprise_partition
+from tankwatch.kafka_health import BusLost, CommitGuard, check_not_behind
 from tankwatch.records import AlarmEvent, ReadingBatch
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,15 @@ KAFKA_RESTORES = Counter(
     "tankwatch_alarm_restores_total", "Partitions whose alarm-core state was restored on assignment", ["found"]
 )
 WORKER_PARTITIONS = Gauge("tankwatch_alarm_worker_partitions", "Readings partitions this alarm worker owns")
+WORKER_READINGS = Counter(
+    "tankwatch_alarm_worker_readings_total", "Readings this alarm worker evaluated, per readings partition",
+    ["partition"],
+)
 
 TICK_S = 1.0  # as the embedded supervisor: comm-loss and shelve expiry are due by the clock alone
 FRESH_FETCH_S = 3.0  # a partition is ticked only while the broker answered its fetches this recently
 STOP_TIMEOUT_S = 4.0  # the final checkpoint, then leaving the group, each waits at most this long
+LOAD_TIMEOUT_S = 30.0  # reading the state topic's checkpoints on assignment
 
 
 class WorkerConfigError(ValueError):
@@ -112,6 +118,9 @@ class AlarmWorker:
         self.next_command: dict[int, int] = {}
         self.enterprises_of: dict[int, frozenset[str]] = {}
         self._last_tick_ms: int | None = None
+        self._commits = CommitGuard(bus.group_id(group))
+        self._reached: dict[TopicPartition, int] = {}  # next offset after the newest record ever fetched
+        self._lost: BusLost | None = None  # raised in a rebalance callback, which aiokafka would only log
         self.events_published = 0
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -135,6 +144,8 @@ class AlarmWorker:
         try:
             while True:
                 fetched = await consumer.getmany(timeout_ms=int(self.tick_s * 500), max_records=FETCH_RECORDS)
+                if self._lost is not None:
+                    raise self._lost
                 async with self._lock:
                     await self._process(fetched)
                     await self._tick()
@@ -184,7 +195,9 @@ class AlarmWorker:
                 except BusMessageRejected as exc:
                     metrics.INPUT_REJECTED.labels("alarms", exc.reason).inc()
                     log.warning("readings[%d]@%d rejected: %s", p, record.offset, exc)
-            events.extend(core.evaluate(ReadingBatch.concat(batches)))
+            batch = ReadingBatch.concat(batches)
+            WORKER_READINGS.labels(str(p)).inc(len(batch))
+            events.extend(core.evaluate(batch))
             self.next_offset[p] = records[-1].offset + 1
             self._dirty.add(p)
         await self._publish(events)
@@ -246,6 +259,10 @@ class AlarmWorker:
 
     async def _in_sequence(self, tp: TopicPartition, records: list[Any], positions: dict[int, int]) -> list[Any]:
         """Records continuing exactly where the partition's state stands; stale fetches are dropped."""
+        if records:
+            assert self._consumer is not None
+            check_not_behind(self._consumer, tp, self._reached.get(tp, 0))
+            self._reached[tp] = max(self._reached.get(tp, 0), records[-1].offset + 1)
         expected = positions.get(tp.partition)
         if expected is None or not records:
             return records
@@ -280,16 +297,16 @@ class AlarmWorker:
             offsets[TopicPartition(self.readings_topic, p)] = self.next_offset[p]
             if p in self.next_command:
                 offsets[TopicPartition(self.commands_topic, p)] = self.next_command[p]
+        if records and self._consumer is not None:
+            for tp, offset in offsets.items():  # never a checkpoint past what the broker still holds
+                check_not_behind(self._consumer, tp, offset)
         if records:
             producer = await self.bus.producer()
             futures = [await producer.send(self.state_topic, value, key=key) for key, value in records]
             await asyncio.gather(*futures)
             KAFKA_CHECKPOINTS.inc(len(records))
-            if self._consumer is not None:
-                try:
-                    await self._consumer.commit(offsets)
-                except KafkaError as exc:  # the checkpoint, not the commit, is what a new owner resumes from
-                    log.info("offset commit skipped during a rebalance (%s)", exc)
+            if self._consumer is not None:  # the checkpoint, not the commit, is what a new owner resumes from
+                await self._commits.commit(self._consumer, offsets)
         self._dirty -= partitions
         self._last_checkpoint = time.monotonic()
 
@@ -311,7 +328,11 @@ class AlarmWorker:
             end = await reader.end_offsets(tps)
             await reader.seek_to_beginning(*tps)
             pending = {tp for tp in tps if end[tp] > 0}
+            deadline = time.monotonic() + LOAD_TIMEOUT_S
             while pending:
+                if time.monotonic() > deadline:
+                    raise BusLost(f"the state topic {self.state_topic} could not be read to its end within "
+                                  f"{LOAD_TIMEOUT_S:.0f} s (the broker lost or withholds records)")
                 fetched = await reader.getmany(timeout_ms=1000, max_records=FETCH_RECORDS)
                 for tp, records in fetched.items():
                     for record in records:
@@ -327,7 +348,8 @@ class AlarmWorker:
                                 log.error("checkpoint of partition %d at %d unreadable (%s); an older one is "
                                           "used if there is one", p, record.offset, exc)
                 for tp in list(pending):
-                    if await reader.position(tp) >= end[tp]:
+                    highwater = reader.highwater(tp)  # fetched: tansu may list a larger end
+                    if await reader.position(tp) >= (end[tp] if highwater is None else min(end[tp], highwater)):
                         pending.discard(tp)
         finally:
             await reader.stop()
@@ -337,7 +359,11 @@ class AlarmWorker:
         """Restore new partitions from their checkpoints and seek to the checkpoints' offsets."""
         async with self._lock:
             new = assigned - set(self.cores)
-            checkpoints = await self.load_checkpoints(new)
+            try:
+                checkpoints = await self.load_checkpoints(new)
+            except BusLost as exc:
+                self._lost = exc
+                return
             for p in sorted(new):
                 core = self.core_factory(self.enterprises_of.get(p, frozenset()))
                 checkpoint = checkpoints.get(p)
@@ -371,7 +397,10 @@ class AlarmWorker:
     async def on_revoked(self, revoked: set[int]) -> None:
         """Checkpoint and commit the partitions being taken away, then forget them."""
         async with self._lock:
-            await self._checkpoint(revoked & set(self.cores))
+            try:
+                await self._checkpoint(revoked & set(self.cores))
+            except BusLost as exc:
+                self._lost = exc
             for p in revoked:
                 self.cores.pop(p, None)
                 self.next_offset.pop(p, None)

@@ -31,6 +31,7 @@ from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.bus import BusUnavailable, Overflow
 from tankwatch.config import Site
+from tankwatch.kafka_health import CommitGuard, check_not_behind
 from tankwatch.records import AlarmEvent, Grade, GradeColour, ReadingBatch
 from tankwatch.site import BusSettings
 
@@ -43,6 +44,7 @@ _BATCH_HEADER = struct.Struct("<4s8sI")  # magic, site fingerprint, rows
 _ROW_BYTES = 4 + 8 + 8 + 1  # int32 sensor, int64 ts, float64 value, uint8 quality
 MAX_ROWS_PER_MESSAGE = 40_000  # 840 kB: below Kafka's default 1 MB message limit
 FETCH_RECORDS = 2_000
+CLOSE_TIMEOUT_S = 3.0
 RECENT_EVENT_IDS = 200_000  # per events subscription: redelivered events seen this recently are skipped
 TOPIC_KEYS = (topics.READINGS, topics.EVENTS, topics.GRADES, topics.COMMANDS)
 
@@ -416,14 +418,19 @@ class KafkaBus:
         )
 
     async def close(self) -> None:
-        """Stop every subscription (their iterators end) and the producer."""
+        """Stop every subscription (their iterators end) and the producer (flushing it), each within
+        CLOSE_TIMEOUT_S: a broker that is away must not hold up a stage's exit."""
         self._closed = True
-        for sub in list(self._subscriptions.values()):
-            await sub.stop()
+        stops = [sub.stop() for sub in self._subscriptions.values()]
         self._subscriptions.clear()
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            await producer.stop()
+            stops.append(producer.stop())
+        for stop in stops:
+            try:
+                await asyncio.wait_for(stop, CLOSE_TIMEOUT_S)
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("leaving Kafka uncleanly (%s)", str(exc) or "timed out")
 
 
 class RecentIds:
@@ -478,6 +485,8 @@ class _Subscription:
         self.seen = RecentIds() if topic == topics.EVENTS else None
         self.consumer: AIOKafkaConsumer | None = None
         self.stopped = False
+        self.commits = CommitGuard(bus.group_id(group))
+        self.reached: dict[TopicPartition, int] = {}  # next offset after the newest record fetched, per partition
 
     async def start(self) -> AIOKafkaConsumer:
         name = self.bus.kafka_topic(self.topic)
@@ -513,6 +522,9 @@ class _Subscription:
         """Decode fetched records into the buffer; bad records are counted, and they and records holding only
         redelivered events are finished with the item before them (or at once, when nothing is before them)."""
         for tp, records in fetched.items():
+            if records and self.consumer is not None:
+                check_not_behind(self.consumer, tp, self.reached.get(tp, 0))
+                self.reached[tp] = max(self.reached.get(tp, 0), records[-1].offset + 1)
             last: _Entry | None = None
             for record in records:
                 item: Any = None
@@ -549,12 +561,8 @@ class _Subscription:
         assigned = self.consumer.assignment()
         offsets = {tp: off for tp, off in self.taken.items() if tp in assigned}
         self.taken.clear()
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-        except KafkaError as exc:  # a rebalance is under way: the new owner redelivers, stores de-duplicate
-            log.info("commit of %s skipped (%s); the items will be redelivered", self.group, exc)
+        if offsets:  # a failed commit (a rebalance under way) is redelivered to the new owner; stores de-duplicate
+            await self.commits.commit(self.consumer, offsets)
 
     async def stop(self) -> None:
         """Stop the consumer (once)."""
