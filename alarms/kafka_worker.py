@@ -56,7 +56,7 @@ WORKER_READINGS = Counter(
 
 TICK_S = 1.0  # as the embedded supervisor: comm-loss and shelve expiry are due by the clock alone
 FRESH_FETCH_S = 3.0  # a partition is ticked only while the broker answered its fetches this recently
-STOP_TIMEOUT_S = 4.0  # the final checkpoint, then leaving the group, each waits at most this long
+STOP_TIMEOUT_S = 3.0  # the final checkpoint, then leaving the group, each waits at most this long
 LOAD_TIMEOUT_S = 30.0  # reading the state topic's checkpoints on assignment
 
 
@@ -250,12 +250,11 @@ class AlarmWorker:
         try:
             highwater = self._consumer.highwater(tp)
             polled_ms = self._consumer.last_poll_timestamp(tp)
-            position = await self._consumer.position(tp)
+            if highwater is None or polled_ms is None or time.time() - polled_ms / 1000 > FRESH_FETCH_S:
+                return False
+            return await self._consumer.position(tp) >= highwater
         except (IllegalStateError, AssertionError):  # revoked meanwhile
             return False
-        if highwater is None or polled_ms is None:
-            return False
-        return position >= highwater and time.time() - polled_ms / 1000 <= FRESH_FETCH_S
 
     async def _in_sequence(self, tp: TopicPartition, records: list[Any], positions: dict[int, int]) -> list[Any]:
         """Records continuing exactly where the partition's state stands; stale fetches are dropped."""

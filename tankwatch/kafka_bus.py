@@ -14,7 +14,7 @@ import hashlib
 import logging
 import struct
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -426,11 +426,15 @@ class KafkaBus:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             stops.append(producer.stop())
-        for stop in stops:
-            try:
-                await asyncio.wait_for(stop, CLOSE_TIMEOUT_S)
-            except (TimeoutError, KafkaError) as exc:
-                log.warning("leaving Kafka uncleanly (%s)", str(exc) or "timed out")
+        await asyncio.gather(*(_bounded(stop) for stop in stops))
+
+
+async def _bounded(stop: Awaitable[None]) -> None:
+    """Await a consumer's or producer's stop for at most CLOSE_TIMEOUT_S."""
+    try:
+        await asyncio.wait_for(stop, CLOSE_TIMEOUT_S)
+    except (TimeoutError, KafkaError) as exc:
+        log.warning("leaving Kafka uncleanly (%s)", str(exc) or "timed out")
 
 
 class RecentIds:

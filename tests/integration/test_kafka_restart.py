@@ -34,8 +34,9 @@ BURST = 200
 class Stage:
     """``tankwatch run STAGE`` as a subprocess, its output in a file."""
 
-    def __init__(self, name: str, config: Path, broker: TansuHandle, data: Path) -> None:
-        self.name, self.config, self.broker, self.data = name, config, broker, data
+    def __init__(self, name: str, config: Path, broker: TansuHandle, data: Path, *extra: str) -> None:
+        self.name, self.config, self.broker, self.data, self.extra = name, config, broker, data, extra
+        data.mkdir(exist_ok=True)
         self.log = data / f"{name}.log"
         self.metrics_port = free_port()
         self.restarts = 0
@@ -44,7 +45,7 @@ class Stage:
     def _start(self) -> subprocess.Popen:
         args = [sys.executable, "-m", "tankwatch_app.stages_cli", "run", self.name, "--config", str(self.config),
                 "--bus", self.broker.url, "--session-timeout", str(FAST_GROUPS["session_timeout_ms"] / 1000),
-                "--data-dir", str(self.data), "--metrics-port", str(self.metrics_port)]
+                "--data-dir", str(self.data), "--metrics-port", str(self.metrics_port), *self.extra]
         with self.log.open("a") as out:
             return subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -105,6 +106,11 @@ async def test_stages_exit_on_a_lost_broker_resume_when_restarted_and_stop_on_si
             return 0
 
     stages = [Stage(name, config, private_tansu, data) for name in ("alarms", "historian")]
+    web = free_port()
+    # ingest and the dashboard hold no offsets: they reconnect by themselves
+    stateless = [Stage("ingest", config, private_tansu, data / "ingest"),
+                 Stage("dashboard", config, private_tansu, data / "dashboard", "--port", str(web))]
+    everyone = stages + stateless
     feed = asyncio.create_task(ingest(site, private_tansu))
     try:
         started = now_ms()
@@ -135,19 +141,28 @@ async def test_stages_exit_on_a_lost_broker_resume_when_restarted_and_stop_on_si
             return raised_since(back) > 0
 
         await until(supervised, 60, "alarms stored after the stages restarted", stages)
+        assert all(s.process.poll() is None for s in stateless), "\n".join(s.tail() for s in stateless)
+        assert await asyncio.to_thread(answers, f"http://127.0.0.1:{web}/api/health")
 
         private_tansu.stop()  # SIGTERM while the broker is away: nothing to flush to, still out within 10 s
         t0 = time.monotonic()
-        for stage in stages:
+        for stage in everyone:
             stage.process.terminate()
-        await until(lambda: all(s.process.poll() is not None for s in stages), STOP_S, "exit after SIGTERM", stages)
+        await until(lambda: all(s.process.poll() is not None for s in everyone), STOP_S, "exit after SIGTERM",
+                    everyone)
         assert time.monotonic() - t0 < STOP_S
     finally:
         feed.cancel()
         await asyncio.gather(feed, return_exceptions=True)
-        for stage in stages:
+        for stage in everyone:
             stage.kill()
         engine.dispose()
+
+
+def answers(url: str) -> bool:
+    """Whether a GET of ``url`` answers 200."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status == 200
 
 
 def now_ms() -> int:
