@@ -22,9 +22,10 @@ services:
 browser-deps:
 	deploy/scripts/browser-deps.sh
 
+# Two workers: the browser tests on one (they share a demo and a browser), everything else wherever it fits.
 test: install services browser-deps
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 # Node-RED 4 (npm, into ~/.cache/tankwatch/node-red) vs tankwatch on one MQTT feed; PPM=50|200|1000.
 PPM ?= 200

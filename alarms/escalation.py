@@ -463,6 +463,8 @@ class EscalationEngine:
         self.notifier = notifier
         self.grade_of = grade_of or (lambda _source_id: None)
         self.users = users or UserStore(store.engine)
+        # Told of every regulator close (消警) with its dispositions once it is stored (the uplink sends it up).
+        self.on_close: Callable[[Escalation, list[Disposition]], None] | None = None
         config = site.file.escalation
         self.route = resolve_routes(config, {r.id for r in config.receivers})
         self.inhibit = tuple(config.inhibit) if config.inhibit is not None else DEFAULT_INHIBIT
@@ -862,6 +864,8 @@ class EscalationEngine:
             notes: list[Notification] = []
             self._maybe_close(e, now, notes)
             self._persist([e], notes)
+            if self.on_close is not None:
+                self.on_close(e, self.store.dispositions(e.escalation_id))
             return e
 
     # ----- queries --------------------------------------------------------------------------------------------

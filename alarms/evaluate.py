@@ -233,7 +233,11 @@ class AlarmCore:
         self._out_low = np.where(enabled & ~up, -signed, -np.inf)
         self._in_high = np.where(enabled & ~up, -leave, np.inf)
         self._in_low = np.where(enabled & up, leave, -np.inf)
-        self._stale = rules.stale_ms.copy()
+        # Sensors of enterprises a lower tier reports (site receiver): their alarms come raised from below, so
+        # their readings are not evaluated here and their silence raises no comm-loss.
+        reported = site.file.reported_enterprises()
+        self._reported = np.array([s.enterprise_id in reported for s in site.sensors], dtype=bool)
+        self._stale = np.where(self._reported, 0, rules.stale_ms)
         stale_on = self._stale[self._stale > 0]
         self._stale_min = int(stale_on.min()) if len(stale_on) else None
         self._flat_ms = rules.flat_ms.copy()
@@ -318,6 +322,9 @@ class AlarmCore:
         if len(sensor) == 0:
             return []
         sensor, ts, value, quality = self._drop_invalid(sensor, ts, value, quality)
+        if self._reported.any():
+            own = ~self._reported[sensor]
+            sensor, ts, value, quality = sensor[own], ts[own], value[own], quality[own]
         m = len(sensor)
         if m == 0:
             return []

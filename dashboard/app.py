@@ -32,8 +32,10 @@ from dashboard.routers import (
     alarms,
     audit,
     auth,
+    commitments,
     compliance,
     credibility,
+    duty,
     escalations,
     grades,
     health,
@@ -44,6 +46,7 @@ from dashboard.routers import (
     replay,
     settings,
     sources,
+    uplink,
 )
 from dashboard.routers import (
     metrics as metrics_router,
@@ -88,8 +91,11 @@ PROTECTED_ROUTERS = (
     grades.router,
     compliance.router,
     credibility.router,
+    commitments.router,
+    duty.router,
     replay.router,
     settings.router,
+    uplink.router,
     metrics_router.router,
 )
 

@@ -162,7 +162,31 @@ def rebuild_site(data: dict, file: str, lines: dict[PathKey, int] | None = None)
     if problems:
         path, message = min(problems, key=lambda p: _line_of(p[0], lines))
         raise SiteError(file, _line_of(path, lines), path, message)
+    model = _at_this_tier(model)
     return Site(file=model, path=file, sensors=tuple(_sensor_table(model)), lines=lines)
+
+
+def _at_this_tier(model: SiteFile) -> SiteFile:
+    """The site with the points of reported enterprises expected no more often than their sender's snapshots."""
+    period = {ent: s.realtime_s for s in (model.receiver.senders if model.receiver else ())
+              for ent in s.local_enterprises.values()}
+    if not period:
+        return model
+
+    def slower(sensors: list[Sensor], at_least_s: float) -> list[Sensor]:
+        return [s if s.expected_period_s >= at_least_s else s.model_copy(update={"expected_period_s": at_least_s})
+                for s in sensors]
+
+    enterprises = []
+    for ent in model.enterprises:
+        if ent.id in period:
+            p = period[ent.id]
+            ent = ent.model_copy(update={"hazard_sources": [src.model_copy(update={
+                "sensors": slower(src.sensors, p),
+                "tanks": [t.model_copy(update={"sensors": slower(t.sensors, p)}) for t in src.tanks],
+            }) for src in ent.hazard_sources]})
+        enterprises.append(ent)
+    return model.model_copy(update={"enterprises": enterprises})
 
 
 def _line_of(path: PathKey, lines: dict[PathKey, int]) -> int:
@@ -244,6 +268,13 @@ def _cross_check(model: SiteFile) -> Iterator[tuple[PathKey, str]]:
                 yield base + ("topic",), "json_value topics need a {sensor} level when a device has several sensors"
             for k, sid in enumerate(dev.mqtt.sensors):
                 yield from _bind(sid, dev.id, base + ("sensors", k), known, bound)
+    reported = model.reported_enterprises()
+    if reported:
+        owner = {s.id: model.enterprises[int(p[1])].id for p, s in sensor_paths}
+        for i, dev in enumerate(model.devices):
+            if theirs := sorted({owner[sid] for sid, did in bound.items() if did == dev.id} & set(reported)):
+                yield ("devices", i, "id"), (f"device {dev.id!r} reads sensors of {', '.join(theirs)}, whose values a "
+                                             "lower tier reports (receiver local_enterprises): read them in one place")
 
 
 COMBUSTIBLE_MAXIMA = {"first": 25.0, "second": 50.0}  # %LEL, GB/T 50493-2019 §5.5.2

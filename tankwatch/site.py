@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -576,7 +577,7 @@ class AlarmMatchers(Strict):
     enterprise: list[Id] | None = None
     source: list[Id] | None = None
     sensor: list[Id] | None = None
-    condition: list[str] | None = None  # alarm-core conditions: HH H L LL GAS1 GAS2 O2_HIGH O2_LOW DQ
+    condition: list[str] | None = None  # HH H L LL GAS1 GAS2 O2_HIGH O2_LOW DQ; COMMITMENT_MISSED, _CONTRADICTED
     quality: list[str] | None = None  # for DQ alarms: the quality that raised it (stale, comm-fail, bad, …)
 
 
@@ -760,6 +761,58 @@ class SecuritySettings(Strict):
         return v
 
 
+TIME_OF_DAY = r"^([01]\d|2[0-3]):[0-5]\d$"  # HH:MM
+
+
+class CommitmentPolicy(Strict):
+    """The daily safety commitment (安全承诺): who commits and by when; the numbers are tankwatch defaults, set them
+    to the local rules."""
+
+    enabled: bool = True
+    deadline: str = Field(default="09:00", pattern=TIME_OF_DAY)  # local time of day
+    per_source: bool = False  # one commitment per enterprise, or one per hazard source
+    # a unit declared stopped whose tank level moves more than this share of its range contradicts the commitment
+    level_move_percent: float = Field(default=5.0, gt=0, le=100)
+    check_every_s: float = Field(default=60.0, ge=1, le=3600)
+
+
+class DutyPolicy(Strict):
+    """Duty watch (值班值守): shifts whose desks confirm presence, and the regulator's roll calls (点名); the numbers
+    are tankwatch defaults (three eight-hour shifts), set them to the local rules."""
+
+    enabled: bool = True
+    shifts: list[Annotated[str, Field(pattern=TIME_OF_DAY)]] = Field(
+        default_factory=lambda: ["00:00", "08:00", "16:00"], min_length=1, max_length=12
+    )  # local start times
+    check_in_within_min: float = Field(default=30, gt=0, le=720)  # after a shift starts
+    roll_call_answer_min: float = Field(default=10, gt=0, le=240)
+    check_every_s: float = Field(default=60.0, ge=1, le=3600)
+
+    @field_validator("shifts")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("shift start times must differ")
+        return sorted(v)
+
+
+class Routines(Strict):
+    """The regulator's routines: daily safety commitments and duty watch, in one local time zone."""
+
+    timezone: str = "Asia/Shanghai"
+    commitment: CommitmentPolicy = Field(default_factory=CommitmentPolicy)
+    duty: DutyPolicy = Field(default_factory=DutyPolicy)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+
 class SiteFile(Strict):
     """The whole site file."""
 
@@ -776,8 +829,21 @@ class SiteFile(Strict):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     # Red/yellow/green policy; None: the shipped defaults (alarms/data/grading_defaults.yaml). Green is "no rule".
     grading: list[GradingRule] | None = None
+    routines: Routines = Field(default_factory=Routines)
     uplink: UplinkSettings | None = None  # tiers: send to upper platforms (docs/uplink-protocol.md)
     receiver: ReceiverSettings | None = None  # tiers: accept uploads from lower tiers
+
+    @model_validator(mode="after")
+    def _reported_enterprises_exist(self) -> SiteFile:
+        if self.receiver is not None:
+            ids = {e.id for e in self.enterprises}
+            if unknown := set(self.receiver.reported_enterprises()) - ids:
+                raise ValueError(f"receiver: local_enterprises name no enterprise of this site: {sorted(unknown)}")
+        return self
+
+    def reported_enterprises(self) -> dict[str, str]:
+        """Enterprise id → companyCode of the enterprises a lower tier reports (none without a receiver)."""
+        return self.receiver.reported_enterprises() if self.receiver is not None else {}
 
     @field_validator("grading")
     @classmethod
@@ -937,11 +1003,19 @@ class ReceiverSender(Strict):
     encryption: Encryption = "none"
     iv_env: EnvName | None = None  # sm4 only, as on the sender
     enterprises: list[PlatformCode] = Field(min_length=1)  # companyCode values this sender may send for
+    # companyCode → this site's enterprise it is: that enterprise's values and alarms come from this sender (its
+    # points matched by sensor id, the protocol's bitNo), and this instance's alarm core does not evaluate them.
+    local_enterprises: dict[PlatformCode, Id] = Field(default_factory=dict)
+    # The sender's real-time period: its points arrive here no more often, so that is their expected period here
+    # (the age at which a value shows stale, credibility); [S] proposal: a snapshot every 10 s.
+    realtime_s: float = Field(default=10, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _iv_only_for_sm4(self) -> ReceiverSender:
         if self.iv_env is not None and self.encryption != "sm4":
             raise ValueError("'iv_env' only applies to encryption: sm4")
+        if unknown := set(self.local_enterprises) - set(self.enterprises):
+            raise ValueError(f"local_enterprises: {sorted(unknown)} not in this sender's enterprises")
         return self
 
 
@@ -970,7 +1044,14 @@ class ReceiverSettings(Strict):
         names = [s.app_id_env for s in self.senders]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate app_id_env among senders: {names}")
+        local = [e for s in self.senders for e in s.local_enterprises.values()]
+        if len(set(local)) != len(local):
+            raise ValueError(f"an enterprise is reported by two senders or codes: {local}")
         return self
+
+    def reported_enterprises(self) -> dict[str, str]:
+        """This site's enterprises whose data comes from a lower tier: enterprise id → companyCode."""
+        return {local: code for s in self.senders for code, local in s.local_enterprises.items()}
 
 
 SiteFile.model_rebuild()  # resolve the tiers sections defined after it

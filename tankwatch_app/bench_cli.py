@@ -142,6 +142,32 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
             typer.echo(f"LOSS: the deployed settings lost {runs[-1].lost} messages", err=True)
             raise typer.Exit(1)
 
+    @bench_app.command("uplink")
+    def bench_uplink(
+        points: Annotated[int, typer.Option(min=1, help="Points for the throughput run")] = 200_000,
+        records_per_message: Annotated[int, typer.Option(min=1, max=10_000, help="Points per message")] = 1000,
+        outage: Annotated[float, typer.Option(min=1, help="Seconds the receiver is down (past the sender's 30-s live "
+                                                          "window, what queued early drains as backlog)")] = 40.0,
+        snapshots_per_s: Annotated[float, typer.Option(min=0.1, help="Demo-park snapshots queued per second "
+                                                                     "during the outage")] = 10.0,
+        drain_per_s: Annotated[float, typer.Option(min=1, help="The sender's backlog rate (messages/s)")] = 20.0,
+        timeout: Annotated[float, typer.Option(help="Seconds each phase may take")] = 300.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    ) -> None:
+        """Points/s through the uplink and a receiver process (SM4 over HTTP); the backlog's drain after the receiver
+        was killed; messages lost and doubled (exit 1 unless both are 0)."""
+        from bench.uplink import run_uplink_bench
+
+        try:
+            result = asyncio.run(run_uplink_bench(points, records_per_message, outage, snapshots_per_s, drain_per_s,
+                                                  timeout, (lambda _m: None) if as_json else typer.echo))
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            typer.echo(f"bench uplink failed: {exc}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(json.dumps(result) if as_json else _table(result))
+        if result["lost"] or result["doubled"]:
+            raise typer.Exit(1)
+
     @bench_app.command("alarm-core")
     def bench_alarm_core(
         sensors: Annotated[int, typer.Option(min=42, help="sensors in the park (whole sources of 42)")] = 10_000,

@@ -21,7 +21,7 @@ COMMAND_MODULES = (
     stages_cli,  # run [stage], db
     replay_cli,  # record, replay, scenario
     hazard_cli,  # hazard, compliance
-    bench_cli,  # bench pipeline|historian|replay|peers|mqtt-burst|alarm-core
+    bench_cli,  # bench pipeline|historian|replay|peers|mqtt-burst|alarm-core|uplink
     users_cli,  # user add/list/remove
     audit_cli,  # audit verify
 )
@@ -68,17 +68,33 @@ def demo(
     modbus_port: Annotated[int | None, typer.Option(help="Serve the simulated Modbus devices on this port")] = None,
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port (embedded broker if none answers)")] = None,
     scenario: Annotated[str, typer.Option(help="Simulator scenario name or YAML file")] = "demo",
+    simulate: Annotated[bool, typer.Option(help="Simulate the site's devices (off: a tier fed from below)")] = True,
+    tiers: Annotated[bool, typer.Option(
+        help="Enterprise instances uplinking to a park instance uplinking to a county instance, each a process")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a simulated park end to end: simulators → ingest → alarms → stores → dashboard, on 127.0.0.1."""
     from tankwatch.gc_tuning import tune_for_streaming
     from tankwatch_app.endpoints import override_endpoints
-    from tankwatch_app.runtime import run_demo
+    from tankwatch_app.runtime import StageError, data_dir_for, run_demo
 
     configure_logging(verbose)
+    if tiers:
+        from tankwatch_app.tiers_demo import run_tiers
+
+        park = _load(config)
+        code = run_tiers(park, port=port, duration_s=duration, data_dir=data_dir_for(park, data_dir),
+                         scenario=scenario, say=typer.echo)
+        raise typer.Exit(code)
     site = override_endpoints(_load(config), modbus_port=modbus_port, mqtt_port=mqtt_port)
     tune_for_streaming()
-    asyncio.run(run_demo(site, port=port, duration_s=duration, data_dir=data_dir, scenario=scenario, say=typer.echo))
+    try:
+        asyncio.run(run_demo(site, port=port, duration_s=duration, data_dir=data_dir, scenario=scenario,
+                             say=typer.echo, simulate=simulate))
+    except StageError as exc:
+        typer.echo(f"tankwatch demo: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 for _module in COMMAND_MODULES:

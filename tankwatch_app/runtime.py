@@ -10,17 +10,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 from sqlalchemy.engine import Engine
 
+from alarms.commitments import CommitmentRoutine, CommitmentStore, CommitmentWatch
+from alarms.compliance import LatestView
 from alarms.credibility import EvidenceRecorder, EvidenceStore
-from alarms.escalation import EscalationEngine, EscalationRunner, EscalationStore
+from alarms.duty import DutyStore, DutyWatch
+from alarms.escalation import Escalation, EscalationEngine, EscalationRunner, EscalationStore
 from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
 from alarms.journal import CoreJournal
 from alarms.notify import Dispatcher
+from alarms.routines import RoutineRunner
 from dashboard.app import server_config
 from dashboard.live import LiveHub
 from ingest.modbus.adapter import ModbusSource
@@ -39,10 +44,14 @@ from tankwatch.stages import cancel_all
 from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import TimeSeriesStore
+from tankwatch.stores.uplink import UplinkStore
 from tankwatch.stores.users import UserStore
 from tankwatch_app.dashboard_app import create_app
 from tankwatch_app.endpoints import mqtt_endpoints
+from tankwatch_app.receiver import ReceiverConfigError, ReceiverStage
 from tankwatch_app.supervisor import Pipeline, drain
+from tankwatch_app.uplink import UplinkConfigError, build_uplink, closure_of
+from tiers.uplink import UplinkStage
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +111,21 @@ def data_dir_for(site: Site, data_dir: Path | None) -> Path:
     return Path(data_dir) if data_dir is not None else Path(site.file.storage.data_dir)
 
 
+def routine_runs(
+    site: Site, engine: Engine, evidence: EvidenceStore, escalation: EscalationEngine,
+    latest: Callable[[], LatestView], clock: Clock,
+) -> list[Callable[[], Awaitable[None]]]:
+    """The regulator's routines the site enables (daily commitments, duty watch), each on its runner."""
+    routines = site.file.routines
+    found: list = []
+    if routines.commitment.enabled:
+        watch = CommitmentWatch(site, routines.commitment, routines.timezone)
+        found.append(CommitmentRoutine(watch, CommitmentStore(engine), latest))
+    if routines.duty.enabled:
+        found.append(DutyWatch(site, routines.duty, routines.timezone, DutyStore(engine)))
+    return [RoutineRunner(r, evidence, escalation.on_events, clock).run for r in found]
+
+
 async def serve(
     site: Site,
     *,
@@ -132,14 +156,22 @@ async def serve(
     grading = GradingStage(site)
     evidence = EvidenceStore(events.engine)
     recorder = EvidenceRecorder(site)
+    tiers = tier_stages(site, bus, clock, data_dir, events)  # subscribed before the pipeline runs
+    receiver = tiers.receiver
+    reported_active = receiver.intake.reported.active if receiver is not None else list
+    if tiers.uplink is not None:
+        escalation.on_close = closures_to(tiers.uplink, asyncio.get_running_loop())
 
     async def record_evidence() -> None:
         """Look for violations to put on record for the regulator, every EVIDENCE_EVERY_S."""
         while True:
             await clock.sleep(EVIDENCE_EVERY_S)
-            found = recorder.update(clock.now_ms(), grading.latest(), core.active())
+            found = recorder.update(clock.now_ms(), grading.latest(), core.active() + reported_active())
             if found:
                 await asyncio.to_thread(evidence.add, found)
+
+    latest = lambda: LatestView(site, grading.latest())  # noqa: E731 - the routines' view of the live readings
+    routines = routine_runs(site, events.engine, evidence, escalation, latest, clock)
 
     pipeline = Pipeline(
         site=site,
@@ -152,7 +184,10 @@ async def serve(
         grading=grading,
         overdue=escalation.overdue,
         after_store=CoreJournal(audit),
-        extra_tasks=(hub.run, record_evidence, escalation_runner.run, notifier.run, *extra_tasks),
+        reported_active=reported_active,
+        extra_tasks=(
+            hub.run, record_evidence, escalation_runner.run, notifier.run, *routines, *tiers.runs, *extra_tasks
+        ),
     )
     app = create_app(
         site, timeseries, events, hub, clock=clock, run_hub=False, auth=auth, audit_journal=audit,
@@ -160,6 +195,7 @@ async def serve(
     )
     app.state.bus = bus
     app.state.grading = grading
+    app.state.uplink_status = receiver.store if receiver is not None else None
     app.state.evidence = evidence
     server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     pipeline.start()
@@ -185,10 +221,16 @@ async def serve(
 
 
 async def run_demo(
-    site: Site, *, port: int, duration_s: float | None, data_dir: Path | None, scenario: str, say: Say
+    site: Site, *, port: int, duration_s: float | None, data_dir: Path | None, scenario: str, say: Say,
+    simulate: bool = True,
 ) -> None:
-    """The demo: a simulated park (Modbus server + MQTT publishers) feeding the full pipeline."""
+    """The demo: a simulated park (Modbus server + MQTT publishers) feeding the full pipeline; without ``simulate``
+    the pipeline alone, with the demo's users (a tier that gets its data from below)."""
     clock = SystemClock()
+    if not simulate:
+        await serve(site, port=port, data_dir=data_dir_for(site, data_dir) / "demo", clock=clock,
+                    duration_s=duration_s, say=say, demo=True)
+        return
     plan = load_scenario(scenario)
     async with brokers_for(site, say):
         simulator = ParkSimulator(site, plan, clock)
@@ -209,6 +251,25 @@ async def run_demo(
             await simulator.stop()
 
 
+def scenario_within(scenario: str, site_file: Path, out: Path) -> Path:
+    """A copy of a scenario keeping only what concerns the tanks, sensors and devices of the site in ``site_file``
+    (the tiers demo: each enterprise instance simulates its own part of the park's scenario); returns ``out``."""
+    import yaml
+
+    from simulators.scenario import scenario_file
+    from tankwatch.config import load_site
+
+    site = load_site(site_file)
+    ids = {t.id for _, _, t in site.tanks()} | {i.sensor.id for i in site.sensors} | {d.id for d in site.devices}
+    plan = yaml.safe_load(scenario_file(scenario).read_text(encoding="utf-8"))
+    plan["initial"] = {k: v for k, v in (plan.get("initial") or {}).items() if k in ids}
+    plan["actions"] = [a for a in plan.get("actions") or []
+                       if all(a[key] in ids for key in ("tank", "sensor", "device") if key in a)]
+    plan.pop("site", None)
+    out.write_text(yaml.safe_dump(plan, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return out
+
+
 async def run_live(site: Site, *, port: int, duration_s: float | None, data_dir: Path | None, say: Say) -> None:
     """Production: read the site's real devices."""
     data = data_dir_for(site, data_dir)
@@ -217,11 +278,61 @@ async def run_live(site: Site, *, port: int, duration_s: float | None, data_dir:
 
 # ---------------------------------------------------------------------------------------------- stages alone
 
-STAGES = ("all", "ingest", "alarms", "historian", "dashboard")
+STAGES = ("all", "ingest", "alarms", "historian", "dashboard", "uplink", "receiver")
+TIER_STAGES = ("uplink", "receiver")
 
 
 class StageError(ValueError):
     """A stage cannot run as asked (the message says why and what to do)."""
+
+
+@dataclass
+class TierStages:
+    """The uplink and receiver a site asks for, built; ``runs`` start them."""
+
+    runs: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    uplink: UplinkStage | None = None
+    receiver: ReceiverStage | None = None
+
+
+def tier_stages(site: Site, bus: Bus, clock: Clock, data_dir: Path, events: EventStore,
+                which: tuple[str, ...] = TIER_STAGES) -> TierStages:
+    """The uplink and receiver (of ``which``) the site's ``uplink:`` and ``receiver:`` sections ask for (StageError
+    when one cannot start), built now so that they subscribe before anything is published."""
+    built = TierStages()
+    try:
+        if site.file.uplink is not None and "uplink" in which:
+            built.uplink = build_uplink(site, bus, clock, data_dir)
+            built.runs.append(built.uplink.run)
+        if site.file.receiver is not None and "receiver" in which:
+            built.receiver = ReceiverStage(site, bus, clock, events)
+            built.runs.append(built.receiver.run)
+    except (UplinkConfigError, ReceiverConfigError) as exc:
+        raise StageError(str(exc)) from None
+    return built
+
+
+def closures_to(uplink: UplinkStage, loop: asyncio.AbstractEventLoop) -> Callable[[Escalation, list], None]:
+    """A regulator's close (消警), from whatever thread stored it, queued for the uplink in its event loop."""
+    def closed(escalation: Escalation, dispositions: list) -> None:
+        loop.call_soon_threadsafe(uplink.queue_closures, [closure_of(escalation, dispositions)])
+
+    return closed
+
+
+async def tier_stage(stage: str, site: Site, bus: Bus, data_dir: Path, clock: Clock, say: Say) -> None:
+    """The uplink or the receiver alone, against the bus."""
+    section = site.file.uplink if stage == "uplink" else site.file.receiver
+    if section is None:
+        raise StageError(f"the {stage} stage needs an '{stage}:' section in the site file")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    events = EventStore(await migrated_sql_url(site, data_dir))
+    try:
+        runs = tier_stages(site, bus, clock, data_dir, events, (stage,)).runs
+        say(f"{stage}: running")
+        await _all([run() for run in runs])
+    finally:
+        events.close()
 
 
 def audit_journal(site: Site, engine: Engine, demo_dir: Path | None) -> AuditJournal:
@@ -349,6 +460,7 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
     journal = audit_journal(site, events.engine, None)
     app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal)
     app.state.bus = bus  # operator commands go to the alarm workers over the commands topic
+    app.state.uplink_status = UplinkStore(events.engine) if site.file.receiver is not None else None
     server = uvicorn.Server(server_config(app, host=host, port=port, log_level="warning", lifespan="off"))
 
     async def cache(batches: list[ReadingBatch]) -> None:
@@ -452,12 +564,15 @@ async def _run_stage(stage: str, site: Site, *, bus_url: str | None, host: str, 
         await bus.ensure_topics()
     except KafkaError as exc:
         raise StageError(f"cannot reach Kafka at {bus.bootstrap}: {exc}") from None
-    chosen = STAGES[1:] if stage == "all" else (stage,)
+    present = {"uplink": site.file.uplink is not None, "receiver": site.file.receiver is not None}
+    chosen = [s for s in STAGES[1:] if present.get(s, True)] if stage == "all" else [stage]
     runners = {
         "ingest": lambda: ingest_stage(site, bus, clock, say),
         "alarms": lambda: alarms_stage(site, bus, say),
         "historian": lambda: historian_stage(site, bus, data, clock, say),
         "dashboard": lambda: dashboard_stage(site, bus, data, clock, host=host, port=port, say=say),
+        "uplink": lambda: tier_stage("uplink", site, bus, data, clock, say),
+        "receiver": lambda: tier_stage("receiver", site, bus, data, clock, say),
     }
     coroutines: list[Awaitable[None]] = [runners[name]() for name in chosen]
     if duration_s is not None:

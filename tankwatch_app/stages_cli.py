@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-STAGE_HELP = "Stage to run: all (default), ingest, alarms, historian, dashboard"
+STAGE_HELP = "Stage to run: all (default), ingest, alarms, historian, dashboard, uplink, receiver"
 
 
 def _load(path: Path):  # noqa: ANN202 - returns tankwatch.config.Site, imported lazily

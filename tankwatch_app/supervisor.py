@@ -87,6 +87,7 @@ class Pipeline:
     grading: Grading | None = None
     overdue: Callable[[], Collection[str]] = frozenset  # occurrence ids past their escalation deadline
     after_store: Callable[[list[AlarmEvent]], object] | None = None  # sees each event the store took as new, once
+    reported_active: Callable[[], list[dict]] = list  # open occurrences a lower tier reported (graded like local)
     extra_tasks: Sequence[Callable[[], Awaitable[None]]] = ()
     _source_tasks: list[asyncio.Task] = field(default_factory=list, init=False)
     _stage_tasks: list[asyncio.Task] = field(default_factory=list, init=False)
@@ -151,7 +152,8 @@ class Pipeline:
                 await self.bus.publish(topics.EVENTS, events)
             if self.grading is not None:
                 # grading once a second, not per batch: grades move with alarms, not with every reading
-                changed = self.grading.update(ReadingBatch.empty(), self.alarm_core.active(), now, self.overdue())
+                active = self.alarm_core.active() + self.reported_active()
+                changed = self.grading.update(ReadingBatch.empty(), active, now, self.overdue())
                 if changed:
                     await self.bus.publish(topics.GRADES, changed)
 

@@ -27,6 +27,14 @@ TEST_AUDIT_KEY = "test-audit-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 os.environ.setdefault("TANKWATCH_AUDIT_KEY", TEST_AUDIT_KEY)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadgroup`` (make test) the browser tests share one worker, one demo and one
+    browser; every other test goes to whichever worker is free."""
+    for item in items:
+        if "e2e" in item.nodeid.split("/")[:2]:
+            item.add_marker(pytest.mark.xdist_group("browser"))
+
+
 @contextlib.contextmanager
 def running(start: Callable[[], Any], stop: str) -> Iterator[Any]:
     """A test server from ``start`` (its RuntimeError fails the test with its message), stopped by ``stop`` after."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 
 from tankwatch import metrics
 from tiers.codec import escape_at
@@ -24,9 +25,12 @@ class TcpReceiver:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> int:
-        """Listen; returns the port (the bound one when ``port`` is 0)."""
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+    async def start(self, sock: socket.socket | None = None) -> int:
+        """Listen (on ``sock`` when given, already bound); returns the port (the bound one when ``port`` is 0)."""
+        if sock is not None:
+            self._server = await asyncio.start_server(self._serve, sock=sock)
+        else:
+            self._server = await asyncio.start_server(self._serve, self.host, self.port)
         return self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -439,6 +439,13 @@ def _occurrence_row(request: Request, events: Any, occurrence_id: str) -> dict[s
     if row is None or (allowed is not None and row["enterprise_id"] not in allowed):
         metrics.INPUT_REJECTED.labels("dashboard", "unknown_occurrence").inc()
         raise HTTPException(404, f"unknown alarm occurrence {occurrence_id!r}")
+    reported = request.app.state.site.file.reported_enterprises()
+    enterprise = row["enterprise_id"]
+    if enterprise in reported or enterprise in reported.values():
+        metrics.INPUT_REJECTED.labels("dashboard", "reported_alarm").inc()
+        raise HTTPException(409, f"alarm occurrence {occurrence_id} was raised at enterprise {enterprise} and "
+                                 "reported through its uplink: the enterprise owns it, and acknowledges, shelves, "
+                                 "resets and comments on it in its own system")
     return row
 
 

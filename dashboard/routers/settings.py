@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from alarms.escalation import DEFAULT_INHIBIT, ResolvedRoute
 from alarms.hazard import regulatory_levels
 from alarms.rules import CONDITION_INDEX, AlarmRules, compile_rules
-from dashboard.routers.deps import AUTH_RESPONSES, ScopeDep, require_roles
+from dashboard.routers.deps import AUTH_RESPONSES, ErrorOut, ScopeDep, require_roles
 from tankwatch.site import GAS_KINDS, AlarmMatchers, EscalationRoute, Role, SensorKind
 
 router = APIRouter(tags=["settings"])
@@ -119,7 +119,11 @@ def _compiled(request: Request) -> tuple[AlarmRules, dict[str, int | None]]:
     return state.alarm_rules
 
 
-@router.get("/api/settings/alarms", response_model=AlarmSettingsOut, responses=AUTH_RESPONSES)
+@router.get(
+    "/api/settings/alarms",
+    response_model=AlarmSettingsOut,
+    responses={**AUTH_RESPONSES, 404: {"model": ErrorOut, "description": "Unknown enterprise or hazard source"}},
+)
 def alarm_settings(
     request: Request,
     scope: ScopeDep,

@@ -93,6 +93,8 @@ class EnterpriseOut(BaseModel):
     location: Location
     outline: list[Location]  # the site boundary; empty: the map draws a hull of its hazard sources
     hazard_sources: list[HazardSourceOut]
+    # companyCode under which a lower tier reports it (its alarms are handled there); None: monitored here
+    reported_as: str | None = None
 
 
 class ParkOut(BaseModel):
@@ -153,6 +155,7 @@ def sources_tree(site: Site) -> SourcesOut:
     """Build the tree once per site (it never changes while the app runs)."""
     by_id = {info.sensor.id: info for info in site.sensors}
     park = site.file.park
+    reported = site.file.reported_enterprises()
     enterprises = []
     for ent in site.enterprises:
         sources = []
@@ -191,7 +194,7 @@ def sources_tree(site: Site) -> SourcesOut:
                 )
             )
         enterprises.append(EnterpriseOut(id=ent.id, name=ent.name, location=ent.location, outline=ent.outline,
-                                         hazard_sources=sources))
+                                         hazard_sources=sources, reported_as=reported.get(ent.id)))
     return SourcesOut(
         park=ParkOut(
             id=park.id,

@@ -375,6 +375,12 @@
     });
   }
 
+  // The companyCode a lower tier reports an enterprise under (its alarms are handled there), or undefined.
+  function reportedFrom(enterpriseId) {
+    const ent = tw.tree && tw.tree.enterprises.find(function (e) { return e.id === enterpriseId; });
+    return ent ? ent.reported_as : undefined;
+  }
+
   function actionButtons(a) {
     const box = el("span", "row-actions");
     const add = function (action, key, fn, cls) {
@@ -388,6 +394,10 @@
       if (!tw.connected) b.title = t("live.offline");
       box.append(b);
     };
+    if (reportedFrom(a.enterprise_id)) { // raised at the enterprise and uplinked: it acts on it in its own system
+      box.append(el("span", "notice", t("act.reported")));
+      return box;
+    }
     if (a.state === "shelved") {
       add("unshelve", "act.unshelve", function (b) { run("unshelve", a, {}, b).catch(function () {}); });
       return box;
@@ -560,7 +570,7 @@
         cells.condition + " " + cells.value + " · "),
       tw.dataEl("span", null, cells.source), el("span", null, " · " + cells.time));
     const ackAllButton = document.getElementById("ack-all");
-    ackAllButton.hidden = !tw.canAct("ack");
+    ackAllButton.hidden = !tw.canAct("ack") || unacked.every(function (a) { return reportedFrom(a.enterprise_id); });
     ackAllButton.disabled = !tw.connected;
   }
 
@@ -569,7 +579,8 @@
 
   function ackAll() {
     const targets = Array.from(tw.alarms.values()).filter(function (a) {
-      return !a.acknowledged && a.state !== "shelved" && (!enterpriseFilter || a.enterprise_id === enterpriseFilter);
+      return !a.acknowledged && a.state !== "shelved" && !reportedFrom(a.enterprise_id) &&
+        (!enterpriseFilter || a.enterprise_id === enterpriseFilter);
     });
     if (!targets.length || !tw.connected) return Promise.resolve();
     const box = document.getElementById("ack-progress");

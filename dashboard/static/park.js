@@ -18,6 +18,7 @@
   let selected = null; // enterprise id shown in the detail panel
   let sub = "overview";
   let timer = null;
+  tw.parkPanes = {}; // further sub-tabs: name → render(), registered by their own scripts (commitments.js)
 
   // Text of a bilingual record (text_zh / text_en) in the page's language.
   function bilingual(item, stem) {
@@ -725,6 +726,35 @@
     });
   }
 
+  // Upload quality of the lower-tier enterprises (GET /api/uplink/status): connected or interrupted, last message,
+  // online rate over 24 h and 30 days, upload delay, resends, and what the last heartbeat said.
+  function renderUplink() {
+    const pane = document.getElementById("park-uplink");
+    tw.api("GET", "/api/uplink/status").then(function (data) {
+      if (!data.enterprises.length) {
+        tw.note(pane, "uplink.empty");
+        return;
+      }
+      const names = new Map(tw.tree.enterprises.map(function (e) { return [e.id, e.name]; }));
+      const rows = data.enterprises.map(function (e) {
+        return [names.get(e.enterprise_id) || e.enterprise_id || "—", e.company_code,
+          t(e.connected ? "uplink.connected" : "uplink.interrupted"), tw.formatTime(e.last_message_ms),
+          pct(e.online_rate_24h), pct(e.online_rate_30d),
+          e.upload_delay_ms === null ? "—" : (e.upload_delay_ms / 1000).toFixed(1) + " s", e.resent_24h,
+          e.points_total === null ? "—" : e.points_online + " / " + e.points_total, e.backlog ?? "—"];
+      });
+      const grid = credTable(["col.enterprise", "uplink.company", "uplink.state", "uplink.last", "uplink.online24h",
+        "uplink.online30d", "uplink.delay", "uplink.resent", "uplink.points", "uplink.backlog"], rows, [0, 1]);
+      data.enterprises.forEach(function (e, i) {
+        grid.tBodies[0].rows[i].setAttribute("data-connected", e.connected ? "1" : "0");
+      });
+      pane.replaceChildren(el("h3", null, t("uplink.title")), grid);
+    }).catch(function (err) {
+      tw.note(pane, err.status === 404 ? "uplink.unavailable" : err.status === 403 ? "uplink.forbidden" : "apiError",
+        err.message);
+    });
+  }
+
   function assessmentBlock(titleKey, a) {
     const box = el("div", "assessment");
     box.append(el("div", "detail-label", t(titleKey) + (a && a.complete === false ? " · " + t("hazard.incomplete") : "")));
@@ -778,11 +808,13 @@
     if (sub === "overview") {
       Promise.all([loadGrades(), loadCompliance(), loadOnline()]).then(renderOverview);
     }
+    if (sub === "uplink") renderUplink();
     loadEscalations();
   }
 
   function showSub(name) {
-    sub = ["overview", "escalations", "compliance", "credibility", "evidence", "hazard"].indexOf(name) >= 0 ? name : "overview";
+    const known = ["overview", "escalations", "compliance", "credibility", "evidence", "hazard", "uplink"].indexOf(name) >= 0;
+    sub = known || tw.parkPanes[name] ? name : "overview";
     for (const pane of document.querySelectorAll("#view-park .park-pane")) pane.hidden = pane.getAttribute("data-sub") !== sub;
     for (const a of document.querySelectorAll("#park-tabs a")) {
       a.setAttribute("aria-current", a.getAttribute("data-sub") === sub ? "page" : "false");
@@ -791,6 +823,8 @@
     if (sub === "credibility") renderCredibility();
     if (sub === "evidence") renderEvidence();
     if (sub === "hazard") renderHazard();
+    if (sub === "uplink") renderUplink();
+    if (tw.parkPanes[sub]) tw.parkPanes[sub]();
     // Leaflet measures its box: build the map the first time it is seen, and tell it when it shows again
     if (sub === "overview" && tw.tree) {
       if (!mapBuilt) buildMap();
@@ -798,7 +832,12 @@
     }
   }
 
+  // The Uplink tab: for regulators and admins of an instance that receives enterprises from a lower tier.
+  const UPLINK_ROLES = ["admin", "park_regulator", "county_regulator"];
+
   tw.on("tree", function () {
+    document.querySelector('#park-tabs a[data-sub="uplink"]').hidden = !tw.hasRole(UPLINK_ROLES) ||
+      !tw.tree.enterprises.some(function (e) { return e.reported_as; });
     mapBuilt = false;
     if (tw.view === "park" && sub === "overview") buildMap();
     renderOverview();

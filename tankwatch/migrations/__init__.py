@@ -33,6 +33,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "tankwatch.stores.events",
     "tankwatch.stores.users",
     "tankwatch.stores.audit",
+    "tankwatch.stores.uplink",
     "alarms.escalation",
     "alarms.notify",
 )

@@ -10,9 +10,10 @@ from tests.e2e.demo_users import USERS
 
 SIZES = [(1366, 768), (1600, 1000), (1920, 1080)]
 VIEWS = {
-    "operator_e1": ["#/control", "#/journal", "#/journal/shift", "#/settings"],
+    "operator_e1": ["#/control", "#/journal", "#/journal/shift", "#/settings", "#/park/commitments"],
     "regulator": ["#/park", "#/park/escalations", "#/park/compliance", "#/park/credibility", "#/park/evidence",
-                  "#/park/hazard", "#/journal", "#/journal/audit", "#/settings/routes"],
+                  "#/park/hazard", "#/park/commitments", "#/park/duty", "#/journal", "#/journal/audit",
+                  "#/settings/routes"],
     "tester": ["#/replay", "#/settings/api"],
     "admin": ["#/settings/users"],
 }

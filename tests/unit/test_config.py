@@ -144,6 +144,7 @@ def test_check_command_exit_codes(tmp_path):
     bad.write_text(edit("    unit_kind: storage\n", "    unit_kind: storage\n    colour: red\n"), encoding="utf-8")
     result = runner.invoke(app, ["check", str(bad)])
     assert result.exit_code == 1
-    assert result.output.strip() == f"{bad}:33: enterprises[0].hazard_sources[0].colour: unknown key"
+    line = TEXT.splitlines().index("    unit_kind: storage") + 2
+    assert result.output.strip() == f"{bad}:{line}: enterprises[0].hazard_sources[0].colour: unknown key"
     missing = runner.invoke(app, ["check", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 1 and "cannot read" in missing.output

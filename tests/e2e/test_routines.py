@@ -1,0 +1,71 @@
+"""Issue 22 items 1 and 2 in the browser: an operator makes today's safety commitment in the page (impossible counts are
+refused with the reason shown) and the park regulator sees it in the day's table; the regulator calls the roll (点名)
+and the control room answers and checks in for its shift."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
+
+from tests.e2e.conftest import login, screenshot
+from tests.e2e.demo_users import USERS
+
+FORM = '#park-commitments form.commit-form[data-enterprise="E2"]'
+ROW = '#park-commitments tr[data-enterprise="E2"]'
+
+
+def test_an_operator_commits_and_the_regulator_sees_it(demo, new_page, guard):
+    operator = new_page()
+    login(operator, demo, USERS["operator_e2"], "#/park/commitments")
+    operator.wait_for_selector(FORM, timeout=15_000)
+    operator.fill(f"{FORM} [name=total]", "2")
+    operator.fill(f"{FORM} [name=running]", "2")
+    operator.fill(f"{FORM} [name=parked]", "1")
+    operator.click(f"{FORM} button[type=submit]")
+    error = operator.wait_for_selector(f"{FORM} .error:not([hidden])", timeout=10_000)
+    assert "must equal total" in error.text_content()  # 2 + 1 ≠ 2: nothing stored
+
+    operator.fill(f"{FORM} [name=parked]", "0")
+    operator.fill(f'{FORM} [name="work.hot_work_1"]', "1")
+    operator.check(f'{FORM} [name="flag.contractor_work"]')
+    operator.select_option(f"{FORM} [name=risk_grade]", "2")
+    operator.click(f"{FORM} button[type=submit]")
+    operator.wait_for_selector(f'{ROW}:not([data-status="due"]):not([data-status="missing"])', timeout=10_000)
+    assert operator.is_hidden(FORM)  # made once a day
+    now = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    status = "late" if now.time() > time(9, 0) else "made"
+    assert operator.get_attribute(ROW, "data-status") == status
+    screenshot(operator, "commitment-made")
+
+    regulator = new_page()
+    login(regulator, demo, USERS["regulator"], "#/park/commitments")
+    regulator.wait_for_selector(f'{ROW}[data-status="{status}"]', timeout=15_000)
+    text = regulator.text_content(ROW)
+    assert USERS["operator_e2"].name in text and "一级动火 1" in text and "承包商作业" in text
+    assert regulator.is_hidden("#park-commitments form.commit-form")  # regulators read, never commit
+    assert regulator.locator("#park-commitments tr[data-enterprise]").count() == 3
+
+
+def test_the_regulator_calls_the_roll_and_the_control_room_answers_and_checks_in(demo, new_page, guard):
+    regulator = new_page()
+    login(regulator, demo, USERS["regulator"], "#/park/duty")
+    desk = '#park-duty .duty-table tr[data-desk="E1"]'
+    regulator.click(f'{desk} button[data-i18n="duty.call"]')
+    call = '#park-duty .roll-call-table tr[data-desk="E1"][data-status="open"]'
+    regulator.wait_for_selector(call, timeout=10_000)
+
+    operator = new_page()
+    login(operator, demo, USERS["operator_e1"], "#/park/duty")
+    operator.wait_for_selector(f'{call} button[data-i18n="duty.answer"]', timeout=15_000)
+    assert operator.locator("#park-duty .duty-table tr[data-desk]").count() == 1  # only E1's own desk
+    operator.click(f'{call} button[data-i18n="duty.answer"]')
+    answered = '#park-duty .roll-call-table tr[data-desk="E1"][data-status="answered"]'
+    operator.wait_for_selector(answered, timeout=10_000)
+    operator.click(f'{desk} button[data-i18n="duty.checkIn"]')
+    operator.wait_for_selector(f'{desk}[data-status="present"]', timeout=10_000)
+    screenshot(operator, "duty-roll-call-answered")
+    regulator.evaluate("location.hash = '#/park/commitments'")
+    regulator.evaluate("location.hash = '#/park/duty'")
+    regulator.wait_for_selector(answered, timeout=10_000)
+    assert regulator.is_visible(f'{desk}[data-status="present"]')
+    assert operator.errors == [] and regulator.errors == []
