@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -32,8 +33,10 @@ class BusLost(RuntimeError):
 class CommitGuard:
     """Offset commits bounded in time; commits failing for LOST_AFTER_S in a row raise :class:`BusLost`."""
 
-    def __init__(self, group: str, *, lost_after_s: float = LOST_AFTER_S, timeout_s: float = COMMIT_TIMEOUT_S) -> None:
+    def __init__(self, group: str, *, lost_after_s: float = LOST_AFTER_S, timeout_s: float = COMMIT_TIMEOUT_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.group = group
+        self.monotonic = monotonic
         self.lost_after_s = lost_after_s
         self.timeout_s = timeout_s
         self._failing_since: float | None = None
@@ -45,7 +48,7 @@ class CommitGuard:
             await asyncio.wait_for(consumer.commit(offsets), self.timeout_s)
         except (KafkaError, TimeoutError) as exc:
             COMMITS_FAILED.labels(self.group).inc()
-            now = time.monotonic()
+            now = self.monotonic()
             self._failures += 1
             if self._failing_since is None:
                 self._failing_since = now
