@@ -200,8 +200,8 @@ class KafkaBus:
         settings: BusSettings | None = None,
         *,
         client_id: str = "tankwatch",
-        session_timeout_ms: int = 10_000,
-        heartbeat_interval_ms: int = 3_000,
+        session_timeout_ms: int = 6_000,
+        heartbeat_interval_ms: int = 2_000,
         linger_ms: int = 5,
         fetch_max_wait_ms: int = 10,
     ) -> None:

@@ -520,7 +520,7 @@ async def run_stage(
     port: int = 8000,
     data_dir: Path | None = None,
     duration_s: float | None = None,
-    session_timeout_s: float = 10.0,
+    session_timeout_s: float = 6.0,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
     say: Say = print,

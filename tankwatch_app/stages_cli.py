@@ -42,7 +42,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
         data_dir: Annotated[Path | None, typer.Option(help="Where stores keep their files (default: the site's)",
                                                       envvar="TANKWATCH_DATA_DIR")] = None,
         session_timeout: Annotated[float, typer.Option(
-            help="Kafka group session timeout, s: how soon a dead member's partitions move")] = 10.0,
+            help="Kafka group session timeout, s: how soon a dead member's partitions move (6: Kafka's least by "
+                 "default)")] = 6.0,
         metrics_port: Annotated[int | None, typer.Option(
             help="Serve this process's Prometheus counters on http://METRICS_HOST:PORT/metrics (one port per stage)",
             envvar="TANKWATCH_METRICS_PORT")] = None,
