@@ -3,7 +3,8 @@ rebalances and crashes.
 
 A core has the embedded supervisor's three inputs: its partition's readings, operator commands from the same
 partition of the commands topic (keyed by enterprise like the readings; the range assignor gives a member the same
-partition numbers of both topics), and the clock, which ticks each partition that is caught up with its readings.
+partition numbers of both topics), and the clock, which ticks each partition that is caught up with its readings
+and grades its enterprises (``alarms/worker_grading.py``).
 
 Delivery is at least once and made exactly once downstream by ids: a worker commits a partition's offset only
 after the events it produced are acknowledged by Kafka and its alarm-core snapshot for that offset is written to
@@ -32,6 +33,7 @@ from prometheus_client import Counter, Gauge
 
 from alarms.evaluate import AlarmCore
 from alarms.rules import compile_rules
+from alarms.worker_grading import WorkerGrading
 from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.clock import Clock, SystemClock
@@ -117,6 +119,7 @@ class AlarmWorker:
         self.next_offset: dict[int, int] = {}
         self.next_command: dict[int, int] = {}
         self.enterprises_of: dict[int, frozenset[str]] = {}
+        self.grading = WorkerGrading(site)
         self._last_tick_ms: int | None = None
         self._commits = CommitGuard(bus.group_id(group))
         self._reached: dict[TopicPartition, int] = {}  # next offset after the newest record ever fetched
@@ -198,6 +201,7 @@ class AlarmWorker:
             batch = ReadingBatch.concat(batches)
             WORKER_READINGS.labels(str(p)).inc(len(batch))
             events.extend(core.evaluate(batch))
+            self.grading.absorb(batch)
             self.next_offset[p] = records[-1].offset + 1
             self._dirty.add(p)
         await self._publish(events)
@@ -228,19 +232,26 @@ class AlarmWorker:
         return events
 
     async def _tick(self) -> None:
-        """Every ``tick_s`` of the clock, tick the cores of partitions caught up with their readings."""
+        """Every ``tick_s`` of the clock, tick the cores of partitions caught up with their readings, then grade
+        their enterprises and publish the grades whose colour changed."""
         now = self.clock.now_ms()
         if self._last_tick_ms is not None and now - self._last_tick_ms < self.tick_s * 1000:
             return
         self._last_tick_ms = now
         events: list[AlarmEvent] = []
+        ready: set[str] = set()
         for p, core in sorted(self.cores.items()):
             if await self._caught_up(p):
+                ready |= self.enterprises_of.get(p, frozenset())
                 ticked = core.tick(now)
                 if ticked:
                     events += ticked
                     self._dirty.add(p)
         await self._publish(events)
+        active = [alarm for core in self.cores.values() for alarm in core.active()]
+        grades = self.grading.changes(active, now, ready)
+        if grades:
+            await self.bus.publish(topics.GRADES, grades)
 
     async def _caught_up(self, p: int) -> bool:
         """Whether the broker answered the partition's fetches lately and every reading it holds was evaluated
@@ -400,6 +411,7 @@ class AlarmWorker:
                 await self._checkpoint(revoked & set(self.cores))
             except BusLost as exc:
                 self._lost = exc
+            self.grading.forget({e for p in revoked for e in self.enterprises_of.get(p, ())})
             for p in revoked:
                 self.cores.pop(p, None)
                 self.next_offset.pop(p, None)

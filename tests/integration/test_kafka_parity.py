@@ -1,5 +1,6 @@
-"""Distributed mode at parity (tansu): alarm workers tick their partitions by the clock, and operator commands go
-from the dashboard over the commands topic to the worker owning the enterprise and come back as events."""
+"""Distributed mode at parity (tansu): alarm workers tick their partitions by the clock and grade their enterprises
+as the embedded pipeline does, and operator commands go from the dashboard over the commands topic to the worker
+owning the enterprise and come back as events."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import httpx
 import numpy as np
 from fastapi import FastAPI
 
+from alarms.evaluate import AlarmCore
+from alarms.grading import GradingStage
 from alarms.kafka_worker import AlarmWorker
 from bench.services import TansuHandle
 from dashboard.routers import alarms as alarms_router
@@ -96,18 +99,32 @@ async def test_workers_raise_comm_loss_by_their_clock_when_readings_stop(kafka_b
     await bus.ensure_topics()
     try:
         events = Tail(bus.subscribe(topics.EVENTS, "eventstore"))
+        grades = Tail(bus.subscribe(topics.GRADES, "historian"))
         last = SystemClock().now_ms()
-        await bus.publish(topics.READINGS, readings(site, 50.0, last))  # then ingest falls silent
+        batch = readings(site, 50.0, last)
+        await bus.publish(topics.READINGS, batch)  # then ingest falls silent
+        stale_ms = int(5 * PERIOD_S * 1000)
+        subjects = {e.id for e in site.enterprises} | {src.id for _, src in site.sources()}
         async with running_worker(site, kafka_broker):
             def every_sensor(es: list[AlarmEvent]) -> bool:
                 return {e.sensor_id for e in es if e.condition == "COMM"} == {s.sensor.id for s in site.sensors}
 
             got = await events.until(every_sensor, "comm-loss of every sensor")
+            graded = await grades.until(lambda gs: {g.subject_id for g in gs if g.ts_ms >= last + stale_ms} == subjects,
+                                        "every source and enterprise graded with its comm-loss")
         await events.stop()
-        stale_ms = int(5 * PERIOD_S * 1000)
+        await grades.stop()
         assert [(e.condition, e.action) for e in got] == [("COMM", AlarmAction.RAISED)] * len(site.sensors)
         assert {e.ts_ms for e in got} == {last + stale_ms}  # raised the moment the staleness limit ran out
         assert {e.enterprise_id for e in got} == {e.id for e in site.enterprises}  # every partition's core ticked
+        for grade in graded:  # each as the embedded pipeline grades the same feed at the same time
+            core = AlarmCore(site)
+            core.evaluate(batch)
+            core.tick(grade.ts_ms)
+            embedded = GradingStage(site)
+            embedded.update(batch, core.active(), grade.ts_ms)
+            (same,) = [d.grade() for d in embedded.grader.details if d.subject_id == grade.subject_id]
+            assert (grade.colour, grade.reasons) == (same.colour, same.reasons)
     finally:
         await bus.close()
 
