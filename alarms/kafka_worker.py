@@ -57,7 +57,7 @@ WORKER_READINGS = Counter(
 )
 
 TICK_S = 1.0  # as the embedded supervisor: comm-loss and shelve expiry are due by the clock alone
-FRESH_FETCH_S = 3.0  # a partition is ticked only while the broker answered its fetches this recently
+FRESH_FETCH_S = 1.0  # a partition is ticked only while the broker answered its fetches this recently (idle: 100/s)
 STOP_TIMEOUT_S = 3.0  # the final checkpoint, then leaving the group, each waits at most this long
 LOAD_TIMEOUT_S = 30.0  # reading the state topic's checkpoints on assignment
 
