@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter
@@ -192,6 +192,7 @@ class AlarmCore:
         rules: AlarmRules | None = None,
         *,
         hazard_levels: Mapping[str, int | None] | None = None,
+        enterprises: Collection[str] | None = None,
     ) -> None:
         self.site = site
         self.rules = rules if rules is not None else compile_rules(site, hazard_levels)
@@ -199,6 +200,8 @@ class AlarmCore:
         if tuple(self.sensor_ids) != self.rules.sensor_ids:
             raise ValueError("alarm rules were compiled for a different site (sensor tables differ)")
         self._enterprise = [s.enterprise_id for s in site.sensors]
+        # the sensors the clock watches for comm-loss: a distributed worker's core sees its enterprises' readings only
+        self._watched = np.array([enterprises is None or e in enterprises for e in self._enterprise], dtype=bool)
         self._source = [s.source_id for s in site.sensors]
         n = len(self.sensor_ids)
         self.n_sensors = n
@@ -1062,7 +1065,7 @@ class AlarmCore:
         out: list[tuple[tuple, AlarmEvent]] = []
         ref = np.where(self.last_data_ts == NO_TS, self.started_ms, self.last_data_ts)
         comm = self.active_flag[COMM::N_CONDITIONS]
-        due = np.flatnonzero((self._stale > 0) & ~self.oos & ~comm & (now_ms - ref >= self._stale))
+        due = np.flatnonzero(self._watched & (self._stale > 0) & ~self.oos & ~comm & (now_ms - ref >= self._stale))
         due_ts = ref[due] + self._stale[due]
         for sensor, when in zip(due.tolist(), due_ts.tolist(), strict=True):
             raised, extra = self._raise(sensor * N_CONDITIONS + COMM, when, None, None, "interrupted", False)

@@ -197,6 +197,10 @@ class LiveHub:
             self._masks[enterprises] = mask
         return mask
 
+    def with_data(self) -> np.ndarray:
+        """bool per sensor index: a reading of the sensor was seen (stored or live)."""
+        return self._ts >= 0
+
     def rows_in(self, enterprises: Enterprises) -> list[list[Any]]:
         """Like :meth:`rows` for every sensor with data, limited to these enterprises."""
         return self.rows(np.flatnonzero((self._ts >= 0) & self.sensor_mask(enterprises)))

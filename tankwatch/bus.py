@@ -17,6 +17,10 @@ GRADES = "grades"  # list[Grade]
 COMMANDS = "commands"  # operator commands for the alarm core
 
 
+class BusUnavailable(ConnectionError):
+    """The bus did not take a published item (the broker cannot be reached or refused it)."""
+
+
 class Overflow(StrEnum):
     """What a full queue does with a new item."""
 

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import struct
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,9 @@ from prometheus_client import Counter
 
 from tankwatch import bus as topics
 from tankwatch import metrics
-from tankwatch.bus import Overflow
+from tankwatch.bus import BusUnavailable, Overflow
 from tankwatch.config import Site
+from tankwatch.kafka_health import CommitGuard, check_not_behind
 from tankwatch.records import AlarmEvent, Grade, GradeColour, ReadingBatch
 from tankwatch.site import BusSettings
 
@@ -43,6 +44,7 @@ _BATCH_HEADER = struct.Struct("<4s8sI")  # magic, site fingerprint, rows
 _ROW_BYTES = 4 + 8 + 8 + 1  # int32 sensor, int64 ts, float64 value, uint8 quality
 MAX_ROWS_PER_MESSAGE = 40_000  # 840 kB: below Kafka's default 1 MB message limit
 FETCH_RECORDS = 2_000
+CLOSE_TIMEOUT_S = 3.0
 RECENT_EVENT_IDS = 200_000  # per events subscription: redelivered events seen this recently are skipped
 TOPIC_KEYS = (topics.READINGS, topics.EVENTS, topics.GRADES, topics.COMMANDS)
 
@@ -198,8 +200,8 @@ class KafkaBus:
         settings: BusSettings | None = None,
         *,
         client_id: str = "tankwatch",
-        session_timeout_ms: int = 10_000,
-        heartbeat_interval_ms: int = 3_000,
+        session_timeout_ms: int = 6_000,
+        heartbeat_interval_ms: int = 2_000,
         linger_ms: int = 5,
         fetch_max_wait_ms: int = 10,
     ) -> None:
@@ -290,7 +292,11 @@ class KafkaBus:
                     max_batch_size=1_048_576,
                     max_request_size=4_194_304,
                 )
-                await producer.start()
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()  # a producer that could not start still holds its client
+                    raise
                 self._producer = producer
             return self._producer
 
@@ -343,11 +349,15 @@ class KafkaBus:
                 yield key, encode_batch(batch.take(rows), self.fingerprint)
 
     async def publish(self, topic: str, item: Any, key: str | None = None) -> None:
-        """Send ``item`` keyed by enterprise and wait until Kafka acknowledged every record of it."""
+        """Send ``item`` keyed by enterprise and wait until Kafka acknowledged every record of it (BusUnavailable
+        when Kafka refused it or could not be reached)."""
         records = self.records(topic, item, key)
         if not records:
             return
-        await self.send_records(self.kafka_topic(topic), records)
+        try:
+            await self.send_records(self.kafka_topic(topic), records)
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka at {self.bootstrap} did not take {topic}: {exc}") from exc
         metrics.BUS_PUBLISHED.labels(topic).inc()
 
     async def send_records(self, name: str, records: list[tuple[str, bytes]]) -> None:
@@ -408,14 +418,23 @@ class KafkaBus:
         )
 
     async def close(self) -> None:
-        """Stop every subscription (their iterators end) and the producer."""
+        """Stop every subscription (their iterators end) and the producer (flushing it), each within
+        CLOSE_TIMEOUT_S: a broker that is away must not hold up a stage's exit."""
         self._closed = True
-        for sub in list(self._subscriptions.values()):
-            await sub.stop()
+        stops = [sub.stop() for sub in self._subscriptions.values()]
         self._subscriptions.clear()
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            await producer.stop()
+            stops.append(producer.stop())
+        await asyncio.gather(*(_bounded(stop) for stop in stops))
+
+
+async def _bounded(stop: Awaitable[None]) -> None:
+    """Await a consumer's or producer's stop for at most CLOSE_TIMEOUT_S."""
+    try:
+        await asyncio.wait_for(stop, CLOSE_TIMEOUT_S)
+    except (TimeoutError, KafkaError) as exc:
+        log.warning("leaving Kafka uncleanly (%s)", str(exc) or "timed out")
 
 
 class RecentIds:
@@ -470,6 +489,8 @@ class _Subscription:
         self.seen = RecentIds() if topic == topics.EVENTS else None
         self.consumer: AIOKafkaConsumer | None = None
         self.stopped = False
+        self.commits = CommitGuard(bus.group_id(group))
+        self.reached: dict[TopicPartition, int] = {}  # next offset after the newest record fetched, per partition
 
     async def start(self) -> AIOKafkaConsumer:
         name = self.bus.kafka_topic(self.topic)
@@ -505,6 +526,9 @@ class _Subscription:
         """Decode fetched records into the buffer; bad records are counted, and they and records holding only
         redelivered events are finished with the item before them (or at once, when nothing is before them)."""
         for tp, records in fetched.items():
+            if records and self.consumer is not None:
+                check_not_behind(self.consumer, tp, self.reached.get(tp, 0))
+                self.reached[tp] = max(self.reached.get(tp, 0), records[-1].offset + 1)
             last: _Entry | None = None
             for record in records:
                 item: Any = None
@@ -541,12 +565,8 @@ class _Subscription:
         assigned = self.consumer.assignment()
         offsets = {tp: off for tp, off in self.taken.items() if tp in assigned}
         self.taken.clear()
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-        except KafkaError as exc:  # a rebalance is under way: the new owner redelivers, stores de-duplicate
-            log.info("commit of %s skipped (%s); the items will be redelivered", self.group, exc)
+        if offsets:  # a failed commit (a rebalance under way) is redelivered to the new owner; stores de-duplicate
+            await self.commits.commit(self.consumer, offsets)
 
     async def stop(self) -> None:
         """Stop the consumer (once)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from tankwatch import bus as topics
 from tankwatch.audit_key import AuditKeyError, load_audit_key
 from tankwatch.auth import Auth, AuthSettings, sync_site_users
 from tankwatch.broker import broker_answers, embedded_broker
-from tankwatch.bus import Bus, MemoryBus, Overflow
+from tankwatch.bus import Bus, BusUnavailable, MemoryBus, Overflow
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site, rebuild_site
 from tankwatch.records import ReadingBatch
@@ -381,14 +381,17 @@ async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say) -> None:
 
 async def alarms_stage(site: Site, bus: Bus, say: Say) -> None:
     """One member of the alarm workers' consumer group."""
-    from alarms.kafka_worker import AlarmWorker
+    from alarms.kafka_worker import AlarmWorker, WorkerConfigError
     from tankwatch.kafka_bus import KafkaBus
 
     if not isinstance(bus, KafkaBus):
         raise StageError("the alarms stage alone needs a Kafka bus (--bus kafka://HOST:PORT)")
     worker = AlarmWorker(site, bus, on_assignment=lambda parts: say(f"alarms: owns readings partitions {parts}"))
     say("alarms: joining the alarm workers' group")
-    await worker.run()
+    try:
+        await worker.run()
+    except WorkerConfigError as exc:
+        raise StageError(str(exc)) from None
 
 
 async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, say: Say) -> None:
@@ -459,6 +462,7 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
     hub = LiveHub(bus, site)
     journal = audit_journal(site, events.engine, None)
     app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal)
+    app.state.bus = bus  # operator commands go to the alarm workers over the commands topic
     app.state.uplink_status = UplinkStore(events.engine) if site.file.receiver is not None else None
     server = uvicorn.Server(server_config(app, host=host, port=port, log_level="warning", lifespan="off"))
 
@@ -489,6 +493,27 @@ async def _all(coroutines: list[Awaitable[None]]) -> None:
         await cancel_all(tasks)
 
 
+@contextlib.contextmanager
+def metrics_server(host: str, port: int | None, say: Say) -> Iterator[None]:
+    """Serve this process's Prometheus counters on ``http://host:port/metrics`` meanwhile (nothing when port is
+    None): each stage of the distributed mode on a port of its own."""
+    if port is None:
+        yield
+        return
+    from prometheus_client import start_http_server
+
+    try:
+        server, _ = start_http_server(port, addr=host)
+    except OSError as exc:
+        raise StageError(f"cannot serve metrics on {host}:{port}: {exc}") from None
+    say(f"metrics: http://{host}:{port}/metrics")
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 async def run_stage(
     stage: str,
     site: Site,
@@ -498,16 +523,27 @@ async def run_stage(
     port: int = 8000,
     data_dir: Path | None = None,
     duration_s: float | None = None,
-    session_timeout_s: float = 10.0,
+    session_timeout_s: float = 6.0,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
     say: Say = print,
 ) -> None:
-    """Run one stage (or ``all``) until cancelled or ``duration_s`` has passed.
+    """Run one stage (or ``all``) until cancelled or ``duration_s`` has passed, serving its counters on
+    ``metrics_port`` when given.
 
     The bus is ``bus_url`` or the site's ``bus.url``; a stage alone needs Kafka, ``all`` on ``memory://`` is the
     single-process pipeline of :func:`run_live`.
     """
     if stage not in STAGES:
         raise StageError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+    with metrics_server(metrics_host, metrics_port, say):
+        await _run_stage(stage, site, bus_url=bus_url, host=host, port=port, data_dir=data_dir,
+                         duration_s=duration_s, session_timeout_s=session_timeout_s, say=say)
+
+
+async def _run_stage(stage: str, site: Site, *, bus_url: str | None, host: str, port: int, data_dir: Path | None,
+                     duration_s: float | None, session_timeout_s: float, say: Say) -> None:
+    """:func:`run_stage` without the metrics server."""
     url = bus_url or site.file.bus.url
     data = data_dir_for(site, data_dir)
     if url.startswith("memory://"):
@@ -544,10 +580,14 @@ async def run_stage(
     coroutines: list[Awaitable[None]] = [runners[name]() for name in chosen]
     if duration_s is not None:
         coroutines.append(_expire(duration_s))
+    from tankwatch.kafka_health import BusLost
+
     try:
         await _all(coroutines)
     except _Expired:
         pass
+    except (BusLost, BusUnavailable) as exc:
+        raise StageError(f"{exc}; exiting so that the service manager restarts the stage") from None
     finally:
         await bus.close()
 
@@ -561,15 +601,33 @@ async def _expire(seconds: float) -> None:
     raise _Expired
 
 
-async def until_signalled(work: Awaitable[None]) -> None:
-    """Run ``work``; SIGTERM or SIGINT cancels it, so its clean-up (checkpoints, leaving groups) runs."""
+STOP_DEADLINE_S = 9.0
+"""After SIGTERM a stage has this long to flush and leave; then it exits (status 3) whatever it was waiting for."""
+
+
+async def until_signalled(work: Awaitable[None], deadline_s: float = STOP_DEADLINE_S) -> None:
+    """Run ``work``; SIGTERM or SIGINT cancels it, so its clean-up (checkpoints, leaving groups) runs, within
+    ``deadline_s``."""
+    import os
     import signal
+    import sys
 
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(work)
     signals = (signal.SIGTERM, signal.SIGINT)
+
+    def give_up() -> None:
+        log.error("clean-up did not finish within %.0f s of the signal; exiting now", deadline_s)
+        sys.stderr.flush()
+        os._exit(3)
+
+    def stop() -> None:
+        if not task.done() and not task.cancelling():
+            task.cancel()
+            loop.call_later(deadline_s, give_up)
+
     for sig in signals:
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
     try:
         await task
     except asyncio.CancelledError:

@@ -42,7 +42,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
         data_dir: Annotated[Path | None, typer.Option(help="Where stores keep their files (default: the site's)",
                                                       envvar="TANKWATCH_DATA_DIR")] = None,
         session_timeout: Annotated[float, typer.Option(
-            help="Kafka group session timeout, s: how soon a dead member's partitions move")] = 10.0,
+            help="Kafka group session timeout, s: how soon a dead member's partitions move (6: Kafka's least by "
+                 "default)")] = 6.0,
+        metrics_port: Annotated[int | None, typer.Option(
+            help="Serve this process's Prometheus counters on http://METRICS_HOST:PORT/metrics (one port per stage)",
+            envvar="TANKWATCH_METRICS_PORT")] = None,
+        metrics_host: Annotated[str, typer.Option(help="Bind address of --metrics-port")] = "127.0.0.1",
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     ) -> None:
         """Run the pipeline, or one stage of it against Kafka (ingest | alarms | historian | dashboard)."""
@@ -61,7 +66,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
         try:
             asyncio.run(until_signalled(run_stage(
                 stage, site, bus_url=bus, host=host, port=port, data_dir=data_dir, duration_s=duration,
-                session_timeout_s=session_timeout, say=typer.echo)))
+                session_timeout_s=session_timeout, metrics_port=metrics_port, metrics_host=metrics_host,
+                say=typer.echo)))
         except StageError as exc:
             typer.echo(f"tankwatch run: {exc}", err=True)
             raise typer.Exit(2) from None

@@ -26,6 +26,7 @@ from dashboard.routers.refusal import RefusalOut, Refused, Unprocessable
 from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.auth import LoginRateLimited, LoginRefused, Principal
+from tankwatch.bus import BusUnavailable
 from tankwatch.lifecycle import MAX_SHELVE_S, MAX_TEXT, PRIORITY_ZH, Refusal, shelving_refusal
 from tankwatch.records import Quality, stable_id
 from tankwatch.site import Role, ShelvingPolicy
@@ -391,6 +392,8 @@ class CommandOut(BaseModel):
     event_id: str
 
 
+COMMAND_TIMEOUT_S = 2.0
+
 _ACTION = {
     "acknowledge": "acknowledged",
     "shelve": "shelved",
@@ -402,6 +405,7 @@ _OPERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such occurrence (or not in the caller's scope)"},
     409: {"description": "The occurrence is not in a state this operation applies to"},
     503: {"description": "No alarm stage is listening (no bus)"},
+    504: {"description": "The bus did not confirm the command within 2 s"},
 }
 _SHELVE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_OPERATION_RESPONSES,
@@ -471,7 +475,13 @@ async def _send(request: Request, clock: Any, principal: Principal | None, op: s
     command.update({k: v for k, v in extra.items() if v is not None})
     if op == "comment":  # lets the core comment on an occurrence it no longer holds
         command.update(sensor_id=row["sensor_id"], condition=row["condition"])
-    await bus.publish(topics.COMMANDS, command, key=row["enterprise_id"])
+    try:  # the caller hears within COMMAND_TIMEOUT_S whether the alarm stage's bus took the command
+        await asyncio.wait_for(bus.publish(topics.COMMANDS, command, key=row["enterprise_id"]), COMMAND_TIMEOUT_S)
+    except (TimeoutError, BusUnavailable) as exc:
+        metrics.INPUT_REJECTED.labels("dashboard", "command_not_sent").inc()
+        raise HTTPException(504, f"the bus did not confirm the {op} command within {COMMAND_TIMEOUT_S:g} s "
+                                 f"({exc or 'timed out'}); it may still arrive: check the alarm before retrying"
+                            ) from None
     if principal is not None:  # the audit journal: who, when, what, from where
         detail = {k: v for k, v in extra.items() if v is not None}
         audit_action(request, f"alarm.{op}", "alarm", occurrence_id, enterprise_id=row["enterprise_id"], detail=detail)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from fastapi import APIRouter
@@ -42,10 +43,14 @@ def health() -> Health:
 
 
 @status_router.get("/api/status", response_model=Status)
-def status(scope: ScopeDep, clock: ClockDep, timeseries: TimeSeriesDep, events: EventsDep, hub: HubDep) -> Status:
+async def status(scope: ScopeDep, clock: ClockDep, timeseries: TimeSeriesDep, events: EventsDep, hub: HubDep) -> Status:
     """Counts of enterprises, sources, tanks, sensors, data and active alarms within the caller's scope."""
+    # async on purpose: the hub's arrays belong to the event loop. Its live tail counts too: a dashboard stage of
+    # the distributed mode stores no readings itself (as /api/readings/latest, stored values merged with live ones).
+    hub.absorb(timeseries.latest(), mark_dirty=False)
     site, now = scope.site, clock.now_ms()
     mine = scope.sensor_mask()
+    active = await asyncio.to_thread(events.alarms, "active", scope.enterprises, limit=100_000)
     return Status(
         park_id=site.file.park.id,
         time=iso_utc(now),
@@ -54,8 +59,8 @@ def status(scope: ScopeDep, clock: ClockDep, timeseries: TimeSeriesDep, events: 
         hazard_sources=sum(1 for e, _ in site.sources() if scope.allows(e.id)),
         tanks=sum(1 for e, _, _ in site.tanks() if scope.allows(e.id)),
         sensors=int(mine.sum()),
-        sensors_with_data=int(mine[timeseries.latest().sensor].sum()),
-        active_alarms=len(events.alarms("active", scope.enterprises, limit=100_000)),
+        sensors_with_data=int((mine & hub.with_data()).sum()),
+        active_alarms=len(active),
         live_clients=hub.client_count,
         live_dropped=hub.dropped,
     )

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from tankwatch import bus as topics
 from tankwatch.kafka_bus import KafkaBus, enterprise_partition
 from tankwatch.records import AlarmEvent, ReadingBatch
 from tankwatch.stores.events import EventStore, alarm_events
-from tests.integration.test_kafka_bus import FAST_GROUPS, park_doc, wave, write_site
+from tests.integration.test_kafka_bus import FAST_GROUPS, T0, park_doc, wave, write_site
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
@@ -111,9 +112,13 @@ async def test_killing_an_alarm_worker_loses_and_doubles_no_event(kafka_broker: 
     load_on.set()
 
     async def load() -> None:
-        step = 0
+        # Time stamps from now on (100 ms apart, published every 50 ms: ahead of the clock), so the workers' clock
+        # finds no sensor silent: comm-loss alarms would make the expected events depend on timing.
+        step, base = 0, int(time.time() * 1000)
         while load_on.is_set():
-            batch = wave(site, step)
+            synthetic = wave(site, step)
+            batch = ReadingBatch.from_columns(synthetic.sensor, synthetic.ts_ms - T0 + base, synthetic.value,
+                                              synthetic.quality)
             await bus.publish(topics.READINGS, batch)
             published.append(batch)
             step += 1

@@ -18,6 +18,7 @@ from alarms.rules import CONDITIONS, FIRST_LIMIT
 from tankwatch.droplog import DropLog
 from tankwatch.lifecycle import CommandError
 from tankwatch.records import Quality, ReadingBatch, stable_id, stable_ids
+from tests.integration.test_kafka_bus import park_doc, write_site
 from tests.unit.alarm_oracle import OracleAlarmCore, make_site, tank
 
 GOOD, BAD, STALE, COMM_FAIL, OOR = Quality.GOOD, Quality.BAD, Quality.STALE, Quality.COMM_FAIL, Quality.OUT_OF_RANGE
@@ -421,6 +422,17 @@ def test_comm_loss_is_raised_by_the_clock_at_the_deadline_and_cleared_by_data():
     cleared = core.evaluate(batch([(0, 107_200, 5)]))
     assert brief(cleared) == [("COMM", "cleared", 107_200)]
     assert cleared[0].occurrence_id == raised[0].occurrence_id
+
+
+def test_a_core_watching_some_enterprises_ticks_comm_loss_for_theirs_alone(tmp_path):
+    """A distributed worker's core per partition: the clock leaves other partitions' sensors to their cores."""
+    _, site = write_site(park_doc(3, 1), tmp_path)
+    core = AlarmCore(site, enterprises={"E1"})
+    assert core.tick(100_000) == []
+    assert [(e.sensor_id, e.condition) for e in core.tick(106_000)] == [("E1-PT0", "COMM")]
+    everyone = AlarmCore(site)
+    everyone.tick(100_000)
+    assert sorted(e.sensor_id for e in everyone.tick(106_000)) == ["E0-PT0", "E1-PT0", "E2-PT0"]
 
 
 def test_a_gap_seen_in_the_data_gives_the_same_comm_loss_as_the_clock():

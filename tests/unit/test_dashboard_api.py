@@ -114,6 +114,21 @@ def test_status_counts(client: TestClient, site: Site, stores) -> None:
     assert body["time"] == "2024-05-01T09:00:00.000Z"
 
 
+def test_status_counts_sensors_seen_live_that_this_process_did_not_store(site: Site, stores) -> None:
+    """A dashboard stage of the distributed mode: the historian stores readings elsewhere, the live tail sees them."""
+    timeseries, events = stores
+    timeseries.write(batch(site, [("T101-TT", T0, 21.0, Quality.GOOD)]))
+    hub = LiveHub(MemoryBus(), site)
+    hub.absorb(batch(site, [("T101-TT", T0 + 1, 21.5, Quality.GOOD), ("T102-TT", T0, 22.0, Quality.BAD)]))
+    auth, token = viewer(site, events)
+    app = create_app(site, timeseries, events, hub, clock=ManualClock(T0 + HOUR), auth=auth)
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        body = client.get("/api/status").json()
+        latest = client.get("/api/readings/latest").json()
+    assert body["sensors_with_data"] == len(latest["readings"]) == 2
+
+
 def test_sources_tree_has_everything_the_page_draws(client: TestClient, site: Site) -> None:
     body = client.get("/api/sources").json()
     assert body["park"]["name"] == site.file.park.name
