@@ -835,13 +835,26 @@ class BaobaoPolicy(Strict):
         return v
 
 
+class PatrolPolicy(Strict):
+    """Online patrols and spot checks (在线巡查/抽查): how often each enterprise is patrolled, what share is drawn
+    for a spot check each day, and the default time to rectify a finding (tankwatch defaults)."""
+
+    enabled: bool = True
+    every_days: float = Field(default=7, gt=0, le=366)
+    spot_check_percent: float = Field(default=10, ge=0, le=100)
+    rectify_days: float = Field(default=7, gt=0, le=366)
+    check_every_s: float = Field(default=300.0, ge=1, le=86_400)
+
+
 class Routines(Strict):
-    """The regulator's routines: daily safety commitments, duty watch and 包保 duties, in one local time zone."""
+    """The regulator's routines: daily safety commitments, duty watch, 包保 duties and patrols, in one local time
+    zone."""
 
     timezone: str = "Asia/Shanghai"
     commitment: CommitmentPolicy = Field(default_factory=CommitmentPolicy)
     duty: DutyPolicy = Field(default_factory=DutyPolicy)
     baobao: BaobaoPolicy = Field(default_factory=BaobaoPolicy)
+    patrol: PatrolPolicy = Field(default_factory=PatrolPolicy)
 
     @field_validator("timezone")
     @classmethod

@@ -26,6 +26,7 @@ from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
 from alarms.journal import CoreJournal
 from alarms.notify import Dispatcher
+from alarms.patrols import PatrolStore, PatrolWatch
 from alarms.routines import RoutineRunner
 from dashboard.app import server_config
 from dashboard.live import LiveHub
@@ -116,7 +117,7 @@ def routine_runs(
     site: Site, engine: Engine, evidence: EvidenceStore, escalation: EscalationEngine,
     latest: Callable[[], LatestView], clock: Clock,
 ) -> list[Callable[[], Awaitable[None]]]:
-    """The regulator's routines the site enables (daily commitments, duty watch, 包保 duties), each on its runner."""
+    """The regulator's routines the site enables (commitments, duty watch, 包保 duties, patrols), each on its runner."""
     routines = site.file.routines
     found: list = []
     if routines.commitment.enabled:
@@ -126,6 +127,9 @@ def routine_runs(
         found.append(DutyWatch(site, routines.duty, routines.timezone, DutyStore(engine)))
     if routines.baobao.enabled:
         found.append(BaobaoWatch(site, routines.baobao, routines.timezone, BaobaoStore(engine)))
+    if routines.patrol.enabled:
+        first_source = {e.id: e.hazard_sources[0].id for e in site.enterprises if e.hazard_sources}
+        found.append(PatrolWatch(PatrolStore(engine), first_source, routines.patrol.check_every_s))
     return [RoutineRunner(r, evidence, escalation.on_events, clock).run for r in found]
 
 

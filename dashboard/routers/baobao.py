@@ -87,13 +87,15 @@ class BaobaoOut(BaseModel):
     sources: list[SourceDutiesOut]
 
 
-def _calendar(request: Request) -> BaobaoCalendar:
+def baobao_calendar(request: Request) -> BaobaoCalendar:
+    """The site's 包保 duty calendar, kept on the app state."""
     on_state(request, "baobao_since", lambda s: s.clock.now_ms())  # never-recorded duties count from here
     return on_state(request, "baobao_calendar", lambda s: BaobaoCalendar(
         s.site.file.routines.baobao, s.site.file.routines.timezone))
 
 
-def _store(request: Request) -> BaobaoStore:
+def baobao_store(request: Request) -> BaobaoStore:
+    """The 包保 record store, kept on the app state."""
     return on_state(request, "baobao", lambda s: BaobaoStore(s.events.engine))
 
 
@@ -109,10 +111,10 @@ async def baobao(
     """Each hazard source in scope (or one): its responsible persons' duties, last done and next due."""
     if source is not None:
         scope.require_source(source)
-    calendar = _calendar(request)
+    calendar = baobao_calendar(request)
     sources = [(ent, src) for ent, src in scope.site.sources()
                if scope.allows(ent.id) and source in (None, src.id)]
-    last = await run_in_threadpool(_store(request).last_done, [src.id for _, src in sources])
+    last = await run_in_threadpool(baobao_store(request).last_done, [src.id for _, src in sources])
     now, since = clock.now_ms(), request.app.state.baobao_since
     out = []
     for ent, src in sources:
@@ -142,7 +144,7 @@ async def baobao(
 async def record_duty(request: Request, body: RecordIn, scope: ScopeDep, clock: ClockDep) -> RecordOut:
     """The responsible person records a duty done (only the person the site file links to the caller's login)."""
     ent, src = scope.require_source(body.source_id)
-    duty = next((d for d in _calendar(request).duties if d.id == body.duty_id), None)
+    duty = next((d for d in baobao_calendar(request).duties if d.id == body.duty_id), None)
     if duty is None:
         raise HTTPException(404, f"unknown duty {body.duty_id!r}")
     person = persons_of(src)[duty.person]
@@ -151,7 +153,7 @@ async def record_duty(request: Request, body: RecordIn, scope: ScopeDep, clock: 
     if len(body.checklist) != len(duty.checklist):
         raise RequestValidationError([{"type": "value_error", "loc": ("body", "checklist"), "input": None,
                                        "msg": f"answer each of the {len(duty.checklist)} checklist points"}])
-    row = await run_in_threadpool(_store(request).add, {
+    row = await run_in_threadpool(baobao_store(request).add, {
         "source_id": src.id, "enterprise_id": ent.id, "duty_id": duty.id, "person": duty.person,
         "done_ms": clock.now_ms(), "login": scope.principal.login, "name": person.name,
         "hidden_dangers": body.hidden_dangers, "checklist": body.checklist, "findings": body.findings,

@@ -113,12 +113,14 @@ class CommitmentDayOut(BaseModel):
     units: list[UnitStatusOut]
 
 
-def _calendar(request: Request) -> CommitmentCalendar:
+def commitments_calendar(request: Request) -> CommitmentCalendar:
+    """The site's commitment calendar, kept on the app state."""
     return on_state(request, "commitment_calendar", lambda s: CommitmentCalendar(
         s.site, s.site.file.routines.commitment, s.site.file.routines.timezone))
 
 
-def _store(request: Request) -> CommitmentStore:
+def commitments_store(request: Request) -> CommitmentStore:
+    """The commitments store, kept on the app state."""
     return on_state(request, "commitments", lambda s: CommitmentStore(s.events.engine))
 
 
@@ -135,14 +137,14 @@ async def commitments_of_day(
     day: Annotated[date | None, Query(description="local date; default today")] = None,
 ) -> CommitmentDayOut:
     """Each unit in the caller's scope on ``day``: its commitment, or whether it is missing or still due."""
-    calendar = _calendar(request)
+    calendar = commitments_calendar(request)
     now = clock.now_ms()
     today = calendar.day(now)
     day = day or today
     if day > today or today - day > timedelta(days=400):
         raise RequestValidationError([{"type": "value_error", "loc": ("query", "day"), "input": str(day),
                                        "msg": "day must be today or one of the last 400 days"}])
-    made = await run_in_threadpool(_store(request).of_days, [day.isoformat()], sorted(scope.enterprises))
+    made = await run_in_threadpool(commitments_store(request).of_days, [day.isoformat()], sorted(scope.enterprises))
     by_unit = {(c.enterprise_id, c.source_id): c for c in made}
     deadline = calendar.deadline_ms(day)
     units = []
@@ -176,7 +178,7 @@ async def submit_commitment(
 ) -> CommitmentOut:
     """Make today's commitment for an enterprise of the caller's (after the deadline it is recorded as late)."""
     scope.require_enterprise(body.enterprise_id)
-    calendar = _calendar(request)
+    calendar = commitments_calendar(request)
     if body.source_id is not None:
         ent, _src = scope.require_source(body.source_id)
         if ent.id != body.enterprise_id:
@@ -193,7 +195,7 @@ async def submit_commitment(
         risk_grade=body.risk_grade, note=body.note,
     )
     try:
-        await run_in_threadpool(_store(request).add, commitment)
+        await run_in_threadpool(commitments_store(request).add, commitment)
     except DuplicateCommitment as exc:
         raise HTTPException(409, str(exc)) from None
     await run_in_threadpool(

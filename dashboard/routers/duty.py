@@ -102,12 +102,14 @@ class DutyOut(BaseModel):
     roll_calls: list[RollCallOut]
 
 
-def _calendar(request: Request) -> DutyCalendar:
+def duty_calendar(request: Request) -> DutyCalendar:
+    """The site's shift calendar, kept on the app state."""
     return on_state(request, "duty_calendar", lambda s: DutyCalendar(
         s.site.file.routines.duty, s.site.file.routines.timezone))
 
 
-def _store(request: Request) -> DutyStore:
+def duty_store(request: Request) -> DutyStore:
+    """The duty store, kept on the app state."""
     return on_state(request, "duty", lambda s: DutyStore(s.events.engine))
 
 
@@ -139,7 +141,7 @@ def _call_out(row: dict[str, Any], names: Any, now_ms: int) -> RollCallOut:
 @router.get("/api/duty", response_model=DutyOut, responses=AUTH_RESPONSES)
 async def duty(request: Request, scope: ScopeDep, names: NamesDep, clock: ClockDep) -> DutyOut:
     """The current shift's desks in the caller's scope with their check-ins, and the last day's roll calls."""
-    calendar, store = _calendar(request), _store(request)
+    calendar, store = duty_calendar(request), duty_store(request)
     now = clock.now_ms()
     shift = calendar.shift_of(now)
     due = shift.start_ms + calendar.window_ms
@@ -178,10 +180,10 @@ async def check_in(request: Request, body: CheckInIn, scope: ScopeDep, clock: Cl
     if desk not in mine:
         raise HTTPException(404, f"{desk!r} is not a duty desk of yours")
     now = clock.now_ms()
-    shift: Shift = _calendar(request).shift_of(now)
+    shift: Shift = duty_calendar(request).shift_of(now)
     try:
         row = await run_in_threadpool(
-            _store(request).check_in, desk, shift, now, scope.principal.login, scope.principal.name
+            duty_store(request).check_in, desk, shift, now, scope.principal.login, scope.principal.name
         )
     except DutyConflict as exc:
         raise HTTPException(409, str(exc)) from None
@@ -207,8 +209,8 @@ async def call_the_roll(request: Request, body: RollCallIn, scope: ScopeDep, nam
         pool = sorted(scope.enterprises)
         called = sorted(secrets.SystemRandom().sample(pool, min(body.random or 0, len(pool))))
     now = clock.now_ms()
-    due = now + int(_calendar(request).policy.roll_call_answer_min * 60_000)
-    store, engine = _store(request), request.app.state.escalation
+    due = now + int(duty_calendar(request).policy.roll_call_answer_min * 60_000)
+    store, engine = duty_store(request), request.app.state.escalation
     first_source = {e.id: e.hazard_sources[0].id for e in scope.site.enterprises if e.hazard_sources}
     rows = []
     for desk in called:
@@ -231,7 +233,7 @@ async def answer_roll_call(
     request: Request, call_id: CallId, scope: ScopeDep, names: NamesDep, clock: ClockDep
 ) -> RollCallOut:
     """The called control room answers (present); the roll call's escalation is acknowledged."""
-    store = _store(request)
+    store = duty_store(request)
     call = await run_in_threadpool(store.roll_call, call_id)
     if call is None or call["desk"] not in own_desks(scope):
         raise HTTPException(404, "no such roll call of yours")

@@ -39,6 +39,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "alarms.commitments",
     "alarms.duty",
     "alarms.baobao",
+    "alarms.patrols",
 )
 
 

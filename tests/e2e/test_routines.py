@@ -1,6 +1,7 @@
-"""Issue 22 items 1–3 in the browser: an operator makes today's safety commitment in the page (impossible counts are
+"""Issue 22 items 1–4 in the browser: an operator makes today's safety commitment in the page (impossible counts are
 refused with the reason shown) and the park regulator sees it in the day's table; the regulator calls the roll (点名)
-and the control room answers and checks in for its shift; a 包保 responsible person records a duty done."""
+and the control room answers and checks in for its shift; a 包保 responsible person records a duty done; a regulator
+spot-checks an enterprise, which answers the rectification request, and the regulator verifies it."""
 
 from __future__ import annotations
 
@@ -92,3 +93,34 @@ def test_a_responsible_person_records_a_duty_and_the_regulator_sees_it(demo, new
     regulator.wait_for_selector(f'{row}[data-status="ok"] :text("T103 呼吸阀锈蚀")', timeout=10_000)
     assert regulator.locator('#park-baobao button[data-i18n="baobao.record"]').count() == 0  # regulators read
     assert person.errors == [] and regulator.errors == []
+
+
+def test_a_regulator_spot_checks_and_the_enterprise_answers_the_rectification(demo, new_page, guard):
+    regulator = new_page()
+    login(regulator, demo, USERS["regulator"], "#/park/patrols")
+    regulator.click('#park-patrols tr[data-enterprise="E2"] button[data-i18n="patrol.start"]')
+    form = '#park-patrols form.patrol-form[data-enterprise="E2"]'
+    regulator.wait_for_selector(f"{form} .patrol-card", timeout=10_000)
+    regulator.select_option(f"{form} [name=kind]", "spot_check")
+    regulator.click(f'{form} button[data-i18n="patrol.addFinding"]')
+    regulator.fill(f"{form} .patrol-finding [name=text]", "V201 液位计 A/B 偏差超限未处理")
+    regulator.check(f"{form} .patrol-finding [name=evidence]")
+    regulator.click(f"{form} button[type=submit]")
+    finding = '#park-patrols tr[data-enterprise="E2"][data-state="open"]'
+    regulator.wait_for_selector(finding, timeout=10_000)
+    screenshot(regulator, "patrol-spot-check")
+
+    operator = new_page()
+    login(operator, demo, USERS["operator_e2"], "#/park/patrols")
+    operator.click(f'{finding} button[data-i18n="patrol.answer"]')
+    operator.fill("#action-fields textarea[name=text]", "已校准 V201 液位计，偏差消除")
+    operator.click("#action-submit")
+    operator.wait_for_selector('#park-patrols tr[data-enterprise="E2"][data-state="answered"]', timeout=10_000)
+    assert operator.locator('#park-patrols button[data-i18n="patrol.start"]').count() == 0  # enterprises don't patrol
+
+    regulator.evaluate("location.hash = '#/park/baobao'")
+    regulator.evaluate("location.hash = '#/park/patrols'")
+    answered = '#park-patrols tr[data-enterprise="E2"][data-state="answered"]'
+    regulator.click(f'{answered} button[data-i18n="patrol.verify"]')
+    regulator.wait_for_selector('#park-patrols tr[data-enterprise="E2"][data-state="verified"]', timeout=10_000)
+    assert operator.errors == [] and regulator.errors == []
