@@ -48,7 +48,6 @@ RISK_GRADES = (1, 2, 3, 4)  # 1 高 (red), 2 较大 (orange), 3 一般 (yellow),
 
 MISSED = "COMMITMENT_MISSED"  # the escalation condition of a commitment not made by its deadline
 CONTRADICTED = "COMMITMENT_CONTRADICTED"  # units declared parked while their tanks' levels move
-WARNING_CONDITIONS = (MISSED, CONTRADICTED)
 
 commitments_table = Table(
     "safety_commitments",

@@ -22,7 +22,6 @@ from tankwatch.records import AlarmAction, AlarmEvent, stable_id
 from tankwatch.stores.events import metadata
 
 RECTIFY = "RECTIFY"
-DAY_MS = 86_400_000
 
 patrols = Table(
     "patrols",
