@@ -48,6 +48,7 @@ from dashboard.routers import (
     replay,
     settings,
     sources,
+    supervision,
     uplink,
 )
 from dashboard.routers import (
@@ -97,6 +98,7 @@ PROTECTED_ROUTERS = (
     duty.router,
     baobao.router,
     patrols.router,
+    supervision.router,
     replay.router,
     settings.router,
     uplink.router,

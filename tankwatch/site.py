@@ -846,6 +846,45 @@ class PatrolPolicy(Strict):
     check_every_s: float = Field(default=300.0, ge=1, le=86_400)
 
 
+# What a supervision rule may test (alarms/supervision.py computes them per enterprise over the period)
+SUPERVISION_METRICS = frozenset({
+    "hazard_level", "alarms_per_1000_point_hours", "median_ack_min", "regulator_escalations", "interruptions",
+    "routine_misses", "open_findings", "grade_red_now",
+})
+
+
+class SupervisionRule(Strict):
+    """A rule putting an enterprise in a supervision class when every condition holds."""
+
+    id: Id
+    class_: Literal["special", "focus"] = Field(alias="class")
+    when: dict[str, dict[Literal["gte", "lte"], float]] = Field(min_length=1)
+    source: str = Field(min_length=1)
+    text_zh: str = Field(min_length=1)
+    text_en: str = Field(min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("when")
+    @classmethod
+    def _known_metrics(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        if unknown := set(v) - SUPERVISION_METRICS:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; known: {sorted(SUPERVISION_METRICS)}")
+        if empty := [k for k, bound in v.items() if not bound]:
+            raise ValueError(f"give gte or lte for {empty}")
+        return v
+
+
+class SupervisionPolicy(Strict):
+    """Supervision classes (特别管控 / 重点关注 / 一般监管) over a period, distinct from the live grade
+    (None rules: alarms/data/supervision_rules.yaml)."""
+
+    enabled: bool = True
+    period_days: float = Field(default=30, gt=0, le=366)
+    rules: list[SupervisionRule] | None = None
+    check_every_s: float = Field(default=3600.0, ge=1, le=86_400)
+
+
 class Routines(Strict):
     """The regulator's routines: daily safety commitments, duty watch, 包保 duties and patrols, in one local time
     zone."""
@@ -855,6 +894,7 @@ class Routines(Strict):
     duty: DutyPolicy = Field(default_factory=DutyPolicy)
     baobao: BaobaoPolicy = Field(default_factory=BaobaoPolicy)
     patrol: PatrolPolicy = Field(default_factory=PatrolPolicy)
+    supervision: SupervisionPolicy = Field(default_factory=SupervisionPolicy)
 
     @field_validator("timezone")
     @classmethod

@@ -24,10 +24,12 @@ from alarms.duty import DutyStore, DutyWatch
 from alarms.escalation import Escalation, EscalationEngine, EscalationRunner, EscalationStore
 from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
+from alarms.hazard import regulatory_levels
 from alarms.journal import CoreJournal
 from alarms.notify import Dispatcher
 from alarms.patrols import PatrolStore, PatrolWatch
 from alarms.routines import RoutineRunner
+from alarms.supervision import ClassStore, SupervisionWatch, make_sources
 from dashboard.app import server_config
 from dashboard.live import LiveHub
 from ingest.modbus.adapter import ModbusSource
@@ -114,11 +116,13 @@ def data_dir_for(site: Site, data_dir: Path | None) -> Path:
 
 
 def routine_runs(
-    site: Site, engine: Engine, evidence: EvidenceStore, escalation: EscalationEngine,
-    latest: Callable[[], LatestView], clock: Clock,
+    site: Site, events: EventStore, evidence: EvidenceStore, escalation: EscalationEngine, grading: GradingStage,
+    clock: Clock,
 ) -> list[Callable[[], Awaitable[None]]]:
-    """The regulator's routines the site enables (commitments, duty watch, 包保 duties, patrols), each on its runner."""
-    routines = site.file.routines
+    """The regulator's routines the site enables (commitments, duty watch, 包保 duties, patrols, supervision classes),
+    each on its runner."""
+    routines, engine = site.file.routines, events.engine
+    latest = lambda: LatestView(site, grading.latest())  # noqa: E731 - the routines' view of the live readings
     found: list = []
     if routines.commitment.enabled:
         watch = CommitmentWatch(site, routines.commitment, routines.timezone)
@@ -130,6 +134,10 @@ def routine_runs(
     if routines.patrol.enabled:
         first_source = {e.id: e.hazard_sources[0].id for e in site.enterprises if e.hazard_sources}
         found.append(PatrolWatch(PatrolStore(engine), first_source, routines.patrol.check_every_s))
+    if routines.supervision.enabled:
+        sources = make_sources(events, escalation.store, evidence, PatrolStore(engine), grading)
+        classes = ClassStore(engine)
+        found.append(SupervisionWatch(site, routines.supervision, regulatory_levels(site), sources, classes))
     return [RoutineRunner(r, evidence, escalation.on_events, clock).run for r in found]
 
 
@@ -177,8 +185,7 @@ async def serve(
             if found:
                 await asyncio.to_thread(evidence.add, found)
 
-    latest = lambda: LatestView(site, grading.latest())  # noqa: E731 - the routines' view of the live readings
-    routines = routine_runs(site, events.engine, evidence, escalation, latest, clock)
+    routines = routine_runs(site, events, evidence, escalation, grading, clock)
 
     pipeline = Pipeline(
         site=site,

@@ -40,6 +40,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "alarms.duty",
     "alarms.baobao",
     "alarms.patrols",
+    "alarms.supervision",
 )
 
 

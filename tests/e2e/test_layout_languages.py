@@ -12,8 +12,8 @@ SIZES = [(1366, 768), (1600, 1000), (1920, 1080)]
 VIEWS = {
     "operator_e1": ["#/control", "#/journal", "#/journal/shift", "#/settings", "#/park/commitments"],
     "regulator": ["#/park", "#/park/escalations", "#/park/compliance", "#/park/credibility", "#/park/evidence",
-                  "#/park/hazard", "#/park/commitments", "#/park/duty", "#/park/baobao", "#/park/patrols", "#/journal",
-                  "#/journal/audit", "#/settings/routes"],
+                  "#/park/hazard", "#/park/commitments", "#/park/duty", "#/park/baobao", "#/park/patrols",
+                  "#/park/supervision", "#/journal", "#/journal/audit", "#/settings/routes"],
     "tester": ["#/replay", "#/settings/api"],
     "admin": ["#/settings/users"],
 }
