@@ -222,7 +222,6 @@ class CommitmentWatch:
         self.calendar = CommitmentCalendar(site, policy, timezone)
         self.move_fraction = policy.level_move_percent / 100
         self.names = {e.id: e.name for e in site.file.enterprises}
-        self.first_source = {e.id: e.hazard_sources[0].id for e in site.file.enterprises if e.hazard_sources}
         self._levels: dict[str, list[int]] = {}
         for info in site.sensors:
             if info.sensor.kind == SensorKind.LEVEL:
@@ -273,7 +272,7 @@ class CommitmentWatch:
         return out
 
     def _source(self, unit: Unit) -> str:
-        return unit.source_id or self.first_source.get(unit.enterprise_id, "")
+        return unit.source_id or self.site.first_source(unit.enterprise_id)
 
     def _missed(self, wid: str, unit: Unit, day: date, deadline: int, now_ms: int) -> RoutineWarning:
         name = self.names.get(unit.enterprise_id, unit.enterprise_id)

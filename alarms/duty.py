@@ -184,12 +184,12 @@ class DutyWatch:
     past their deadline unanswered. Shifts that began before watching began are not counted."""
 
     def __init__(self, site: Site, policy: DutyPolicy, timezone: str, store: DutyStore) -> None:
+        self.site = site
         self.calendar = DutyCalendar(policy, timezone)
         self.store = store
         self.every_s = policy.check_every_s
         reported = site.file.reported_enterprises()  # their control rooms check in at their own tier
         self.enterprises = {e.id: e.name for e in site.file.enterprises if e.id not in reported}
-        self.first_source = {e.id: e.hazard_sources[0].id for e in site.file.enterprises if e.hazard_sources}
         self._since: int | None = None
         self._raised: dict[str, RoutineWarning] = {}  # the current shift's missed check-ins by evidence id
         self._shift: int | None = None
@@ -223,7 +223,7 @@ class DutyWatch:
         return out
 
     def _missed(self, wid: str, desk: str, name: str, shift: Shift, due: int, now_ms: int) -> RoutineWarning:
-        src = self.first_source.get(desk, "")
+        src = self.site.first_source(desk)
         evidence = Evidence(
             wid, "duty_missed", desk, src, None, due, None, now_ms,
             f"{name} 控制室未在 {shift.label} 班开始后 {self.calendar.policy.check_in_within_min:g} 分钟内签到",
@@ -252,7 +252,7 @@ class DutyWatch:
         name = self.enterprises[desk]
         evidence = Evidence(
             stable_id("evidence", "roll_call_missed", call["id"]), "roll_call_missed", desk,
-            self.first_source.get(desk, ""), None, call["requested_ms"], None, now_ms,
+            self.site.first_source(desk), None, call["requested_ms"], None, now_ms,
             f"{name} 未在 {minutes:g} 分钟内应答 {call['requested_by']} 的点名",
             f"{desk}: did not answer {call['requested_by']}'s roll call within {minutes:g} min",
             {"roll_call_id": call["id"], "due_ms": call["due_ms"]},

@@ -18,6 +18,7 @@ from sqlalchemy.types import BigInteger
 
 from alarms.credibility import Evidence
 from alarms.routines import RoutineWarning, warning_event
+from tankwatch.config import Site
 from tankwatch.records import AlarmAction, AlarmEvent, stable_id
 from tankwatch.stores.events import metadata
 
@@ -207,8 +208,8 @@ class PatrolWatch:
     """Each poll: rectification requests past their deadline unanswered become evidence (their escalations have
     been climbing since they were made)."""
 
-    def __init__(self, store: PatrolStore, first_source: Mapping[str, str], every_s: float) -> None:
-        self.store, self.first_source, self.every_s = store, first_source, every_s
+    def __init__(self, site: Site, store: PatrolStore, every_s: float) -> None:
+        self.site, self.store, self.every_s = site, store, every_s
 
     def start(self, now_ms: int) -> None:
         """Nothing to remember: what is overdue is marked in the store."""
@@ -219,5 +220,5 @@ class PatrolWatch:
         if not late:
             return []
         self.store.mark_overdue([r["id"] for r in late], now_ms)
-        return [RoutineWarning(finding_evidence(r, self.first_source.get(r["enterprise_id"], ""),
+        return [RoutineWarning(finding_evidence(r, self.site.first_source(r["enterprise_id"]),
                                                 "rectification_overdue", now_ms), ()) for r in late]

@@ -88,10 +88,17 @@ class Site:
         for info in self.sensors:
             by_source.setdefault(info.source_id, []).append(info)
         object.__setattr__(self, "_by_source", {k: tuple(v) for k, v in by_source.items()})
+        firsts = {e.id: e.hazard_sources[0].id for e in self.file.enterprises if e.hazard_sources}
+        object.__setattr__(self, "_first_source", firsts)
 
     def sensors_of_source(self, source_id: str) -> tuple[SensorInfo, ...]:
         """The sensors of one hazard source (tank and source level), in index order."""
         return self._by_source.get(source_id, ())  # type: ignore[attr-defined]
+
+    def first_source(self, enterprise_id: str) -> str:
+        """An enterprise's first hazard source ("" when it has none): where what concerns the whole enterprise (a
+        missed commitment, a roll call) is filed, since escalations and evidence name a source."""
+        return self._first_source.get(enterprise_id, "")  # type: ignore[attr-defined]
 
     def sensor(self, sensor_id: str) -> SensorInfo:
         """Look up a sensor by id (KeyError when unknown)."""

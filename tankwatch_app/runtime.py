@@ -132,8 +132,7 @@ def routine_runs(
     if routines.baobao.enabled:
         found.append(BaobaoWatch(site, routines.baobao, routines.timezone, BaobaoStore(engine)))
     if routines.patrol.enabled:
-        first_source = {e.id: e.hazard_sources[0].id for e in site.enterprises if e.hazard_sources}
-        found.append(PatrolWatch(PatrolStore(engine), first_source, routines.patrol.check_every_s))
+        found.append(PatrolWatch(site, PatrolStore(engine), routines.patrol.check_every_s))
     if routines.supervision.enabled:
         sources = make_sources(events, escalation.store, evidence, PatrolStore(engine), grading)
         classes = ClassStore(engine)

@@ -22,6 +22,7 @@ from alarms.commitments import (
 )
 from dashboard.routers.deps import (
     AUTH_RESPONSES,
+    ENTERPRISE_ROLES,
     ClockDep,
     ErrorOut,
     NamesDep,
@@ -30,11 +31,9 @@ from dashboard.routers.deps import (
     on_state,
     require_roles,
 )
-from tankwatch.site import Role
 
 router = APIRouter(tags=["routines"])
 
-SUBMITTERS = (Role.OPERATOR, Role.SAFETY_MANAGER)  # the enterprise commits; regulators read
 Count = Annotated[int, Field(ge=0, le=999)]
 
 
@@ -169,7 +168,7 @@ async def commitments_of_day(
     "/api/commitments",
     response_model=CommitmentOut,
     status_code=201,
-    dependencies=[require_roles(*SUBMITTERS)],
+    dependencies=[require_roles(*ENTERPRISE_ROLES)],  # the enterprise commits; regulators read
     responses={**AUTH_RESPONSES, 404: {"model": ErrorOut, "description": "Unknown enterprise or hazard source"},
                409: {"model": ErrorOut, "description": "Today's commitment was already made"}},
 )

@@ -207,6 +207,10 @@ def scope(principal: PrincipalDep, site: SiteDep) -> Scope:
 ScopeDep = Annotated[Scope, Depends(scope)]
 
 
+REGULATOR_ROLES = (Role.PARK_REGULATOR, Role.COUNTY_REGULATOR)
+ENTERPRISE_ROLES = (Role.OPERATOR, Role.SAFETY_MANAGER)  # an enterprise's own people: they act for it
+
+
 def require_roles(*roles: Role):  # noqa: ANN201 - a FastAPI dependency factory
     """A dependency that answers 403 unless the caller has one of ``roles``."""
     allowed = frozenset(roles)

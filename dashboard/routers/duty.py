@@ -14,6 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from alarms.duty import COUNTY_DESK, PARK_DESK, DutyCalendar, DutyConflict, DutyStore, Shift, roll_call_events
 from dashboard.routers.deps import (
     AUTH_RESPONSES,
+    ENTERPRISE_ROLES,
+    REGULATOR_ROLES,
     ClockDep,
     ErrorOut,
     NamesDep,
@@ -27,8 +29,6 @@ from tankwatch.site import Role
 
 router = APIRouter(tags=["routines"])
 
-REGULATORS = (Role.PARK_REGULATOR, Role.COUNTY_REGULATOR)
-ENTERPRISE_PEOPLE = (Role.OPERATOR, Role.SAFETY_MANAGER)
 HISTORY_MS = 24 * 3_600_000  # roll calls listed: the last day's
 CallId = Annotated[str, Path(max_length=32, pattern=r"^[0-9a-f]{1,32}$")]
 CONFLICT = {409: {"model": ErrorOut, "description": "Already checked in this shift, or already answered"}}
@@ -116,7 +116,7 @@ def duty_store(request: Request) -> DutyStore:
 def own_desks(scope: Scope) -> list[str]:
     """The desks the caller checks in at: their enterprises' control rooms, or their regulator's duty desk."""
     role = scope.principal.role
-    if role in ENTERPRISE_PEOPLE:
+    if role in ENTERPRISE_ROLES:
         return sorted(scope.enterprises)
     return {Role.PARK_REGULATOR: [PARK_DESK], Role.COUNTY_REGULATOR: [COUNTY_DESK]}.get(role, [])
 
@@ -201,7 +201,7 @@ async def check_in(request: Request, body: CheckInIn, scope: ScopeDep, clock: Cl
 async def call_the_roll(request: Request, body: RollCallIn, scope: ScopeDep, names: NamesDep, clock: ClockDep
                         ) -> list[RollCallOut]:
     """A regulator calls the roll of enterprises in their scope; each called control room must answer in time."""
-    if scope.principal.role not in REGULATORS:
+    if scope.principal.role not in REGULATOR_ROLES:
         raise HTTPException(403, f"role {scope.principal.role.value} may not call the roll")
     if body.enterprise_ids is not None:
         called = list(dict.fromkeys(scope.require_enterprise(e).id for e in body.enterprise_ids))
@@ -211,11 +211,10 @@ async def call_the_roll(request: Request, body: RollCallIn, scope: ScopeDep, nam
     now = clock.now_ms()
     due = now + int(duty_calendar(request).policy.roll_call_answer_min * 60_000)
     store, engine = duty_store(request), request.app.state.escalation
-    first_source = {e.id: e.hazard_sources[0].id for e in scope.site.enterprises if e.hazard_sources}
     rows = []
     for desk in called:
         row = await run_in_threadpool(store.call, desk, now, due, scope.principal.login)
-        await run_in_threadpool(engine.on_events, list(roll_call_events(row, first_source.get(desk, ""),
+        await run_in_threadpool(engine.on_events, list(roll_call_events(row, scope.site.first_source(desk),
                                                                         AlarmAction.RAISED)))
         rows.append(row)
     await run_in_threadpool(
@@ -242,7 +241,7 @@ async def answer_roll_call(
         row = await run_in_threadpool(store.answer, call_id, now, scope.principal.login)
     except DutyConflict as exc:
         raise HTTPException(409, str(exc)) from None
-    source = next((e.hazard_sources[0].id for e in scope.site.enterprises if e.id == row["desk"]), "")
+    source = scope.site.first_source(row["desk"])
     await run_in_threadpool(
         request.app.state.escalation.on_events, list(roll_call_events(row, source, AlarmAction.ACKNOWLEDGED))
     )

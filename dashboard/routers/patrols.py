@@ -18,6 +18,8 @@ from dashboard.routers.baobao import baobao_calendar, baobao_store
 from dashboard.routers.commitments import commitments_calendar, commitments_store
 from dashboard.routers.deps import (
     AUTH_RESPONSES,
+    ENTERPRISE_ROLES,
+    REGULATOR_ROLES,
     ClockDep,
     ErrorOut,
     EventsDep,
@@ -29,12 +31,9 @@ from dashboard.routers.deps import (
 )
 from dashboard.routers.duty import duty_calendar, duty_store
 from tankwatch.records import AlarmAction
-from tankwatch.site import Role
 
 router = APIRouter(tags=["routines"])
 
-REGULATORS = (Role.PARK_REGULATOR, Role.COUNTY_REGULATOR)
-ENTERPRISE_PEOPLE = (Role.OPERATOR, Role.SAFETY_MANAGER)
 DAY_MS = 86_400_000
 EnterpriseId = Annotated[str, Path(max_length=64)]
 FindingId = Annotated[int, Path(ge=1, le=2**31)]
@@ -150,12 +149,8 @@ def patrol_store(request: Request) -> PatrolStore:
 
 
 def _regulator(scope: Scope) -> None:
-    if scope.principal.role not in REGULATORS:
+    if scope.principal.role not in REGULATOR_ROLES:
         raise HTTPException(403, f"role {scope.principal.role.value} may not patrol")
-
-
-def _first_source(scope: Scope, enterprise_id: str) -> str:
-    return next((e.hazard_sources[0].id for e in scope.site.enterprises if e.id == enterprise_id), "")
 
 
 def _finding_out(row: dict, names: NamesDep, now_ms: int) -> FindingOut:
@@ -244,7 +239,7 @@ async def record_patrol(
     patrol = {"enterprise_id": body.enterprise_id, "kind": body.kind, "ts_ms": now, "login": scope.principal.login,
               "name": scope.principal.name, "note": body.note, "live": live.model_dump()}
     patrol_id, stored = await run_in_threadpool(store.add, patrol, found)
-    source = _first_source(scope, body.enterprise_id)
+    source = scope.site.first_source(body.enterprise_id)
     records = [finding_evidence(r, source, "patrol_finding", now) for r in stored if r["evidence"]]
     if records:
         await run_in_threadpool(request.app.state.evidence.add, records)
@@ -281,7 +276,7 @@ async def answer_finding(
     request: Request, finding_id: FindingId, body: AnswerIn, scope: ScopeDep, names: NamesDep, clock: ClockDep
 ) -> FindingOut:
     """The enterprise answers a rectification request with what it did; the request's escalation is acknowledged."""
-    if scope.principal.role not in ENTERPRISE_PEOPLE:
+    if scope.principal.role not in ENTERPRISE_ROLES:
         raise HTTPException(403, f"role {scope.principal.role.value} does not answer for an enterprise")
     row = await _finding_in_scope(request, scope, finding_id)
     now = clock.now_ms()
@@ -289,7 +284,7 @@ async def answer_finding(
         row = await run_in_threadpool(patrol_store(request).answer, finding_id, body.text, now, scope.principal.login)
     except FindingConflict as exc:
         raise HTTPException(409, str(exc)) from None
-    acked = rectify_events(row, _first_source(scope, row["enterprise_id"]), AlarmAction.ACKNOWLEDGED)
+    acked = rectify_events(row, scope.site.first_source(row["enterprise_id"]), AlarmAction.ACKNOWLEDGED)
     await run_in_threadpool(request.app.state.escalation.on_events, list(acked))
     await run_in_threadpool(audit_action, request, "finding.answer", "finding", str(finding_id),
                             enterprise_id=row["enterprise_id"], detail={"late": now > row["rectify_by_ms"]})

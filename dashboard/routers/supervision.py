@@ -11,14 +11,23 @@ from starlette.concurrency import run_in_threadpool
 
 from alarms.hazard import regulatory_levels
 from alarms.supervision import ClassStore, compute, make_sources
-from dashboard.routers.deps import AUTH_RESPONSES, ClockDep, ErrorOut, NamesDep, Scope, ScopeDep, audit_action, on_state
+from dashboard.routers.deps import (
+    AUTH_RESPONSES,
+    REGULATOR_ROLES,
+    ClockDep,
+    ErrorOut,
+    NamesDep,
+    Scope,
+    ScopeDep,
+    audit_action,
+    on_state,
+)
 from dashboard.routers.patrols import patrol_store
 from tankwatch.site import Role
 
 router = APIRouter(tags=["routines"])
 
-REGULATORS = (Role.PARK_REGULATOR, Role.COUNTY_REGULATOR)
-READERS = (*REGULATORS, Role.ADMIN)
+READERS = (*REGULATOR_ROLES, Role.ADMIN)
 Class = Literal["special", "focus", "general"]
 EnterpriseId = Annotated[str, Path(max_length=64)]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "No such enterprise in the caller's scope"}}
@@ -143,7 +152,7 @@ async def override(
     request: Request, enterprise_id: EnterpriseId, body: OverrideIn, scope: ScopeDep, clock: ClockDep
 ) -> HistoryOut:
     """A regulator sets an enterprise's class with a reason; it holds while the computed class stays the same."""
-    if scope.principal.role not in REGULATORS:
+    if scope.principal.role not in REGULATOR_ROLES:
         raise HTTPException(403, f"role {scope.principal.role.value} may not set supervision classes")
     scope.require_enterprise(enterprise_id)
     now = clock.now_ms()

@@ -67,7 +67,7 @@ def test_todays_draw_is_kept_and_unanswered_requests_become_evidence(tmp_path: P
                            "name": "park-reg", "note": "", "live": {}},
                           [{"text": "可燃气体探测器未标定", "severity": "general", "evidence": False,
                             "rectify_by_ms": T0 + DAY}])
-    watch = PatrolWatch(store, {"E2": "HS3"}, 300)
+    watch = PatrolWatch(env.site, store, 300)
     assert watch.poll(T0 + DAY - 1) == []
     late = watch.poll(T0 + DAY)
     assert [w.evidence.kind for w in late] == ["rectification_overdue"]
