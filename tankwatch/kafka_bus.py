@@ -45,9 +45,14 @@ _ROW_BYTES = 4 + 8 + 8 + 1  # int32 sensor, int64 ts, float64 value, uint8 quali
 MAX_ROWS_PER_MESSAGE = 40_000  # 840 kB: below Kafka's default 1 MB message limit
 FETCH_RECORDS = 2_000
 CLOSE_TIMEOUT_S = 3.0
+PUBLISH_RETRY_S = 10.0  # how long a refused publish is retried before the stage is told the bus is unavailable
+PUBLISH_RETRY_PAUSE_S = 0.5
 RECENT_EVENT_IDS = 200_000  # per events subscription: redelivered events seen this recently are skipped
 TOPIC_KEYS = (topics.READINGS, topics.EVENTS, topics.GRADES, topics.COMMANDS)
 
+KAFKA_PUBLISH_RETRIES = Counter(
+    "tankwatch_bus_publish_retries_total", "Publishes the broker refused and that were sent again", ["topic"]
+)
 KAFKA_REDELIVERED = Counter(
     "tankwatch_bus_redelivered_total", "Items skipped because their id was already seen (redelivery)", ["topic"]
 )
@@ -354,10 +359,24 @@ class KafkaBus:
         records = self.records(topic, item, key)
         if not records:
             return
-        try:
-            await self.send_records(self.kafka_topic(topic), records)
-        except KafkaError as exc:
-            raise BusUnavailable(f"Kafka at {self.bootstrap} did not take {topic}: {exc}") from exc
+        name = self.kafka_topic(topic)
+        deadline = asyncio.get_running_loop().time() + PUBLISH_RETRY_S
+        while True:
+            try:
+                await self.send_records(name, records)
+                break
+            except KafkaError as exc:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise BusUnavailable(f"Kafka at {self.bootstrap} did not take {topic}: {exc}") from exc
+                # A broker that just restarted may refuse the first writes to a topic (tansu answers
+                # UnknownError until the topic settles): fresh metadata, a pause, and the whole item again
+                # (a record sent twice is skipped downstream by its id).
+                KAFKA_PUBLISH_RETRIES.labels(topic).inc()
+                log.warning("Kafka at %s did not take %s (%s); retrying", self.bootstrap, topic, exc)
+                self._partitions.pop(name, None)
+                if self._producer is not None:
+                    self._producer.client.force_metadata_update()
+                await asyncio.sleep(PUBLISH_RETRY_PAUSE_S)
         metrics.BUS_PUBLISHED.labels(topic).inc()
 
     async def send_records(self, name: str, records: list[tuple[str, bytes]]) -> None:
