@@ -265,6 +265,7 @@ def _cross_check(model: SiteFile) -> Iterator[tuple[PathKey, str]]:
         yield from _check_gas_limits(sensor, path)
     known = {s.id for _, s in sensor_paths}
     bound: dict[str, str] = {}
+    fed: dict[tuple[tuple[str, ...], str], str] = {}  # (bootstrap, Kafka topic) → device
     for i, dev in enumerate(model.devices):
         if dev.modbus is not None:
             yield from _check_modbus(dev, ("devices", i, "modbus"), known, bound)
@@ -274,6 +275,15 @@ def _cross_check(model: SiteFile) -> Iterator[tuple[PathKey, str]]:
             if single_topic and len(dev.mqtt.sensors) != 1:
                 yield base + ("topic",), "json_value topics need a {sensor} level when a device has several sensors"
             for k, sid in enumerate(dev.mqtt.sensors):
+                yield from _bind(sid, dev.id, base + ("sensors", k), known, bound)
+        if dev.kafka is not None:
+            base = ("devices", i, "kafka")
+            feed = (tuple(sorted(dev.kafka.bootstrap)), dev.kafka.topic)
+            if feed in fed:
+                yield base + ("topic",), (f"topic {dev.kafka.topic!r} already feeds device {fed[feed]!r}: a topic "
+                                          "feeds one device, which lists all of its sensors")
+            fed.setdefault(feed, dev.id)
+            for k, sid in enumerate(dev.kafka.sensors):
                 yield from _bind(sid, dev.id, base + ("sensors", k), known, bound)
     reported = model.reported_enterprises()
     if reported:
@@ -366,8 +376,7 @@ def _sensor_table(model: SiteFile) -> Iterator[SensorInfo]:
     """Flatten sensors with their enterprise, source, tank and device."""
     device_of: dict[str, str] = {}
     for dev in model.devices:
-        ids = [p.sensor for p in dev.modbus.points] if dev.modbus else dev.mqtt.sensors  # type: ignore[union-attr]
-        device_of.update({sid: dev.id for sid in ids})
+        device_of.update({sid: dev.id for sid in dev.sensor_ids})
     index = 0
     for ent in model.enterprises:
         for src in ent.hazard_sources:

@@ -420,8 +420,34 @@ class MqttDevice(Strict):
     sensors: list[Id] = Field(min_length=1)
 
 
+KafkaServer = Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-]+:[0-9]{1,5}$")]
+
+
+class KafkaDevice(Strict):
+    """Device readings a park's data platform already streams into a Kafka topic, as JSON in the MQTT payload
+    formats: ``json_value`` records keyed by the sensor id (a device of one sensor may leave the key out),
+    ``json_points`` records of many points. A topic feeds one device (list all of its sensors there)."""
+
+    bootstrap: list[KafkaServer] = Field(min_length=1)  # host:port of one or more of the cluster's brokers
+    topic: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._\-]+$")
+    # The consumer group that keeps this device's offsets (default ``tankwatch-ingest.<device id>``).
+    group: str | None = Field(default=None, min_length=1, max_length=255)
+    # Where a group without committed offsets starts: live data (tankwatch default) or the topic's whole retention.
+    start: Literal["latest", "earliest"] = "latest"
+    payload: MqttPayload = Field(default_factory=MqttPayload)
+    sensors: list[Id] = Field(min_length=1)
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _ports(cls, servers: list[str]) -> list[str]:
+        for server in servers:
+            if not 1 <= int(server.rpartition(":")[2]) <= 65535:
+                raise ValueError(f"{server!r}: a port is 1..65535")
+        return servers
+
+
 class Device(Strict):
-    """A field device: exactly one of ``modbus`` or ``mqtt``."""
+    """A field device: exactly one of ``modbus``, ``mqtt`` or ``kafka``."""
 
     id: Id
     name: str | None = None
@@ -429,12 +455,20 @@ class Device(Strict):
     commissioned: AwareDatetime | None = None
     modbus: ModbusDevice | None = None
     mqtt: MqttDevice | None = None
+    kafka: KafkaDevice | None = None
 
     @model_validator(mode="after")
     def _one_protocol(self) -> Device:
-        if (self.modbus is None) == (self.mqtt is None):
-            raise ValueError("a device needs exactly one of 'modbus' or 'mqtt'")
+        if [self.modbus, self.mqtt, self.kafka].count(None) != 2:
+            raise ValueError("a device needs exactly one of 'modbus', 'mqtt' or 'kafka'")
         return self
+
+    @property
+    def sensor_ids(self) -> list[str]:
+        """The sensors this device reports."""
+        if self.modbus is not None:
+            return [p.sensor for p in self.modbus.points]
+        return (self.mqtt or self.kafka).sensors  # type: ignore[union-attr]
 
 
 class InfluxSettings(Strict):

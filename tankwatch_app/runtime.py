@@ -44,7 +44,7 @@ from tankwatch.bus import Bus, BusUnavailable, MemoryBus, Overflow
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site, rebuild_site
 from tankwatch.records import ReadingBatch
-from tankwatch.stages import cancel_all
+from tankwatch.stages import Source, cancel_all
 from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import TimeSeriesStore
@@ -190,7 +190,7 @@ async def serve(
         site=site,
         clock=clock,
         bus=bus,
-        sources=[ModbusSource(site, clock), MqttSource(site, clock)],
+        sources=device_sources(site, clock),
         alarm_core=core,
         timeseries=timeseries,
         events=events,
@@ -378,9 +378,23 @@ def _flat(lists: list[list]) -> list:
     return [x for items in lists for x in items]
 
 
+def device_sources(site: Site, clock: Clock) -> list[Source]:
+    """A source per device protocol: Modbus polled, MQTT subscribed, and, where the site has Kafka devices, the
+    topics of a park's data platform consumed (StageError when aiokafka, of the ``distributed`` extra, is missing)."""
+    sources: list[Source] = [ModbusSource(site, clock), MqttSource(site, clock)]
+    if any(d.kafka is not None for d in site.devices):
+        try:
+            from ingest.kafka.source import KafkaSource
+        except ImportError as exc:
+            raise StageError(f"the site's Kafka devices need aiokafka ({exc}): pip install 'tankwatch[distributed]'"
+                             ) from None
+        sources.append(KafkaSource(site, clock))
+    return sources
+
+
 async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say) -> None:
     """Read the site's devices and publish range-checked batches."""
-    pipeline = Pipeline(site=site, clock=clock, bus=bus, sources=[ModbusSource(site, clock), MqttSource(site, clock)])
+    pipeline = Pipeline(site=site, clock=clock, bus=bus, sources=device_sources(site, clock))
     pipeline.start()
     say(f"ingest: {len(site.devices)} devices → readings")
     try:

@@ -190,10 +190,14 @@ def _gateway_records(site: Site, codes: SiteCodes) -> list[dict[str, Any]]:
         hazard_codes = list(dict.fromkeys(codes.hazard[info.source_id] for info in infos))
         if device.modbus is not None:
             kind, host, port, period = "modbus", device.modbus.host, device.modbus.port, device.modbus.poll_interval_s
-        else:
-            assert device.mqtt is not None
+        elif device.mqtt is not None:
             broker = device.mqtt.broker
             kind, host, port = "mqtt", broker.host, broker.port
+            period = min(info.sensor.expected_period_s for info in infos)
+        else:
+            assert device.kafka is not None
+            host, _, first_port = device.kafka.bootstrap[0].rpartition(":")
+            kind, port = "kafka", int(first_port)
             period = min(info.sensor.expected_period_s for info in infos)
         out.append({
             "gatewayCode": codes.gateway[device.id], "companyCode": codes.company[infos[0].enterprise_id],

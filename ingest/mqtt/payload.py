@@ -74,10 +74,12 @@ class TimestampBounds:
 
     @classmethod
     def of_device(cls, device: Device, site: Site) -> TimestampBounds:
-        """The bounds of a site's MQTT device: its payload's ``max_ahead_s``, the retention, its commissioning."""
-        assert device.mqtt is not None
+        """The bounds of a site's MQTT or Kafka device: its payload's ``max_ahead_s``, the retention, its
+        commissioning."""
+        feed = device.mqtt or device.kafka
+        assert feed is not None
         commissioned = 0 if device.commissioned is None else (device.commissioned - _EPOCH) // _MS
-        return cls(round(device.mqtt.payload.max_ahead_s * 1000),
+        return cls(round(feed.payload.max_ahead_s * 1000),
                    round(site.file.storage.retention_days * DAY_MS), commissioned)
 
     def floor_ms(self, receive_ms: int) -> int:
@@ -421,6 +423,25 @@ class DeviceRoute:
         only = index_of[mqtt.sensors[0]] if len(mqtt.sensors) == 1 else -1
         return cls(device.id, subscription_topic(mqtt.topic), mqtt.qos, topic_regex(mqtt.topic), mqtt.payload,
                    index_of, only, TimestampBounds.of_device(device, site))
+
+    @classmethod
+    def from_kafka_device(cls, device: Device, site: Site) -> DeviceRoute:
+        """Compile a site's Kafka device; its "topics" are record keys, which name the sensor of a json_value
+        record (a device of one sensor takes every record, keyed or not)."""
+        kafka = device.kafka
+        if kafka is None:
+            raise ValueError(f"device {device.id!r} is not a Kafka device")
+        index_of = {sid: site.sensor_index(sid) for sid in kafka.sensors}
+        only = index_of[kafka.sensors[0]] if len(kafka.sensors) == 1 else -1
+        by_key = kafka.payload.format == "json_value" and only < 0
+        pattern = re.compile("(?P<sensor>.+)" if by_key else ".*", re.DOTALL)
+        return cls(device.id, kafka.topic, 0, pattern, kafka.payload, index_of, only,
+                   TimestampBounds.of_device(device, site))
+
+    @property
+    def keyed(self) -> bool:
+        """Whether a Kafka record's key must name its sensor."""
+        return "sensor" in self.pattern.groupindex
 
     def check_sequence(self, key: int, seq: object, topic: str) -> SequenceGap | None:
         """Note a message's counter (per sensor ``key``, -1 for the whole device); the gap since the last, if any.

@@ -116,6 +116,32 @@ CASES = [
         id="combustible-first-level-above-25",
     ),
     pytest.param(
+        edit("  name: 液化烃球罐区 气体报警控制器\n", "  name: 液化烃球罐区 气体报警控制器\n"
+             "  kafka: {bootstrap: ['127.0.0.1:9092'], topic: gds-hs2, sensors: [HS2-GD01]}\n"),
+        "- id: gds-HS2",
+        "devices[3]",
+        "exactly one of 'modbus', 'mqtt' or 'kafka'",
+        id="kafka-and-mqtt",
+    ),
+    pytest.param(
+        edit("  mqtt:\n    broker: {host: 127.0.0.1, port: 1883}\n    topic: tankwatch/demo/HS2/gas/{sensor}\n"
+             "    qos: 1\n", "  kafka:\n    bootstrap: ['kafka1:99999']\n    topic: gds-hs2\n"),
+        "kafka1:99999",
+        "devices[3].kafka.bootstrap",
+        "a port is 1..65535",
+        id="kafka-port",
+    ),
+    pytest.param(
+        edit("  mqtt:\n    broker: {host: 127.0.0.1, port: 1883}\n    topic: tankwatch/demo/HS3/gas/{sensor}\n"
+             "    qos: 1\n", "  kafka:\n    bootstrap: ['kafka1:9092']\n    topic: gds\n").replace(
+            "  mqtt:\n    broker: {host: 127.0.0.1, port: 1883}\n    topic: tankwatch/demo/HS2/gas/{sensor}\n"
+            "    qos: 1\n", "  kafka:\n    bootstrap: ['kafka1:9092']\n    topic: gds\n", 1),
+        "topic: gds\n    sensors:\n    - HS3",
+        "devices[5].kafka.topic",
+        "topic 'gds' already feeds device 'gds-HS2'",
+        id="kafka-topic-shared",
+    ),
+    pytest.param(
         edit("  name: 江海石化储运有限公司", "  name: [江海"),
         "[江海",
         "",
