@@ -71,18 +71,26 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
         sensors: Annotated[int, typer.Option(min=1, help="Sensors in the feed")] = 10_000,
         seed: Annotated[int, typer.Option(help="Feed random seed")] = 0,
         timeout: Annotated[float, typer.Option(help="Seconds each system may take")] = 600.0,
+        bus: Annotated[str, typer.Option(help="mqtt: Node-RED over Mosquitto; kafka: Quix Streams over tansu")
+                       ] = "mqtt",
         as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON summary")] = False,
     ) -> None:
-        """Node-RED 4 (npm, scratch folder) vs tankwatch (MQTT ingest + alarm core): points/s and their ratio.
+        """A peer vs tankwatch on one feed: points/s and their ratio. ``--bus mqtt``: Node-RED 4 (npm, scratch
+        folder) vs MQTT ingest + alarm core; ``--bus kafka``: Quix Streams (pip, a venv of its own) vs the Kafka
+        source + alarm core, both consuming one seeded topic.
 
         Exit 1 when either system missed a point or the limit-transition counts disagree.
         """
-        from bench.peers.run import run_peers
-
         if points_per_message not in PEER_MESSAGE_SIZES:
             sizes = ", ".join(map(str, PEER_MESSAGE_SIZES))
             raise typer.BadParameter(f"must be one of {sizes}, got {points_per_message}",
                                      param_hint="--points-per-message")
+        if bus not in ("mqtt", "kafka"):
+            raise typer.BadParameter(f"must be mqtt or kafka, got {bus!r}", param_hint="--bus")
+        if bus == "kafka":
+            from bench.peers.kafka_run import run_kafka_peers as run_peers
+        else:
+            from bench.peers.run import run_peers
         log = (lambda _msg: None) if as_json else (lambda msg: typer.echo(msg, err=True))
         try:
             result = run_peers(points_per_message, points, sensors, seed, timeout, log=log)
@@ -93,17 +101,17 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
         if as_json:
             typer.echo(json.dumps(result.as_json()))
         else:
-            tw, nr = result.tankwatch, result.node_red
+            tw, nr = result.tankwatch, result.peer
             typer.echo(f"{result.points} points, {result.sensors} sensors, {points_per_message} points/message, "
                        f"{result.expected_transitions} limit transitions in the feed")
-            typer.echo(f"  Node-RED   {nr.points_per_s / 1e6:6.2f} M points/s  ({nr.points} points, "
+            typer.echo(f"  {nr.name:12s} {nr.points_per_s / 1e6:6.2f} M points/s  ({nr.points} points, "
                        f"{nr.transitions} transitions, {nr.seconds:.2f} s; "
-                       f"publisher done at {nr.publish_seconds:.2f} s)")
-            typer.echo(f"  tankwatch  {tw.points_per_s / 1e6:6.2f} M points/s  ({tw.points} points, "
+                       f"feed published in {nr.publish_seconds:.2f} s)")
+            typer.echo(f"  {'tankwatch':12s} {tw.points_per_s / 1e6:6.2f} M points/s  ({tw.points} points, "
                        f"{tw.transitions} transitions, {tw.seconds:.2f} s; "
-                       f"publisher done at {tw.publish_seconds:.2f} s; "
+                       f"feed published in {tw.publish_seconds:.2f} s; "
                        f"{tw.evaluate_seconds or 0:.2f} s inside the alarm core)")
-            typer.echo(f"  ratio tankwatch / Node-RED: {result.ratio:.2f}")
+            typer.echo(f"  ratio tankwatch / {nr.name}: {result.ratio:.2f}")
         for problem in problems:
             typer.echo(f"MISMATCH: {problem}", err=True)
         if problems:

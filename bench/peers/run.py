@@ -1,4 +1,5 @@
-"""Run the same feed through Node-RED and through tankwatch, one after the other, and compare."""
+"""Run the same feed through a peer (Node-RED over MQTT, Quix Streams over Kafka) and through tankwatch, one after
+the other, and compare."""
 
 from __future__ import annotations
 
@@ -39,17 +40,22 @@ class PeersResult:
     sensors: int
     expected_transitions: int
     tankwatch: SystemResult
-    node_red: SystemResult
+    peer: SystemResult
 
     @property
     def ratio(self) -> float:
-        """tankwatch points/s over Node-RED points/s."""
-        return self.tankwatch.points_per_s / self.node_red.points_per_s if self.node_red.points_per_s else 0.0
+        """tankwatch points/s over the peer's points/s."""
+        return self.tankwatch.points_per_s / self.peer.points_per_s if self.peer.points_per_s else 0.0
+
+    @property
+    def peer_key(self) -> str:
+        """The peer's name as a JSON key: ``node_red``, ``quix_streams``."""
+        return self.peer.name.lower().replace("-", "_").replace(" ", "_")
 
     def problems(self) -> list[str]:
         """What disagrees: a system that missed points, or transition counts that differ."""
         out = []
-        for r in (self.tankwatch, self.node_red):
+        for r in (self.tankwatch, self.peer):
             if r.points != self.points:
                 out.append(f"{r.name} evaluated {r.points} points, the feed has {self.points}")
             if r.transitions != self.expected_transitions:
@@ -61,7 +67,7 @@ class PeersResult:
         """The summary of ``tankwatch bench peers --json``."""
         return {
             "tankwatch_points_per_s": round(self.tankwatch.points_per_s),
-            "node_red_points_per_s": round(self.node_red.points_per_s),
+            f"{self.peer_key}_points_per_s": round(self.peer.points_per_s),
             "ratio": round(self.ratio, 3),
             "points_per_message": self.points_per_message,
         }
@@ -71,7 +77,7 @@ class PeersResult:
         return {**self.as_json(), "points": self.points, "sensors": self.sensors,
                 "expected_transitions": self.expected_transitions,
                 "tankwatch": {**asdict(self.tankwatch), "points_per_s": self.tankwatch.points_per_s},
-                "node_red": {**asdict(self.node_red), "points_per_s": self.node_red.points_per_s}}
+                self.peer_key: {**asdict(self.peer), "points_per_s": self.peer.points_per_s}}
 
 
 def _until(what: str, done: Callable[[], bool], timeout_s: float, stalled: Callable[[], object] | None = None,
@@ -123,11 +129,13 @@ def run_tankwatch(broker: BenchBroker, packets: list[bytes], feed: Feed, timeout
     """Start the MQTT source (decode process) and the alarm core, publish the feed, wait for every point."""
     from bench.peers.site import bench_site
     from bench.peers.tankwatch_side import TankwatchRunner
+    from ingest.mqtt.adapter import MqttSource
+    from tankwatch.clock import SystemClock
     from tankwatch.gc_tuning import tune_for_streaming
 
     site = bench_site(broker.host, broker.port, feed.sensors, TOPIC)
     tune_for_streaming()  # as `tankwatch run` and `tankwatch demo` do before their pipeline starts
-    runner = TankwatchRunner(site).start()
+    runner = TankwatchRunner(site, MqttSource(site, SystemClock(), decode_process=True)).start()
     try:
         publisher = FastPublisher(broker.host, broker.port, client_id="tankwatch-bench-feed-tankwatch")
         _warm_up(publisher, lambda: runner.broker()["messages"], "tankwatch")

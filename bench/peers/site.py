@@ -1,4 +1,4 @@
-"""The in-memory site of the peer benchmark: the feed's sensors with HH/H/L/LL and a deadband, one MQTT gateway."""
+"""The in-memory sites of the peer benchmarks: the feed's sensors with HH/H/L/LL and a deadband behind one gateway."""
 
 from __future__ import annotations
 
@@ -29,11 +29,15 @@ def bench_park(sensors: list[dict], devices: list[dict]) -> dict:
     }
 
 
+def limited_sensors(ids: list[str]) -> list[dict]:
+    """Level sensors with the feed's HH/H/L/LL limits and deadband."""
+    limits = {"hh": LIMITS["HH"], "h": LIMITS["H"], "l": LIMITS["L"], "ll": LIMITS["LL"], "deadband": DEADBAND}
+    return [{"id": sid, "kind": "level", "unit": "%", "range": [-50, 150], "limits": limits} for sid in ids]
+
+
 def bench_site(host: str, port: int, sensors: int, topic: str = TOPIC, qos: int = 1) -> Site:
     """A valid site with ``sensors`` level sensors (limits of bench.feed) behind one json_points MQTT device."""
     ids = sensor_ids(sensors)
-    limits = {"hh": LIMITS["HH"], "h": LIMITS["H"], "l": LIMITS["L"], "ll": LIMITS["LL"], "deadband": DEADBAND}
-    sensor_list = [{"id": sid, "kind": "level", "unit": "%", "range": [-50, 150], "limits": limits} for sid in ids]
     device = {"id": "bench-gw", "mqtt": {"broker": {"host": host, "port": port}, "topic": topic, "qos": qos,
                                          "payload": {"format": "json_points"}, "sensors": ids}}
-    return rebuild_site(bench_park(sensor_list, [device]), "<bench site>")
+    return rebuild_site(bench_park(limited_sensors(ids), [device]), "<bench site>")

@@ -1,4 +1,5 @@
-"""tankwatch as the system under test: MQTT ingest (decode process) → AlarmCore, stores off, counting as it goes."""
+"""tankwatch as the system under test: a source (MQTT ingest with its decode process, or Kafka) → AlarmCore, stores
+off, counting as it goes."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from alarms.evaluate import AlarmCore
-from ingest.mqtt.adapter import MqttSource
-from tankwatch.clock import SystemClock
 from tankwatch.config import Site
 from tankwatch.records import AlarmAction, ReadingBatch
+from tankwatch.stages import Source
 
 LIMIT_TRANSITIONS = frozenset(
     (condition, action) for condition in ("HH", "H", "L", "LL") for action in (AlarmAction.RAISED, AlarmAction.CLEARED)
 )
 _CONDITION_ACTION = attrgetter("condition", "action")
+STOP_WAIT_S = 10.0
 
 
 @dataclass
@@ -28,17 +29,18 @@ class TankwatchCounts:
     transitions: int = 0
     other_events: int = 0
     batches: int = 0
+    first_s: float = 0.0
     last_s: float = 0.0
     evaluate_s: float = 0.0  # time spent inside AlarmCore.evaluate
 
 
 class TankwatchRunner:
-    """Runs MqttSource + AlarmCore for a site on an event loop in a background thread."""
+    """Runs a source + AlarmCore for a site on an event loop in a background thread."""
 
-    def __init__(self, site: Site, decode_process: bool = True) -> None:
+    def __init__(self, site: Site, source: Source) -> None:
         self.site = site
         self.core = AlarmCore(site)
-        self.source = MqttSource(site, SystemClock(), decode_process=decode_process)
+        self.source = source
         self.counts = TankwatchCounts()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -48,7 +50,7 @@ class TankwatchRunner:
 
     async def _emit(self, batch: ReadingBatch) -> None:
         """Evaluate a batch and count what came of it."""
-        t0 = time.perf_counter()
+        t0_wall, t0 = time.time(), time.perf_counter()
         events = self.core.evaluate(batch)
         spent = time.perf_counter() - t0
         limit = sum(map(LIMIT_TRANSITIONS.__contains__, map(_CONDITION_ACTION, events)))
@@ -59,6 +61,7 @@ class TankwatchRunner:
             self.counts.other_events += len(events) - limit
             self.counts.batches += 1
             self.counts.evaluate_s += spent
+            self.counts.first_s = self.counts.first_s or t0_wall
             self.counts.last_s = now
 
     def _run(self, started: threading.Event) -> None:
@@ -73,6 +76,8 @@ class TankwatchRunner:
         except BaseException as exc:  # surfaced by snapshot()
             self._error = exc
         finally:
+            if rest := asyncio.all_tasks(loop):  # e.g. a client's shielded stop: let it finish before the loop closes
+                loop.run_until_complete(asyncio.wait(rest, timeout=STOP_WAIT_S))
             loop.close()
 
     def start(self) -> TankwatchRunner:
@@ -84,7 +89,7 @@ class TankwatchRunner:
         return self
 
     def broker(self) -> dict:
-        """The source's stats of its one broker."""
+        """The source's stats of its one broker (or topic)."""
         (stats,) = self.source.stats().values()
         return stats
 
@@ -94,7 +99,8 @@ class TankwatchRunner:
             raise RuntimeError(f"the tankwatch pipeline failed: {self._error!r}") from self._error
         with self._lock:
             c = self.counts
-            return TankwatchCounts(c.points, c.transitions, c.other_events, c.batches, c.last_s, c.evaluate_s)
+            return TankwatchCounts(c.points, c.transitions, c.other_events, c.batches, c.first_s, c.last_s,
+                                   c.evaluate_s)
 
     def stop(self) -> None:
         """Cancel the source (which stops its decode process) and join the loop thread."""

@@ -26,8 +26,10 @@ from bench.feed import (
 from bench.peers.site import bench_site
 from bench.peers.tankwatch_side import TankwatchRunner
 from bench.services import MosquittoHandle
+from ingest.mqtt.adapter import MqttSource
 from ingest.mqtt.payload import DeviceRoute, MessageDecoder
 from tankwatch.broker import free_port
+from tankwatch.clock import SystemClock
 
 FLOW_DIR = Path(__file__).resolve().parents[2] / "bench" / "peers" / "node-red"
 TOPIC = "tw-test/bench/points"
@@ -161,7 +163,8 @@ def test_publish_packets_are_valid_mqtt_in_order(private_mosquitto: MosquittoHan
 def test_small_feed_through_mqtt_and_a_decode_process(private_mosquitto: MosquittoHandle) -> None:
     host, port = private_mosquitto.address
     feed = make_feed(50 * 40, 50, seed=2)
-    runner = TankwatchRunner(bench_site(host, port, feed.sensors, TOPIC), decode_process=True).start()
+    site = bench_site(host, port, feed.sensors, TOPIC)
+    runner = TankwatchRunner(site, MqttSource(site, SystemClock(), decode_process=True)).start()
     try:
         publisher = FastPublisher(host, port, client_id="tw-test-bench-pub")
         deadline = time.monotonic() + 60
