@@ -47,6 +47,7 @@ class Intake:
         self.described: set[str] = set()  # targetCodes of every BASE_TARGET record received
         self.reported = ReportedAlarms()
         self._last_ts = np.full(len(site.sensors), -1, dtype=np.int64)  # newest value taken per sensor
+        self._last_resent_ts = np.full(len(site.sensors), -1, dtype=np.int64)  # the same, of resent snapshots
         self._drops = DropLog(log)
         self._map_targets(store.base(ServiceId.BASE_TARGET.value))
         if events is not None:  # occurrences reported before a restart stay graded
@@ -78,7 +79,7 @@ class Intake:
         if service in BASE_CODE:
             await self._base(service, records, now)
         elif service == ServiceId.REALTIME:
-            await self._values(records)
+            await self._values(records, self._last_resent_ts if resend else self._last_ts)
             if not resend:
                 for r in records:
                     delay = now - parse_time(r.collectTime)
@@ -102,17 +103,20 @@ class Intake:
         if service == ServiceId.BASE_TARGET:
             self._map_targets(dumped)
 
-    async def _values(self, records: list[Any]) -> None:
-        """Publish each mapped point's value when newer than the one taken before (snapshots repeat values)."""
+    async def _values(self, records: list[Any], last_ts: np.ndarray) -> None:
+        """Publish each mapped point's value when newer than the one taken before from the same stream (snapshots
+        repeat values). Resent snapshots are a stream of their own: they drain oldest-first after the live ones, so
+        their values are older than what is live, yet history the stores must have (every consumer of readings
+        keeps the newest as current, and the alarm core leaves a reported enterprise's readings alone)."""
         batch, unknown = to_batch(point_values(records), self.sensor_of_target)
         if unknown:
             self._unmapped(unknown[0].company_code, len(unknown), f"point {unknown[0].target_code} has no sensor "
                            "here (no BASE_TARGET for it yet, or not in this site)")
-        newer = batch.ts_ms > self._last_ts[batch.sensor]
+        newer = batch.ts_ms > last_ts[batch.sensor]
         if not newer.all():
             batch = batch.take(np.flatnonzero(newer))
         if len(batch):
-            np.maximum.at(self._last_ts, batch.sensor, batch.ts_ms)
+            np.maximum.at(last_ts, batch.sensor, batch.ts_ms)
             await self.bus.publish(topics.READINGS, batch)
 
     async def _alarms(self, records: list[Any], data_id: str) -> None:

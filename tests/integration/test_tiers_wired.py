@@ -5,112 +5,32 @@ alarms (409), raises nothing of its own for them, and reports their upload on /a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tankwatch.broker import free_port
-from tankwatch_app.runtime import scenario_within
-from tests.tiers_support import DEMO_SITE, KEYS
+from tests.tiers_processes import PASSWORD, Link, site_files, start, tiers_env, wait_for
 
 COMPANY = "32062300001"  # E1
-PASSWORD = "a-password-at-the-park"
-
-
-def wait_for(check, timeout_s: float, what: str):  # noqa: ANN001, ANN201 - a predicate and what it returns
-    """Poll ``check`` until it returns something truthy, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
-
-
-def _mentions(node: Any, ids: set[str]) -> bool:
-    if isinstance(node, dict):
-        return any(_mentions(v, ids) for v in node.values())
-    if isinstance(node, list):
-        return any(_mentions(v, ids) for v in node)
-    return isinstance(node, str) and node in ids
-
 
 # enterprise, transport, encryption, scenario: E1 over HTTP with SM4, E2 over TCP in clear
-LINKS = (("E1", "http", "sm4", "overfill_failed_trip"), ("E2", "tcp", "none", "demo"))
-
-
-def site_files(folder: Path, http_port: int, tcp_port: int) -> tuple[list[tuple[Path, Path]], Path]:
-    """Each enterprise's site (its devices, an uplink to the park) with its scenario, and the park's site (the
-    enterprises reported, no devices)."""
-    park = yaml.safe_load(DEMO_SITE.read_text(encoding="utf-8"))
-    common = {k: park[k] for k in ("version", "park", "regulators", "escalation") if k in park}
-    by_id = {e["id"]: e for e in park["enterprises"]}
-    codes = {ent: f"3206230000{i}" for i, (ent, *_) in enumerate(LINKS, 1)}
-    enterprises, senders = [], []
-    for ent, transport, encryption, scenario in LINKS:
-        sensors = {s["id"] for src in by_id[ent]["hazard_sources"] for s in src.get("sensors", []) + [
-            s for tank in src.get("tanks", []) for s in tank["sensors"]]}
-        where = {"url": f"http://127.0.0.1:{http_port}"} if transport == "http" else {
-            "transport": "tcp", "host": "127.0.0.1", "port": tcp_port}
-        site = {
-            **common, "enterprises": [by_id[ent]], "devices": [d for d in park["devices"] if _mentions(d, sensors)],
-            "users": [u for u in park["users"] if u["login"] == "admin"],
-            "uplink": {"coding": {"district_code": "320623", "codes": {ent: codes[ent]}}, "targets": [{
-                "id": "park", **where, "encryption": encryption, "app_id_env": f"TW_{ent}_APP_ID",
-                "key_env": f"TW_{ent}_KEY", "backoff_initial_s": 0.2, "backoff_max_s": 1,
-                "periods": {"realtime_s": 1, "heartbeat_s": 5}}]},
-        }
-        path = _write(folder / f"{ent}.yaml", site)
-        enterprises.append((path, scenario_within(scenario, path, folder / f"{ent}-scenario.yaml")))
-        senders.append({"app_id_env": f"TW_{ent}_APP_ID", "key_env": f"TW_{ent}_KEY", "encryption": encryption,
-                        "enterprises": [codes[ent]], "local_enterprises": {codes[ent]: ent}, "realtime_s": 1})
-    park_site = {
-        **common, "enterprises": [by_id[ent] for ent, *_ in LINKS], "devices": [],
-        "users": [{"login": "op-e1", "name": "E1 operator", "role": "operator", "scope": {"enterprises": ["E1"]},
-                   "password_env": "TW_TEST_PASSWORD"},
-                  {"login": "park-reg", "name": "park regulator", "role": "park_regulator",
-                   "scope": {"park": park["park"]["id"]}, "password_env": "TW_TEST_PASSWORD"}],
-        "storage": {"data_dir": str(folder / "park")},
-        "receiver": {"host": "127.0.0.1", "http_port": http_port, "tcp_port": tcp_port, "senders": senders},
-    }
-    return enterprises, _write(folder / "park.yaml", park_site)
-
-
-def _write(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
+LINKS = (Link("E1", "http", "sm4", "overfill_failed_trip"), Link("E2", "tcp", "none", "demo"))
 
 
 @pytest.fixture
 def tiers(tmp_path: Path):  # noqa: ANN201 - yields the park's URL and the processes
     """The park instance and the enterprise instances, killed after the test (their output in tmp_path)."""
     http_port, tcp_port, park_port = free_port(), free_port(), free_port()
-    enterprises, park_site = site_files(tmp_path, http_port, tcp_port)
-    env = {**os.environ, "TW_TEST_PASSWORD": PASSWORD, "TANKWATCH_AUDIT_KEY": "k" * 40,
-           "TANKWATCH_SECRET_KEY": "s" * 40}
-    for ent, _, encryption, _ in LINKS:
-        env |= {f"TW_{ent}_APP_ID": f"ent-{ent}", f"TW_{ent}_KEY": "hex:" + KEYS[encryption].hex()}
+    enterprises, park_site = site_files(tmp_path, LINKS, http_port, tcp_port)
+    env = tiers_env(LINKS)
     commands = [["run", "--config", str(park_site), "--port", str(park_port)]]
     commands += [["demo", "--config", str(site), "--port", str(free_port()), "--data-dir", str(site.with_suffix("")),
                   "--modbus-port", str(free_port()), "--mqtt-port", str(free_port()), "--scenario", str(plan)]
                  for site, plan in enterprises]
-    procs = []
-    for i, command in enumerate(commands):
-        with open(tmp_path / f"process-{i}.log", "w") as out:
-            procs.append(subprocess.Popen([sys.executable, "-m", "tankwatch", *command, "--duration", "120"],
-                                          env=env, stdout=out, stderr=subprocess.STDOUT))
+    procs = [start([*command, "--duration", "120"], env, tmp_path / f"process-{i}.log")
+             for i, command in enumerate(commands)]
     try:
         yield f"http://127.0.0.1:{park_port}", procs
     finally:
