@@ -62,7 +62,7 @@ class ExpectedAlarm(_Windowed):
         if self.note:
             what += f" [{self.note}]"
         times = f"×{self.count} " if self.count > 1 else ""
-        return f"{times}{what} within [{self.at_s[0]:g}, {self.at_s[1]:g}] s"
+        return f"{times}{what} within [{_s(self.at_s[0])}, {_s(self.at_s[1])}] s"
 
 
 class ExpectedGrade(_Windowed):
@@ -84,7 +84,67 @@ class ExpectedGrade(_Windowed):
     def describe(self) -> str:
         """One line naming what is expected."""
         times = f"×{self.count} " if self.count > 1 else ""
-        return f"{times}grade {self.subject} {self.colour} within [{self.at_s[0]:g}, {self.at_s[1]:g}] s"
+        return f"{times}grade {self.subject} {self.colour} within [{_s(self.at_s[0])}, {_s(self.at_s[1])}] s"
+
+
+@dataclass(frozen=True, slots=True)
+class Warned:
+    """A warning the regulator got in a run with routines: evidence first put on record, of a kind (a missed
+    commitment, an interruption…), about an enterprise."""
+
+    kind: str
+    enterprise_id: str
+    source_id: str
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Classed:
+    """An enterprise's supervision class as recomputed in a run with routines, whenever it or its rules changed."""
+
+    enterprise_id: str
+    ts_ms: int
+    cls: str
+    rules: tuple[str, ...]
+
+
+class ExpectedWarning(_Windowed):
+    """``count`` warnings of one evidence ``kind`` about enterprises matching ``enterprise`` within ``at_s``."""
+
+    kind: str = Field(min_length=1)  # commitment_missed, duty_missed, baobao_overdue, interruption, …
+    enterprise: str = Field(min_length=1)
+    count: int = Field(default=1, ge=1)
+
+    def matches(self, warned: Warned, t_s: float) -> bool:
+        """Whether one warning satisfies this expectation (kind, enterprise, window)."""
+        return (warned.kind == self.kind and fnmatch.fnmatchcase(warned.enterprise_id, self.enterprise)
+                and self.at_s[0] <= t_s <= self.at_s[1])
+
+    def describe(self) -> str:
+        """One line naming what is expected."""
+        times = f"×{self.count} " if self.count > 1 else ""
+        return f"{times}warning {self.kind} of {self.enterprise} within [{_s(self.at_s[0])}, {_s(self.at_s[1])}] s"
+
+
+class ExpectedClass(_Windowed):
+    """An enterprise's supervision class recomputed ``to`` a class within ``at_s``, on these ``rules`` when given.
+    A run's first computation is every enterprise's baseline and counts as a change."""
+
+    enterprise: str = Field(min_length=1)
+    to: Literal["special", "focus", "general"]
+    rules: list[str] | None = None
+    count: int = Field(default=1, ge=1)
+
+    def matches(self, classed: Classed, t_s: float) -> bool:
+        """Whether one class change satisfies this expectation (enterprise, class, rules, window)."""
+        return (classed.cls == self.to and fnmatch.fnmatchcase(classed.enterprise_id, self.enterprise)
+                and (self.rules is None or list(classed.rules) == self.rules)
+                and self.at_s[0] <= t_s <= self.at_s[1])
+
+    def describe(self) -> str:
+        """One line naming what is expected."""
+        rules = f" ({', '.join(self.rules) or 'no rule'})" if self.rules is not None else ""
+        return f"class of {self.enterprise} {self.to}{rules} within [{_s(self.at_s[0])}, {_s(self.at_s[1])}] s"
 
 
 class Golden(_Strict):
@@ -94,6 +154,8 @@ class Golden(_Strict):
     description: str | None = None
     alarms: list[ExpectedAlarm] = Field(default_factory=list)
     grades: list[ExpectedGrade] = Field(default_factory=list)  # checked when the run had a grading stage
+    warnings: list[ExpectedWarning] = Field(default_factory=list)  # checked when the run had routines
+    classes: list[ExpectedClass] = Field(default_factory=list)  # checked when the run had routines
 
 
 def golden_file(name: str) -> Path:
@@ -137,6 +199,9 @@ class TimelineCheck:
     skipped: int = 0  # expectations that fall after the end of a shortened run
     grades_checked: bool = False
     grades_matched: int = 0  # expected grade changes found
+    routines_checked: bool = False
+    warnings_matched: int = 0  # expected warnings found
+    classes_matched: int = 0  # expected class changes found
 
     @property
     def ok(self) -> bool:
@@ -150,8 +215,10 @@ class TimelineCheck:
             if self.grades_checked
             else f"{self.matched} expected events matched"
         )
+        if self.routines_checked:
+            matched += f", {self.warnings_matched} warnings and {self.classes_matched} class changes"
         head = (
-            f"scenario {self.scenario}: {matched} over {self.ran_s:g} s"
+            f"scenario {self.scenario}: {matched} over {_s(self.ran_s)} s"
             + (f", {self.skipped} expectations after the end of this run skipped" if self.skipped else "")
             + ("" if self.grades_checked else "; grade changes not checked (no grading stage)")
         )
@@ -162,8 +229,8 @@ class TimelineCheck:
         return "\n".join(lines)
 
 
-Expected = ExpectedAlarm | ExpectedGrade
-Happened = AlarmEvent | Grade
+Expected = ExpectedAlarm | ExpectedGrade | ExpectedWarning | ExpectedClass
+Happened = AlarmEvent | Grade | Warned | Classed
 
 
 def compare(
@@ -172,6 +239,7 @@ def compare(
     start_ms: int,
     ran_s: float,
     grades: Sequence[Grade] | None = None,
+    routines: tuple[Sequence[Warned], Sequence[Classed]] | None = None,
 ) -> TimelineCheck:
     """Match events and, when given, grade changes (times taken relative to ``start_ms``) against the golden
     timeline of a run of ``ran_s``.
@@ -185,6 +253,11 @@ def compare(
     if grades is not None:
         check.grades_checked = True
         check.grades_matched = _match(check, golden.grades, [((g.ts_ms - start_ms) / 1000.0, g) for g in grades])
+    if routines is not None:
+        warned, classed = routines
+        check.routines_checked = True
+        check.warnings_matched = _match(check, golden.warnings, [((w.ts_ms - start_ms) / 1000.0, w) for w in warned])
+        check.classes_matched = _match(check, golden.classes, [((c.ts_ms - start_ms) / 1000.0, c) for c in classed])
     return check
 
 
@@ -216,15 +289,18 @@ def _match(check: TimelineCheck, expectations: Sequence[Expected], actual: list[
 
 def _matches(expected: Expected, item: Happened, t_s: float) -> bool:
     """Whether an item of the expectation's own kind satisfies it."""
-    if isinstance(expected, ExpectedAlarm):
-        return isinstance(item, AlarmEvent) and expected.matches(item, t_s)
-    return isinstance(item, Grade) and expected.matches(item, t_s)
+    kinds = {ExpectedAlarm: AlarmEvent, ExpectedGrade: Grade, ExpectedWarning: Warned, ExpectedClass: Classed}
+    return isinstance(item, kinds[type(expected)]) and expected.matches(item, t_s)  # type: ignore[arg-type]
 
 
 def _line(item: Happened, t_s: float) -> str:
     """One line naming an event or grade change no expectation accounts for."""
     if isinstance(item, Grade):
         return f"grade {item.subject_id} {item.colour} at {t_s:.1f} s"
+    if isinstance(item, Warned):
+        return f"warning {item.kind} of {item.enterprise_id} ({item.source_id}) at {t_s:.1f} s"
+    if isinstance(item, Classed):
+        return f"class of {item.enterprise_id} {item.cls} ({', '.join(item.rules) or 'no rule'}) at {t_s:.1f} s"
     note = f" [{item.note}]" if item.note else ""
     return f"{item.sensor_id} {item.condition} {item.action} ({item.priority}){note} at {t_s:.1f} s"
 
@@ -234,6 +310,8 @@ def _nearest(expected: Expected, actual: list[tuple[float, Happened]], used: lis
     anywhere: dict = {"at_s": (float("-inf"), float("inf"))}
     if isinstance(expected, ExpectedAlarm):
         anywhere |= {"priority": None, "note": None}
+    if isinstance(expected, ExpectedClass):
+        anywhere |= {"rules": None}
     same_kind = expected.model_copy(update=anywhere)
     times = [t_s for k, (t_s, item) in enumerate(actual) if not used[k] and _matches(same_kind, item, t_s)]
     if not times:
@@ -250,6 +328,7 @@ def draft_golden(
     grades: Sequence[Grade] | None = None,
     early_s: float = 2.0,
     late_s: float = 5.0,
+    routines: tuple[Sequence[Warned], Sequence[Classed]] | None = None,
 ) -> str:
     """A draft golden timeline (YAML) from a run: one entry per kind of event and second, sensors that changed
     together folded into a glob with a count; likewise the grade changes when ``grades`` is given (a graded
@@ -266,7 +345,7 @@ def draft_golden(
         groups.setdefault((t, e.condition, str(e.action), e.priority, e.note), []).append(e.sensor_id)
     for (t, condition, action, priority, note), sensors in groups.items():
         entry = (
-            f"- {{at_s: [{max(t - early_s, 0):g}, {t + late_s:g}], sensor: '{_fold(sensors)}', "
+            f"- {{at_s: [{_s(max(t - early_s, 0))}, {_s(t + late_s)}], sensor: '{_fold(sensors)}', "
             f"condition: {condition}, action: {action}, priority: {priority}"
         )
         if note:
@@ -274,7 +353,7 @@ def draft_golden(
         lines.append(entry + (f", count: {len(sensors)}}}" if len(sensors) > 1 else "}"))
     if grades is None:
         lines.append("grades: []  # not drafted: the run had no grading stage")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + _draft_routines(routines, start_ms, early_s, late_s) + "\n"
     lines += [
         "# Grade changes of hazard sources and enterprises; the first grading is every subject's baseline.",
         "grades:",
@@ -284,9 +363,39 @@ def draft_golden(
         t = round((g.ts_ms - start_ms) / 1000.0, 1)
         changed.setdefault((t, str(g.colour), g.subject_id.rstrip("0123456789")), []).append(g.subject_id)
     for (t, colour, _), subjects in changed.items():
-        entry = f"- {{at_s: [{max(t - early_s, 0):g}, {t + late_s:g}], subject: '{_fold(subjects)}', colour: {colour}"
+        entry = (f"- {{at_s: [{_s(max(t - early_s, 0))}, {_s(t + late_s)}], subject: '{_fold(subjects)}', "
+                 f"colour: {colour}")
         lines.append(entry + (f", count: {len(subjects)}}}" if len(subjects) > 1 else "}"))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + _draft_routines(routines, start_ms, early_s, late_s) + "\n"
+
+
+def _draft_routines(routines: tuple[Sequence[Warned], Sequence[Classed]] | None, start_ms: int, early_s: float,
+                    late_s: float) -> str:
+    """The warnings and class changes of a run with routines, as draft golden sections ("" without routines)."""
+    if routines is None:
+        return ""
+    warned, classed = routines
+    lines = ["", "# Warnings (evidence first put on record) and supervision class changes; day N is N × 86400 s.",
+             "warnings:"]
+    groups: dict[tuple, int] = {}
+    for w in warned:
+        key = (round((w.ts_ms - start_ms) / 1000.0, 1), w.kind, w.enterprise_id)
+        groups[key] = groups.get(key, 0) + 1
+    for (t, kind, enterprise), n in groups.items():
+        entry = (f"- {{at_s: [{_s(max(t - early_s, 0))}, {_s(t + late_s)}], kind: {kind}, enterprise: {enterprise}"
+                 + (f", count: {n}}}" if n > 1 else "}"))
+        lines.append(f"{entry}  # day {t / 86400:.2f}")
+    lines.append("classes:")
+    for c in classed:
+        t = round((c.ts_ms - start_ms) / 1000.0, 1)
+        lines.append(f"- {{at_s: [{_s(max(t - early_s, 0))}, {_s(t + late_s)}], enterprise: {c.enterprise_id}, "
+                     f"to: {c.cls}, rules: [{', '.join(c.rules)}]}}  # day {t / 86400:.2f}")
+    return "\n".join(lines)
+
+
+def _s(seconds: float) -> str:
+    """Seconds as plain decimals (``2592000``, ``12.5``), never in exponent notation."""
+    return f"{seconds:.1f}".removesuffix(".0")
 
 
 def _fold(ids: Sequence[str]) -> str:

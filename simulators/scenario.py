@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tankwatch.config import Site, format_path
-from tankwatch.site import GAS_KINDS, SensorKind
+from tankwatch.site import GAS_KINDS, TIME_OF_DAY, SensorKind
 
 
 class ScenarioError(Exception):
@@ -154,6 +154,28 @@ Action = Annotated[
 ]
 
 
+class Lapse(_Strict):
+    """Where the park's people do not keep a routine on some scenario days (day 0 is the first): not at all, or
+    late, at a local time of that day."""
+
+    who: str = Field(min_length=1)  # an enterprise id; for 包保 duties a hazard source id
+    days: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    late_at: str | None = Field(default=None, pattern=TIME_OF_DAY)
+
+
+class RoutineScript(_Strict):
+    """How the park's people keep the regulator's routines through a scenario: every enterprise commits each day at
+    ``commit_at``, each control room checks in ``check_in_after_min`` into every shift, and each 包保 duty is
+    recorded the day before it falls due; the lapses say where they do not. Runs at max speed only."""
+
+    commit_at: str = Field(default="08:30", pattern=TIME_OF_DAY)
+    commitment_lapses: list[Lapse] = Field(default_factory=list)
+    check_in_after_min: float = Field(default=5.0, ge=0, le=720)
+    check_in_lapses: list[Lapse] = Field(default_factory=list)  # every shift of those days
+    # hazard source → days after a duty falls due that its persons record it (instead of the day before)
+    duty_delays_days: dict[str, float] = Field(default_factory=dict)
+
+
 class Scenario(_Strict):
     """A scenario: initial conditions and timed actions, optionally repeated every ``loop_s`` seconds."""
 
@@ -168,6 +190,8 @@ class Scenario(_Strict):
     # Site file, relative to the scenario file; default: the demo park (deploy/sites/demo-park.yaml).
     site: str | None = None
     duration_s: float = Field(default=120.0, gt=0)  # how long `tankwatch scenario run` runs it
+    step_s: float = Field(default=1.0, gt=0, le=3600)  # physics and readings at max speed: one batch per step
+    routines: RoutineScript | None = None  # the regulator's routines kept (and lapsed) by the park's people
     seed: int = 0  # physics noise and the default starting levels
 
     @model_validator(mode="after")
@@ -205,7 +229,7 @@ def check_against_site(scenario: Scenario, site: Site) -> list[str]:
 
     tanks = {tank.id: tank for _, _, tank in site.tanks()}
     devices = {d.id: d for d in site.devices}
-    problems = []
+    problems = _routine_problems(scenario.routines, site) if scenario.routines is not None else []
     for tank_id in scenario.initial:
         if tank_id not in tanks:
             problems.append(f"initial.{tank_id}: unknown tank {tank_id!r}")
@@ -321,3 +345,17 @@ _ACTION_TAGS = {
     "close_esd", "open_esd", "bypass_esd", "device_offline", "device_online", "freeze", "broker_offline",
     "broker_online", "modbus_fault", "mqtt_fault", "clock_skew",
 }
+
+
+def _routine_problems(script: RoutineScript, site: Site) -> list[str]:
+    """Lapses of enterprises or hazard sources the site lacks."""
+    enterprises = {e.id for e in site.file.enterprises}
+    sources = {src.id for _, src in site.sources()}
+    problems = []
+    for field_name in ("commitment_lapses", "check_in_lapses"):
+        for i, lapse in enumerate(getattr(script, field_name)):
+            if lapse.who not in enterprises:
+                problems.append(f"routines.{field_name}[{i}].who: unknown enterprise {lapse.who!r}")
+    problems += [f"routines.duty_delays_days.{sid}: unknown hazard source {sid!r}"
+                 for sid in script.duty_delays_days if sid not in sources]
+    return problems

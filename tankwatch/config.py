@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,7 +177,13 @@ def _at_this_tier(model: SiteFile) -> SiteFile:
     """The site with the points of reported enterprises expected no more often than their sender's snapshots."""
     period = {ent: s.realtime_s for s in (model.receiver.senders if model.receiver else ())
               for ent in s.local_enterprises.values()}
-    if not period:
+    return expected_no_faster(model, period)
+
+
+def expected_no_faster(model: SiteFile, period_s: Mapping[str, float]) -> SiteFile:
+    """The site with each point of the enterprises in ``period_s`` expected no more often than every that many
+    seconds (their readings come no faster: a lower tier's snapshots, a coarse scenario step)."""
+    if not period_s:
         return model
 
     def slower(sensors: list[Sensor], at_least_s: float) -> list[Sensor]:
@@ -186,14 +192,20 @@ def _at_this_tier(model: SiteFile) -> SiteFile:
 
     enterprises = []
     for ent in model.enterprises:
-        if ent.id in period:
-            p = period[ent.id]
+        if ent.id in period_s:
+            p = period_s[ent.id]
             ent = ent.model_copy(update={"hazard_sources": [src.model_copy(update={
                 "sensors": slower(src.sensors, p),
                 "tanks": [t.model_copy(update={"sensors": slower(t.sensors, p)}) for t in src.tanks],
             }) for src in ent.hazard_sources]})
         enterprises.append(ent)
     return model.model_copy(update={"enterprises": enterprises})
+
+
+def read_every(site: Site, period_s: float) -> Site:
+    """The site with every point expected no more often than every ``period_s`` (all read once a coarse step)."""
+    model = expected_no_faster(site.file, {e.id: period_s for e in site.file.enterprises})
+    return Site(file=model, path=site.path, sensors=tuple(_sensor_table(model)), lines=site.lines)
 
 
 def _line_of(path: PathKey, lines: dict[PathKey, int]) -> int:

@@ -330,6 +330,9 @@ class ScenarioRun:
     readings: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     graded: bool = False  # whether a grading stage ran (only then are golden grade changes checked)
+    warnings: list = field(default_factory=list)  # simulators.golden.Warned: evidence first put on record
+    classes: list = field(default_factory=list)  # simulators.golden.Classed: supervision class changes
+    routines: bool = False  # whether the park's people and the routines ran (only then are those checked)
 
 
 class ScaledClock:
@@ -384,7 +387,12 @@ def run_scenario_fast(
         site, grading=_grading_stage(site), grade_every_ms=round(TICK_S * 1000), clock=clock
     )
     replayer.clock.set(start_ms)
-    sim = ParkSimulator(site, scenario, clock, seed=scenario.seed)
+    sim = ParkSimulator(site, scenario, clock, seed=scenario.seed, step_s=scenario.step_s)
+    world = None
+    if scenario.routines is not None:
+        from tankwatch_app.routine_scenario import RoutineWorld
+
+        world = RoutineWorld(site, scenario.routines, clock, replayer.core, replayer.grading)
     duration_s = scenario.duration_s if duration_s is None else duration_s
     plans = plan_site(site)
     routes = [DeviceRoute.from_device(d, site) for d in site.devices if d.mqtt is not None]
@@ -439,11 +447,17 @@ def run_scenario_fast(
         batch = ReadingBatch.concat(parts)
         if feed is not None:
             feed.write(batch)
-        replayer.step(batch, now)
-    return ScenarioRun(
+        events = replayer.step(batch, now)
+        if world is not None:
+            world.step(now, events)
+    run = ScenarioRun(
         replayer.events, start_ms, steps * sim.step_s, replayer.grades, replayer.readings,
         {**rejected, **core_rejections(replayer.core)}, graded=replayer.grading is not None,
     )
+    if world is not None:
+        run.warnings, run.classes, run.routines = world.warnings, world.classes, True
+        world.close()
+    return run
 
 
 def _grading_stage(site: Site):
@@ -626,11 +640,13 @@ def prepare_scenario(name_or_path: str | Path, config: str | Path | None = None)
     Raises ScenarioError or SiteError naming what is wrong.
     """
     from simulators.scenario import load_scenario, scenario_file, site_file_for
-    from tankwatch.config import load_site
+    from tankwatch.config import load_site, read_every
 
     path = scenario_file(name_or_path)
     bare = load_scenario(path)
     site = load_site(config if config is not None else site_file_for(bare, path))
+    if bare.step_s > 1:  # every point is read once a step: expected no more often than that
+        site = read_every(site, bare.step_s)
     return load_scenario(path, site), site, path
 
 
@@ -646,6 +662,9 @@ def run_scenario(
     """Run a scenario: at max speed (``speed`` None) deterministically without sockets, else live through the
     protocols at ``speed``; returns (scenario, ScenarioRun). ``feed_out`` records a max-speed run's raw stream."""
     scenario, site, _ = prepare_scenario(name_or_path, config)
+    if speed is not None and scenario.routines is not None:
+        raise ValueError(f"scenario {scenario.name} scripts the regulator's routines over days of driven time: it "
+                         "runs at max speed only (--speed max)")
     if speed is None:
         if feed_out is None:
             return scenario, run_scenario_fast(site, scenario, duration_s)
@@ -663,4 +682,5 @@ def check_run(scenario_name: str, run: ScenarioRun, golden_path: str | Path | No
     from simulators.golden import compare, golden_file, load_golden
 
     golden = load_golden(golden_path if golden_path is not None else golden_file(scenario_name))
-    return compare(run.events, golden, run.start_ms, run.ran_s, run.grades if run.graded else None)
+    return compare(run.events, golden, run.start_ms, run.ran_s, run.grades if run.graded else None,
+                   (run.warnings, run.classes) if run.routines else None)

@@ -59,6 +59,16 @@ def _grade_timeline(grades, start_ms: int) -> None:
         typer.echo(f"{(g.ts_ms - start_ms) / 1000:8.1f} s  grade {g.subject_id:<6} {g.colour!s:<7}{reasons}")
 
 
+def _routine_timeline(warnings, classes, start_ms: int) -> None:
+    """One line per warning the regulator got and per supervision class change, at scenario day and time."""
+    from tankwatch_app.routine_scenario import days_of
+
+    rows = [(w.ts_ms, f"warning {w.kind:<24} {w.enterprise_id} {w.source_id}") for w in warnings]
+    rows += [(c.ts_ms, f"class   {c.cls:<24} {c.enterprise_id} ({', '.join(c.rules) or 'no rule'})") for c in classes]
+    for ts_ms, text in sorted(rows, key=lambda r: r[0]):
+        typer.echo(f"{days_of(ts_ms, start_ms)}  {text}")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 - no benchmarks here
     """Add record, replay and scenario to the CLI."""
     scenario_app = typer.Typer(no_args_is_help=True, help="Simulated scenarios with golden alarm timelines")
@@ -166,9 +176,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
         if not quiet:
             _timeline(run.events, run.start_ms)
             _grade_timeline(run.grades, run.start_ms)
+            _routine_timeline(run.warnings, run.classes, run.start_ms)
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(run.rejected.items())) or "none"
         path = "max speed, no sockets" if factor is None else f"{factor:g}× through Modbus TCP and MQTT"
         graded = f", {len(run.grades)} grade changes" if run.graded else ""
+        if run.routines:
+            graded += f", {len(run.warnings)} warnings, {len(run.classes)} class changes"
         typer.echo(
             f"scenario {scenario.name}: {run.ran_s:g} s ({path}), {run.readings} readings, "
             f"{len(run.events)} alarm events{graded}; rejected: {rejected}"
@@ -176,7 +189,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
         if alarms_out is not None:
             _write_events(alarms_out, run.events)
         if bless is not None:
-            draft = draft_golden(scenario.name, run.events, run.start_ms, run.grades if run.graded else None)
+            draft = draft_golden(scenario.name, run.events, run.start_ms, run.grades if run.graded else None,
+                                 routines=(run.warnings, run.classes) if run.routines else None)
             bless.write_text(draft, encoding="utf-8")
             typer.echo(f"draft golden timeline written to {bless}: review every window before using it")
         if check:

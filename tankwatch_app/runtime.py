@@ -16,20 +16,13 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy.engine import Engine
 
-from alarms.baobao import BaobaoStore, BaobaoWatch
-from alarms.commitments import CommitmentRoutine, CommitmentStore, CommitmentWatch
-from alarms.compliance import LatestView
 from alarms.credibility import EvidenceRecorder, EvidenceStore
-from alarms.duty import DutyStore, DutyWatch
 from alarms.escalation import Escalation, EscalationEngine, EscalationRunner, EscalationStore
 from alarms.evaluate import AlarmCore
 from alarms.grading import GradingStage
-from alarms.hazard import regulatory_levels
 from alarms.journal import CoreJournal
 from alarms.notify import Dispatcher
-from alarms.patrols import PatrolStore, PatrolWatch
 from alarms.routines import RoutineRunner
-from alarms.supervision import ClassStore, SupervisionWatch, make_sources
 from dashboard.app import server_config
 from dashboard.live import LiveHub
 from ingest.modbus.adapter import ModbusSource
@@ -53,13 +46,12 @@ from tankwatch.stores.users import UserStore
 from tankwatch_app.dashboard_app import create_app
 from tankwatch_app.endpoints import mqtt_endpoints
 from tankwatch_app.receiver import ReceiverConfigError, ReceiverStage
+from tankwatch_app.routine_wiring import EVIDENCE_EVERY_S, site_routines
 from tankwatch_app.supervisor import Pipeline, drain
 from tankwatch_app.uplink import UplinkConfigError, build_uplink, closure_of
 from tiers.uplink import UplinkStage
 
 log = logging.getLogger(__name__)
-
-EVIDENCE_EVERY_S = 10.0
 
 
 Say = Callable[[str], None]
@@ -119,25 +111,9 @@ def routine_runs(
     site: Site, events: EventStore, evidence: EvidenceStore, escalation: EscalationEngine, grading: GradingStage,
     clock: Clock,
 ) -> list[Callable[[], Awaitable[None]]]:
-    """The regulator's routines the site enables (commitments, duty watch, 包保 duties, patrols, supervision classes),
-    each on its runner."""
-    routines, engine = site.file.routines, events.engine
-    latest = lambda: LatestView(site, grading.latest())  # noqa: E731 - the routines' view of the live readings
-    found: list = []
-    if routines.commitment.enabled:
-        watch = CommitmentWatch(site, routines.commitment, routines.timezone)
-        found.append(CommitmentRoutine(watch, CommitmentStore(engine), latest))
-    if routines.duty.enabled:
-        found.append(DutyWatch(site, routines.duty, routines.timezone, DutyStore(engine)))
-    if routines.baobao.enabled:
-        found.append(BaobaoWatch(site, routines.baobao, routines.timezone, BaobaoStore(engine)))
-    if routines.patrol.enabled:
-        found.append(PatrolWatch(site, PatrolStore(engine), routines.patrol.check_every_s))
-    if routines.supervision.enabled:
-        sources = make_sources(events, escalation.store, evidence, PatrolStore(engine), grading)
-        classes = ClassStore(engine)
-        found.append(SupervisionWatch(site, routines.supervision, regulatory_levels(site), sources, classes))
-    return [RoutineRunner(r, evidence, escalation.on_events, clock).run for r in found]
+    """The site's routines, each on its runner."""
+    return [RoutineRunner(r, evidence, escalation.on_events, clock).run
+            for r in site_routines(site, events, evidence, escalation, grading)]
 
 
 async def serve(

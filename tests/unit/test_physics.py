@@ -219,6 +219,11 @@ def test_percent_levels_are_scaled_to_the_tank_height():
         ("name: x\nwind: 3\n", r"wind: unknown key"),
         ("name: x\nloop_s: 10\nactions:\n- {at_s: 12, action: close_esd, tank: T101}\n",
          r"at_s=12.0 does not fall inside loop_s=10"),
+        ("name: x\nstep_s: 0\n", r"step_s: .*greater than 0"),
+        ("name: x\nroutines: {commit_at: '25:00'}\n", r"routines\.commit_at: .*pattern"),
+        ("name: x\nroutines:\n  commitment_lapses: [{who: E1, days: [-1]}]\n",
+         r"routines\.commitment_lapses\[0\]\.days\[0\]: .*greater than or equal to 0"),
+        ("name: x\nroutines: {check_in_lapses: [{who: E1}]}\n", r"check_in_lapses\[0\]\.days: missing required key"),
     ],
 )
 def test_scenario_validation_errors_name_the_field(yaml_text, message):
@@ -239,6 +244,28 @@ def test_scenario_validation_errors_name_the_field(yaml_text, message):
 def test_scenario_references_are_checked_against_the_site(site, action, message):
     with pytest.raises(ScenarioError, match=message):
         parse_scenario(f"name: x\nactions:\n- {action}\n", "bad.yaml", site)
+
+
+@pytest.mark.parametrize(
+    ("routines", "message"),
+    [
+        ("{commitment_lapses: [{who: E9, days: [1]}]}",
+         r"routines\.commitment_lapses\[0\]\.who: unknown enterprise 'E9'"),
+        ("{check_in_lapses: [{who: HS1, days: [1]}]}",
+         r"routines\.check_in_lapses\[0\]\.who: unknown enterprise 'HS1'"),
+        ("{duty_delays_days: {E1: 2}}", r"routines\.duty_delays_days\.E1: unknown hazard source 'E1'"),
+    ],
+)
+def test_routine_lapses_are_checked_against_the_site(site, routines, message):
+    with pytest.raises(ScenarioError, match=message):
+        parse_scenario(f"name: x\nroutines: {routines}\n", "bad.yaml", site)
+
+
+def test_a_scenario_with_routines_runs_at_max_speed_only():
+    from tankwatch_app.replay import run_scenario
+
+    with pytest.raises(ValueError, match="regulator_month scripts the regulator's routines .* max speed only"):
+        run_scenario("regulator_month", speed=1.0)
 
 
 def test_timeline_unrolls_loops_in_time_order():

@@ -45,6 +45,8 @@ def test_scenario_matches_its_golden_timeline_at_max_speed(name):
     assert result.ok, result.report()
     assert result.matched > 0
     assert result.grades_checked and result.grades_matched > 0
+    if run.routines:  # the regulator's routines through the scenario: warnings and class changes checked too
+        assert result.routines_checked and result.warnings_matched > 0 and result.classes_matched > 0
 
 
 def test_max_speed_runs_are_deterministic():
