@@ -16,7 +16,7 @@ from alarms.commitments import Commitment, CommitmentCalendar, CommitmentStore
 from alarms.credibility import Evidence, EvidenceRecorder, EvidenceStore
 from alarms.duty import DutyCalendar, DutyStore
 from alarms.escalation import EscalationEngine, EscalationStore
-from alarms.supervision import ClassStore
+from alarms.supervision import ClassStore, SupervisionWatch
 from simulators.golden import Classed, Warned
 from simulators.scenario import Lapse, RoutineScript
 from tankwatch.clock import ManualClock
@@ -176,7 +176,8 @@ class RoutineWorld:
             self._keep([w.evidence for w in warnings])
             self.escalation.on_events([e for w in warnings for e in w.events])
             self._due[i] = now_ms + round(routine.every_s * 1000)
-        self._note_classes()
+            if isinstance(routine, SupervisionWatch):
+                self._note_classes()
 
     def _keep(self, found: list[Evidence]) -> None:
         """Store evidence; the first record of each is a warning the regulator sees."""
