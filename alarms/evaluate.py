@@ -64,7 +64,25 @@ _RAISED, _CLEARED = AlarmAction.RAISED.value, AlarmAction.CLEARED.value
 _LATCHING_COLS = frozenset(CONDITION_INDEX[c] for c in LATCHING)
 _LEVEL_LOW_COLS = frozenset(CONDITION_INDEX[c] for c in LEVEL_LOW)
 _ACTION_OF = attrgetter("action")
+_PRIORITY_NAMES = np.array(PRIORITIES, dtype=object)  # priority code → name, for gathering in bulk
 _SMALL_BATCH = 2048  # below this a plain stable argsort groups faster than packing keys
+
+
+class _Rows:
+    """A per-sensor numpy table's rows as plain lists, each made on first use: the per-event path indexes them, and
+    made for every sensor up front they cost about 650 bytes a sensor of a national-size park."""
+
+    __slots__ = ("_table", "_convert", "_rows")
+
+    def __init__(self, table: np.ndarray, convert: Callable[[list], list]) -> None:
+        self._table, self._convert = table, convert
+        self._rows: dict[int, list] = {}
+
+    def __getitem__(self, sensor: int) -> list:
+        row = self._rows.get(sensor)
+        if row is None:
+            row = self._rows[sensor] = self._convert(self._table[sensor].tolist())
+        return row
 
 
 @dataclass(slots=True)
@@ -206,33 +224,21 @@ class AlarmCore:
         n = len(self.sensor_ids)
         self.n_sensors = n
         rules = self.rules
-        # Limit conditions work on the direction-signed value x (x = v high-type, -v low-type): a slot enters
-        # its region at x >= enter and leaves it at x < leave. Negation is exact in floating point.
+        # Limit conditions work on the direction-signed value x (x = v high-type, -v low-type): a limit enters
+        # its region at x >= enter and leaves it at x < leave. Negation is exact in floating point. Both tables
+        # hold the limits only, sensor-major (index sensor × N_LIMITS + limit).
         direction = rules.direction.astype(np.float64)[FIRST_LIMIT:]
         setpoint = rules.setpoint[:, FIRST_LIMIT:]
         signed = setpoint * direction
-        self._enter = np.zeros(n * N_CONDITIONS)
-        self._leave = np.zeros(n * N_CONDITIONS)
-        self._enter.reshape(n, N_CONDITIONS)[:, FIRST_LIMIT:] = signed
-        self._leave.reshape(n, N_CONDITIONS)[:, FIRST_LIMIT:] = signed - np.where(
-            np.isfinite(signed), rules.deadband[:, FIRST_LIMIT:], 0.0
-        )
-        self._on = rules.on_delay_ms.ravel().copy()
-        self._off = rules.off_delay_ms.ravel().copy()
+        self._enter = signed.ravel()
+        self._leave = (signed - np.where(np.isfinite(signed), rules.deadband[:, FIRST_LIMIT:], 0.0)).ravel()
+        self._on = rules.on_delay_ms.ravel()  # views of the compiled rules, which nothing changes
+        self._off = rules.off_delay_ms.ravel()
         self._limit_sign = direction
         enabled = np.isfinite(setpoint)
         self._limit_bits = (enabled << np.arange(N_LIMITS)).sum(axis=1)  # enabled limits per sensor, as bits
         delays = rules.on_delay_ms[:, FIRST_LIMIT:] + rules.off_delay_ms[:, FIRST_LIMIT:]
         self._timed = (delays > 0).any(axis=1)  # sensors with an on or off delay on some limit
-        # Per limit, the values that keep its region as it is, as an open band (low, high) of the reading: out of
-        # its region, a high-type limit stays out below enter, a low-type one above -enter; in it, a high-type limit
-        # stays at or above leave, a low-type one at or below -leave. Disabled limits bound nothing.
-        up = direction > 0
-        leave = self._leave.reshape(n, N_CONDITIONS)[:, FIRST_LIMIT:]
-        self._out_high = np.where(enabled & up, signed, np.inf)
-        self._out_low = np.where(enabled & ~up, -signed, -np.inf)
-        self._in_high = np.where(enabled & ~up, -leave, np.inf)
-        self._in_low = np.where(enabled & up, leave, -np.inf)
         # Sensors of enterprises a lower tier reports (site receiver): their alarms come raised from below, so
         # their readings are not evaluated here and their silence raises no comm-loss.
         reported = site.file.reported_enterprises()
@@ -240,22 +246,22 @@ class AlarmCore:
         self._stale = np.where(self._reported, 0, rules.stale_ms)
         stale_on = self._stale[self._stale > 0]
         self._stale_min = int(stale_on.min()) if len(stale_on) else None
-        self._flat_ms = rules.flat_ms.copy()
-        self._flat_tol = rules.flat_tolerance.copy()
+        self._flat_ms = rules.flat_ms
+        self._flat_tol = rules.flat_tolerance
         self._has_flat = self._flat_ms > 0
         self._roc_limit = rules.setpoint[:, ROC].copy()
         self._has_roc = np.isfinite(self._roc_limit)
-        self._roc_window = rules.roc_window_ms.copy()
+        self._roc_window = rules.roc_window_ms
         windows = np.unique(self._roc_window[self._has_roc])
         self._roc_window_uniform = int(windows[0]) if len(windows) == 1 else None
-        self._realarm = rules.realarm_ms.copy()
-        self._esd = rules.esd.copy()
+        self._realarm = rules.realarm_ms
+        self._esd = rules.esd
         self._is_esd = np.zeros(n, dtype=bool)
         self._is_esd[self._esd[self._esd >= 0]] = True
         self._esd_sensors = np.flatnonzero(self._is_esd)
-        # plain-Python tables for the per-event path (numpy scalar indexing is slow there)
-        self._priority_names = [[PRIORITIES[p] for p in row] for row in rules.priority.tolist()]
-        self._setpoints = rules.setpoint.tolist()
+        # plain-Python rows for the per-event path (numpy scalar indexing is slow there), of sensors with events only
+        self._priority_names = _Rows(rules.priority, lambda row: [PRIORITIES[p] for p in row])
+        self._setpoints = _Rows(rules.setpoint, list)
         self._suppressed = rules.suppressed.tolist()
         self._esd_list = rules.esd.tolist()
         self.shelving_policy = site.file.shelving
@@ -296,14 +302,15 @@ class AlarmCore:
         self.oos = np.zeros(n, dtype=bool)
         self.oos_reason: dict[int, str] = {}
         self.busy = np.zeros(n, dtype=bool)  # every reading must go exact, whatever its value (see _update_busy)
-        self.band_high = self._out_high.min(axis=1) if n else np.zeros(0)  # a good reading strictly inside
-        self.band_low = self._out_low.max(axis=1) if n else np.zeros(0)  # (band_low, band_high) moves no limit
+        out_high, out_low, _, _ = self._bands(np.arange(n))
+        self.band_high = out_high.min(axis=1) if n else np.zeros(0)  # a good reading strictly inside
+        self.band_low = out_low.max(axis=1) if n else np.zeros(0)  # (band_low, band_high) moves no limit
         self.region = np.zeros(slots, dtype=bool)
         self.active_flag = np.zeros(slots, dtype=bool)
         self.enter_ts = np.zeros(slots, dtype=np.int64)
         self.exit_ts = np.zeros(slots, dtype=np.int64)
         self.raise_ts = np.zeros(slots, dtype=np.int64)
-        self.realarm_k = np.zeros(slots, dtype=np.int64)
+        self.realarm_k = np.zeros(slots, dtype=np.int32)  # re-alarms so far of the current stay
         self.current: dict[int, Occurrence] = {}  # slot → the occurrence its alarm is in, while active
         self.open: dict[str, Occurrence] = {}  # every open occurrence by id
         self.last_raise: dict[int, tuple[int, int]] = {}  # slot → (ts, seq) of its latest raise
@@ -744,8 +751,9 @@ class AlarmCore:
         first = np.tile(start, n_cols)
         index = np.arange(n_pairs)
         x = (self._limit_sign[cols][:, None] * v).ravel()
-        up = x >= self._enter[slot]
-        down = x < self._leave[slot]
+        limit = ((s * N_LIMITS)[None, :] + cols[:, None]).ravel()
+        up = x >= self._enter[limit]
+        down = x < self._leave[limit]
         carry_region = self.region[slot]
         region = _latch(up | down, up, first, carry_region, index)
         region_before = _before(region, first, carry_region)
@@ -809,8 +817,23 @@ class AlarmCore:
         waiting = (in_limit != active[:, FIRST_LIMIT:]).any(axis=1)
         realarming = (self._realarm[sensors] > 0) & in_limit.any(axis=1)
         self.busy[sensors] = other | waiting | realarming | self.oos[sensors]
-        self.band_high[sensors] = np.where(in_limit, self._in_high[sensors], self._out_high[sensors]).min(axis=1)
-        self.band_low[sensors] = np.where(in_limit, self._in_low[sensors], self._out_low[sensors]).max(axis=1)
+        out_high, out_low, in_high, in_low = self._bands(sensors)
+        self.band_high[sensors] = np.where(in_limit, in_high, out_high).min(axis=1)
+        self.band_low[sensors] = np.where(in_limit, in_low, out_low).max(axis=1)
+
+    def _bands(self, sensors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per limit of ``sensors``, the values that keep its region as it is, as an open band (low, high) of the
+        reading, out of the region and in it: (out_high, out_low, in_high, in_low). Out of its region a high-type
+        limit stays out below enter, a low-type one above -enter; in it, a high-type limit stays at or above leave,
+        a low-type one at or below -leave. Disabled limits bound nothing. Derived when needed, not kept: four
+        tables of every limit would cost 256 bytes a sensor."""
+        n = self.n_sensors
+        signed = self._enter.reshape(n, N_LIMITS)[sensors]
+        leave = self._leave.reshape(n, N_LIMITS)[sensors]
+        enabled = np.isfinite(signed)
+        up = self._limit_sign > 0
+        return (np.where(enabled & up, signed, np.inf), np.where(enabled & ~up, -signed, -np.inf),
+                np.where(enabled & ~up, -leave, np.inf), np.where(enabled & up, leave, -np.inf))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -920,8 +943,9 @@ class AlarmCore:
         sl, se, co, when = slot[idx], sensor[idx], cond[idx], ts[idx]
         is_raise = kind[idx] == _RAISE
         r, c = np.flatnonzero(is_raise), np.flatnonzero(~is_raise)
-        ids, names, priority = self.sensor_ids, CONDITIONS, self._priority_names
-        enterprise, source, setpoints = self._enterprise, self._source, self._setpoints
+        ids, names = self.sensor_ids, CONDITIONS
+        enterprise, source = self._enterprise, self._source
+        priority = _PRIORITY_NAMES[self.rules.priority[se, co]].tolist()  # per transition, gathered in bulk
         shown = [None if v != v else v for v in value[idx].tolist()]
         places = idx.tolist()
 
@@ -930,16 +954,17 @@ class AlarmCore:
         cond_names = [names[x] for x in r_cond]
         occ_ids = stable_ids(sensor_ids, cond_names, r_ts)
         limits = [
-            setpoints[x][y] if y >= FIRST_LIMIT or y == ROC else None for x, y in zip(r_sensor, r_cond, strict=True)
+            v if y >= FIRST_LIMIT or y == ROC else None
+            for v, y in zip(self.rules.setpoint[se[r], co[r]].tolist(), r_cond, strict=True)
         ]
         occs = [Occurrence(o, s, t, 0, lim, None) for o, s, t, lim in zip(occ_ids, r_slot, r_ts, limits, strict=True)]
         raised = AlarmAction.RAISED
-        for p, eid, oid, sid, name, t, x, y, lim in zip(
+        for p, eid, oid, sid, name, t, x, lim in zip(
             r.tolist(), stable_ids(occ_ids, [_RAISED] * len(r), r_ts), occ_ids, sensor_ids, cond_names, r_ts,
-            r_sensor, r_cond, limits, strict=True,
+            r_sensor, limits, strict=True,
         ):
             first[places[p]] = AlarmEvent(
-                eid, oid, sid, name, raised, t, priority[x][y], enterprise[x], source[x], shown[p], lim, None, None
+                eid, oid, sid, name, raised, t, priority[p], enterprise[x], source[x], shown[p], lim, None, None
             )
         # A clear ends the occurrence raised right before it in its slot, else the one the slot carried in.
         before = np.maximum(c - 1, 0)
@@ -959,7 +984,7 @@ class AlarmCore:
         ):
             occ.active = False
             first[places[p]] = AlarmEvent(
-                eid, occ.id, ids[x], names[y], cleared, t, priority[x][y], enterprise[x], source[x], shown[p], None,
+                eid, occ.id, ids[x], names[y], cleared, t, priority[p], enterprise[x], source[x], shown[p], None,
                 None, None,
             )
             if j < 0 and occ.state == lifecycle.NORMAL:  # only one carried in can be acknowledged already

@@ -12,10 +12,12 @@ reading. The core also runs on the subsample, and its events must equal the orac
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import math
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,6 +268,24 @@ def _run(core: Any, batches: list[ReadingBatch]) -> tuple[float, float, list]:
     return wall, cpu, events
 
 
+def core_bytes(core: Any, share_rules: bool) -> int:
+    """Bytes a core holds (tracemalloc, around building a second core on the same site that evaluates nothing):
+    its tables and state per sensor and slot, with its compiled alarm rules or sharing ``core``'s; not the site."""
+    from alarms.evaluate import AlarmCore
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        twin = AlarmCore(core.site, core.rules if share_rules else None)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    del twin
+    return held
+
+
 def run_benchmark(
     n_sensors: int = 10_000,
     n_readings: int = 5_000_000,
@@ -304,6 +324,8 @@ def run_benchmark(
         "oracle_sample": f"every {every}th hazard source: {len(sub.site.sensors)} sensors, {len(sub)} readings",
         "oracle_events": len(oracle_events),
         "oracle_agrees": agree,
+        "core_bytes_per_sensor": core_bytes(core, share_rules=False) / len(stream.site.sensors),
+        "core_state_bytes_per_sensor": core_bytes(core, share_rules=True) / len(stream.site.sensors),
     }
 
 

@@ -192,7 +192,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
 
         result = run_benchmark(sensors, readings, batch, oracle_readings, seed)
         if as_json:
-            keys = ("readings_per_s", "oracle_readings_per_s", "ratio")
+            keys = ("readings_per_s", "oracle_readings_per_s", "ratio", "core_bytes_per_sensor",
+                    "core_state_bytes_per_sensor")
             typer.echo(json.dumps({k: round(result[k], 1) for k in keys}))
             return
         typer.echo(
@@ -205,6 +206,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
             f"(on a subsample, per reading: {result['oracle_sample']}; {result['oracle_events']:,} events)"
         )
         typer.echo(f"ratio:      {result['ratio']:.0f}×")
+        typer.echo(f"core:       {result['core_bytes_per_sensor']:,.0f} bytes per sensor with its compiled rules, "
+                   f"{result['core_state_bytes_per_sensor']:,.0f} without them (beside the site)")
         typer.echo(
             f"per CPU second of this process (the machine may be shared): core "
             f"{result['readings_per_cpu_s'] / 1e6:.2f} M/s, oracle {result['oracle_readings_per_cpu_s'] / 1e3:.1f} k/s"
