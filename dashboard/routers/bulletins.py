@@ -119,6 +119,14 @@ class BulletinOut(BaseModel):
     rows: list[LeagueRowOut]
 
 
+class ScopeOut(BaseModel):
+    """A scope the caller may issue bulletins for."""
+
+    kind: ScopeKind
+    id: str
+    name: str
+
+
 class BulletinSummaryOut(BaseModel):
     """A bulletin in the list (the table left out)."""
 
@@ -193,15 +201,27 @@ async def issue(request: Request, body: BulletinIn, scope: ScopeDep, clock: Cloc
     return out
 
 
+def _mine(scope: Scope) -> list[tuple[ScopeKind, str]]:
+    """The park and county of this site the caller may see whole."""
+    park = scope.site.file.park
+    pairs: tuple[tuple[ScopeKind, str | None], ...] = (("park", park.id), ("county", park.county))
+    return [(k, i) for k, i in pairs if i and covered(scope, k, i)]
+
+
+@router.get("/api/bulletins/scopes", response_model=list[ScopeOut], responses=AUTH_RESPONSES)
+async def scopes(scope: ScopeDep) -> list[ScopeOut]:
+    """The park and county the caller may issue bulletins for."""
+    _reader(scope)
+    return [ScopeOut(kind=k, id=i, name=_scope_name(scope, k, i)) for k, i in _mine(scope)]
+
+
 @router.get("/api/bulletins", response_model=list[BulletinSummaryOut], responses=AUTH_RESPONSES)
 async def bulletins(
     request: Request, scope: ScopeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[dict[str, Any]]:
     """Issued bulletins of the park and county the caller may see, newest first."""
     _reader(scope)
-    park = scope.site.file.park
-    mine = [(k, i) for k, i in (("park", park.id), ("county", park.county)) if i and covered(scope, k, i)]
-    return await run_in_threadpool(bulletin_store(request).list, mine, limit)
+    return await run_in_threadpool(bulletin_store(request).list, _mine(scope), limit)
 
 
 async def _readable(request: Request, scope: Scope, bulletin_id: int) -> dict[str, Any]:
