@@ -10,6 +10,8 @@
   const COLUMNS = ["rank", "enterprise_name", "points", "online_rate_percent", "meets_target", "alarms",
     "alarms_per_1000_point_hours", "median_ack_min", "median_disposition_min", "missed_commitments",
     "missed_check_ins", "overdue_duties", "open_findings", "quality_violations"];
+  const AXIS = "#8b9bb0"; // the trend chart's axis and grid colours
+  const GRID = "#2a3a4c";
   let plot = null;
 
   function cell(row, key) {
@@ -37,15 +39,16 @@
       scales: { x: { time: false, range: [0.5, b.rows.length + 0.5] },
         y: { range: [Math.max(0, Math.floor(low) - 1), 100] } },
       axes: [
-        { values: function (u, splits) { return splits.map(function (v) { return names[v - 1] || ""; }); },
+        { stroke: AXIS, grid: { show: false }, ticks: { stroke: GRID },
+          values: function (u, splits) { return splits.map(function (v) { return names[v - 1] || ""; }); },
           splits: function () { return xs; } },
-        { label: t("bulletin.onlineRate") },
+        { stroke: AXIS, grid: { stroke: GRID }, ticks: { stroke: GRID }, label: t("bulletin.onlineRate") },
       ],
       series: [
         {},
-        { label: t("bulletin.onlineRate"), fill: "rgba(47,111,179,0.55)", stroke: "#2f6fb3",
+        { label: t("bulletin.onlineRate"), fill: "rgba(59,130,196,0.6)", stroke: "#3b82c4",
           paths: window.uPlot.paths.bars({ size: [0.6, 60] }), points: { show: false } },
-        { label: t("bulletin.target"), stroke: "#c0392b", dash: [6, 4], width: 1.5, points: { show: false } },
+        { label: t("bulletin.target"), stroke: "#f85149", dash: [6, 4], width: 1.5, points: { show: false } },
       ],
       legend: { live: false },
     }, [xs, rates, target], holder);
@@ -157,6 +160,7 @@
           list.append(item);
         }
         if (!rows.length) list.append(el("li", "line2", t("bulletin.none")));
+        else if (!detail.hasAttribute("data-bulletin")) open(pane, detail, rows[0].id); // the newest, at first
       }).catch(function (err) { list.replaceChildren(el("li", "error", err.message)); });
     }
     tw.api("GET", "/api/bulletins/scopes").then(function (scopes) {

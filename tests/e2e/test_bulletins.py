@@ -66,6 +66,7 @@ def test_a_regulator_issues_a_bulletin_and_downloads_it_as_xlsx_and_pdf(demo, ne
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, check=True, text=True).stdout
     assert "信息通报" in text and issued["period"]["label"] in text and f"target {issued['target_percent']}%" in text
     for row in rows:
-        line = next(ln for ln in text.splitlines() if row["enterprise_name"] in ln)
-        assert line.split()[0] == str(row["rank"]) and str(row["online_rate_percent"]) in line.split()
+        cells = next(ln for ln in text.splitlines() if row["enterprise_name"] in ln).split()
+        assert cells[:3] == [str(row["rank"]), row["enterprise_name"], str(row["points"])]
+        assert float(cells[3]) == row["online_rate_percent"]  # rank, enterprise, points, online rate
     assert regulator.errors == []
