@@ -64,7 +64,7 @@ class BulletinIn(BaseModel):
 
     scope: ScopeIn
     period: PeriodKind
-    day: date | None = None
+    day: date | None = Field(default=None, ge=date(2000, 1, 1), le=date(2999, 12, 31))
 
 
 class PeriodOut(BaseModel):
