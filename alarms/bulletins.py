@@ -27,12 +27,12 @@ from sqlalchemy.types import BigInteger
 from alarms.credibility import sensors_over
 from alarms.supervision import acknowledge_minutes, alarm_rate, disposition_minutes, median_minutes
 from tankwatch.config import Site
-from tankwatch.site import BulletinPolicy, QualityRules
+from tankwatch.site import BulletinPeriod, BulletinPolicy, QualityRules
 from tankwatch.stores.events import metadata
 from tankwatch.stores.timeseries import TimeSeriesStore
 
 DEFAULTS = Path(__file__).parent / "data" / "quality_rules.yaml"
-PeriodKind = Literal["daily", "weekly", "monthly"]
+PeriodKind = BulletinPeriod
 ScopeKind = Literal["park", "county"]
 PERIODS: tuple[PeriodKind, ...] = ("daily", "weekly", "monthly")
 # credibility buckets: a day at 10 s (as the 24 h window), a week at 1 min, a month at 5 min (as the 30 d window)

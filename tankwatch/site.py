@@ -952,10 +952,18 @@ class QualityRules(Strict):
     out_of_range: OutOfRangeRule
 
 
-class BulletinPolicy(Strict):
-    """Information bulletins (信息通报): the online-rate target for points of major hazard sources and the
-    data-quality rules (None: alarms/data/quality_rules.yaml)."""
+BulletinPeriod = Literal["daily", "weekly", "monthly"]
 
+
+class BulletinPolicy(Strict):
+    """Information bulletins (信息通报): the online-rate target for points of major hazard sources, the data-quality
+    rules (None: alarms/data/quality_rules.yaml), and which bulletins tankwatch issues itself when a period ends (for
+    the park, and its county when the park names one), a daily one warning of each enterprise below the target."""
+
+    enabled: bool = True
+    issue: list[BulletinPeriod] = Field(default_factory=lambda: ["daily", "weekly", "monthly"], max_length=3)
+    warn_below_target: bool = True
+    check_every_s: float = Field(default=300.0, ge=1, le=86_400)
     online_rate_target_percent: float = Field(default=99.5, gt=0, le=100)
     online_rate_target_source: str = Field(
         default="national practice figure of the national risk monitoring and early-warning system; "

@@ -17,6 +17,8 @@ import uvicorn
 from sqlalchemy.engine import Engine
 
 from alarms.baobao import BaobaoStore, BaobaoWatch
+from alarms.bulletin_watch import BulletinWatch
+from alarms.bulletins import BulletinStore, Sources
 from alarms.commitments import CommitmentRoutine, CommitmentStore, CommitmentWatch
 from alarms.compliance import LatestView
 from alarms.credibility import EvidenceRecorder, EvidenceStore
@@ -117,10 +119,10 @@ def data_dir_for(site: Site, data_dir: Path | None) -> Path:
 
 def routine_runs(
     site: Site, events: EventStore, evidence: EvidenceStore, escalation: EscalationEngine, grading: GradingStage,
-    clock: Clock,
+    clock: Clock, timeseries: TimeSeriesStore,
 ) -> list[Callable[[], Awaitable[None]]]:
-    """The regulator's routines the site enables (commitments, duty watch, 包保 duties, patrols, supervision classes),
-    each on its runner."""
+    """The regulator's routines the site enables (commitments, duty watch, 包保 duties, patrols, supervision classes,
+    bulletins), each on its runner."""
     routines, engine = site.file.routines, events.engine
     latest = lambda: LatestView(site, grading.latest())  # noqa: E731 - the routines' view of the live readings
     found: list = []
@@ -137,6 +139,10 @@ def routine_runs(
         sources = make_sources(events, escalation.store, evidence, PatrolStore(engine), grading)
         classes = ClassStore(engine)
         found.append(SupervisionWatch(site, routines.supervision, regulatory_levels(site), sources, classes))
+    if routines.bulletin.enabled:
+        inputs = Sources(timeseries, events.occurrences_between, lambda ids, since: evidence.list(ids, since, 100_000),
+                         lambda ids: PatrolStore(engine).findings(ids, 100_000))
+        found.append(BulletinWatch(site, routines.bulletin, routines.timezone, inputs, BulletinStore(engine)))
     return [RoutineRunner(r, evidence, escalation.on_events, clock).run for r in found]
 
 
@@ -184,7 +190,7 @@ async def serve(
             if found:
                 await asyncio.to_thread(evidence.add, found)
 
-    routines = routine_runs(site, events, evidence, escalation, grading, clock)
+    routines = routine_runs(site, events, evidence, escalation, grading, clock, timeseries)
 
     pipeline = Pipeline(
         site=site,

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
+from alarms.bulletin_watch import ONLINE_RATE_LOW, BulletinWatch
 from alarms.bulletins import BulletinStore, Sources, compute, default_quality_rules, open_at, period_of
 from alarms.credibility import Evidence
 from tankwatch.records import Quality, ReadingBatch
@@ -197,3 +198,26 @@ def test_regulators_issue_read_and_download_within_their_scope(tmp_path: Path) -
         assert "信息通报" in text and names["E1"] in text
     audited = env.audit.entries(action="bulletin.issue")
     assert len(audited) == 2
+
+
+def test_tankwatch_issues_each_period_once_it_ends_and_warns_of_a_day_below_the_target(tmp_path: Path) -> None:
+    site = site_with_users()
+    store = TimeSeriesStore(tmp_path / "ts.db", [s.sensor.id for s in site.sensors])
+    store.write(readings(site, T0, T0 + 2 * HOUR))  # then silence: every point offline until local midnight
+    kept = BulletinStore(EventStore(f"sqlite:///{tmp_path / 'events.db'}").engine)
+    sources = Sources(store, lambda since, until, ids: [], lambda ids, since: [], lambda ids: [])
+    watch = BulletinWatch(site, BulletinPolicy(), ZONE, sources, kept)
+    watch.start(T0)
+    assert watch.poll(T0 + 7 * HOUR) == []  # 2024-05-01 has not ended in Shanghai (it ends at T0 + 8 h)
+    warnings = watch.poll(T0 + 8 * HOUR + MIN)
+    issued = kept.list([("park", "rudong"), ("county", "如东县")])
+    assert sorted((b["scope_kind"], b["period"], b["label"]) for b in issued) == [
+        ("county", "daily", "2024-05-01"), ("park", "daily", "2024-05-01")]  # the week and month run on
+    assert sorted(w.evidence.enterprise_id for w in warnings) == ["E1", "E2", "E3"]  # 2 h of 8 online
+    first = warnings[0]
+    assert first.evidence.kind == "online_rate_low" and first.evidence.data["target_percent"] == 99.5
+    assert [e.condition for e in first.events] == [ONLINE_RATE_LOW, ONLINE_RATE_LOW]
+    assert watch.poll(T0 + 9 * HOUR) == [] and len(kept.list([("park", "rudong")])) == 1  # once
+    later = BulletinWatch(site, BulletinPolicy(), ZONE, sources, kept)
+    later.start(T0 + 9 * HOUR)
+    assert later.poll(T0 + 10 * HOUR) == []  # a day that ended before watching began is a regulator's to issue
