@@ -5,6 +5,7 @@ pdftotext) and hold the bulletin's figures, which are checked against the API an
 from __future__ import annotations
 
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def test_a_regulator_issues_a_bulletin_and_downloads_it_as_xlsx_and_pdf(demo, ne
     regulator = new_page()
     login(regulator, demo, USERS["regulator"], "#/park/bulletins")
     regulator.wait_for_selector(f"{PANE} .bulletin-form select[name=scope]", timeout=15_000)
+    # the demo raises its first alarms within 20 s: issue once there are some, so the table has them to count
+    deadline = time.monotonic() + 30
+    while not regulator.evaluate("window.tankwatch.api('GET', '/api/alarms').then(a => a.count)"):
+        assert time.monotonic() < deadline, "the demo raised no alarm within 30 s"
+        regulator.wait_for_timeout(1000)
     regulator.select_option(f"{PANE} select[name=period]", "daily")
     regulator.click(f'{PANE} button[data-action="issue"]')
     regulator.wait_for_selector(f"{PANE} .bulletin-detail[data-bulletin] tbody tr", timeout=30_000)
@@ -48,6 +54,16 @@ def test_a_regulator_issues_a_bulletin_and_downloads_it_as_xlsx_and_pdf(demo, ne
     assert all(0 <= r <= 100 for r in rates) and rates == sorted(rates, reverse=True)
     assert issued["meeting_target"] == sum(r >= issued["target_percent"] for r in rates)
     assert issued["target_percent"] == 99.5 and issued["period"]["kind"] == "daily"
+    # alarms: counted again through the alarm journal over the measured span, the rate worked out here
+    start, end = issued["measured_from_ms"], issued["measured_to_ms"]
+    assert sum(r["alarms"] for r in rows) >= 1
+    for row in rows:
+        journal = regulator.evaluate(
+            "([e, s, t]) => window.tankwatch.api('GET', `/api/alarms/journal?enterprise=${e}&start=${s}&end=${t}`)",
+            [row["enterprise_id"], start, end])
+        assert row["alarms"] <= journal["total"]  # the journal also lists what was raised under a shelf
+        hours = (end - start) / 3_600_000
+        assert row["alarms_per_1000_point_hours"] == round(row["alarms"] * 1000 / (row["points"] * hours), 3)
     shown = regulator.locator(f"{PANE} .bulletin-table tbody tr").count()
     assert shown == len(rows) == len(site.enterprises)
 
