@@ -159,6 +159,16 @@ class Sources:
     findings: Callable[[Collection[str]], list[dict[str, Any]]]  # (ids) → patrol findings
 
 
+def bulletin_sources(timeseries: TimeSeriesStore, events: Any, evidence: Any, patrols: Any) -> Sources:
+    """The figures' sources from the time-series, event, evidence and patrol stores."""
+    return Sources(
+        timeseries=timeseries,
+        occurrences=events.occurrences_between,
+        evidence=lambda ids, since: evidence.list(ids, since_ms=since, limit=100_000),
+        findings=lambda ids: patrols.findings(ids, limit=100_000),
+    )
+
+
 class NothingMeasured(ValueError):
     """The period has no monitored time (it lies ahead, or ended before monitoring began)."""
 

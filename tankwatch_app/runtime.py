@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from alarms.baobao import BaobaoStore, BaobaoWatch
 from alarms.bulletin_watch import BulletinWatch
-from alarms.bulletins import BulletinStore, Sources
+from alarms.bulletins import BulletinStore, bulletin_sources
 from alarms.commitments import CommitmentRoutine, CommitmentStore, CommitmentWatch
 from alarms.compliance import LatestView
 from alarms.credibility import EvidenceRecorder, EvidenceStore
@@ -140,8 +140,7 @@ def routine_runs(
         classes = ClassStore(engine)
         found.append(SupervisionWatch(site, routines.supervision, regulatory_levels(site), sources, classes))
     if routines.bulletin.enabled:
-        inputs = Sources(timeseries, events.occurrences_between, lambda ids, since: evidence.list(ids, since, 100_000),
-                         lambda ids: PatrolStore(engine).findings(ids, 100_000))
+        inputs = bulletin_sources(timeseries, events, evidence, PatrolStore(engine))
         found.append(BulletinWatch(site, routines.bulletin, routines.timezone, inputs, BulletinStore(engine)))
     return [RoutineRunner(r, evidence, escalation.on_events, clock).run for r in found]
 

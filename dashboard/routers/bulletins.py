@@ -17,7 +17,7 @@ from alarms.bulletins import (
     NothingMeasured,
     PeriodKind,
     ScopeKind,
-    Sources,
+    bulletin_sources,
     compute,
     local_day,
     period_of,
@@ -169,12 +169,7 @@ def _issue(request: Request, scope: Scope, body: BulletinIn, ids: frozenset[str]
     policy = scope.site.file.routines.bulletin
     zone = scope.site.file.routines.timezone
     period = period_of(body.period, body.day or local_day(now_ms, zone), zone)
-    sources = Sources(
-        timeseries=state.timeseries,
-        occurrences=state.events.occurrences_between,
-        evidence=lambda e, since: state.evidence.list(e, since_ms=since, limit=100_000),
-        findings=lambda e: patrol_store(request).findings(e, limit=100_000),
-    )
+    sources = bulletin_sources(state.timeseries, state.events, state.evidence, patrol_store(request))
     kind, ident = body.scope.kind, body.scope.id
     bulletin = compute(scope.site, policy, (kind, ident, _scope_name(scope, kind, ident)), ids, period, now_ms,
                        scope.principal.login, sources)
