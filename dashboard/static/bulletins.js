@@ -54,8 +54,21 @@
     }, [xs, rates, target], holder);
   }
 
+  // The data-quality rules the violations were counted by, each with its source (data: as the site file has it).
+  function rules(quality) {
+    const list = el("ul", "line2 bulletin-rules");
+    for (const name of ["interruption", "flat_line", "out_of_range"]) {
+      const item = el("li", null, tw.tf("bulletin.rule." + name, quality[name]) + " — ");
+      item.append(tw.dataEl("span", null, quality[name].source));
+      list.append(item);
+    }
+    return list;
+  }
+
   function showBulletin(pane, detail, b) {
     const head = el("div", "bulletin-head");
+    const source = el("p", "line2", t("bulletin.targetSource") + " ");
+    source.append(tw.dataEl("span", null, b.target_source));
     head.append(
       el("h3", null, t("bulletin.period." + b.period.kind) + " " + b.period.label),
       tw.dataEl("p", "line2", b.scope_name),
@@ -64,7 +77,8 @@
         meeting: b.meeting_target, total: b.rows.length,
         from: tw.formatTime(b.measured_from_ms), to: tw.formatTime(b.measured_to_ms),
       })),
-      el("p", "line2", t("bulletin.targetSource") + " " + b.target_source),
+      source,
+      rules(b.quality_rules),
     );
     const downloads = el("div", "actions");
     for (const format of ["xlsx", "pdf"]) {
