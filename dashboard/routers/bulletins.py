@@ -14,7 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from alarms.bulletins import (
     BulletinStore,
+    LeagueRow,
     NothingMeasured,
+    Period,
     PeriodKind,
     ScopeKind,
     bulletin_sources,
@@ -66,38 +68,6 @@ class BulletinIn(BaseModel):
     day: date | None = Field(default=None, ge=date(2000, 1, 1), le=date(2999, 12, 31))
 
 
-class PeriodOut(BaseModel):
-    """The period: kind, label (2026-12-06, 2026-W49, 2026-12) and [start, end) in epoch ms."""
-
-    kind: PeriodKind
-    label: str
-    start_ms: int
-    end_ms: int
-
-
-class LeagueRowOut(BaseModel):
-    """One enterprise's place and figures."""
-
-    rank: int
-    enterprise_id: str
-    enterprise_name: str
-    points: int
-    online_rate_percent: float | None
-    meets_target: bool | None
-    alarms: int
-    alarms_per_1000_point_hours: float | None
-    median_ack_min: float | None
-    median_disposition_min: float | None
-    missed_commitments: int
-    missed_check_ins: int
-    overdue_duties: int
-    open_findings: int
-    interruptions: int
-    flat_lines: int
-    out_of_range_points: int
-    quality_violations: int
-
-
 class BulletinOut(BaseModel):
     """A bulletin as issued."""
 
@@ -105,7 +75,7 @@ class BulletinOut(BaseModel):
     scope_kind: ScopeKind
     scope_id: str
     scope_name: str
-    period: PeriodOut
+    period: Period  # kind, label (2026-12-06, 2026-W49, 2026-12) and [start, end) in epoch ms
     measured_from_ms: int
     measured_to_ms: int
     issued_ms: int
@@ -115,7 +85,7 @@ class BulletinOut(BaseModel):
     quality_rules: dict[str, dict[str, Any]]
     online_rate_percent: float | None
     meeting_target: int
-    rows: list[LeagueRowOut]
+    rows: list[LeagueRow]  # best first
 
 
 class ScopeOut(BaseModel):

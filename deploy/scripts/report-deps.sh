@@ -13,11 +13,6 @@ if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
 
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo="sudo"
-fi
 echo "report-deps: installing ${need[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+"$(dirname "$0")/apt-install.sh" "${need[@]}"
 pdftotext -v 2>&1 | head -1
