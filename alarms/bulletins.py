@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.types import BigInteger
 
 from alarms.credibility import sensors_over
-from alarms.supervision import acknowledge_minutes, alarm_rate, disposition_minutes, median_minutes
+from alarms.supervision import alarm_rate, median_minutes, minutes_to
 from tankwatch.config import Site
 from tankwatch.site import BulletinPeriod, BulletinPolicy, QualityRules
 from tankwatch.stores.events import metadata
@@ -217,7 +217,7 @@ def compute(
     occurrences = [o for o in sources.occurrences(start, end, ids)
                    if start <= o["raised_ms"] < end and o.get("annunciated", True)]
     raised = Counter(o["enterprise_id"] for o in occurrences)
-    acks, closes = acknowledge_minutes(occurrences), disposition_minutes(occurrences)
+    acks, closes = minutes_to(occurrences, "acknowledged_ms"), minutes_to(occurrences, "closed_ms")
     kinds: dict[str, Counter] = {}
     for e in sources.evidence(ids, start):
         if start <= e["start_ms"] < end:

@@ -120,21 +120,13 @@ def classify(
     return "general", []
 
 
-def acknowledge_minutes(occurrences: Iterable[Mapping[str, Any]]) -> dict[str, list[float]]:
-    """Raise-to-acknowledgement minutes of the acknowledged occurrences, per enterprise."""
+def minutes_to(occurrences: Iterable[Mapping[str, Any]], field: str) -> dict[str, list[float]]:
+    """Minutes from raise to ``field`` — ``acknowledged_ms``, or ``closed_ms`` (back to normal: 处置 done) — of the
+    annunciated occurrences that got there, per enterprise."""
     out: dict[str, list[float]] = {}
     for o in occurrences:
-        if o.get("acknowledged_ms") is not None and o.get("annunciated", True):
-            out.setdefault(o["enterprise_id"], []).append((o["acknowledged_ms"] - o["raised_ms"]) / 60_000)
-    return out
-
-
-def disposition_minutes(occurrences: Iterable[Mapping[str, Any]]) -> dict[str, list[float]]:
-    """Raise-to-back-to-normal minutes (处置: acknowledged and cleared) of the closed occurrences, per enterprise."""
-    out: dict[str, list[float]] = {}
-    for o in occurrences:
-        if o.get("closed_ms") is not None and o.get("annunciated", True):
-            out.setdefault(o["enterprise_id"], []).append((o["closed_ms"] - o["raised_ms"]) / 60_000)
+        if o.get(field) is not None and o.get("annunciated", True):
+            out.setdefault(o["enterprise_id"], []).append((o[field] - o["raised_ms"]) / 60_000)
     return out
 
 
@@ -219,7 +211,7 @@ def compute(
     since = now_ms - period
     occurrences = [o for o in sources.occurrences(since, now_ms, enterprise_ids) if o["raised_ms"] >= since]
     raised = Counter(o["enterprise_id"] for o in occurrences if o.get("annunciated", True))
-    acks = acknowledge_minutes(occurrences)
+    acks = minutes_to(occurrences, "acknowledged_ms")
     escalated = Counter(e.enterprise_id for e in sources.escalations(enterprise_ids)
                         if e.raised_ms >= since and e.regulator_notified)
     evidence = evidence_counts(sources.evidence(enterprise_ids, since))
