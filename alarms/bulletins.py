@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.types import BigInteger
 
 from alarms.credibility import sensors_over
-from alarms.supervision import alarm_rate, median_minutes, minutes_to
+from alarms.supervision import alarm_rate, evidence_counts, median_minutes, minutes_to
 from tankwatch.config import Site
 from tankwatch.site import BulletinPeriod, BulletinPolicy, QualityRules
 from tankwatch.stores.events import metadata
@@ -208,7 +208,8 @@ def compute(
         raise NothingMeasured(f"period: nothing was monitored in {period.kind} {period.label}")
     rules = quality_rules_of(policy)
     target = policy.online_rate_target_percent
-    ids = [e.id for e in site.enterprises if e.id in enterprise_ids]
+    enterprises = [e for e in site.enterprises if e.id in enterprise_ids]
+    ids = [e.id for e in enterprises]
     creds = sensors_over(
         [i for i in site.sensors if i.enterprise_id in enterprise_ids], sources.timeseries, start, end,
         BUCKET_MS[period.kind], interruption_s=rules.interruption.seconds, flat_s=rules.flat_line.seconds,
@@ -218,14 +219,11 @@ def compute(
                    if start <= o["raised_ms"] < end and o.get("annunciated", True)]
     raised = Counter(o["enterprise_id"] for o in occurrences)
     acks, closes = minutes_to(occurrences, "acknowledged_ms"), minutes_to(occurrences, "closed_ms")
-    kinds: dict[str, Counter] = {}
-    for e in sources.evidence(ids, start):
-        if start <= e["start_ms"] < end:
-            kinds.setdefault(e["enterprise_id"], Counter())[e["kind"]] += 1
+    kinds = evidence_counts(e for e in sources.evidence(ids, start) if start <= e["start_ms"] < end)
     findings = Counter(f["enterprise_id"] for f in sources.findings(ids) if open_at(f, end))
     out_of_range = rules.out_of_range.max_share_percent / 100
     rows = []
-    for ent in (e for e in site.enterprises if e.id in enterprise_ids):
+    for ent in enterprises:
         mine = [c for i, c in creds if i.enterprise_id == ent.id]
         online = float(np.mean([c.online_rate for c in mine])) if mine else None
         rate = _percent(online)
