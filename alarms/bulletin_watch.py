@@ -4,6 +4,8 @@ issued and kept, and from a daily one each enterprise below the online-rate targ
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from alarms.bulletins import (
     Bulletin,
     BulletinStore,
@@ -14,8 +16,8 @@ from alarms.bulletins import (
     Sources,
     compute,
     local_day,
+    period_of,
 )
-from alarms.bulletins import period_of as period_holding
 from alarms.credibility import Evidence
 from alarms.routines import RoutineWarning, raised_and_returned
 from tankwatch.config import Site
@@ -28,8 +30,8 @@ ISSUER = "tankwatch"  # issued_by of the bulletins tankwatch issues itself
 
 def last_ended(kind: PeriodKind, now_ms: int, timezone: str) -> Period:
     """The period of ``kind`` that ended most recently at ``now_ms``."""
-    current = period_holding(kind, local_day(now_ms, timezone), timezone)
-    return period_holding(kind, local_day(current.start_ms - 1, timezone), timezone)
+    current = period_of(kind, local_day(now_ms, timezone), timezone)
+    return period_of(kind, local_day(current.start_ms - 1, timezone), timezone)
 
 
 class BulletinWatch:
@@ -45,7 +47,7 @@ class BulletinWatch:
         if park.county:
             self.scopes.append(("county", park.county, park.county))
         self.started_ms = 0
-        self.issued: set[tuple[str, str, str]] = set()  # (scope kind, period kind, label)
+        self.issued: set[tuple[str, str]] = set()  # (period kind, label)
 
     def start(self, now_ms: int) -> None:
         """Periods ending from now on are issued."""
@@ -56,21 +58,19 @@ class BulletinWatch:
         warnings: list[RoutineWarning] = []
         for kind in self.policy.issue:
             period = last_ended(kind, now_ms, self.timezone)
-            if period.end_ms <= self.started_ms:
+            if period.end_ms <= self.started_ms or (kind, period.label) in self.issued:
                 continue
-            for scope in self.scopes:
-                key = (scope[0], kind, period.label)
-                if key in self.issued:
-                    continue
-                self.issued.add(key)
-                try:
-                    bulletin = compute(self.site, self.policy, scope, self.enterprises, period, now_ms, ISSUER,
-                                       self.sources)
-                except NothingMeasured:
-                    continue
-                bulletin_id = self.store.add(bulletin)
-                if kind == "daily" and scope[0] == "park" and self.policy.warn_below_target:
-                    warnings += self._below_target(bulletin, bulletin_id, now_ms)
+            self.issued.add((kind, period.label))
+            try:
+                park = compute(self.site, self.policy, self.scopes[0], self.enterprises, period, now_ms, ISSUER,
+                               self.sources)
+            except NothingMeasured:
+                continue
+            park_id = self.store.add(park)
+            for scope_kind, scope_id, name in self.scopes[1:]:  # the county: this site's enterprises, the same table
+                self.store.add(replace(park, scope_kind=scope_kind, scope_id=scope_id, scope_name=name))
+            if kind == "daily" and self.policy.warn_below_target:
+                warnings += self._below_target(park, park_id, now_ms)
         return warnings
 
     def _below_target(self, bulletin: Bulletin, bulletin_id: int, now_ms: int) -> list[RoutineWarning]:
