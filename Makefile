@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint services browser-deps clean bench-peers
+.PHONY: install demo test lint services browser-deps report-deps clean bench-peers
 
 install: $(STAMP)
 
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-demo: install
+demo: install report-deps
 	$(VENV)/bin/tankwatch demo
 
 services:
@@ -22,8 +22,12 @@ services:
 browser-deps:
 	deploy/scripts/browser-deps.sh
 
+# Bulletin PDFs: the CJK font fpdf2 embeds, and pdftotext that the tests read them back with.
+report-deps:
+	deploy/scripts/report-deps.sh
+
 # Two workers: the browser tests on one (they share a demo and a browser), everything else wherever it fits.
-test: install services browser-deps
+test: install services browser-deps report-deps
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from sqlalchemy.types import BigInteger
 
 from alarms import compliance
 from alarms.compliance import LatestView
-from tankwatch.config import Site
+from tankwatch.config import SensorInfo, Site
 from tankwatch.metrics import MESSAGES_LOST, READINGS_IN
 from tankwatch.records import Quality, ReadingBatch, stable_id
 from tankwatch.site import SensorKind
@@ -67,6 +67,7 @@ class SensorCredibility:
     online_rate: float
     interruptions: tuple[Run, ...]
     flat_lines: tuple[Run, ...]
+    out_of_range_share: float = 0.0  # buckets whose worst reading was out of range / buckets
 
     def to_dict(self) -> dict:
         """JSON-ready mapping."""
@@ -143,6 +144,7 @@ def sensor_credibility(
         online_rate=float(online.mean()),
         interruptions=interruptions,
         flat_lines=tuple(flats),
+        out_of_range_share=float((present & (worst == Quality.OUT_OF_RANGE)).mean()),
     )
 
 
@@ -187,6 +189,24 @@ def _totals(counter: Any) -> list[Any]:
     return [s for metric in counter.collect() for s in metric.samples if s.name.endswith("_total")]
 
 
+def sensors_over(
+    sensors: Iterable[SensorInfo], store: TimeSeriesStore, start_ms: int, end_ms: int, bucket_ms: int, *,
+    window: str = "", interruption_s: float = INTERRUPTION_S, flat_s: float = FLAT_S,
+    flat_tolerance: float = FLAT_TOLERANCE,
+) -> list[tuple[SensorInfo, SensorCredibility]]:
+    """Each sensor's figures over [start, end), in buckets of at least ``bucket_ms`` and its expected period (an ESD
+    valve's state is meant to hold: no flat-lines for it)."""
+    out = []
+    for info in sensors:
+        width = max(bucket_ms, int(info.sensor.expected_period_s * 1000))
+        flat = None if info.sensor.kind == SensorKind.ESD_VALVE else flat_s
+        rows = read_rows(store, info.index, start_ms, end_ms, width)
+        out.append((info, sensor_credibility(info.sensor.id, rows, start_ms, end_ms, width, window=window,
+                                             interruption_s=interruption_s, flat_s=flat,
+                                             flat_tolerance=flat_tolerance)))
+    return out
+
+
 def site_credibility(
     site: Site, store: TimeSeriesStore, now_ms: int, windows: Sequence[str] = ("24h", "30d"),
     loss: IngestLoss | None = None,
@@ -201,13 +221,7 @@ def site_credibility(
     for name in windows:
         length, bucket = WINDOWS[name]
         start = now_ms - length if since is None or since >= now_ms else max(now_ms - length, since)
-        sensors = []
-        for info in site.sensors:
-            width = max(bucket, int(info.sensor.expected_period_s * 1000))
-            flat = None if info.sensor.kind == SensorKind.ESD_VALVE else FLAT_S  # a valve state is meant to hold
-            rows = read_rows(store, info.index, start, now_ms, width)
-            cred = sensor_credibility(info.sensor.id, rows, start, now_ms, width, window=name, flat_s=flat)
-            sensors.append((info, cred))
+        sensors = sensors_over(site.sensors, store, start, now_ms, bucket, window=name)
         enterprises = []
         for ent in site.enterprises:
             mine = [c for i, c in sensors if i.enterprise_id == ent.id]

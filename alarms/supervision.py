@@ -71,19 +71,28 @@ class Record:
 
     def metrics(self, period_ms: int) -> dict[str, float | None]:
         """The rules' metrics (None where there is nothing to measure)."""
-        hours = period_ms / HOUR_MS
-        rate = round(self.alarms * 1000 / (self.points * hours), 3) if self.points else None
-        ack = round(statistics.median(self.acknowledge_minutes), 1) if self.acknowledge_minutes else None
         return {
             "hazard_level": self.hazard_level,
-            "alarms_per_1000_point_hours": rate,
-            "median_ack_min": ack,
+            "alarms_per_1000_point_hours": alarm_rate(self.alarms, self.points, period_ms),
+            "median_ack_min": median_minutes(self.acknowledge_minutes),
             "regulator_escalations": self.regulator_escalations,
             "interruptions": self.evidence.get("interruption", 0),
             "routine_misses": sum(self.evidence.get(k, 0) for k in ROUTINE_MISSES),
             "open_findings": self.open_findings,
             "grade_red_now": int(self.grade_red_now),
         }
+
+
+def alarm_rate(alarms: int, points: int, period_ms: int) -> float | None:
+    """Alarms per 1,000 point-hours (None without points or time)."""
+    if not points or period_ms <= 0:
+        return None
+    return round(alarms * 1000 / (points * period_ms / HOUR_MS), 3)
+
+
+def median_minutes(minutes: Collection[float]) -> float | None:
+    """The median to a tenth of a minute (None when there is nothing to measure)."""
+    return round(statistics.median(minutes), 1) if minutes else None
 
 
 def matches(rule: SupervisionRule, metrics: Mapping[str, float | None]) -> bool:
@@ -111,12 +120,13 @@ def classify(
     return "general", []
 
 
-def acknowledge_minutes(occurrences: Iterable[Mapping[str, Any]]) -> dict[str, list[float]]:
-    """Raise-to-acknowledgement minutes of the acknowledged occurrences, per enterprise."""
+def minutes_to(occurrences: Iterable[Mapping[str, Any]], field: str) -> dict[str, list[float]]:
+    """Minutes from raise to ``field`` — ``acknowledged_ms``, or ``closed_ms`` (back to normal: 处置 done) — of the
+    annunciated occurrences that got there, per enterprise."""
     out: dict[str, list[float]] = {}
     for o in occurrences:
-        if o.get("acknowledged_ms") is not None and o.get("annunciated", True):
-            out.setdefault(o["enterprise_id"], []).append((o["acknowledged_ms"] - o["raised_ms"]) / 60_000)
+        if o.get(field) is not None and o.get("annunciated", True):
+            out.setdefault(o["enterprise_id"], []).append((o[field] - o["raised_ms"]) / 60_000)
     return out
 
 
@@ -201,7 +211,7 @@ def compute(
     since = now_ms - period
     occurrences = [o for o in sources.occurrences(since, now_ms, enterprise_ids) if o["raised_ms"] >= since]
     raised = Counter(o["enterprise_id"] for o in occurrences if o.get("annunciated", True))
-    acks = acknowledge_minutes(occurrences)
+    acks = minutes_to(occurrences, "acknowledged_ms")
     escalated = Counter(e.enterprise_id for e in sources.escalations(enterprise_ids)
                         if e.raised_ms >= since and e.regulator_notified)
     evidence = evidence_counts(sources.evidence(enterprise_ids, since))

@@ -919,9 +919,63 @@ class SupervisionPolicy(Strict):
     check_every_s: float = Field(default=3600.0, ge=1, le=86_400)
 
 
+class QualityRule(Strict):
+    """One data-quality rule of the bulletins, with where its threshold comes from."""
+
+    source: str = Field(min_length=1)
+
+
+class InterruptionRule(QualityRule):
+    """数据中断: no good data for at least this long."""
+
+    seconds: float = Field(gt=0, le=86_400)
+
+
+class FlatLineRule(QualityRule):
+    """数据不变: good data unchanged within the tolerance for at least this long."""
+
+    seconds: float = Field(gt=0, le=31 * 86_400)
+    tolerance: float = Field(default=0.0, ge=0)
+
+
+class OutOfRangeRule(QualityRule):
+    """数据异常: a point whose out-of-range share of the period exceeds this percentage is a violation."""
+
+    max_share_percent: float = Field(ge=0, le=100)
+
+
+class QualityRules(Strict):
+    """The data-quality rules a bulletin counts violations of."""
+
+    interruption: InterruptionRule
+    flat_line: FlatLineRule
+    out_of_range: OutOfRangeRule
+
+
+BulletinPeriod = Literal["daily", "weekly", "monthly"]
+
+
+class BulletinPolicy(Strict):
+    """Information bulletins (信息通报): the online-rate target for points of major hazard sources, the data-quality
+    rules (None: alarms/data/quality_rules.yaml), and which bulletins tankwatch issues itself when a period ends (for
+    the park, and its county when the park names one), a daily one warning of each enterprise below the target."""
+
+    enabled: bool = True
+    issue: list[BulletinPeriod] = Field(default_factory=lambda: ["daily", "weekly", "monthly"], max_length=3)
+    warn_below_target: bool = True
+    check_every_s: float = Field(default=300.0, ge=1, le=86_400)
+    online_rate_target_percent: float = Field(default=99.5, gt=0, le=100)
+    online_rate_target_source: str = Field(
+        default="national practice figure of the national risk monitoring and early-warning system; "
+        "not in the plans or any regulation read (regulations.md §4.4 [U]) — configure to local rules",
+        min_length=1,
+    )
+    quality: QualityRules | None = None
+
+
 class Routines(Strict):
-    """The regulator's routines: daily safety commitments, duty watch, 包保 duties and patrols, in one local time
-    zone."""
+    """The regulator's routines: daily safety commitments, duty watch, 包保 duties, patrols, supervision classes and
+    bulletins, in one local time zone."""
 
     timezone: str = "Asia/Shanghai"
     commitment: CommitmentPolicy = Field(default_factory=CommitmentPolicy)
@@ -929,6 +983,7 @@ class Routines(Strict):
     baobao: BaobaoPolicy = Field(default_factory=BaobaoPolicy)
     patrol: PatrolPolicy = Field(default_factory=PatrolPolicy)
     supervision: SupervisionPolicy = Field(default_factory=SupervisionPolicy)
+    bulletin: BulletinPolicy = Field(default_factory=BulletinPolicy)
 
     @field_validator("timezone")
     @classmethod

@@ -4,6 +4,8 @@ instance and a scenario with routines wire them alike)."""
 from __future__ import annotations
 
 from alarms.baobao import BaobaoStore, BaobaoWatch
+from alarms.bulletin_watch import BulletinWatch
+from alarms.bulletins import BulletinStore, bulletin_sources
 from alarms.commitments import CommitmentRoutine, CommitmentStore, CommitmentWatch
 from alarms.compliance import LatestView
 from alarms.credibility import EvidenceStore
@@ -16,15 +18,17 @@ from alarms.routines import Routine
 from alarms.supervision import ClassStore, SupervisionWatch, make_sources
 from tankwatch.config import Site
 from tankwatch.stores.events import EventStore
+from tankwatch.stores.timeseries import TimeSeriesStore
 
 EVIDENCE_EVERY_S = 10.0  # how often the evidence recorder looks for violations (tankwatch default)
 
 
 def site_routines(
     site: Site, events: EventStore, evidence: EvidenceStore, escalation: EscalationEngine, grading: GradingStage,
+    timeseries: TimeSeriesStore,
 ) -> list[Routine]:
     """The regulator's routines the site enables (commitments, duty watch, 包保 duties, patrols, supervision
-    classes) on the instance's stores."""
+    classes, bulletins) on the instance's stores."""
     routines, engine = site.file.routines, events.engine
     latest = lambda: LatestView(site, grading.latest())  # noqa: E731 - the routines' view of the live readings
     found: list[Routine] = []
@@ -41,4 +45,7 @@ def site_routines(
         sources = make_sources(events, escalation.store, evidence, PatrolStore(engine), grading)
         classes = ClassStore(engine)
         found.append(SupervisionWatch(site, routines.supervision, regulatory_levels(site), sources, classes))
+    if routines.bulletin.enabled:
+        inputs = bulletin_sources(timeseries, events, evidence, PatrolStore(engine))
+        found.append(BulletinWatch(site, routines.bulletin, routines.timezone, inputs, BulletinStore(engine)))
     return found

@@ -109,11 +109,11 @@ def data_dir_for(site: Site, data_dir: Path | None) -> Path:
 
 def routine_runs(
     site: Site, events: EventStore, evidence: EvidenceStore, escalation: EscalationEngine, grading: GradingStage,
-    clock: Clock,
+    clock: Clock, timeseries: TimeSeriesStore,
 ) -> list[Callable[[], Awaitable[None]]]:
     """The site's routines, each on its runner."""
     return [RoutineRunner(r, evidence, escalation.on_events, clock).run
-            for r in site_routines(site, events, evidence, escalation, grading)]
+            for r in site_routines(site, events, evidence, escalation, grading, timeseries)]
 
 
 async def serve(
@@ -160,7 +160,7 @@ async def serve(
             if found:
                 await asyncio.to_thread(evidence.add, found)
 
-    routines = routine_runs(site, events, evidence, escalation, grading, clock)
+    routines = routine_runs(site, events, evidence, escalation, grading, clock, timeseries)
 
     pipeline = Pipeline(
         site=site,

@@ -12,11 +12,6 @@ if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
 
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo="sudo"
-fi
 echo "browser-deps: installing ${need[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+"$(dirname "$0")/apt-install.sh" "${need[@]}"
 /usr/bin/chromium --version

@@ -41,6 +41,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "alarms.baobao",
     "alarms.patrols",
     "alarms.supervision",
+    "alarms.bulletins",
 )
 
 

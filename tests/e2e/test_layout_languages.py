@@ -13,7 +13,7 @@ VIEWS = {
     "operator_e1": ["#/control", "#/journal", "#/journal/shift", "#/settings", "#/park/commitments"],
     "regulator": ["#/park", "#/park/escalations", "#/park/compliance", "#/park/credibility", "#/park/evidence",
                   "#/park/hazard", "#/park/commitments", "#/park/duty", "#/park/baobao", "#/park/patrols",
-                  "#/park/supervision", "#/journal", "#/journal/audit", "#/settings/routes"],
+                  "#/park/supervision", "#/park/bulletins", "#/journal", "#/journal/audit", "#/settings/routes"],
     "tester": ["#/replay", "#/settings/api"],
     "admin": ["#/settings/users"],
 }
