@@ -108,6 +108,60 @@ class Classed:
     rules: tuple[str, ...]
 
 
+# The figures of a bulletin's league table a golden file holds per enterprise (alarms.bulletins.LeagueRow)
+BULLETIN_FIGURES = ("online_rate_percent", "meets_target", "alarms", "missed_commitments", "missed_check_ins",
+                    "overdue_duties", "open_findings", "interruptions", "quality_violations")
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A bulletin issued in a run with routines: its period, scope, overall online rate and each enterprise's
+    figures (BULLETIN_FIGURES)."""
+
+    period: str
+    label: str
+    scope: str
+    online_rate_percent: float | None
+    rows: dict[str, dict[str, float | int | bool | None]]
+
+
+class ExpectedBulletin(_Strict):
+    """A bulletin that must have been issued, with these figures: over the scope and per enterprise (the figures
+    given are checked, floats to 0.01)."""
+
+    period: Literal["daily", "weekly", "monthly"]
+    label: str = Field(min_length=1)  # 2026-01-05, 2026-W02, 2026-01
+    scope: Literal["park", "county"] = "park"
+    online_rate_percent: float | None = None  # checked when given (null: nothing measured)
+    rows: dict[str, dict[str, float | int | bool | None]] = Field(default_factory=dict)
+
+    def differences(self, issued: Issued) -> list[str]:
+        """What differs between this expectation and the bulletin issued for its period and scope."""
+        out = []
+        if "online_rate_percent" in self.model_fields_set and not _same(self.online_rate_percent,
+                                                                         issued.online_rate_percent):
+            out.append(f"online_rate_percent {issued.online_rate_percent}, golden {self.online_rate_percent}")
+        for enterprise, figures in self.rows.items():
+            row = issued.rows.get(enterprise)
+            if row is None:
+                out.append(f"no row of {enterprise}")
+                continue
+            out += [f"{enterprise} {name} {row.get(name)}, golden {want}" for name, want in figures.items()
+                    if not _same(want, row.get(name))]
+        out += [f"a row of {e} the golden file does not hold" for e in issued.rows if e not in self.rows]
+        return out
+
+    def describe(self) -> str:
+        """One line naming the bulletin."""
+        return f"{self.period} bulletin {self.label} of the {self.scope}"
+
+
+def _same(want: object, got: object) -> bool:
+    if isinstance(want, float) and isinstance(got, int | float) and not isinstance(got, bool):
+        return abs(want - got) <= 0.01
+    return want == got
+
+
 class ExpectedWarning(_Windowed):
     """``count`` warnings of one evidence ``kind`` about enterprises matching ``enterprise`` within ``at_s``."""
 
@@ -156,6 +210,7 @@ class Golden(_Strict):
     grades: list[ExpectedGrade] = Field(default_factory=list)  # checked when the run had a grading stage
     warnings: list[ExpectedWarning] = Field(default_factory=list)  # checked when the run had routines
     classes: list[ExpectedClass] = Field(default_factory=list)  # checked when the run had routines
+    bulletins: list[ExpectedBulletin] = Field(default_factory=list)  # checked when the run had routines
 
 
 def golden_file(name: str) -> Path:
@@ -202,6 +257,7 @@ class TimelineCheck:
     routines_checked: bool = False
     warnings_matched: int = 0  # expected warnings found
     classes_matched: int = 0  # expected class changes found
+    bulletins_matched: int = 0  # expected bulletins issued with their figures
 
     @property
     def ok(self) -> bool:
@@ -216,7 +272,8 @@ class TimelineCheck:
             else f"{self.matched} expected events matched"
         )
         if self.routines_checked:
-            matched += f", {self.warnings_matched} warnings and {self.classes_matched} class changes"
+            matched += (f", {self.warnings_matched} warnings, {self.classes_matched} class changes and "
+                        f"{self.bulletins_matched} bulletins")
         head = (
             f"scenario {self.scenario}: {matched} over {_s(self.ran_s)} s"
             + (f", {self.skipped} expectations after the end of this run skipped" if self.skipped else "")
@@ -239,7 +296,7 @@ def compare(
     start_ms: int,
     ran_s: float,
     grades: Sequence[Grade] | None = None,
-    routines: tuple[Sequence[Warned], Sequence[Classed]] | None = None,
+    routines: tuple[Sequence[Warned], Sequence[Classed], Sequence[Issued]] | None = None,
 ) -> TimelineCheck:
     """Match events and, when given, grade changes (times taken relative to ``start_ms``) against the golden
     timeline of a run of ``ran_s``.
@@ -254,11 +311,29 @@ def compare(
         check.grades_checked = True
         check.grades_matched = _match(check, golden.grades, [((g.ts_ms - start_ms) / 1000.0, g) for g in grades])
     if routines is not None:
-        warned, classed = routines
+        warned, classed, issued = routines
         check.routines_checked = True
         check.warnings_matched = _match(check, golden.warnings, [((w.ts_ms - start_ms) / 1000.0, w) for w in warned])
         check.classes_matched = _match(check, golden.classes, [((c.ts_ms - start_ms) / 1000.0, c) for c in classed])
+        check.bulletins_matched = _match_bulletins(check, golden.bulletins, issued)
     return check
+
+
+def _match_bulletins(check: TimelineCheck, expectations: Sequence[ExpectedBulletin], issued: Sequence[Issued]) -> int:
+    """Each expected bulletin issued with its figures; every bulletin issued is expected."""
+    by_key = {(b.period, b.label, b.scope): b for b in issued}
+    matched = 0
+    for expected in expectations:
+        found = by_key.pop((expected.period, expected.label, expected.scope), None)
+        if found is None:
+            check.departures.append(Departure("missing", f"{expected.describe()}: not issued"))
+        elif differences := expected.differences(found):
+            check.departures.append(Departure("missing", f"{expected.describe()}: " + "; ".join(differences)))
+        else:
+            matched += 1
+    check.departures += [Departure("unexpected", f"{b.period} bulletin {b.label} of the {b.scope}")
+                         for b in by_key.values()]
+    return matched
 
 
 def _match(check: TimelineCheck, expectations: Sequence[Expected], actual: list[tuple[float, Happened]]) -> int:
@@ -328,7 +403,7 @@ def draft_golden(
     grades: Sequence[Grade] | None = None,
     early_s: float = 2.0,
     late_s: float = 5.0,
-    routines: tuple[Sequence[Warned], Sequence[Classed]] | None = None,
+    routines: tuple[Sequence[Warned], Sequence[Classed], Sequence[Issued]] | None = None,
 ) -> str:
     """A draft golden timeline (YAML) from a run: one entry per kind of event and second, sensors that changed
     together folded into a glob with a count; likewise the grade changes when ``grades`` is given (a graded
@@ -369,12 +444,12 @@ def draft_golden(
     return "\n".join(lines) + _draft_routines(routines, start_ms, early_s, late_s) + "\n"
 
 
-def _draft_routines(routines: tuple[Sequence[Warned], Sequence[Classed]] | None, start_ms: int, early_s: float,
-                    late_s: float) -> str:
+def _draft_routines(routines: tuple[Sequence[Warned], Sequence[Classed], Sequence[Issued]] | None, start_ms: int,
+                    early_s: float, late_s: float) -> str:
     """The warnings and class changes of a run with routines, as draft golden sections ("" without routines)."""
     if routines is None:
         return ""
-    warned, classed = routines
+    warned, classed, issued = routines
     lines = ["", "# Warnings (evidence first put on record) and supervision class changes; day N is N × 86400 s.",
              "warnings:"]
     groups: dict[tuple, int] = {}
@@ -390,7 +465,19 @@ def _draft_routines(routines: tuple[Sequence[Warned], Sequence[Classed]] | None,
         t = round((c.ts_ms - start_ms) / 1000.0, 1)
         lines.append(f"- {{at_s: [{_s(max(t - early_s, 0))}, {_s(t + late_s)}], enterprise: {c.enterprise_id}, "
                      f"to: {c.cls}, rules: [{', '.join(c.rules)}]}}  # day {t / 86400:.2f}")
+    lines.append("bulletins:")
+    for b in issued:
+        lines.append(f"- period: {b.period}\n  label: '{b.label}'\n  scope: {b.scope}\n"
+                     f"  online_rate_percent: {_yaml(b.online_rate_percent)}\n  rows:")
+        for enterprise, figures in b.rows.items():
+            shown = ", ".join(f"{k}: {_yaml(v)}" for k, v in figures.items())
+            lines.append(f"    {enterprise}: {{{shown}}}")
     return "\n".join(lines)
+
+
+def _yaml(value: object) -> str:
+    """A figure as YAML: null, true/false or the number."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _s(seconds: float) -> str:

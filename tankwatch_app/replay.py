@@ -332,6 +332,7 @@ class ScenarioRun:
     graded: bool = False  # whether a grading stage ran (only then are golden grade changes checked)
     warnings: list = field(default_factory=list)  # simulators.golden.Warned: evidence first put on record
     classes: list = field(default_factory=list)  # simulators.golden.Classed: supervision class changes
+    bulletins: list = field(default_factory=list)  # simulators.golden.Issued: the park's bulletins
     routines: bool = False  # whether the park's people and the routines ran (only then are those checked)
 
 
@@ -449,13 +450,13 @@ def run_scenario_fast(
             feed.write(batch)
         events = replayer.step(batch, now)
         if world is not None:
-            world.step(now, events)
+            world.step(now, replayer.range_check(batch), events)
     run = ScenarioRun(
         replayer.events, start_ms, steps * sim.step_s, replayer.grades, replayer.readings,
         {**rejected, **core_rejections(replayer.core)}, graded=replayer.grading is not None,
     )
     if world is not None:
-        run.warnings, run.classes, run.routines = world.warnings, world.classes, True
+        run.warnings, run.classes, run.bulletins, run.routines = world.warnings, world.classes, world.issued(), True
         world.close()
     return run
 
@@ -683,4 +684,4 @@ def check_run(scenario_name: str, run: ScenarioRun, golden_path: str | Path | No
 
     golden = load_golden(golden_path if golden_path is not None else golden_file(scenario_name))
     return compare(run.events, golden, run.start_ms, run.ran_s, run.grades if run.graded else None,
-                   (run.warnings, run.classes) if run.routines else None)
+                   (run.warnings, run.classes, run.bulletins) if run.routines else None)

@@ -181,7 +181,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
         path = "max speed, no sockets" if factor is None else f"{factor:g}× through Modbus TCP and MQTT"
         graded = f", {len(run.grades)} grade changes" if run.graded else ""
         if run.routines:
-            graded += f", {len(run.warnings)} warnings, {len(run.classes)} class changes"
+            graded += (f", {len(run.warnings)} warnings, {len(run.classes)} class changes, "
+                       f"{len(run.bulletins)} bulletins")
         typer.echo(
             f"scenario {scenario.name}: {run.ran_s:g} s ({path}), {run.readings} readings, "
             f"{len(run.events)} alarm events{graded}; rejected: {rejected}"
@@ -190,7 +191,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
             _write_events(alarms_out, run.events)
         if bless is not None:
             draft = draft_golden(scenario.name, run.events, run.start_ms, run.grades if run.graded else None,
-                                 routines=(run.warnings, run.classes) if run.routines else None)
+                                 routines=(run.warnings, run.classes, run.bulletins) if run.routines else None)
             bless.write_text(draft, encoding="utf-8")
             typer.echo(f"draft golden timeline written to {bless}: review every window before using it")
         if check:

@@ -1,7 +1,8 @@
 """The regulator's routines through a scenario at max speed, on its driven clock: the park's people commit, check in
 and record their 包保 duties as the scenario's script says (lapses included), the routines watch as in a running
-instance, alarm events, evidence and escalations are stored, and supervision classes are recomputed. What the
-regulator is warned of and how the classes change are what a golden file checks."""
+instance, readings, alarm events, evidence and escalations are stored, supervision classes are recomputed and
+bulletins issued. What the regulator is warned of, how the classes change and the bulletins' figures are what a
+golden file checks."""
 
 from __future__ import annotations
 
@@ -12,22 +13,25 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alarms.baobao import BaobaoCalendar, BaobaoStore, persons_of
+from alarms.bulletins import BulletinStore
 from alarms.commitments import Commitment, CommitmentCalendar, CommitmentStore
 from alarms.credibility import Evidence, EvidenceRecorder, EvidenceStore
 from alarms.duty import DutyCalendar, DutyStore
 from alarms.escalation import EscalationEngine, EscalationStore
 from alarms.supervision import ClassStore, SupervisionWatch
-from simulators.golden import Classed, Warned
+from simulators.golden import BULLETIN_FIGURES, Classed, Issued, Warned
 from simulators.scenario import Lapse, RoutineScript
 from tankwatch.clock import ManualClock
 from tankwatch.config import Site
 from tankwatch.migrations import upgrade
-from tankwatch.records import AlarmEvent
+from tankwatch.records import AlarmEvent, ReadingBatch
 from tankwatch.site import Role
 from tankwatch.stores.events import EventStore, sqlite_url
+from tankwatch.stores.timeseries import TimeSeriesStore
 from tankwatch_app.routine_wiring import EVIDENCE_EVERY_S, site_routines
 
 DAY_MS = 86_400_000
+SCRATCH_RETENTION_DAYS = 400  # the run's time series keeps every reading of the scenario
 RUNNING = {"total": 1, "running": 1, "parked": 0, "maintenance": 0}  # units as the script's enterprises declare
 RISK_GRADE = 3  # the grade the script's enterprises give themselves (低风险 on the national four-grade scale)
 
@@ -142,11 +146,14 @@ class RoutineWorld:
         upgrade(url)
         self.site, self.clock, self.core, self.grading = site, clock, core, grading
         self.events = EventStore(url)
+        ids = [i.sensor.id for i in site.sensors]
+        self.timeseries = TimeSeriesStore(Path(self._folder.name) / "timeseries.db", ids, SCRATCH_RETENTION_DAYS)
         engine = self.events.engine
         self.evidence = EvidenceStore(engine)
         self.escalation = EscalationEngine(site, clock, EscalationStore(engine))
         self.recorder = EvidenceRecorder(site)
-        self.routines = site_routines(site, self.events, self.evidence, self.escalation, grading)
+        self.routines = site_routines(site, self.events, self.evidence, self.escalation, grading, self.timeseries)
+        self.bulletins = BulletinStore(engine)
         self.classes_store = ClassStore(engine)
         self.people = ParkPeople(site, script, engine, clock.now_ms())
         self.warnings: list[Warned] = []
@@ -159,9 +166,10 @@ class RoutineWorld:
         self._due = [now + round(r.every_s * 1000) for r in self.routines]
         self._evidence_due = now
 
-    def step(self, now_ms: int, events: list[AlarmEvent]) -> None:
-        """One step of the scenario at ``now_ms`` with the alarm events it brought."""
+    def step(self, now_ms: int, readings: ReadingBatch, events: list[AlarmEvent]) -> None:
+        """One step of the scenario at ``now_ms`` with the (range-checked) readings and alarm events it brought."""
         self.people.act(now_ms)
+        self.timeseries.write(readings)
         if events:
             self.events.add(events)
             self.escalation.on_events(events)
@@ -195,9 +203,21 @@ class RoutineWorld:
                 self._class_rows[ent] = row["id"]
                 self.classes.append(Classed(ent, row["ts_ms"], row["class"], tuple(row["data"].get("rules", ()))))
 
+    def issued(self) -> list[Issued]:
+        """The bulletins issued for the park, oldest first, with the figures a golden file holds."""
+        park = self.site.file.park.id
+        out = []
+        for summary in reversed(self.bulletins.list([("park", park)], limit=10_000)):
+            b = self.bulletins.get(summary["id"])
+            assert b is not None  # listed a moment ago in this run's own store
+            rows = {r["enterprise_id"]: {k: r[k] for k in BULLETIN_FIGURES} for r in b["rows"]}
+            out.append(Issued(b["period"]["kind"], b["period"]["label"], "park", b["online_rate_percent"], rows))
+        return out
+
     def close(self) -> None:
         """Drop the run's stores."""
         self.events.close()
+        self.timeseries.close()
         self._folder.cleanup()
 
 

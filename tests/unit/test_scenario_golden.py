@@ -8,7 +8,17 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from simulators.golden import ExpectedAlarm, ExpectedGrade, Golden, compare, draft_golden, golden_file, load_golden
+from simulators.golden import (
+    ExpectedAlarm,
+    ExpectedBulletin,
+    ExpectedGrade,
+    Golden,
+    Issued,
+    compare,
+    draft_golden,
+    golden_file,
+    load_golden,
+)
 from simulators.scenario import ScenarioError, scenario_names
 from tankwatch.records import AlarmAction, AlarmEvent, Grade, GradeColour
 from tankwatch_app.replay import check_run, run_scenario
@@ -202,3 +212,22 @@ def test_cli_rejects_an_unknown_scenario_and_a_bad_speed():
     assert unknown.exit_code == 1 and "no such scenario file or bundled scenario" in unknown.output
     speed = CliRunner().invoke(cli(), ["scenario", "run", "demo", "--speed", "fast"])
     assert speed.exit_code == 1 and "give a positive number" in speed.output
+
+
+def test_bulletin_figures_missing_different_and_unexpected_are_departures():
+    issued = [Issued("daily", "2026-01-11", "park", 87.432, {"E3": {"online_rate_percent": 58.559, "alarms": 23}}),
+              Issued("weekly", "2026-W02", "park", 98.2, {"E3": {"online_rate_percent": 94.08, "alarms": 23}})]
+    golden = Golden(scenario="s", bulletins=[
+        ExpectedBulletin(period="daily", label="2026-01-11", online_rate_percent=87.43,
+                         rows={"E3": {"online_rate_percent": 58.56, "alarms": 23}}),
+        ExpectedBulletin(period="monthly", label="2026-01", rows={}),
+    ])
+    check = compare([], golden, 0, 100.0, routines=([], [], issued))
+    assert check.bulletins_matched == 1
+    assert [d.text for d in check.departures] == [
+        "monthly bulletin 2026-01 of the park: not issued", "weekly bulletin 2026-W02 of the park"]
+    wrong = golden.model_copy(update={"bulletins": [ExpectedBulletin(
+        period="daily", label="2026-01-11", rows={"E3": {"online_rate_percent": 60.0, "alarms": 23}, "E1": {}})]})
+    [departure, _] = compare([], wrong, 0, 100.0, routines=([], [], issued)).departures
+    assert departure.text == ("daily bulletin 2026-01-11 of the park: E3 online_rate_percent 58.559, golden 60.0; "
+                              "no row of E1")
