@@ -2,9 +2,9 @@
 rebalances and crashes.
 
 A core has the embedded supervisor's three inputs: its partition's readings, operator commands from the same
-partition of the commands topic (keyed by enterprise like the readings; the range assignor gives a member the same
-partition numbers of both topics), and the clock, which ticks each partition that is caught up with its readings
-and grades its enterprises (``alarms/worker_grading.py``).
+partition of the commands topic (keyed by enterprise like the readings; the group assignor of
+``tankwatch/kafka_partitions.py`` gives a member the same partition numbers of both topics), and the clock, which
+ticks each partition that is caught up with its readings and grades its enterprises (``alarms/worker_grading.py``).
 
 Delivery is at least once and made exactly once downstream by ids: a worker commits a partition's offset only
 after the events it produced are acknowledged by Kafka and its alarm-core snapshot for that offset is written to
@@ -27,19 +27,20 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import IllegalStateError
 from prometheus_client import Counter, Gauge
 
 from alarms.evaluate import AlarmCore
 from alarms.rules import compile_rules
 from alarms.worker_grading import WorkerGrading
+from alarms.worker_load import report_load
 from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site
-from tankwatch.kafka_bus import FETCH_RECORDS, BusMessageRejected, KafkaBus, enterprise_partition
+from tankwatch.kafka_bus import FETCH_RECORDS, BusMessageRejected, KafkaBus
 from tankwatch.kafka_health import BusLost, CommitGuard, check_not_behind
+from tankwatch.kafka_partitions import enterprise_assignor, partition_weights
 from tankwatch.records import AlarmEvent, ReadingBatch
 
 log = logging.getLogger(__name__)
@@ -138,9 +139,10 @@ class AlarmWorker:
     async def run(self) -> None:
         """Consume, evaluate, publish and checkpoint until cancelled; a final checkpoint on the way out."""
         await self.bus.ensure_topics()
-        await self._share_out()
+        partitions = await self._share_out()
+        assignor = enterprise_assignor(partition_weights(self.site, partitions))
         consumer = self.bus.consumer(group=self.group, auto_offset_reset="earliest",
-                                     partition_assignment_strategy=(RangePartitionAssignor,))
+                                     partition_assignment_strategy=(assignor,))
         consumer.subscribe([self.readings_topic, self.commands_topic], listener=_WorkerListener(self))
         await consumer.start()
         self._consumer = consumer
@@ -164,9 +166,11 @@ class AlarmWorker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
             WORKER_PARTITIONS.set(0)
+            report_load(self.site, ())
 
-    async def _share_out(self) -> None:
-        """Map partitions to enterprises; the readings and commands topics must have the same partition count."""
+    async def _share_out(self) -> int:
+        """Map partitions to enterprises; the readings and commands topics must have the same partition count,
+        which is returned."""
         producer = await self.bus.producer()
         counts = {name: len(await producer.partitions_for(name)) for name in (self.readings_topic, self.commands_topic)}
         if len(set(counts.values())) != 1:
@@ -174,8 +178,9 @@ class AlarmWorker:
                                     "the readings of their enterprise (recreate the commands topic)")
         n = counts[self.readings_topic]
         for e in self.bus.enterprise_ids:
-            p = enterprise_partition(e, n)
+            p = self.bus.partition_of(e, n)
             self.enterprises_of[p] = self.enterprises_of.get(p, frozenset()) | {e}
+        return n
 
     async def _process(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """Evaluate each owned partition's new records in order and publish the events they cause."""
@@ -399,6 +404,7 @@ class AlarmWorker:
                 KAFKA_RESTORES.labels("yes" if checkpoint else "no").inc()
                 self.cores[p] = core
             WORKER_PARTITIONS.set(len(self.cores))
+            report_load(self.site, self.owned_enterprises())
             log.info("alarm worker %s owns readings partitions %s (restored %s)", self.member,
                      sorted(self.cores), sorted(checkpoints))
             if self.on_assignment is not None:
@@ -418,6 +424,11 @@ class AlarmWorker:
                 self.next_command.pop(p, None)
                 self._dirty.discard(p)
             WORKER_PARTITIONS.set(len(self.cores))
+            report_load(self.site, self.owned_enterprises())
+
+    def owned_enterprises(self) -> set[str]:
+        """The enterprises of the partitions this worker owns."""
+        return {e for p in self.cores for e in self.enterprises_of.get(p, ())}
 
 
 class _WorkerListener(ConsumerRebalanceListener):

@@ -24,7 +24,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import ConsumerStoppedError, KafkaError
-from aiokafka.partitioner import murmur2
 from prometheus_client import Counter
 
 from tankwatch import bus as topics
@@ -32,6 +31,7 @@ from tankwatch import metrics
 from tankwatch.bus import BusUnavailable, Overflow
 from tankwatch.config import Site
 from tankwatch.kafka_health import CommitGuard, check_not_behind
+from tankwatch.kafka_partitions import PartitionTable
 from tankwatch.records import AlarmEvent, Grade, GradeColour, ReadingBatch
 from tankwatch.site import BusSettings
 
@@ -160,11 +160,6 @@ def decode_command(data: bytes) -> dict:
     return item
 
 
-def enterprise_partition(enterprise_id: str, partitions: int) -> int:
-    """The partition of an enterprise's records: Kafka's default keyed partitioner (murmur2, as in Java)."""
-    return (murmur2(enterprise_id.encode()) & 0x7FFFFFFF) % partitions
-
-
 def parse_kafka_url(url: str) -> str:
     """``kafka://h1:9092,h2:9092`` → ``h1:9092,h2:9092``; ValueError naming what is wrong."""
     if not url.startswith(KAFKA_SCHEME) or not url[len(KAFKA_SCHEME):].strip("/"):
@@ -238,6 +233,7 @@ class KafkaBus:
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._partitions: dict[str, int] = {}
+        self._tables: dict[int, PartitionTable] = {}
         self._subscriptions: dict[tuple[str, str], _Subscription] = {}
         self._closed = False
 
@@ -384,10 +380,17 @@ class KafkaBus:
         producer = await self.producer()
         n = await self._partition_count(producer, name)
         futures = [
-            await producer.send(name, value, key=key.encode(), partition=enterprise_partition(key, n))
+            await producer.send(name, value, key=key.encode(), partition=self.partition_of(key, n))
             for key, value in records
         ]
         await asyncio.gather(*futures)
+
+    def partition_of(self, key: str, partitions: int) -> int:
+        """The partition of an enterprise's records in a topic of ``partitions`` (``tankwatch/kafka_partitions``)."""
+        table = self._tables.get(partitions)
+        if table is None:
+            table = self._tables[partitions] = PartitionTable(self.enterprise_ids, partitions)
+        return table.partition(key)
 
     # -- consuming -----------------------------------------------------------------------------------------
 
