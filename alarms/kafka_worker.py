@@ -4,7 +4,8 @@ rebalances and crashes.
 A core has the embedded supervisor's three inputs: its partition's readings, operator commands from the same
 partition of the commands topic (keyed by enterprise like the readings; the group assignor of
 ``tankwatch/kafka_partitions.py`` gives a member the same partition numbers of both topics), and the clock, which
-ticks each partition that is caught up with its readings and grades its enterprises (``alarms/worker_grading.py``).
+ticks each partition that is caught up with its readings, escalates (``alarms/worker_escalation.py``) and grades its
+enterprises (``alarms/worker_grading.py``).
 
 Delivery is at least once and made exactly once downstream by ids: a worker commits a partition's offset only
 after the events it produced are acknowledged by Kafka and its alarm-core snapshot for that offset is written to
@@ -32,6 +33,7 @@ from prometheus_client import Counter, Gauge
 
 from alarms.evaluate import AlarmCore
 from alarms.rules import compile_rules
+from alarms.worker_escalation import WorkerEscalation
 from alarms.worker_grading import WorkerGrading
 from alarms.worker_load import report_load
 from tankwatch import bus as topics
@@ -101,6 +103,7 @@ class AlarmWorker:
         on_assignment: Callable[[list[int]], None] | None = None,
         clock: Clock | None = None,
         tick_s: float = TICK_S,
+        escalation: WorkerEscalation | None = None,
     ) -> None:
         self.site = site
         self.bus = bus
@@ -121,6 +124,7 @@ class AlarmWorker:
         self.next_command: dict[int, int] = {}
         self.enterprises_of: dict[int, frozenset[str]] = {}
         self.grading = WorkerGrading(site)
+        self.escalation = escalation
         self._last_tick_ms: int | None = None
         self._commits = CommitGuard(bus.group_id(group))
         self._reached: dict[TopicPartition, int] = {}  # next offset after the newest record ever fetched
@@ -218,6 +222,8 @@ class AlarmWorker:
                 metrics.ALARM_EVENTS.labels(str(e.action)).inc()
             await self.bus.publish(topics.EVENTS, events)
             self.events_published += len(events)
+            if self.escalation is not None:
+                await self.escalation.on_events(events)
 
     async def _apply_commands(self, tp: TopicPartition, core: Any, records: list[Any]) -> list[AlarmEvent]:
         """Apply a partition's operator commands in order; a bad one is logged and counted, never fatal."""
@@ -225,7 +231,9 @@ class AlarmWorker:
         events: list[AlarmEvent] = []
         for record in records:
             try:
-                events += core.apply(self.bus.decode(topics.COMMANDS, record.value))
+                command = self.bus.decode(topics.COMMANDS, record.value)
+                if self.escalation is None or not await self.escalation.apply(command):
+                    events += core.apply(command)
             except BusMessageRejected as exc:
                 metrics.INPUT_REJECTED.labels("alarms", exc.reason).inc()
                 log.warning("commands[%d]@%d rejected: %s", tp.partition, record.offset, exc)
@@ -245,6 +253,7 @@ class AlarmWorker:
         self._last_tick_ms = now
         events: list[AlarmEvent] = []
         ready: set[str] = set()
+        behind = False
         for p, core in sorted(self.cores.items()):
             if await self._caught_up(p):
                 ready |= self.enterprises_of.get(p, frozenset())
@@ -252,9 +261,16 @@ class AlarmWorker:
                 if ticked:
                     events += ticked
                     self._dirty.add(p)
+            else:
+                behind = True
         await self._publish(events)
+        overdue: set[str] = set()
+        if self.escalation is not None:
+            if not behind:  # a backlog may still hold the acknowledgement that stops a step
+                await self.escalation.tick(now)
+            overdue = self.escalation.overdue()
         active = [alarm for core in self.cores.values() for alarm in core.active()]
-        grades = self.grading.changes(active, now, ready)
+        grades = self.grading.changes(active, now, ready, overdue)
         if grades:
             await self.bus.publish(topics.GRADES, grades)
 
@@ -405,6 +421,8 @@ class AlarmWorker:
                 self.cores[p] = core
             WORKER_PARTITIONS.set(len(self.cores))
             report_load(self.site, self.owned_enterprises())
+            if self.escalation is not None:
+                await self.escalation.adopt({e for p in new for e in self.enterprises_of.get(p, ())})
             log.info("alarm worker %s owns readings partitions %s (restored %s)", self.member,
                      sorted(self.cores), sorted(checkpoints))
             if self.on_assignment is not None:
@@ -417,7 +435,10 @@ class AlarmWorker:
                 await self._checkpoint(revoked & set(self.cores))
             except BusLost as exc:
                 self._lost = exc
-            self.grading.forget({e for p in revoked for e in self.enterprises_of.get(p, ())})
+            leaving = {e for p in revoked for e in self.enterprises_of.get(p, ())}
+            self.grading.forget(leaving)
+            if self.escalation is not None:
+                self.escalation.release(leaving)
             for p in revoked:
                 self.cores.pop(p, None)
                 self.next_offset.pop(p, None)

@@ -23,9 +23,11 @@ class WorkerGrading:
         """Keep the newest readings of an evaluated batch."""
         self.stage.absorb(batch)
 
-    def changes(self, active: Sequence[Mapping[str, Any]], now_ms: int, enterprises: Collection[str]) -> list[Grade]:
-        """Grade everything at ``now_ms``; the grades of these enterprises' subjects not reported in this colour."""
-        self.stage.update(ReadingBatch.empty(), active, now_ms)
+    def changes(self, active: Sequence[Mapping[str, Any]], now_ms: int, enterprises: Collection[str],
+                overdue: Collection[str] = frozenset()) -> list[Grade]:
+        """Grade everything at ``now_ms`` (``overdue``: occurrences past their escalation deadline); the grades of
+        these enterprises' subjects not reported in this colour."""
+        self.stage.update(ReadingBatch.empty(), active, now_ms, overdue)
         out = []
         for detail in self.stage.grader.details:
             key = (detail.kind, detail.subject_id)

@@ -71,6 +71,7 @@ from tankwatch.stores.users import UserStore
 
 if TYPE_CHECKING:
     from alarms.escalation import EscalationEngine
+    from alarms.escalation_remote import RemoteEscalations
     from alarms.notify import InboxSender
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -128,7 +129,7 @@ def create_app(
     run_hub: bool = True,
     auth: Auth | None = None,
     audit_journal: AuditJournal | None = None,
-    escalation: EscalationEngine | None = None,
+    escalation: EscalationEngine | RemoteEscalations | None = None,
     inbox: InboxSender | None = None,
     replay: ReplayControl | None = None,
 ) -> FastAPI:
