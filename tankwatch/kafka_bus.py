@@ -131,9 +131,10 @@ def decode_events(data: bytes) -> list[AlarmEvent]:
 
 
 def encode_grades(grades: Iterable[Grade]) -> bytes:
-    """A JSON array of grade objects."""
+    """A JSON array of grade objects (``detail`` when the grade has one)."""
     return orjson.dumps(
-        [{"subject_id": g.subject_id, "colour": str(g.colour), "ts_ms": g.ts_ms, "reasons": list(g.reasons)}
+        [{"subject_id": g.subject_id, "colour": str(g.colour), "ts_ms": g.ts_ms, "reasons": list(g.reasons),
+          **({"detail": g.detail} if g.detail is not None else {})}
          for g in grades]
     )
 
@@ -142,11 +143,19 @@ def decode_grades(data: bytes) -> list[Grade]:
     """Inverse of :func:`encode_grades`."""
     try:
         return [
-            Grade(str(g["subject_id"]), GradeColour(g["colour"]), int(g["ts_ms"]), tuple(map(str, g["reasons"])))
+            Grade(str(g["subject_id"]), GradeColour(g["colour"]), int(g["ts_ms"]), tuple(map(str, g["reasons"])),
+                  _detail(g.get("detail")))
             for g in orjson.loads(data)
         ]
     except (orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
         raise BusMessageRejected("bad_grades", str(exc)) from None
+
+
+def _detail(value: Any) -> dict | None:
+    """A grade's detail: a JSON object or nothing."""
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"a grade's detail must be an object, not {type(value).__name__}")
+    return value
 
 
 def decode_command(data: bytes) -> dict:

@@ -24,6 +24,7 @@ from alarms.duty import DutyStore, DutyWatch
 from alarms.escalation import Escalation, EscalationEngine, EscalationRunner, EscalationStore
 from alarms.escalation_remote import RemoteEscalations, Send
 from alarms.evaluate import AlarmCore
+from alarms.grade_board import GradeBoard
 from alarms.grading import GradingStage
 from alarms.hazard import regulatory_levels
 from alarms.journal import CoreJournal
@@ -498,13 +499,22 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
     app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal,
                      escalation=escalation)
     app.state.bus = bus  # operator commands go to the alarm workers over the commands topic
+    app.state.grading = board = GradeBoard(site)  # the grades the alarm workers report
     app.state.uplink_status = UplinkStore(events.engine) if site.file.receiver is not None else None
     server = uvicorn.Server(server_config(app, host=host, port=port, log_level="warning", lifespan="off"))
 
     async def cache(batches: list[ReadingBatch]) -> None:
         await asyncio.to_thread(timeseries.write, ReadingBatch.concat(batches))
 
-    tasks: list[Awaitable[None]] = [hub.run(), server.serve()]
+    async def keep_grades() -> None:
+        from tankwatch.kafka_bus import KafkaBus
+        from tankwatch.kafka_history import from_start
+
+        assert isinstance(bus, KafkaBus)  # the dashboard alone runs against Kafka
+        async for grades in from_start(bus, topics.GRADES):
+            board.absorb(grades)
+
+    tasks: list[Awaitable[None]] = [hub.run(), server.serve(), keep_grades()]
     if own_cache:
         tasks.append(consume(bus, topics.READINGS, "dashboard-cache", cache, Overflow.DROP_OLDEST))
     say(f"tankwatch dashboard: http://{host}:{port}/")

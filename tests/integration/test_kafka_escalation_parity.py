@@ -1,6 +1,6 @@
 """Escalation and grading at parity (tansu): one feed through the embedded pipeline and through an alarm worker with
 its escalation (the dashboard acknowledging over the commands topic) yields the same escalations, step by step,
-and the same grades."""
+and the same grades with the same reasons."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import yaml
 from alarms.escalation import EscalationEngine, EscalationRunner, EscalationStore
 from alarms.escalation_remote import RemoteEscalations
 from alarms.evaluate import AlarmCore
-from alarms.grading import GradingStage
+from alarms.grade_board import GradeBoard
+from alarms.grading import GradingSnapshot, GradingStage
 from alarms.kafka_worker import AlarmWorker
 from alarms.worker_escalation import WorkerEscalation
 from bench.services import TansuHandle
@@ -24,7 +25,7 @@ from tankwatch.bus import MemoryBus
 from tankwatch.clock import SystemClock
 from tankwatch.config import Site, load_site
 from tankwatch.kafka_bus import KafkaBus
-from tankwatch.records import Grade
+from tankwatch.records import GradeColour
 from tankwatch.site import Role, UserScope
 from tankwatch.stores.events import EventStore
 from tankwatch_app.runtime import command_sender
@@ -47,9 +48,9 @@ def escalating_site(folder: Path) -> Site:
     return load_site(path)
 
 
-def last_grades(grades: list[Grade]) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """The latest colour and reasons of every subject."""
-    return {g.subject_id: (str(g.colour), g.reasons) for g in grades}
+def accounts(snapshot: GradingSnapshot) -> dict[str, dict]:
+    """Every subject's grade with all its reasons, leaving out when it was graded."""
+    return {s.subject_id: {k: v for k, v in s.to_dict().items() if k != "ts_ms"} for s in snapshot.subjects}
 
 
 async def test_escalations_and_grades_of_the_distributed_mode_are_the_embedded_ones(
@@ -62,8 +63,8 @@ async def test_escalations_and_grades_of_the_distributed_mode_are_the_embedded_o
     embedded_sql = EventStore(f"sqlite:///{tmp_path / 'embedded.db'}")
     embedded = EscalationEngine(site, clock, EscalationStore(embedded_sql.engine))
     runner = EscalationRunner(embedded, memory, clock)
-    embedded_grades = Tail(memory.subscribe(topics.GRADES, "test"))
-    pipeline = Pipeline(site=site, clock=clock, bus=memory, alarm_core=AlarmCore(site), grading=GradingStage(site),
+    grading = GradingStage(site)
+    pipeline = Pipeline(site=site, clock=clock, bus=memory, alarm_core=AlarmCore(site), grading=grading,
                         overdue=embedded.overdue, extra_tasks=(runner.run,))
     # distributed: an alarm worker escalating in its SQL database, the dashboard's view of it
     kafka = KafkaBus(kafka_broker.bootstrap, site, **FAST_GROUPS)
@@ -112,12 +113,15 @@ async def test_escalations_and_grades_of_the_distributed_mode_are_the_embedded_o
         assert {("E0", "HH"), ("E1", "HH"), ("E2", "COMM")} <= conditions
         assert any(e["levels"].get("county") for e in got.values())  # climbed to the top
         assert got[hh.escalation_id]["levels"]["enterprise"]["acked_by"] == "wang"
+        board = GradeBoard(site)  # the distributed dashboard's grades, from the grades topic
+        board.absorb(dist_grades.events)
+        assert accounts(board.current()) == accounts(grading.current())  # what either /api/grades serves
+        assert {s.colour for s in board.current().subjects} == {GradeColour.RED}  # overdue and comm-loss
     finally:
         await pipeline.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await embedded_grades.stop()
         await dist_grades.stop()
         await kafka.close()
         embedded_sql.close()
