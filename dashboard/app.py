@@ -46,6 +46,7 @@ from dashboard.routers import (
     patrols,
     readings,
     replay,
+    service,
     settings,
     sources,
     supervision,
@@ -90,6 +91,7 @@ PROTECTED_ROUTERS = (
     journal.router,  # before alarms: /api/alarms/journal is not an occurrence id
     park_map.router,
     alarms.router,
+    service.router,
     escalations.router,
     audit.router,
     grades.router,
