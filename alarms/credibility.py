@@ -344,9 +344,13 @@ class EvidenceRecorder:
     """Finds violations from what the pipeline sees each time it is called; the ids are stable so a repeated
     finding updates nothing and an ended interruption or bypass gets its end time."""
 
-    def __init__(self, site: Site, interruption_s: float = EVIDENCE_INTERRUPTION_S) -> None:
+    def __init__(self, site: Site, interruption_s: float = EVIDENCE_INTERRUPTION_S,
+                 enterprises: Collection[str] | None = None) -> None:
+        """``enterprises``: look at these only (an alarm worker's, which sees no other readings), or all."""
         self.site = site
         self.interruption_ms = int(interruption_s * 1000)
+        self.enterprises = None if enterprises is None else frozenset(enterprises)
+        self._sensors = [i for i in site.sensors if self.enterprises is None or i.enterprise_id in self.enterprises]
         # each source's level and enterprise with its clause-28 requirements: the site is immutable, worked out once
         self.requirements = {src.id: compliance.SourceRequirements(site, src, ent.id) for ent, src in site.sources()}
         n = len(site.sensors)
@@ -370,7 +374,7 @@ class EvidenceRecorder:
         self._last_good_value[newer] = view.value[newer]
         found: list[Evidence] = []
         still_open: set[str] = set()
-        for info in self.site.sensors:
+        for info in self._sensors:
             src = info.source_id
             if self.requirements[src].level in (1, 2):
                 ev = self._interruption(info, now_ms, view)
@@ -485,6 +489,8 @@ class EvidenceRecorder:
         """Required instruments not configured (configuration gaps of major storage units): recorded once."""
         out = []
         for ent, src in self.site.sources():
+            if self.enterprises is not None and ent.id not in self.enterprises:
+                continue
             result = self.requirements[src.id].check()
             for gap in result.gaps:
                 eid = stable_id("evidence", "instrument_missing", src.id, gap.rule, gap.tank_id, gap.sensor_id)

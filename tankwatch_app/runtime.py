@@ -406,9 +406,11 @@ async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say) -> None:
 
 
 async def alarms_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, say: Say) -> None:
-    """One member of the alarm workers' consumer group, escalating its enterprises' alarms in the SQL database."""
+    """One member of the alarm workers' consumer group, escalating its enterprises' alarms and recording their
+    evidence in the SQL database."""
     from alarms.kafka_worker import AlarmWorker, WorkerConfigError
     from alarms.worker_escalation import WorkerEscalation
+    from alarms.worker_evidence import WorkerEvidence
     from tankwatch.kafka_bus import KafkaBus
 
     if not isinstance(bus, KafkaBus):
@@ -418,9 +420,12 @@ async def alarms_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, say: 
     escalation = WorkerEscalation.for_site(site, clock, events.engine)
     worker = AlarmWorker(site, bus, clock=clock, escalation=escalation,
                          on_assignment=lambda parts: say(f"alarms: owns readings partitions {parts}"))
+    evidence = WorkerEvidence(site, EvidenceStore(events.engine), clock)
+    active = lambda: [alarm for core in worker.cores.values() for alarm in core.active()]  # noqa: E731
     say("alarms: joining the alarm workers' group")
     try:
-        await _all([worker.run(), escalation.run()])
+        await _all([worker.run(), escalation.run(),
+                    evidence.run(worker.owned_enterprises, worker.grading.stage.latest, active)])
     except WorkerConfigError as exc:
         raise StageError(str(exc)) from None
     finally:
