@@ -126,3 +126,56 @@ async def test_escalations_and_grades_of_the_distributed_mode_are_the_embedded_o
         await kafka.close()
         embedded_sql.close()
         dist_sql.close()
+
+
+async def test_a_worker_taking_over_a_partition_continues_its_escalations(kafka_broker: TansuHandle,
+                                                                         tmp_path: Path) -> None:
+    site = escalating_site(tmp_path)
+    clock = SystemClock()
+    kafka = KafkaBus(kafka_broker.bootstrap, site, **FAST_GROUPS)
+    await kafka.ensure_topics()
+    sql = EventStore(f"sqlite:///{tmp_path / 'distributed.db'}")
+    store = EscalationStore(sql.engine)
+
+    async def worker_until(done, what: str) -> None:  # noqa: ANN001
+        """A worker (a new member each time) with its escalation, until ``done()`` holds."""
+        escalation = WorkerEscalation.for_site(site, clock, sql.engine)
+        bus = KafkaBus(kafka_broker.bootstrap, site, **FAST_GROUPS)
+        tasks = [asyncio.create_task(AlarmWorker(site, bus, clock=clock, escalation=escalation).run()),
+                 asyncio.create_task(escalation.run())]
+        try:
+            deadline = time.monotonic() + 30
+            while not done():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
+                await asyncio.sleep(0.1)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await bus.close()
+
+    def hh() -> dict | None:
+        found = [e for e in store.load(state=None) if e.labels["condition"] == "HH"]
+        return dataclasses.asdict(found[0]) if found else None
+
+    try:
+        t0 = clock.now_ms()
+        high = site.sensor_index("E0-PT0")
+        for k in range(40):  # 16 s of readings, E0-PT0 at 95 (H, HH), the rest normal: no comm-loss meanwhile
+            batch = readings(site, 50.0, t0 + int(k * PERIOD_S * 1000))
+            batch.value[high] = 95.0
+            await kafka.publish(topics.READINGS, batch)
+        await worker_until(lambda: (e := hh()) is not None and "technical" in e["steps_fired"],
+                           "the HH escalation at its third step")
+        await worker_until(lambda: (e := hh()) is not None and "county_regulator" in e["steps_fired"],
+                           "the next owner to take it to the top")
+        escalation = hh()
+        assert escalation is not None
+        step_ms = int(STEP_MIN * 60_000)
+        raised = escalation["raised_ms"]
+        assert list(escalation["steps_fired"].values()) == [raised + i * step_ms for i in range(6)]
+        assert [e.labels["condition"] for e in store.load(state=None)].count("HH") == 1  # not raised again
+    finally:
+        await kafka.close()
+        sql.close()
