@@ -5,7 +5,7 @@ done, within ``confirm_s`` or with a clear error (status 504)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from alarms import escalation_commands as commands
@@ -27,6 +27,7 @@ from alarms.escalation import (
 from tankwatch.auth import Principal
 from tankwatch.clock import Clock
 from tankwatch.config import Site
+from tankwatch.records import AlarmEvent
 
 CONFIRM_S = 2.0
 POLL_S = 0.05
@@ -52,6 +53,19 @@ class RemoteEscalations:
         self.confirm_s = confirm_s
         config = site.file.escalation
         self.route = resolve_routes(config, {r.id for r in config.receivers})
+
+    def on_events(self, events: Iterable[AlarmEvent]) -> None:
+        """Events the dashboard's routines raise, to the engines of the workers owning their enterprises
+        (EscalationUnconfirmed when the bus does not take them)."""
+        by_enterprise: dict[str, list[AlarmEvent]] = {}
+        for event in events:
+            by_enterprise.setdefault(event.enterprise_id, []).append(event)
+        for enterprise, mine in by_enterprise.items():
+            try:
+                self.send(commands.events_command(enterprise, mine), self.confirm_s)
+            except TimeoutError:
+                raise EscalationUnconfirmed(f"the bus did not take the escalation events of {enterprise} within "
+                                            f"{self.confirm_s:g} s") from None
 
     def list(self, enterprise_ids: Collection[str], state: str = "open", limit: int = 500) -> list[Escalation]:
         """As :meth:`EscalationEngine.list`, from the store."""

@@ -4,13 +4,13 @@ topic (with its whole account, ``Grade.detail``), served as the embedded grading
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from alarms.grading import GradingSnapshot, Reason, SubjectGrade, park_counts
 from tankwatch import metrics
 from tankwatch.config import Site
-from tankwatch.records import Grade, GradeColour
+from tankwatch.records import Grade, GradeColour, ReadingBatch
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,12 @@ def subject_grade(detail: Mapping[str, Any]) -> SubjectGrade:
 
 
 class GradeBoard:
-    """Latest grade of every subject from reported grades; ``current()`` as ``GradingStage.current()``."""
+    """Latest grade of every subject from reported grades; ``current()`` and ``latest()`` as the grading stage's
+    (``latest``: the newest readings the dashboard holds, e.g. its time series')."""
 
-    def __init__(self, site: Site, keep_transitions: int = 200) -> None:
+    def __init__(self, site: Site, latest: Callable[[], ReadingBatch] = ReadingBatch.empty,
+                 keep_transitions: int = 200) -> None:
+        self.latest = latest
         order = [("source", src.id) for _, src in site.sources()] + [("enterprise", e.id) for e in site.enterprises]
         self._rank = {key: i for i, key in enumerate(order)}  # the grader's order: sources, then enterprises
         self._subjects: dict[tuple[str, str], SubjectGrade] = {}

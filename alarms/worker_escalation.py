@@ -4,7 +4,8 @@ events its cores produce and its clock, as the embedded escalation runner does f
 The state is the shared SQL ``escalations`` table, written on every change: a worker taking over a partition
 adopts the open escalations of its enterprises from there and continues them. Events a new owner replays after a
 crash change nothing twice (a raise already stored is skipped, acknowledgements and clears set what is set). The
-dashboard's actions on escalations (acknowledge, sign, close) come as commands on the enterprise's partition.
+dashboard's actions on escalations (acknowledge, sign, close), and the events its routines raise (roll calls, patrol
+findings to rectify), come as commands on the enterprise's partition.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class WorkerEscalation:
         if op not in commands.OPS:
             return False
         try:
+            if op == commands.EVENTS:
+                await self.on_events(commands.carried_events(command))
+                return True
             principal = commands.acting(command)
             escalation_id, ts_ms, note = str(command["escalation_id"]), int(command["ts_ms"]), command.get("note")
             if op == commands.ACKNOWLEDGE:

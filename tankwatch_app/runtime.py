@@ -504,7 +504,7 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
     app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal,
                      escalation=escalation)
     app.state.bus = bus  # operator commands go to the alarm workers over the commands topic
-    app.state.grading = board = GradeBoard(site)  # the grades the alarm workers report
+    app.state.grading = board = GradeBoard(site, timeseries.latest)  # the grades the alarm workers report
     app.state.uplink_status = UplinkStore(events.engine) if site.file.receiver is not None else None
     server = uvicorn.Server(server_config(app, host=host, port=port, log_level="warning", lifespan="off"))
 

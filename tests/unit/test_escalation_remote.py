@@ -65,3 +65,20 @@ def test_an_action_no_worker_applies_is_a_504_within_the_confirmation_time(tmp_p
 
     with pytest.raises(EscalationUnconfirmed, match="the bus did not confirm"):
         RemoteEscalations(site, clock, engine.store, refused).acknowledge(raised.occurrence_id, who(auth, "op-e1"))
+
+
+def test_events_the_dashboards_routines_raise_reach_the_owning_workers_engine(tmp_path: Path) -> None:
+    site, clock, engine, _ = build(tmp_path, site_with_users())
+    worker = WorkerEscalation(engine)
+    sent: list[dict] = []
+
+    def send(command: dict, timeout_s: float) -> None:
+        sent.append(command)
+        assert asyncio.run(worker.apply(command))
+
+    remote = RemoteEscalations(site, clock, engine.store, send)
+    raised = alarm(site, SENSOR, AlarmAction.RAISED, T0)
+    remote.on_events([raised])
+    assert [(c["op"], c["enterprise_id"]) for c in sent] == [("escalation_events", "E1")]
+    assert [e.escalation_id for e in remote.list({"E1"})] == [raised.occurrence_id]  # raised by the worker's engine
+    assert engine.list({"E1"})[0].steps_fired == {"operator": T0}
