@@ -124,7 +124,7 @@ async def test_killing_an_alarm_worker_loses_and_doubles_no_event(kafka_broker: 
             step += 1
             await asyncio.sleep(STEP_S)
 
-    workers = [Worker(name, config, kafka_broker.url) for name in ("a", "b")]
+    workers = [Worker(name, config, kafka_broker.url, "--data-dir", str(tmp_path)) for name in ("a", "b")]
     tasks = [asyncio.create_task(keep_events()), asyncio.create_task(load())]
     try:
         await until(lambda: all(w.partitions for w in workers), 90, "both workers to own partitions", workers)
