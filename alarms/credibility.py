@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, Index, MetaData, String, Table, Text, select
+from sqlalchemy import Column, Index, MetaData, String, Table, Text, inspect, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import BigInteger
 
 from alarms import compliance
@@ -300,7 +301,11 @@ class EvidenceStore:
 
     def __init__(self, engine: Engine | str) -> None:
         self.engine = make_engine(engine) if isinstance(engine, str) else engine
-        evidence_table.create(self.engine, checkfirst=True)
+        try:
+            evidence_table.create(self.engine, checkfirst=True)
+        except DBAPIError:  # another process (an alarm worker starting too) created it between the check and here
+            if not inspect(self.engine).has_table(evidence_table.name):
+                raise
 
     def add(self, entries: Sequence[Evidence]) -> int:
         """Insert new entries; for known ids only a newly known end time is written. Returns rows inserted."""
