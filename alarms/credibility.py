@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, Index, MetaData, String, Table, Text, select
+from sqlalchemy import Column, Index, MetaData, String, Table, Text, inspect, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import BigInteger
 
 from alarms import compliance
@@ -314,7 +315,11 @@ class EvidenceStore:
 
     def __init__(self, engine: Engine | str) -> None:
         self.engine = make_engine(engine) if isinstance(engine, str) else engine
-        evidence_table.create(self.engine, checkfirst=True)
+        try:
+            evidence_table.create(self.engine, checkfirst=True)
+        except DBAPIError:  # another process (an alarm worker starting too) created it between the check and here
+            if not inspect(self.engine).has_table(evidence_table.name):
+                raise
 
     def add(self, entries: Sequence[Evidence]) -> int:
         """Insert new entries; for known ids only a newly known end time is written. Returns rows inserted."""
@@ -358,9 +363,13 @@ class EvidenceRecorder:
     """Finds violations from what the pipeline sees each time it is called; the ids are stable so a repeated
     finding updates nothing and an ended interruption or bypass gets its end time."""
 
-    def __init__(self, site: Site, interruption_s: float = EVIDENCE_INTERRUPTION_S) -> None:
+    def __init__(self, site: Site, interruption_s: float = EVIDENCE_INTERRUPTION_S,
+                 enterprises: Collection[str] | None = None) -> None:
+        """``enterprises``: look at these only (an alarm worker's, which sees no other readings), or all."""
         self.site = site
         self.interruption_ms = int(interruption_s * 1000)
+        self.enterprises = None if enterprises is None else frozenset(enterprises)
+        self._sensors = [i for i in site.sensors if self.enterprises is None or i.enterprise_id in self.enterprises]
         # each source's level and enterprise with its clause-28 requirements: the site is immutable, worked out once
         self.requirements = {src.id: compliance.SourceRequirements(site, src, ent.id) for ent, src in site.sources()}
         n = len(site.sensors)
@@ -384,7 +393,7 @@ class EvidenceRecorder:
         self._last_good_value[newer] = view.value[newer]
         found: list[Evidence] = []
         still_open: set[str] = set()
-        for info in self.site.sensors:
+        for info in self._sensors:
             src = info.source_id
             if self.requirements[src].level in (1, 2):
                 ev = self._interruption(info, now_ms, view)
@@ -499,6 +508,8 @@ class EvidenceRecorder:
         """Required instruments not configured (configuration gaps of major storage units): recorded once."""
         out = []
         for ent, src in self.site.sources():
+            if self.enterprises is not None and ent.id not in self.enterprises:
+                continue
             result = self.requirements[src.id].check()
             for gap in result.gaps:
                 eid = stable_id("evidence", "instrument_missing", src.id, gap.rule, gap.tank_id, gap.sensor_id)

@@ -441,6 +441,69 @@ class EscalationStore:
             ]
 
 
+# ----- who may do what, in which state (the engine, and a dashboard that sends the action to it) -------------
+
+
+def enterprise_role(principal: Principal) -> None:
+    """EscalationForbidden unless the caller acknowledges for an enterprise."""
+    if principal.role not in ENTERPRISE_ROLES:
+        raise EscalationForbidden(f"role {principal.role.value} acknowledges by signing, not here")
+
+
+def regulator_level(principal: Principal) -> str:
+    """The level a regulator acts at (EscalationForbidden for other roles)."""
+    level = REGULATOR_LEVEL.get(principal.role)
+    if level is None:
+        raise EscalationForbidden(f"only park and county regulators may do this, not {principal.role.value}")
+    return level
+
+
+def scoped(e: Escalation | None, escalation_id: str, principal: Principal, *, open_only: bool) -> Escalation:
+    """The escalation if the caller may see it (EscalationNotFound) and, with ``open_only``, it is open."""
+    if e is None or e.enterprise_id not in principal.enterprises:
+        raise EscalationNotFound(f"no escalation {escalation_id!r}")
+    if open_only and e.state == "closed":
+        raise EscalationError(f"escalation {escalation_id} is closed")
+    return e
+
+
+def check_acknowledge(e: Escalation) -> None:
+    """EscalationError when the enterprise level has acknowledged already."""
+    lv = e.levels.get("enterprise")
+    if lv is not None and lv.acked_ms is not None:
+        raise EscalationError(f"already acknowledged by {lv.acked_by}")
+
+
+def check_sign(e: Escalation, level: str) -> None:
+    """EscalationError unless the level was told and has not signed yet."""
+    lv = e.levels.get(level)
+    if lv is None or lv.notified_ms is None:
+        raise EscalationError(f"not escalated to the {level} level yet")
+    if lv.acked_ms is not None:
+        raise EscalationError(f"already signed at the {level} level by {lv.acked_by}")
+
+
+def check_dispose(e: Escalation, level: str) -> None:
+    """EscalationError unless the level has signed."""
+    lv = e.levels.get(level)
+    if lv is None or lv.acked_ms is None:
+        raise EscalationError(f"sign (签收) at the {level} level before recording a disposition")
+
+
+def check_close(e: Escalation, level: str, reason: str, disposed: bool) -> None:
+    """EscalationError unless the reason is known, it is not closed yet, the level signed and a disposition is
+    on record."""
+    if reason not in CLOSE_REASONS:
+        raise EscalationError(f"unknown reason {reason!r}; use one of {', '.join(CLOSE_REASONS)}")
+    if e.closed_ms is not None:
+        raise EscalationError(f"already closed by {e.closed_by}; waiting for the alarm to return to normal")
+    lv = e.levels.get(level)
+    if lv is None or lv.acked_ms is None:
+        raise EscalationError(f"sign (签收) at the {level} level before closing")
+    if not disposed:
+        raise EscalationError("record the disposition (处置反馈) before closing")
+
+
 # ----- engine ---------------------------------------------------------------------------------------------
 
 
@@ -456,7 +519,9 @@ class EscalationEngine:
         notifier: Dispatcher | None = None,
         grade_of: Callable[[str], str | None] | None = None,
         users: UserStore | None = None,
+        enterprises: Collection[str] | None = None,
     ) -> None:
+        """``enterprises``: escalate the alarms of these only (an alarm worker's; see :meth:`adopt`), or all."""
         self.site = site
         self.clock = clock
         self.store = store
@@ -471,7 +536,9 @@ class EscalationEngine:
         self._check_matchers()
         self._sources = {src.id: (ent, src) for ent, src in site.sources()}
         self._lock = threading.RLock()
-        self._open: dict[str, Escalation] = {e.escalation_id: e for e in store.load(state="open")}
+        self._open: dict[str, Escalation] = {
+            e.escalation_id: e for e in store.load(state="open", enterprise_ids=enterprises)
+        }
 
     def _check_matchers(self) -> None:
         """Matchers naming enterprises or sources the site lacks are configuration errors."""
@@ -489,6 +556,17 @@ class EscalationEngine:
             bad = sorted(set(m.enterprise or ()) - ents) + sorted(set(m.source or ()) - srcs)
             if bad:
                 raise EscalationConfigError(f"{where}.match: unknown enterprise or source ids {bad}")
+
+    def adopt(self, enterprise_ids: Collection[str]) -> None:
+        """Take over these enterprises' open escalations from the store, as another worker left them."""
+        with self._lock:
+            for e in self.store.load(state="open", enterprise_ids=list(enterprise_ids)):
+                self._open[e.escalation_id] = e
+
+    def release(self, enterprise_ids: Collection[str]) -> None:
+        """Let these enterprises' escalations go (every change is in the store already)."""
+        with self._lock:
+            self._open = {k: e for k, e in self._open.items() if e.enterprise_id not in enterprise_ids}
 
     # ----- inputs ------------------------------------------------------------------------------------------
 
@@ -781,78 +859,56 @@ class EscalationEngine:
     # ----- people's actions ---------------------------------------------------------------------------------
 
     def _in_scope(self, escalation_id: str, principal: Principal) -> Escalation:
-        e = self._open.get(escalation_id) or self.store.get(escalation_id)
-        if e is None or e.enterprise_id not in principal.enterprises:
-            raise EscalationNotFound(f"no escalation {escalation_id!r}")
-        return e
+        return scoped(self._open.get(escalation_id) or self.store.get(escalation_id), escalation_id, principal,
+                      open_only=False)
 
     def _open_one(self, escalation_id: str, principal: Principal) -> Escalation:
-        e = self._in_scope(escalation_id, principal)
-        if e.state == "closed":
-            raise EscalationError(f"escalation {escalation_id} is closed")
+        e = scoped(self._open.get(escalation_id) or self.store.get(escalation_id), escalation_id, principal,
+                   open_only=True)
         return self._open[e.escalation_id]
 
-    def acknowledge(self, escalation_id: str, principal: Principal, note: str | None = None) -> Escalation:
-        """An enterprise person acknowledges for the enterprise level; the climb stops."""
+    def acknowledge(self, escalation_id: str, principal: Principal, note: str | None = None,
+                    ts_ms: int | None = None) -> Escalation:
+        """An enterprise person acknowledges for the enterprise level (at ``ts_ms``, default now); the climb stops."""
         with self._lock:
-            if principal.role not in ENTERPRISE_ROLES:
-                raise EscalationForbidden(f"role {principal.role.value} acknowledges by signing, not here")
+            enterprise_role(principal)
             e = self._open_one(escalation_id, principal)
-            lv = e.levels.get("enterprise")
-            if lv is not None and lv.acked_ms is not None:
-                raise EscalationError(f"already acknowledged by {lv.acked_by}")
-            now = self.clock.now_ms()
+            check_acknowledge(e)
+            now = self.clock.now_ms() if ts_ms is None else ts_ms
             self._ack_level(e, "enterprise", principal.login, now, note)
             notes: list[Notification] = []
             self._maybe_close(e, now, notes)
             self._persist([e], notes)
             return e
 
-    def _regulator(self, principal: Principal) -> str:
-        level = REGULATOR_LEVEL.get(principal.role)
-        if level is None:
-            raise EscalationForbidden(f"only park and county regulators may do this, not {principal.role.value}")
-        return level
-
-    def sign(self, escalation_id: str, principal: Principal, note: str | None = None) -> Escalation:
-        """A regulator signs for the escalation at their level (签收); the climb stops."""
+    def sign(self, escalation_id: str, principal: Principal, note: str | None = None,
+             ts_ms: int | None = None) -> Escalation:
+        """A regulator signs for the escalation at their level (签收, at ``ts_ms``, default now); the climb stops."""
         with self._lock:
-            level = self._regulator(principal)
+            level = regulator_level(principal)
             e = self._open_one(escalation_id, principal)
-            lv = e.levels.get(level)
-            if lv is None or lv.notified_ms is None:
-                raise EscalationError(f"not escalated to the {level} level yet")
-            if lv.acked_ms is not None:
-                raise EscalationError(f"already signed at the {level} level by {lv.acked_by}")
-            self._ack_level(e, level, principal.login, self.clock.now_ms(), note)
+            check_sign(e, level)
+            self._ack_level(e, level, principal.login, self.clock.now_ms() if ts_ms is None else ts_ms, note)
             self._persist([e], [])
             return e
 
     def dispose(self, escalation_id: str, principal: Principal, text: str) -> Disposition:
         """A regulator who signed records what was done (处置反馈)."""
         with self._lock:
-            level = self._regulator(principal)
+            level = regulator_level(principal)
             e = self._open_one(escalation_id, principal)
-            lv = e.levels.get(level)
-            if lv is None or lv.acked_ms is None:
-                raise EscalationError(f"sign (签收) at the {level} level before recording a disposition")
+            check_dispose(e, level)
             return self.store.add_disposition(e.escalation_id, self.clock.now_ms(), principal.login, level, text)
 
-    def close(self, escalation_id: str, principal: Principal, reason: str, note: str | None = None) -> Escalation:
-        """A regulator closes (消警) with a reason code; the escalation ends once the alarm is also back to normal."""
+    def close(self, escalation_id: str, principal: Principal, reason: str, note: str | None = None,
+              ts_ms: int | None = None) -> Escalation:
+        """A regulator closes (消警) with a reason code (at ``ts_ms``, default now); the escalation ends once the alarm
+        is also back to normal."""
         with self._lock:
-            level = self._regulator(principal)
-            if reason not in CLOSE_REASONS:
-                raise EscalationError(f"unknown reason {reason!r}; use one of {', '.join(CLOSE_REASONS)}")
+            level = regulator_level(principal)
             e = self._open_one(escalation_id, principal)
-            if e.closed_ms is not None:
-                raise EscalationError(f"already closed by {e.closed_by}; waiting for the alarm to return to normal")
-            lv = e.levels.get(level)
-            if lv is None or lv.acked_ms is None:
-                raise EscalationError(f"sign (签收) at the {level} level before closing")
-            if not self.store.dispositions(e.escalation_id):
-                raise EscalationError("record the disposition (处置反馈) before closing")
-            now = self.clock.now_ms()
+            check_close(e, level, reason, bool(self.store.dispositions(e.escalation_id)))
+            now = self.clock.now_ms() if ts_ms is None else ts_ms
             e.closed_ms, e.closed_by, e.close_level, e.close_reason, e.close_note = (
                 now,
                 principal.login,

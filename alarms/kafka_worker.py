@@ -2,9 +2,10 @@
 rebalances and crashes.
 
 A core has the embedded supervisor's three inputs: its partition's readings, operator commands from the same
-partition of the commands topic (keyed by enterprise like the readings; the range assignor gives a member the same
-partition numbers of both topics), and the clock, which ticks each partition that is caught up with its readings
-and grades its enterprises (``alarms/worker_grading.py``).
+partition of the commands topic (keyed by enterprise like the readings; the group assignor of
+``tankwatch/kafka_partitions.py`` gives a member the same partition numbers of both topics), and the clock, which
+ticks each partition that is caught up with its readings, escalates (``alarms/worker_escalation.py``) and grades its
+enterprises (``alarms/worker_grading.py``).
 
 Delivery is at least once and made exactly once downstream by ids: a worker commits a partition's offset only
 after the events it produced are acknowledged by Kafka and its alarm-core snapshot for that offset is written to
@@ -27,19 +28,21 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import IllegalStateError
 from prometheus_client import Counter, Gauge
 
 from alarms.evaluate import AlarmCore
 from alarms.rules import compile_rules
+from alarms.worker_escalation import WorkerEscalation
 from alarms.worker_grading import WorkerGrading
+from alarms.worker_load import report_load
 from tankwatch import bus as topics
 from tankwatch import metrics
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site
-from tankwatch.kafka_bus import FETCH_RECORDS, BusMessageRejected, KafkaBus, enterprise_partition
+from tankwatch.kafka_bus import FETCH_RECORDS, BusMessageRejected, KafkaBus
 from tankwatch.kafka_health import BusLost, CommitGuard, check_not_behind
+from tankwatch.kafka_partitions import enterprise_assignor, partition_weights
 from tankwatch.records import AlarmEvent, ReadingBatch
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ class AlarmWorker:
         on_assignment: Callable[[list[int]], None] | None = None,
         clock: Clock | None = None,
         tick_s: float = TICK_S,
+        escalation: WorkerEscalation | None = None,
     ) -> None:
         self.site = site
         self.bus = bus
@@ -120,6 +124,7 @@ class AlarmWorker:
         self.next_command: dict[int, int] = {}
         self.enterprises_of: dict[int, frozenset[str]] = {}
         self.grading = WorkerGrading(site)
+        self.escalation = escalation
         self._last_tick_ms: int | None = None
         self._commits = CommitGuard(bus.group_id(group))
         self._reached: dict[TopicPartition, int] = {}  # next offset after the newest record ever fetched
@@ -138,9 +143,10 @@ class AlarmWorker:
     async def run(self) -> None:
         """Consume, evaluate, publish and checkpoint until cancelled; a final checkpoint on the way out."""
         await self.bus.ensure_topics()
-        await self._share_out()
+        partitions = await self._share_out()
+        assignor = enterprise_assignor(partition_weights(self.site, partitions))
         consumer = self.bus.consumer(group=self.group, auto_offset_reset="earliest",
-                                     partition_assignment_strategy=(RangePartitionAssignor,))
+                                     partition_assignment_strategy=(assignor,))
         consumer.subscribe([self.readings_topic, self.commands_topic], listener=_WorkerListener(self))
         await consumer.start()
         self._consumer = consumer
@@ -164,9 +170,11 @@ class AlarmWorker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
             WORKER_PARTITIONS.set(0)
+            report_load(self.site, ())
 
-    async def _share_out(self) -> None:
-        """Map partitions to enterprises; the readings and commands topics must have the same partition count."""
+    async def _share_out(self) -> int:
+        """Map partitions to enterprises; the readings and commands topics must have the same partition count,
+        which is returned."""
         producer = await self.bus.producer()
         counts = {name: len(await producer.partitions_for(name)) for name in (self.readings_topic, self.commands_topic)}
         if len(set(counts.values())) != 1:
@@ -174,8 +182,9 @@ class AlarmWorker:
                                     "the readings of their enterprise (recreate the commands topic)")
         n = counts[self.readings_topic]
         for e in self.bus.enterprise_ids:
-            p = enterprise_partition(e, n)
+            p = self.bus.partition_of(e, n)
             self.enterprises_of[p] = self.enterprises_of.get(p, frozenset()) | {e}
+        return n
 
     async def _process(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """Evaluate each owned partition's new records in order and publish the events they cause."""
@@ -213,6 +222,8 @@ class AlarmWorker:
                 metrics.ALARM_EVENTS.labels(str(e.action)).inc()
             await self.bus.publish(topics.EVENTS, events)
             self.events_published += len(events)
+            if self.escalation is not None:
+                await self.escalation.on_events(events)
 
     async def _apply_commands(self, tp: TopicPartition, core: Any, records: list[Any]) -> list[AlarmEvent]:
         """Apply a partition's operator commands in order; a bad one is logged and counted, never fatal."""
@@ -220,7 +231,9 @@ class AlarmWorker:
         events: list[AlarmEvent] = []
         for record in records:
             try:
-                events += core.apply(self.bus.decode(topics.COMMANDS, record.value))
+                command = self.bus.decode(topics.COMMANDS, record.value)
+                if self.escalation is None or not await self.escalation.apply(command):
+                    events += core.apply(command)
             except BusMessageRejected as exc:
                 metrics.INPUT_REJECTED.labels("alarms", exc.reason).inc()
                 log.warning("commands[%d]@%d rejected: %s", tp.partition, record.offset, exc)
@@ -240,6 +253,7 @@ class AlarmWorker:
         self._last_tick_ms = now
         events: list[AlarmEvent] = []
         ready: set[str] = set()
+        behind = False
         for p, core in sorted(self.cores.items()):
             if await self._caught_up(p):
                 ready |= self.enterprises_of.get(p, frozenset())
@@ -247,9 +261,16 @@ class AlarmWorker:
                 if ticked:
                     events += ticked
                     self._dirty.add(p)
+            else:
+                behind = True
         await self._publish(events)
+        overdue: set[str] = set()
+        if self.escalation is not None:
+            if not behind:  # a backlog may still hold the acknowledgement that stops a step
+                await self.escalation.tick(now)
+            overdue = self.escalation.overdue()
         active = [alarm for core in self.cores.values() for alarm in core.active()]
-        grades = self.grading.changes(active, now, ready)
+        grades = self.grading.changes(active, now, ready, overdue)
         if grades:
             await self.bus.publish(topics.GRADES, grades)
 
@@ -399,6 +420,9 @@ class AlarmWorker:
                 KAFKA_RESTORES.labels("yes" if checkpoint else "no").inc()
                 self.cores[p] = core
             WORKER_PARTITIONS.set(len(self.cores))
+            report_load(self.site, self.owned_enterprises())
+            if self.escalation is not None:
+                await self.escalation.adopt({e for p in new for e in self.enterprises_of.get(p, ())})
             log.info("alarm worker %s owns readings partitions %s (restored %s)", self.member,
                      sorted(self.cores), sorted(checkpoints))
             if self.on_assignment is not None:
@@ -411,13 +435,21 @@ class AlarmWorker:
                 await self._checkpoint(revoked & set(self.cores))
             except BusLost as exc:
                 self._lost = exc
-            self.grading.forget({e for p in revoked for e in self.enterprises_of.get(p, ())})
+            leaving = {e for p in revoked for e in self.enterprises_of.get(p, ())}
+            self.grading.forget(leaving)
+            if self.escalation is not None:
+                self.escalation.release(leaving)
             for p in revoked:
                 self.cores.pop(p, None)
                 self.next_offset.pop(p, None)
                 self.next_command.pop(p, None)
                 self._dirty.discard(p)
             WORKER_PARTITIONS.set(len(self.cores))
+            report_load(self.site, self.owned_enterprises())
+
+    def owned_enterprises(self) -> set[str]:
+        """The enterprises of the partitions this worker owns."""
+        return {e for p in self.cores for e in self.enterprises_of.get(p, ())}
 
 
 class _WorkerListener(ConsumerRebalanceListener):

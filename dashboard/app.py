@@ -47,6 +47,7 @@ from dashboard.routers import (
     patrols,
     readings,
     replay,
+    service,
     settings,
     sources,
     supervision,
@@ -72,6 +73,7 @@ from tankwatch.stores.users import UserStore
 
 if TYPE_CHECKING:
     from alarms.escalation import EscalationEngine
+    from alarms.escalation_remote import RemoteEscalations
     from alarms.notify import InboxSender
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -90,6 +92,7 @@ PROTECTED_ROUTERS = (
     journal.router,  # before alarms: /api/alarms/journal is not an occurrence id
     park_map.router,
     alarms.router,
+    service.router,
     escalations.router,
     audit.router,
     grades.router,
@@ -130,7 +133,7 @@ def create_app(
     run_hub: bool = True,
     auth: Auth | None = None,
     audit_journal: AuditJournal | None = None,
-    escalation: EscalationEngine | None = None,
+    escalation: EscalationEngine | RemoteEscalations | None = None,
     inbox: InboxSender | None = None,
     replay: ReplayControl | None = None,
 ) -> FastAPI:

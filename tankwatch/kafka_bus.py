@@ -24,7 +24,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import ConsumerStoppedError, KafkaError
-from aiokafka.partitioner import murmur2
 from prometheus_client import Counter
 
 from tankwatch import bus as topics
@@ -32,6 +31,7 @@ from tankwatch import metrics
 from tankwatch.bus import BusUnavailable, Overflow
 from tankwatch.config import Site
 from tankwatch.kafka_health import CommitGuard, check_not_behind
+from tankwatch.kafka_partitions import PartitionTable
 from tankwatch.records import AlarmEvent, Grade, GradeColour, ReadingBatch
 from tankwatch.site import BusSettings
 
@@ -131,9 +131,10 @@ def decode_events(data: bytes) -> list[AlarmEvent]:
 
 
 def encode_grades(grades: Iterable[Grade]) -> bytes:
-    """A JSON array of grade objects."""
+    """A JSON array of grade objects (``detail`` when the grade has one)."""
     return orjson.dumps(
-        [{"subject_id": g.subject_id, "colour": str(g.colour), "ts_ms": g.ts_ms, "reasons": list(g.reasons)}
+        [{"subject_id": g.subject_id, "colour": str(g.colour), "ts_ms": g.ts_ms, "reasons": list(g.reasons),
+          **({"detail": g.detail} if g.detail is not None else {})}
          for g in grades]
     )
 
@@ -142,11 +143,19 @@ def decode_grades(data: bytes) -> list[Grade]:
     """Inverse of :func:`encode_grades`."""
     try:
         return [
-            Grade(str(g["subject_id"]), GradeColour(g["colour"]), int(g["ts_ms"]), tuple(map(str, g["reasons"])))
+            Grade(str(g["subject_id"]), GradeColour(g["colour"]), int(g["ts_ms"]), tuple(map(str, g["reasons"])),
+                  _detail(g.get("detail")))
             for g in orjson.loads(data)
         ]
     except (orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
         raise BusMessageRejected("bad_grades", str(exc)) from None
+
+
+def _detail(value: Any) -> dict | None:
+    """A grade's detail: a JSON object or nothing."""
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"a grade's detail must be an object, not {type(value).__name__}")
+    return value
 
 
 def decode_command(data: bytes) -> dict:
@@ -158,11 +167,6 @@ def decode_command(data: bytes) -> dict:
     if not isinstance(item, dict):
         raise BusMessageRejected("bad_command", f"expected a JSON object, got {type(item).__name__}")
     return item
-
-
-def enterprise_partition(enterprise_id: str, partitions: int) -> int:
-    """The partition of an enterprise's records: Kafka's default keyed partitioner (murmur2, as in Java)."""
-    return (murmur2(enterprise_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def parse_kafka_url(url: str) -> str:
@@ -238,6 +242,7 @@ class KafkaBus:
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._partitions: dict[str, int] = {}
+        self._tables: dict[int, PartitionTable] = {}
         self._subscriptions: dict[tuple[str, str], _Subscription] = {}
         self._closed = False
 
@@ -384,10 +389,17 @@ class KafkaBus:
         producer = await self.producer()
         n = await self._partition_count(producer, name)
         futures = [
-            await producer.send(name, value, key=key.encode(), partition=enterprise_partition(key, n))
+            await producer.send(name, value, key=key.encode(), partition=self.partition_of(key, n))
             for key, value in records
         ]
         await asyncio.gather(*futures)
+
+    def partition_of(self, key: str, partitions: int) -> int:
+        """The partition of an enterprise's records in a topic of ``partitions`` (``tankwatch/kafka_partitions``)."""
+        table = self._tables.get(partitions)
+        if table is None:
+            table = self._tables[partitions] = PartitionTable(self.enterprise_ids, partitions)
+        return table.partition(key)
 
     # -- consuming -----------------------------------------------------------------------------------------
 

@@ -215,3 +215,6 @@ class Grade:
     colour: GradeColour
     ts_ms: int
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    # The grading's whole account (kind, enterprise, level, every reason as a mapping) where a consumer needs more
+    # than the lines, e.g. a dashboard fed over the bus; not part of a grade's identity.
+    detail: dict | None = field(default=None, compare=False)

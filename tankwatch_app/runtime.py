@@ -18,7 +18,9 @@ from sqlalchemy.engine import Engine
 
 from alarms.credibility import EvidenceRecorder, EvidenceStore
 from alarms.escalation import Escalation, EscalationEngine, EscalationRunner, EscalationStore
+from alarms.escalation_remote import RemoteEscalations, Send
 from alarms.evaluate import AlarmCore
+from alarms.grade_board import GradeBoard
 from alarms.grading import GradingStage
 from alarms.journal import CoreJournal
 from alarms.notify import Dispatcher
@@ -379,19 +381,31 @@ async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say) -> None:
         await pipeline.stop()
 
 
-async def alarms_stage(site: Site, bus: Bus, say: Say) -> None:
-    """One member of the alarm workers' consumer group."""
+async def alarms_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, say: Say) -> None:
+    """One member of the alarm workers' consumer group, escalating its enterprises' alarms and recording their
+    evidence in the SQL database."""
     from alarms.kafka_worker import AlarmWorker, WorkerConfigError
+    from alarms.worker_escalation import WorkerEscalation
+    from alarms.worker_evidence import WorkerEvidence
     from tankwatch.kafka_bus import KafkaBus
 
     if not isinstance(bus, KafkaBus):
         raise StageError("the alarms stage alone needs a Kafka bus (--bus kafka://HOST:PORT)")
-    worker = AlarmWorker(site, bus, on_assignment=lambda parts: say(f"alarms: owns readings partitions {parts}"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    events = EventStore(await migrated_sql_url(site, data_dir))
+    escalation = WorkerEscalation.for_site(site, clock, events.engine)
+    worker = AlarmWorker(site, bus, clock=clock, escalation=escalation,
+                         on_assignment=lambda parts: say(f"alarms: owns readings partitions {parts}"))
+    evidence = WorkerEvidence(site, EvidenceStore(events.engine), clock)
+    active = lambda: [alarm for core in worker.cores.values() for alarm in core.active()]  # noqa: E731
     say("alarms: joining the alarm workers' group")
     try:
-        await worker.run()
+        await _all([worker.run(), escalation.run(),
+                    evidence.run(worker.owned_enterprises, worker.grading.stage.latest, active)])
     except WorkerConfigError as exc:
         raise StageError(str(exc)) from None
+    finally:
+        events.close()
 
 
 async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, say: Say) -> None:
@@ -461,15 +475,27 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
     timeseries = TimeSeriesStore(path, ids, site.file.storage.retention_days)
     hub = LiveHub(bus, site)
     journal = audit_journal(site, events.engine, None)
-    app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal)
+    escalation = RemoteEscalations(site, clock, EscalationStore(events.engine),
+                                   command_sender(bus, asyncio.get_running_loop()))
+    app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal,
+                     escalation=escalation)
     app.state.bus = bus  # operator commands go to the alarm workers over the commands topic
+    app.state.grading = board = GradeBoard(site, timeseries.latest)  # the grades the alarm workers report
     app.state.uplink_status = UplinkStore(events.engine) if site.file.receiver is not None else None
     server = uvicorn.Server(server_config(app, host=host, port=port, log_level="warning", lifespan="off"))
 
     async def cache(batches: list[ReadingBatch]) -> None:
         await asyncio.to_thread(timeseries.write, ReadingBatch.concat(batches))
 
-    tasks: list[Awaitable[None]] = [hub.run(), server.serve()]
+    async def keep_grades() -> None:
+        from tankwatch.kafka_bus import KafkaBus
+        from tankwatch.kafka_history import from_start
+
+        assert isinstance(bus, KafkaBus)  # the dashboard alone runs against Kafka
+        async for grades in from_start(bus, topics.GRADES):
+            board.absorb(grades)
+
+    tasks: list[Awaitable[None]] = [hub.run(), server.serve(), keep_grades()]
     if own_cache:
         tasks.append(consume(bus, topics.READINGS, "dashboard-cache", cache, Overflow.DROP_OLDEST))
     say(f"tankwatch dashboard: http://{host}:{port}/")
@@ -479,6 +505,21 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
         server.should_exit = True
         timeseries.close()
         events.close()
+
+
+def command_sender(bus: Bus, loop: asyncio.AbstractEventLoop) -> Send:
+    """Publish a command keyed by its enterprise from a route's worker thread, waiting at most the seconds given
+    (TimeoutError when the bus did not confirm it)."""
+    def send(command: dict, timeout_s: float) -> None:
+        published = bus.publish(topics.COMMANDS, command, key=command["enterprise_id"])
+        future = asyncio.run_coroutine_threadsafe(published, loop)
+        try:
+            future.result(timeout_s)
+        except (TimeoutError, BusUnavailable) as exc:
+            future.cancel()
+            raise TimeoutError(str(exc)) from None
+
+    return send
 
 
 async def _all(coroutines: list[Awaitable[None]]) -> None:
@@ -571,7 +612,7 @@ async def _run_stage(stage: str, site: Site, *, bus_url: str | None, host: str, 
     chosen = [s for s in STAGES[1:] if present.get(s, True)] if stage == "all" else [stage]
     runners = {
         "ingest": lambda: ingest_stage(site, bus, clock, say),
-        "alarms": lambda: alarms_stage(site, bus, say),
+        "alarms": lambda: alarms_stage(site, bus, data, clock, say),
         "historian": lambda: historian_stage(site, bus, data, clock, say),
         "dashboard": lambda: dashboard_stage(site, bus, data, clock, host=host, port=port, say=say),
         "uplink": lambda: tier_stage("uplink", site, bus, data, clock, say),

@@ -119,7 +119,7 @@ def alarm_out(names: SiteNames, row: dict[str, Any]) -> AlarmOut:
     )
 
 
-def _allowed(request: Request) -> frozenset[str] | None:
+def allowed_of(request: Request) -> frozenset[str] | None:
     """The caller's enterprises when authentication has set them, else None (no restriction)."""
     allowed = getattr(request.state, "allowed_enterprises", None)
     return None if allowed is None else frozenset(allowed)
@@ -134,7 +134,7 @@ def alarms(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> AlarmsOut:
     """Alarm occurrences newest first: ``active`` (default), ``shelved``, ``suppressed``, … or ``all``."""
-    rows = [alarm_out(names, row) for row in events.alarms(state, _allowed(request), limit=limit)]
+    rows = [alarm_out(names, row) for row in events.alarms(state, allowed_of(request), limit=limit)]
     return AlarmsOut(state=state, count=len(rows), alarms=rows)
 
 
@@ -238,7 +238,7 @@ def kpis(
     hours: Annotated[float, Query(gt=0, le=24 * 90, description="window length, ending now")] = 24.0,
 ) -> KpisOut:
     """Alarm-system KPIs per enterprise: alarms per 10 min, floods, chattering, stale, bad actors, priority mix."""
-    return kpis_for(events, names, clock.now_ms(), hours, _allowed(request))
+    return kpis_for(events, names, clock.now_ms(), hours, allowed_of(request))
 
 
 # ----------------------------------------------------------------------------------- shelving
@@ -319,7 +319,7 @@ def shelves(
 ) -> ShelvesOut:
     """Shelved alarms with who, why, since and until when, and the occurrences raised under each shelf."""
     since = clock.now_ms() - round(hours * 3600_000)
-    rows = events.shelves(holding=holding, enterprise_ids=_allowed(request), since_ms=since, limit=limit)
+    rows = events.shelves(holding=holding, enterprise_ids=allowed_of(request), since_ms=since, limit=limit)
     out = [
         ShelfOut(
             **{k: r[k] for k in ShelfOut.model_fields if k in r},
@@ -422,7 +422,7 @@ _SHELVE_RESPONSES: dict[int | str, dict[str, Any]] = {
 ALARM_OPERATORS = frozenset({Role.OPERATOR, Role.SAFETY_MANAGER})
 
 
-def _acting(request: Request, op: str, user: str) -> tuple[Principal | None, str]:
+def acting(request: Request, op: str, user: str) -> tuple[Principal | None, str]:
     """The authenticated caller (None without authentication) and who acts: the login, never the body's claim."""
     principal = getattr(request.state, "principal", None)  # set by authentication on every protected route
     if principal is None:
@@ -435,7 +435,7 @@ def _acting(request: Request, op: str, user: str) -> tuple[Principal | None, str
 def _occurrence_row(request: Request, events: Any, occurrence_id: str) -> dict[str, Any]:
     """The stored occurrence in the caller's scope; 404 alike for unknown and out-of-scope ids."""
     row = events.occurrence(occurrence_id)
-    allowed = _allowed(request)
+    allowed = allowed_of(request)
     if row is None or (allowed is not None and row["enterprise_id"] not in allowed):
         metrics.INPUT_REJECTED.labels("dashboard", "unknown_occurrence").inc()
         raise HTTPException(404, f"unknown alarm occurrence {occurrence_id!r}")
@@ -452,7 +452,7 @@ def _occurrence_row(request: Request, events: Any, occurrence_id: str) -> dict[s
 async def _publish(request: Request, events: Any, clock: Any, op: str, occurrence_id: str, user: str,
                    **extra: Any) -> CommandOut:
     """Check the occurrence, publish the command on the bus, and say what event id it will produce."""
-    principal, user = _acting(request, op, user)
+    principal, user = acting(request, op, user)
     row = _occurrence_row(request, events, occurrence_id)
     return await _send(request, clock, principal, op, row, user, extra)
 
@@ -583,7 +583,7 @@ async def acknowledge(request: Request, occurrence_id: OccurrenceId, body: AckIn
 async def shelve(request: Request, occurrence_id: OccurrenceId, body: ShelveIn, events: EventsDep,
                  clock: ClockDep) -> CommandOut:
     """Shelve the alarm (sensor × condition) of an occurrence (搁置) within the site's shelving policy."""
-    principal, user = _acting(request, "shelve", body.user)
+    principal, user = acting(request, "shelve", body.user)
     row = _occurrence_row(request, events, occurrence_id)
     refused = await asyncio.to_thread(_shelve_refusal, request, events, principal, row, body)
     if refused is None and principal is not None and body.approver is not None:  # named: checked, needed or not
@@ -605,7 +605,7 @@ async def shelve(request: Request, occurrence_id: OccurrenceId, body: ShelveIn, 
 async def unshelve(request: Request, occurrence_id: OccurrenceId, body: UnshelveIn, events: EventsDep,
                    clock: ClockDep) -> CommandOut:
     """Unshelve the alarm of an occurrence (取消搁置): the one it was shelved from (closed or not), or any open one."""
-    principal, user = _acting(request, "unshelve", body.user)
+    principal, user = acting(request, "unshelve", body.user)
     row = _occurrence_row(request, events, occurrence_id)
     if events.holding_shelf(row["sensor_id"], row["condition"]) is None:
         metrics.INPUT_REJECTED.labels("dashboard", "alarm_state_conflict").inc()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from alarms.escalation import CLOSE_REASONS, STEP_LEVEL, Escalation, EscalationEngine, EscalationError
+from alarms.escalation_remote import RemoteEscalations
 from alarms.notify import InboxSender
 from dashboard.routers.deps import (
     AUTH_RESPONSES,
@@ -36,10 +37,14 @@ ACTION_RESPONSES = {
     **AUTH_RESPONSES,
     404: {"model": ErrorOut, "description": "No such escalation in the caller's scope"},
     409: {"model": ErrorOut, "description": "Not possible in the escalation's current state"},
+    504: {"model": ErrorOut, "description": "Distributed mode: no alarm worker confirmed the action within 2 s"},
 }
 
 
-def _engine(request: Request) -> EscalationEngine:
+Escalations = EscalationEngine | RemoteEscalations  # the engine itself, or the distributed dashboard's view of it
+
+
+def _engine(request: Request) -> Escalations:
     return request.app.state.escalation
 
 
@@ -47,7 +52,7 @@ def _inbox(request: Request) -> InboxSender:
     return request.app.state.inbox
 
 
-EngineDep = Annotated[EscalationEngine, Depends(_engine)]
+EngineDep = Annotated[Escalations, Depends(_engine)]
 InboxDep = Annotated[InboxSender, Depends(_inbox)]
 
 
@@ -145,7 +150,7 @@ class CloseIn(BaseModel):
     note: str | None = Field(default=None, max_length=500)
 
 
-def escalation_out(e: Escalation, engine: EscalationEngine, names: SiteNames, now_ms: int) -> EscalationOut:
+def escalation_out(e: Escalation, engine: Escalations, names: SiteNames, now_ms: int) -> EscalationOut:
     """An escalation for the API, with names, countdown and dispositions."""
     labels = e.labels
     next_ms = e.next_step_ms()
@@ -259,7 +264,7 @@ def _perform(
     action: str,
     detail: dict,
     run: Callable[[], Escalation],
-    engine: EscalationEngine,
+    engine: Escalations,
     names: SiteNames,
     clock: Clock,
 ) -> EscalationOut:

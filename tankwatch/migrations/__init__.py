@@ -19,6 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, create_engine, inspect
 
+from tankwatch.migrations.lock import migrating
+
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
@@ -87,14 +89,15 @@ def current(url: str) -> str | None:
 
 
 def upgrade(url: str, revision: str = "head") -> str:
-    """Migrate ``url`` to ``revision``; returns the revision it is at afterwards."""
-    engine = create_engine(url)
-    try:
-        tables = set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
+    """Migrate ``url`` to ``revision`` (one process at a time: ``lock.migrating``); returns the revision it is at
+    afterwards."""
     cfg = config(url)
-    with _ALEMBIC:
+    with migrating(url), _ALEMBIC:
+        engine = create_engine(url)
+        try:
+            tables = set(inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
         if "alembic_version" not in tables and "alarm_events" in tables:
             log.warning("database %s predates migrations: stamping it at %s", _safe(url), BASELINE)
             command.stamp(cfg, BASELINE)

@@ -24,10 +24,10 @@ from tankwatch.kafka_bus import (
     decode_events,
     encode_batch,
     encode_events,
-    enterprise_partition,
     parse_kafka_url,
     site_fingerprint,
 )
+from tankwatch.kafka_partitions import hashed_partition
 from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch
 
 T0 = 1_714_550_400_000
@@ -133,10 +133,10 @@ def test_events_round_trip_and_garbage_is_rejected() -> None:
             decode_events(bad)
 
 
-def test_enterprise_partition_is_kafkas_default_keyed_partitioner() -> None:
+def test_keys_outside_the_partition_table_take_kafkas_default_keyed_partitioner() -> None:
     for n in (1, 3, 12):
         for key in ("E1", "E2", "企业", "a-long-enterprise-identifier"):
-            assert enterprise_partition(key, n) == DefaultPartitioner()(key.encode(), list(range(n)), [])
+            assert hashed_partition(key, n) == DefaultPartitioner()(key.encode(), list(range(n)), [])
 
 
 def test_kafka_urls_are_checked() -> None:
@@ -168,12 +168,13 @@ async def test_batches_are_split_per_enterprise_onto_the_enterprise_partition(
             for tp, got in (await raw.getmany(timeout_ms=500)).items():
                 records += [(tp.partition, r) for r in got]
         assert len(records) == 20  # 4 batches × 5 enterprises
+        assert {partition for partition, _ in records} == {0, 1, 2, 3}  # 5 enterprises dealt onto 4 partitions
         rows = []
         for partition, record in records:
             part = decode_batch(record.value, bus.fingerprint, len(site.sensors))
             enterprises = {site.sensors[i].enterprise_id for i in part.sensor.tolist()}
             assert enterprises == {record.key.decode()}
-            assert partition == enterprise_partition(record.key.decode(), 4)
+            assert partition == bus.partition_of(record.key.decode(), 4)
             rows += list(zip(part.sensor.tolist(), part.ts_ms.tolist(), strict=True))
         everything = ReadingBatch.concat(batches)
         assert sorted(rows) == sorted(zip(everything.sensor.tolist(), everything.ts_ms.tolist(), strict=True))

@@ -19,7 +19,7 @@ import pytest
 from alarms.evaluate import AlarmCore
 from bench.services import TansuHandle
 from tankwatch import bus as topics
-from tankwatch.kafka_bus import KafkaBus, enterprise_partition
+from tankwatch.kafka_bus import KafkaBus
 from tankwatch.records import AlarmEvent, ReadingBatch
 from tankwatch.stores.events import EventStore, alarm_events
 from tests.integration.test_kafka_bus import FAST_GROUPS, T0, park_doc, wave, write_site
@@ -33,14 +33,14 @@ OWNS = re.compile(r"owns readings partitions \[([0-9, ]*)\]")
 class Worker:
     """``tankwatch run alarms`` as a subprocess, with its stdout lines collected by a thread."""
 
-    def __init__(self, name: str, config: Path, bus_url: str) -> None:
+    def __init__(self, name: str, config: Path, bus_url: str, *options: str) -> None:
         self.name = name
         self.lines: queue.Queue[str] = queue.Queue()
         self.partitions: list[int] | None = None
         self.log: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tankwatch_app.stages_cli", "run", "alarms", "--config", str(config),
-             "--bus", bus_url, "--session-timeout", str(FAST_GROUPS["session_timeout_ms"] / 1000)],
+             "--bus", bus_url, "--session-timeout", str(FAST_GROUPS["session_timeout_ms"] / 1000), *options],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
@@ -95,8 +95,8 @@ async def until(check, timeout_s: float, what: str, workers: list[Worker]) -> No
 async def test_killing_an_alarm_worker_loses_and_doubles_no_event(kafka_broker: TansuHandle, tmp_path: Path) -> None:
     doc = park_doc(8, 4, partitions=PARTITIONS)
     config, site = write_site(doc, tmp_path)
-    assert len({enterprise_partition(e.id, PARTITIONS) for e in site.enterprises}) >= 2
     bus = KafkaBus(kafka_broker.bootstrap, site, **FAST_GROUPS)
+    assert len({bus.partition_of(e.id, PARTITIONS) for e in site.enterprises}) >= 2
     await bus.ensure_topics()
     store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
     delivered = 0
@@ -124,7 +124,7 @@ async def test_killing_an_alarm_worker_loses_and_doubles_no_event(kafka_broker: 
             step += 1
             await asyncio.sleep(STEP_S)
 
-    workers = [Worker(name, config, kafka_broker.url) for name in ("a", "b")]
+    workers = [Worker(name, config, kafka_broker.url, "--data-dir", str(tmp_path)) for name in ("a", "b")]
     tasks = [asyncio.create_task(keep_events()), asyncio.create_task(load())]
     try:
         await until(lambda: all(w.partitions for w in workers), 90, "both workers to own partitions", workers)

@@ -19,6 +19,7 @@ from alarms.grading import GradingStage
 from alarms.kafka_worker import AlarmWorker
 from bench.services import TansuHandle
 from dashboard.routers import alarms as alarms_router
+from dashboard.routers import service as service_router
 from dashboard.routers.deps import SiteNames
 from tankwatch import bus as topics
 from tankwatch.broker import free_port
@@ -133,6 +134,7 @@ def dashboard_app(site: Site, events: EventStore, bus: KafkaBus) -> FastAPI:
     """The alarm routes as the distributed dashboard serves them: commands go to the Kafka bus."""
     app = FastAPI()
     app.include_router(alarms_router.router)
+    app.include_router(service_router.router)
     app.state.site, app.state.events, app.state.clock = site, events, SystemClock()
     app.state.names = SiteNames(site)
     app.state.bus = bus
@@ -169,8 +171,8 @@ async def test_commands_from_the_dashboard_reach_the_owning_worker_and_come_back
             r = await post(app, f"/api/alarms/{hh.occurrence_id}/comment", {"user": "wang", "text": "checking"})
             assert r.status_code == 202, r.text
             commented = r.json()["event_id"]
-            await bus.publish(topics.COMMANDS, {"op": "remove_from_service", "sensor_id": "E1-PT0", "user": "li",
-                                                "ts_ms": now + 1, "note": "calibration"}, key="E1")
+            r = await post(app, "/api/alarms/sensors/E1-PT0/out-of-service", {"user": "li", "reason": "calibration"})
+            assert r.status_code == 202, r.text
             def answered(es: list[AlarmEvent]) -> bool:
                 return {promised, commented} <= {e.id for e in es} and any(
                     e.sensor_id == "E1-PT0" and e.action == AlarmAction.SUPPRESSED for e in es)
