@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge
 
 from alarms.evaluate import AlarmCore
 from alarms.rules import compile_rules
+from alarms.stall_hold import StallHold
 from alarms.worker_grading import WorkerGrading
 from tankwatch import bus as topics
 from tankwatch import metrics
@@ -120,6 +121,7 @@ class AlarmWorker:
         self.next_command: dict[int, int] = {}
         self.enterprises_of: dict[int, frozenset[str]] = {}
         self.grading = WorkerGrading(site)
+        self.stall = StallHold()
         self._last_tick_ms: int | None = None
         self._commits = CommitGuard(bus.group_id(group))
         self._reached: dict[TopicPartition, int] = {}  # next offset after the newest record ever fetched
@@ -202,6 +204,7 @@ class AlarmWorker:
             WORKER_READINGS.labels(str(p)).inc(len(batch))
             events.extend(core.evaluate(batch))
             self.grading.absorb(batch)
+            self.stall.evaluated(p, batch)
             self.next_offset[p] = records[-1].offset + 1
             self._dirty.add(p)
         await self._publish(events)
@@ -240,8 +243,9 @@ class AlarmWorker:
         self._last_tick_ms = now
         events: list[AlarmEvent] = []
         ready: set[str] = set()
+        self.stall.fetches((self._answered(p) for p in self.cores), now)
         for p, core in sorted(self.cores.items()):
-            if await self._caught_up(p):
+            if await self._caught_up(p) and not self.stall.holds(p, now):
                 ready |= self.enterprises_of.get(p, frozenset())
                 ticked = core.tick(now)
                 if ticked:
@@ -253,6 +257,15 @@ class AlarmWorker:
         if grades:
             await self.bus.publish(topics.GRADES, grades)
 
+    def _answered(self, p: int) -> bool:
+        """Whether the broker answered the partition's fetches within FRESH_FETCH_S."""
+        assert self._consumer is not None
+        try:
+            polled_ms = self._consumer.last_poll_timestamp(TopicPartition(self.readings_topic, p))
+        except (IllegalStateError, AssertionError):  # revoked meanwhile
+            return False
+        return polled_ms is not None and time.time() - polled_ms / 1000 <= FRESH_FETCH_S
+
     async def _caught_up(self, p: int) -> bool:
         """Whether the broker answered the partition's fetches lately and every reading it holds was evaluated
         (a new owner replays the backlog first, and a stalled broker is not a silent sensor)."""
@@ -260,8 +273,7 @@ class AlarmWorker:
         tp = TopicPartition(self.readings_topic, p)
         try:
             highwater = self._consumer.highwater(tp)
-            polled_ms = self._consumer.last_poll_timestamp(tp)
-            if highwater is None or polled_ms is None or time.time() - polled_ms / 1000 > FRESH_FETCH_S:
+            if highwater is None or not self._answered(p):
                 return False
             return await self._consumer.position(tp) >= highwater
         except (IllegalStateError, AssertionError):  # revoked meanwhile

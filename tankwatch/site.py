@@ -502,6 +502,10 @@ class BusSettings(Strict):
     replication_factor: int = Field(default=1, ge=1, le=16)
     retention_hours: float = Field(default=168, gt=0)  # of readings, events, grades, commands
     group_prefix: str = "tankwatch."  # consumer groups are <prefix><stage>
+    # Readings ingest holds in memory while the bus does not take them (a stalled or restarting broker): devices
+    # are polled on schedule meanwhile; past the bound the oldest rows are dropped and counted. 21 bytes a row:
+    # the default (a tankwatch default, no source) is ~42 MB, 200 s at 10,000 readings/s.
+    ingest_buffer_rows: int = Field(default=2_000_000, ge=1_000)
 
 
 class Storage(Strict):

@@ -43,6 +43,7 @@ from tankwatch.broker import broker_answers, embedded_broker
 from tankwatch.bus import Bus, BusUnavailable, MemoryBus, Overflow
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site, rebuild_site
+from tankwatch.outbox import ReadingsOutbox
 from tankwatch.records import ReadingBatch
 from tankwatch.stages import Source, cancel_all
 from tankwatch.stores.audit import AuditJournal
@@ -60,6 +61,7 @@ from tiers.uplink import UplinkStage
 log = logging.getLogger(__name__)
 
 EVIDENCE_EVERY_S = 10.0
+OUTBOX_FLUSH_S = 3.0  # within the stop deadline (STOP_DEADLINE_S)
 
 
 Say = Callable[[str], None]
@@ -393,14 +395,22 @@ def device_sources(site: Site, clock: Clock) -> list[Source]:
 
 
 async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say) -> None:
-    """Read the site's devices and publish range-checked batches."""
-    pipeline = Pipeline(site=site, clock=clock, bus=bus, sources=device_sources(site, clock))
+    """Read the site's devices and publish range-checked batches through the outbox (polling never waits on
+    the bus); on the way out the outbox has OUTBOX_FLUSH_S to hand the bus what it still holds."""
+    outbox = ReadingsOutbox(bus, site.file.bus.ingest_buffer_rows)
+    pipeline = Pipeline(site=site, clock=clock, bus=outbox, sources=device_sources(site, clock))
+    sender = asyncio.create_task(outbox.run())
     pipeline.start()
     say(f"ingest: {len(site.devices)} devices → readings")
+    sources = asyncio.ensure_future(pipeline.wait())
     try:
-        await pipeline.wait()
+        done, _ = await asyncio.wait([sources, sender], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # a source's or the sender's failure propagates
     finally:
+        await cancel_all([sources])
         await pipeline.stop()
+        await outbox.flush(sender, OUTBOX_FLUSH_S)
 
 
 async def alarms_stage(site: Site, bus: Bus, say: Say) -> None:
