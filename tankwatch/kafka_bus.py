@@ -14,7 +14,7 @@ import hashlib
 import logging
 import struct
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 from aiokafka.partitioner import murmur2
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from tankwatch import bus as topics
 from tankwatch import metrics
@@ -47,11 +47,15 @@ FETCH_RECORDS = 2_000
 CLOSE_TIMEOUT_S = 3.0
 PUBLISH_RETRY_S = 10.0  # how long a refused publish is retried before the stage is told the bus is unavailable
 PUBLISH_RETRY_PAUSE_S = 0.5
+HOLD_POLL_MS = 500  # while a subscription is held: how long each (empty) poll waits
 RECENT_EVENT_IDS = 200_000  # per events subscription: redelivered events seen this recently are skipped
 TOPIC_KEYS = (topics.READINGS, topics.EVENTS, topics.GRADES, topics.COMMANDS)
 
 KAFKA_PUBLISH_RETRIES = Counter(
     "tankwatch_bus_publish_retries_total", "Publishes the broker refused and that were sent again", ["topic"]
+)
+BUS_HELD = Gauge(
+    "tankwatch_bus_held", "1 while a subscription's consumer is paused because its stage cannot take more", ["group"]
 )
 KAFKA_REDELIVERED = Counter(
     "tankwatch_bus_redelivered_total", "Items skipped because their id was already seen (redelivery)", ["topic"]
@@ -402,7 +406,8 @@ class KafkaBus:
         return decode_command(value)
 
     def subscribe(
-        self, topic: str, group: str, overflow: Overflow = Overflow.BLOCK, maxsize: int | None = None
+        self, topic: str, group: str, overflow: Overflow = Overflow.BLOCK, maxsize: int | None = None,
+        hold: Callable[[], bool] | None = None,
     ) -> AsyncIterator[Any]:
         """Items of ``topic``.
 
@@ -411,9 +416,12 @@ class KafkaBus:
         so a subscriber that finishes an item before asking for the next commits only finished work.
         ``DROP_OLDEST``: a live tail of every partition from now on, no group, nothing committed; when more than
         ``maxsize`` items wait, the oldest are dropped and counted.
+        ``hold``: while it answers True (asked before each fetch) the consumer is paused — it stays in its group,
+        fetches nothing and commits nothing more — so a stage whose own buffer is full leaves the rest in Kafka.
         """
         self.kafka_topic(topic)
-        sub = _Subscription(self, topic, group, live=overflow is Overflow.DROP_OLDEST, maxsize=maxsize or 1024)
+        sub = _Subscription(self, topic, group, live=overflow is Overflow.DROP_OLDEST, maxsize=maxsize or 1024,
+                            hold=hold)
         self._subscriptions[(topic, group)] = sub
         return sub.iterate()
 
@@ -497,12 +505,14 @@ class _Revocations(ConsumerRebalanceListener):
 class _Subscription:
     """One consumer feeding one subscriber."""
 
-    def __init__(self, bus: KafkaBus, topic: str, group: str, *, live: bool, maxsize: int) -> None:
+    def __init__(self, bus: KafkaBus, topic: str, group: str, *, live: bool, maxsize: int,
+                 hold: Callable[[], bool] | None = None) -> None:
         self.bus = bus
         self.topic = topic
         self.group = group
         self.live = live
         self.maxsize = maxsize
+        self.hold = hold
         self.buffer: deque[_Entry] = deque()
         self.taken: dict[TopicPartition, int] = {}  # next offset after the items handed out, not yet committed
         self.seen = RecentIds() if topic == topics.EVENTS else None
@@ -530,6 +540,9 @@ class _Subscription:
                 if not self.buffer:
                     await self.commit()
                     try:
+                        if self.hold is not None and self.hold():
+                            await self._held(consumer)
+                            continue
                         fetched = await consumer.getmany(timeout_ms=500, max_records=FETCH_RECORDS)
                     except ConsumerStoppedError:
                         return
@@ -540,6 +553,20 @@ class _Subscription:
                 yield entry.item
         finally:
             await self.stop()
+
+    async def _held(self, consumer: AIOKafkaConsumer) -> None:
+        """Pause every assigned partition while ``hold`` says so, polling (which fetches nothing then) so the
+        member stays in its group; resume after."""
+        log.warning("%s: the stage cannot take more (its buffer is full); consumption paused", self.group)
+        BUS_HELD.labels(self.group).set(1)
+        try:
+            while self.hold is not None and self.hold() and not self.stopped:
+                consumer.pause(*consumer.assignment())  # again each time: a rebalance brings unpaused partitions
+                await consumer.getmany(timeout_ms=HOLD_POLL_MS)
+        finally:
+            consumer.resume(*consumer.assignment())
+            BUS_HELD.labels(self.group).set(0)
+        log.warning("%s: consumption resumed", self.group)
 
     def _absorb(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """Decode fetched records into the buffer; bad records are counted, and they and records holding only

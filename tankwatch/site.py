@@ -479,7 +479,9 @@ class InfluxSettings(Strict):
     bucket: str = Field(min_length=1)
     token_env: str = "TANKWATCH_INFLUX_TOKEN"
     buffer_dir: str | None = None  # store-and-forward buffer; default: <data_dir>/influx-buffer
-    buffer_max_mb: float = Field(default=1024, gt=0)  # past this the oldest buffered points are dropped, counted
+    # at this bound the historian stage pauses its Kafka consumers (the topics hold the rest) until the buffer is
+    # sent; it may pass it by one fetch (2,000 records)
+    buffer_max_mb: float = Field(default=1024, gt=0)
     timeout_s: float = Field(default=10, gt=0)
 
 

@@ -368,9 +368,11 @@ async def migrated_sql_url(site: Site, data_dir: Path) -> str:
 
 
 async def consume(bus: Bus, topic: str, group: str, handle: Callable[[list], Awaitable[object]],
-                  overflow: Overflow = Overflow.BLOCK) -> None:
-    """Feed ``handle`` everything fetched for ``group`` at once; it finishes before the next fetch (commit)."""
-    items = bus.subscribe(topic, group, overflow)
+                  overflow: Overflow = Overflow.BLOCK, hold: Callable[[], bool] | None = None) -> None:
+    """Feed ``handle`` everything fetched for ``group`` at once; it finishes before the next fetch (commit).
+    With ``hold`` (a Kafka bus), nothing is fetched while it answers True."""
+    held = {} if hold is None else {"hold": hold}  # only the Kafka bus holds: a full in-process queue blocks anyway
+    items = bus.subscribe(topic, group, overflow, **held)
     depth = getattr(bus, "depth", None)
     async for first in items:
         await handle(await drain(first, items, depth(topic, group) if depth else 0))
@@ -437,8 +439,10 @@ async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, sa
     if influx_settings is not None:
         from tankwatch.stores.influx import InfluxHistorian
 
-        influx = InfluxHistorian.from_settings(site, influx_settings, data_dir)
+        # Past the buffer's bound the consumers pause instead of the buffer dropping: Kafka keeps the rest.
+        influx = InfluxHistorian.from_settings(site, influx_settings, data_dir, drop_past_bound=False)
         series: object = influx
+        hold: Callable[[], bool] | None = influx.full
 
         async def store_events(lists: list[list]) -> None:
             flat = _flat(lists)
@@ -448,12 +452,13 @@ async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, sa
         async def store_grades(lists: list[list]) -> None:
             await asyncio.to_thread(influx.write_grades, _flat(lists))
 
-        tasks += [influx.forward(), consume(bus, topics.GRADES, "historian", store_grades)]
+        tasks += [influx.forward(), consume(bus, topics.GRADES, "historian", store_grades, hold=hold)]
         say(f"historian: readings → InfluxDB {influx_settings.url} bucket {influx_settings.bucket}")
     else:
         ids = [s.sensor.id for s in site.sensors]
         embedded = TimeSeriesStore(data_dir / "timeseries.db", ids, site.file.storage.retention_days)
         series = embedded
+        hold = None
 
         async def store_events(lists: list[list]) -> None:
             await asyncio.to_thread(events.add, _flat(lists))
@@ -470,8 +475,8 @@ async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, sa
         await asyncio.to_thread(series.write, ReadingBatch.concat(batches))  # type: ignore[attr-defined]
 
     tasks += [
-        consume(bus, topics.READINGS, "historian", store_readings),
-        consume(bus, topics.EVENTS, "eventstore", store_events),
+        consume(bus, topics.READINGS, "historian", store_readings, hold=hold),
+        consume(bus, topics.EVENTS, "eventstore", store_events, hold=hold),
     ]
     try:
         await _all(tasks)
