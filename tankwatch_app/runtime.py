@@ -246,22 +246,30 @@ async def run_demo(
         await serve(site, port=port, data_dir=data_dir_for(site, data_dir) / "demo", clock=clock,
                     duration_s=duration_s, say=say, demo=True)
         return
+    async with simulated_devices(site, scenario, clock, say) as simulator:
+        await serve(
+            site,
+            port=port,
+            data_dir=data_dir_for(site, data_dir) / "demo",
+            clock=clock,
+            duration_s=duration_s,
+            say=say,
+            extra_tasks=(simulator.run,),
+            demo=True,
+        )
+
+
+@contextlib.asynccontextmanager
+async def simulated_devices(site: Site, scenario: str, clock: Clock, say: Say) -> AsyncIterator[ParkSimulator]:
+    """The site's devices simulated (Modbus server, MQTT publishers; an embedded MQTT broker where none answers)
+    under a scenario, started; the caller runs ``simulator.run``."""
     plan = load_scenario(scenario)
     async with brokers_for(site, say):
         simulator = ParkSimulator(site, plan, clock)
         await simulator.start()
         say(f"simulator: scenario {plan.name!r}, {len(site.sensors)} sensors on Modbus TCP and MQTT")
         try:
-            await serve(
-                site,
-                port=port,
-                data_dir=data_dir_for(site, data_dir) / "demo",
-                clock=clock,
-                duration_s=duration_s,
-                say=say,
-                extra_tasks=(simulator.run,),
-                demo=True,
-            )
+            yield simulator
         finally:
             await simulator.stop()
 
@@ -486,7 +494,7 @@ async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, sa
 
 
 async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *, host: str, port: int,
-                          say: Say) -> None:
+                          say: Say, demo: bool = False) -> None:
     """The dashboard: live tail of the bus, events from SQL, history from the embedded time-series file.
 
     With the embedded historian on the same data folder the file is the historian's; with InfluxDB the dashboard
@@ -499,8 +507,12 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
     path = data_dir / ("dashboard-cache.db" if own_cache else "timeseries.db")
     timeseries = TimeSeriesStore(path, ids, site.file.storage.retention_days)
     hub = LiveHub(bus, site)
-    journal = audit_journal(site, events.engine, None)
-    app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal)
+    journal = audit_journal(site, events.engine, data_dir if demo else None)
+    users = UserStore(events.engine)
+    if demo:  # the site file's users with their plain-text demo passwords
+        sync_site_users(users, site, demo=True, now_ms=clock.now_ms())
+    auth = Auth(users, site, AuthSettings.from_env(demo=demo))
+    app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal, auth=auth)
     app.state.bus = bus  # operator commands go to the alarm workers over the commands topic
     app.state.uplink_status = UplinkStore(events.engine) if site.file.receiver is not None else None
     server = uvicorn.Server(server_config(app, host=host, port=port, log_level="warning", lifespan="off"))
@@ -565,10 +577,11 @@ async def run_stage(
     session_timeout_s: float = 6.0,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    demo: bool = False,
     say: Say = print,
 ) -> None:
     """Run one stage (or ``all``) until cancelled or ``duration_s`` has passed, serving its counters on
-    ``metrics_port`` when given.
+    ``metrics_port`` when given; ``demo`` lets the dashboard sign in the site's demo users.
 
     The bus is ``bus_url`` or the site's ``bus.url``; a stage alone needs Kafka, ``all`` on ``memory://`` is the
     single-process pipeline of :func:`run_live`.
@@ -577,11 +590,11 @@ async def run_stage(
         raise StageError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
     with metrics_server(metrics_host, metrics_port, say):
         await _run_stage(stage, site, bus_url=bus_url, host=host, port=port, data_dir=data_dir,
-                         duration_s=duration_s, session_timeout_s=session_timeout_s, say=say)
+                         duration_s=duration_s, session_timeout_s=session_timeout_s, demo=demo, say=say)
 
 
 async def _run_stage(stage: str, site: Site, *, bus_url: str | None, host: str, port: int, data_dir: Path | None,
-                     duration_s: float | None, session_timeout_s: float, say: Say) -> None:
+                     duration_s: float | None, session_timeout_s: float, say: Say, demo: bool = False) -> None:
     """:func:`run_stage` without the metrics server."""
     url = bus_url or site.file.bus.url
     data = data_dir_for(site, data_dir)
@@ -612,7 +625,7 @@ async def _run_stage(stage: str, site: Site, *, bus_url: str | None, host: str, 
         "ingest": lambda: ingest_stage(site, bus, clock, say),
         "alarms": lambda: alarms_stage(site, bus, say),
         "historian": lambda: historian_stage(site, bus, data, clock, say),
-        "dashboard": lambda: dashboard_stage(site, bus, data, clock, host=host, port=port, say=say),
+        "dashboard": lambda: dashboard_stage(site, bus, data, clock, host=host, port=port, say=say, demo=demo),
         "uplink": lambda: tier_stage("uplink", site, bus, data, clock, say),
         "receiver": lambda: tier_stage("receiver", site, bus, data, clock, say),
     }
