@@ -367,14 +367,17 @@ class KafkaBus:
         deadline = asyncio.get_running_loop().time() + PUBLISH_RETRY_S
         while True:
             try:
-                await self.send_records(name, records)
-                break
+                refused = await self.send_records(name, records)
+                if not refused:
+                    break
+                records = [record for record, _ in refused]  # only those go again: no duplicates of the others
+                raise refused[0][1]
             except KafkaError as exc:
                 if asyncio.get_running_loop().time() >= deadline:
                     raise BusUnavailable(f"Kafka at {self.bootstrap} did not take {topic}: {exc}") from exc
                 # A broker that just restarted may refuse the first writes to a topic (tansu answers
-                # UnknownError until the topic settles): fresh metadata, a pause, and the whole item again
-                # (a record sent twice is skipped downstream by its id).
+                # UnknownError until the topic settles): fresh metadata, a pause, and the records not acknowledged
+                # again (a record sent twice is skipped downstream by its id).
                 KAFKA_PUBLISH_RETRIES.labels(topic).inc()
                 log.warning("Kafka at %s did not take %s (%s); retrying", self.bootstrap, topic, exc)
                 self._partitions.pop(name, None)
@@ -383,15 +386,20 @@ class KafkaBus:
                 await asyncio.sleep(PUBLISH_RETRY_PAUSE_S)
         metrics.BUS_PUBLISHED.labels(topic).inc()
 
-    async def send_records(self, name: str, records: list[tuple[str, bytes]]) -> None:
-        """Send (key, value) records to the partition of each key; return when all are acknowledged."""
+    async def send_records(
+        self, name: str, records: list[tuple[str, bytes]]
+    ) -> list[tuple[tuple[str, bytes], BaseException]]:
+        """Send (key, value) records to the partition of each key; once every one is settled, those Kafka did not
+        acknowledge, each with its error."""
         producer = await self.producer()
         n = await self._partition_count(producer, name)
         futures = [
             await producer.send(name, value, key=key.encode(), partition=enterprise_partition(key, n))
             for key, value in records
         ]
-        await asyncio.gather(*futures)
+        settled = await asyncio.gather(*futures, return_exceptions=True)
+        return [(record, result) for record, result in zip(records, settled, strict=True)
+                if isinstance(result, BaseException)]
 
     # -- consuming -----------------------------------------------------------------------------------------
 
