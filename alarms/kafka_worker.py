@@ -373,9 +373,23 @@ class AlarmWorker:
                     highwater = reader.highwater(tp)  # fetched: tansu may list a larger end
                     if await reader.position(tp) >= (end[tp] if highwater is None else min(end[tp], highwater)):
                         pending.discard(tp)
+            await self._drop_past_end(reader, found)
         finally:
             await reader.stop()
         return found
+
+    async def _drop_past_end(self, reader: AIOKafkaConsumer, found: dict[int, Checkpoint]) -> None:
+        """Forget checkpoints whose offsets lie past the end of their partitions: written for records a restarted
+        broker no longer has (its state topic taken over by the new one), they would make every new owner give up."""
+        tps = {p: (TopicPartition(self.readings_topic, p), TopicPartition(self.commands_topic, p)) for p in found}
+        ends = await reader.end_offsets([tp for pair in tps.values() for tp in pair])
+        for p, (readings, commands) in tps.items():
+            checkpoint = found[p]
+            if checkpoint.offset > ends[readings] or (checkpoint.commands_offset or 0) > ends[commands]:
+                metrics.INPUT_REJECTED.labels("alarms", "checkpoint_past_end").inc()
+                log.error("partition %d: checkpoint at offset %d is past the partition's end %d (the broker lost "
+                          "records); starting from a fresh core", p, checkpoint.offset, ends[readings])
+                del found[p]
 
     async def on_assigned(self, assigned: set[int]) -> None:
         """Restore new partitions from their checkpoints and seek to the checkpoints' offsets."""

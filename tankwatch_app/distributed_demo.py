@@ -7,6 +7,10 @@ lost the bus and asks to be restarted) is started again; the broker is restarted
 topics in memory, so that is a broker that lost its data). A stage that exits otherwise — stopped, or killed by
 hand — stays down, so that a test can see what the others do without it. ``<data_dir>/distributed.json`` (the
 manifest) says where everything is: ports, pids, logs, each stage's command line; it is rewritten on every change.
+
+The stages read a copy of the site file whose stream topics have tansu's own partition count
+(``tansu.AUTO_CREATED_PARTITIONS``): after a broker restart the first client to ask for a topic creates it, and the
+alarm workers refuse topics whose partition counts differ from the configured one.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import secrets
 import signal
@@ -23,14 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tankwatch.broker import free_port
 from tankwatch.clock import SystemClock
 from tankwatch.config import Site
 from tankwatch_app.endpoints import override_endpoints
 from tankwatch_app.runtime import Say, migrated_sql_url, simulated_devices
-from tankwatch_app.tansu import start_tansu
-
-log = logging.getLogger(__name__)
+from tankwatch_app.tansu import AUTO_CREATED_PARTITIONS, start_tansu
 
 MANIFEST = "distributed.json"
 RESTART_CODE = 2  # `tankwatch run` exits with it when the stage should be started again (StageError)
@@ -95,10 +98,20 @@ class DistributedDemo:
         """The stages' shared data folder (SQLite events and users, the embedded time-series file)."""
         return self.folder / "stages"
 
+    @property
+    def site_file(self) -> Path:
+        """The stages' copy of the site file."""
+        return self.folder / "site.yaml"
+
+    def write_site_file(self) -> None:
+        """The site file with the stream topics' partition count tansu gives a topic it creates by itself."""
+        data = self.site.file.model_dump(mode="json", exclude_none=True)
+        data.setdefault("bus", {})["partitions"] = AUTO_CREATED_PARTITIONS
+        self.site_file.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
     def plan(self) -> list[Stage]:
         """The stage processes: ingest, the alarm workers, the historian, the dashboard."""
-        assert self.site.path is not None
-        common = ["--config", str(self.site.path), "--bus", self.bus_url, "--data-dir", str(self.data_dir),
+        common = ["--config", str(self.site_file), "--bus", self.bus_url, "--data-dir", str(self.data_dir),
                   "--modbus-port", str(self.modbus_port), "--mqtt-port", str(self.mqtt_port), "--demo"]
         names = ["ingest", *(f"alarms-{i + 1}" for i in range(ALARM_WORKERS)), "historian", "dashboard"]
         stages = []
@@ -119,7 +132,7 @@ class DistributedDemo:
         """Write ``distributed.json`` (atomically: readers never see half of it)."""
         alive = self.broker is not None and self.broker.returncode is None
         data = {
-            "bus": self.bus_url, "config": str(self.site.path), "data_dir": str(self.data_dir),
+            "bus": self.bus_url, "config": str(self.site_file), "data_dir": str(self.data_dir),
             "modbus_port": self.modbus_port, "mqtt_port": self.mqtt_port,
             "dashboard": f"http://127.0.0.1:{self.port}/",
             "broker": {"port": self.broker_port, "pid": self.broker.pid if alive and self.broker else None,
@@ -139,6 +152,7 @@ class DistributedDemo:
         """Start everything, supervise until ``duration_s`` has passed (or cancelled), then stop everything."""
         (self.folder / "logs").mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.write_site_file()
         await migrated_sql_url(self.site, self.data_dir)  # once, before stages that share the SQLite file start
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.setdefault("TANKWATCH_SECRET_KEY", secrets.token_urlsafe(48))  # one sign-in for every dashboard

@@ -638,7 +638,7 @@ async def _run_stage(stage: str, site: Site, *, bus_url: str | None, host: str, 
         await _all(coroutines)
     except _Expired:
         pass
-    except (BusLost, BusUnavailable) as exc:
+    except (BusLost, BusUnavailable, KafkaError) as exc:  # KafkaError: one no stage handles (e.g. a checkpoint)
         raise StageError(f"{exc}; exiting so that the service manager restarts the stage") from None
     finally:
         await bus.close()

