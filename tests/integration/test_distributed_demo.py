@@ -13,12 +13,15 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,6 @@ from tankwatch.config import Site, load_site
 from tankwatch.kafka_bus import enterprise_partition
 
 REPO = Path(__file__).resolve().parents[2]
-SITE = REPO / "deploy" / "sites" / "demo-park.yaml"
 STALE_S = 5.0  # the demo park's sensors: a reading a second, comm-loss after 5 missed
 FREEZE_S = 30.0
 FAILOVER_S = 10.0
@@ -80,8 +82,12 @@ class Demo:
         self.process = process
         self.folder = folder
         self.env = env
-        self.site: Site = load_site(SITE)
         self.extra: list[subprocess.Popen] = []
+
+    @cached_property
+    def site(self) -> Site:
+        """The demo's copy of the site file (with its bus settings)."""
+        return load_site(Path(self.manifest["config"]))
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -143,9 +149,12 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """``tankwatch demo --distributed`` on free ports, stopped with SIGINT at the end (it must exit 0)."""
-    folder = tmp_path_factory.mktemp("distributed-demo")
+def demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
+    """``tankwatch demo --distributed`` on free ports, stopped with SIGINT at the end (it must exit 0). Its folder is
+    not pytest's: sessions of other users of the machine prune those while this one runs; it is removed after a clean
+    exit of a demo whose tests all passed, and kept for a look otherwise."""
+    folder = Path(tempfile.mkdtemp(prefix="tankwatch-distributed-demo-"))
+    failed_before = request.session.testsfailed
     port = free_port()
     env = {**os.environ, "TANKWATCH_SECRET_KEY": secrets.token_urlsafe(48), "PYTHONUNBUFFERED": "1"}
     out = (folder / "demo.log").open("ab")
@@ -173,7 +182,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         except subprocess.TimeoutExpired:
             process.kill()
             code = process.wait()
-        assert code == 0, (folder / "demo.log").read_text()[-3000:]
+        assert code == 0, f"{folder}: " + (folder / "demo.log").read_text()[-3000:]
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def active(client: httpx.Client) -> list[dict]:
@@ -281,6 +292,14 @@ def test_after_a_broker_restart_data_flows_again(demo: Demo) -> None:
     wait_for(lambda: {r["sensor_id"]: r for r in dashboard.get("/api/readings/latest").json()["readings"]}
              .get(MODBUS_SENSOR, {}).get("ts_ms", 0) > restarted_ms + 5_000, 60, "fresh readings on the dashboard")
     assert set(acknowledged) <= set(demo.sql("SELECT id FROM alarm_events WHERE action = 'acknowledged'"))
+    worker = next(name for name in ("alarms-1", "alarms-2") if demo.manifest["stages"][name]["pid"])
+
+    def evaluated() -> float:
+        return sum(demo.metric(worker, "tankwatch_alarm_worker_readings_total").values())
+
+    first = wait_for(evaluated, 60, f"{worker} evaluating readings again")
+    wait_for(lambda: evaluated() > first, 30, f"{worker} evaluating more readings")
+    assert demo.metric(worker, "tankwatch_alarm_worker_partitions")[""] == demo.site.file.bus.partitions
 
 
 def test_a_killed_ingest_raises_comm_within_the_staleness_limit(demo: Demo) -> None:
