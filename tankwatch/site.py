@@ -505,9 +505,11 @@ class BusSettings(Strict):
     retention_hours: float = Field(default=168, gt=0)  # of readings, events, grades, commands
     group_prefix: str = "tankwatch."  # consumer groups are <prefix><stage>
     # Readings ingest holds in memory while the bus does not take them (a stalled or restarting broker): devices
-    # are polled on schedule meanwhile; past the bound the oldest rows are dropped and counted. 21 bytes a row:
-    # the default (a tankwatch default, no source) is ~42 MB, 200 s at 10,000 readings/s.
+    # are polled on schedule meanwhile. 21 bytes a row: the default (a tankwatch default, no source) is ~42 MB,
+    # 200 s at 10,000 readings/s. Past it they go to <data_dir>/ingest-outbox on disk, up to ingest_spill_mb
+    # (0: no disk; the oldest rows are dropped past the memory bound), then the oldest there are dropped; counted.
     ingest_buffer_rows: int = Field(default=2_000_000, ge=1_000)
+    ingest_spill_mb: float = Field(default=1024, ge=0)
 
 
 class Storage(Strict):

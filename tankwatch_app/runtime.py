@@ -43,8 +43,9 @@ from tankwatch.broker import broker_answers, embedded_broker
 from tankwatch.bus import Bus, BusUnavailable, MemoryBus, Overflow
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site, rebuild_site
-from tankwatch.outbox import ReadingsOutbox
+from tankwatch.outbox import ReadingsOutbox, spill_dropped
 from tankwatch.records import ReadingBatch
+from tankwatch.spill import BatchSpill
 from tankwatch.stages import Source, cancel_all
 from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import EventStore, sqlite_url
@@ -404,10 +405,15 @@ def device_sources(site: Site, clock: Clock) -> list[Source]:
     return sources
 
 
-async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say) -> None:
+async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say, data_dir: Path | None = None) -> None:
     """Read the site's devices and publish range-checked batches through the outbox (polling never waits on
-    the bus); on the way out the outbox has OUTBOX_FLUSH_S to hand the bus what it still holds."""
-    outbox = ReadingsOutbox(bus, site.file.bus.ingest_buffer_rows)
+    the bus; past its memory bound it spills to ``<data_dir>/ingest-outbox``, given a data folder and
+    ``bus.ingest_spill_mb``); on the way out the outbox has OUTBOX_FLUSH_S to hand the bus what it still holds."""
+    settings = site.file.bus
+    spill = None
+    if data_dir is not None and settings.ingest_spill_mb > 0:
+        spill = BatchSpill(data_dir / "ingest-outbox", int(settings.ingest_spill_mb * 1024 * 1024), spill_dropped)
+    outbox = ReadingsOutbox(bus, settings.ingest_buffer_rows, spill)
     pipeline = Pipeline(site=site, clock=clock, bus=outbox, sources=device_sources(site, clock))
     sender = asyncio.create_task(outbox.run())
     pipeline.start()
@@ -622,7 +628,7 @@ async def _run_stage(stage: str, site: Site, *, bus_url: str | None, host: str, 
     present = {"uplink": site.file.uplink is not None, "receiver": site.file.receiver is not None}
     chosen = [s for s in STAGES[1:] if present.get(s, True)] if stage == "all" else [stage]
     runners = {
-        "ingest": lambda: ingest_stage(site, bus, clock, say),
+        "ingest": lambda: ingest_stage(site, bus, clock, say, data),
         "alarms": lambda: alarms_stage(site, bus, say),
         "historian": lambda: historian_stage(site, bus, data, clock, say),
         "dashboard": lambda: dashboard_stage(site, bus, data, clock, host=host, port=port, say=say, demo=demo),

@@ -1,16 +1,19 @@
-"""Ingest's outbox: publishing never waits on the bus, order is kept, the bound drops the oldest rows and counts."""
+"""Ingest's outbox: publishing never waits on the bus, order is kept; past the memory bound rows go to disk (or,
+without a spill, the oldest are dropped), past the disk bound the oldest go; every drop is counted."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tankwatch import bus as topics
 from tankwatch.bus import BusUnavailable
-from tankwatch.outbox import OUTBOX_DROPPED, ReadingsOutbox
+from tankwatch.outbox import OUTBOX_DROPPED, ReadingsOutbox, spill_dropped
 from tankwatch.records import ReadingBatch
+from tankwatch.spill import BatchSpill
 
 
 def rows(start: int, n: int) -> ReadingBatch:
@@ -112,3 +115,63 @@ async def test_rows_still_owed_at_the_stop_are_counted_as_lost() -> None:
     before = dropped("shutdown")
     assert await outbox.flush(sender, 0.05) == 10
     assert dropped("shutdown") - before == 10 and sender.cancelled()
+
+
+def spill_in(folder: Path, max_bytes: int = 100_000_000) -> BatchSpill:
+    return BatchSpill(folder, max_bytes, spill_dropped)
+
+
+async def test_past_the_memory_bound_rows_wait_on_disk_and_come_back_in_order(tmp_path: Path) -> None:
+    bus = GatedBus()
+    bus.gate.clear()
+    outbox = ReadingsOutbox(bus, max_rows=1_000, spill=spill_in(tmp_path))  # type: ignore[arg-type]
+    sender = asyncio.create_task(outbox.run())
+    before = dropped("buffer_full")
+    await outbox.publish(topics.READINGS, rows(0, 10))
+    await asyncio.sleep(0.01)  # the sender waits on the bus with these 10
+    for i in range(1, 400):
+        await outbox.publish(topics.READINGS, rows(i * 10, 10))
+    assert outbox.rows == 4_000 and len(outbox.spill) >= 3  # type: ignore[arg-type]
+    bus.gate.set()
+    await asyncio.wait_for(settle(outbox), 10)
+    assert bus.readings().tolist() == list(range(4_000)) and dropped("buffer_full") == before
+    assert not list(tmp_path.glob("*.npz"))
+    await outbox.flush(sender, 1.0)
+
+
+async def test_rows_owed_at_the_stop_are_sent_first_after_the_next_start(tmp_path: Path) -> None:
+    bus = GatedBus()
+    bus.gate.clear()
+    outbox = ReadingsOutbox(bus, max_rows=100, spill=spill_in(tmp_path))  # type: ignore[arg-type]
+    sender = asyncio.create_task(outbox.run())
+    await outbox.publish(topics.READINGS, rows(0, 50))
+    await asyncio.sleep(0.01)  # in flight: 0..49
+    for i in range(5, 30):  # 50..299: past the bound, to disk, then 250 more in memory and on disk
+        await outbox.publish(topics.READINGS, rows(i * 10, 10))
+    assert await outbox.flush(sender, 0.05) == 0
+    assert not bus.sent
+
+    again = GatedBus()
+    restarted = ReadingsOutbox(again, max_rows=100, spill=spill_in(tmp_path))  # type: ignore[arg-type]
+    assert restarted.rows == 300
+    sender = asyncio.create_task(restarted.run())
+    await restarted.publish(topics.READINGS, rows(300, 10))
+    await asyncio.wait_for(settle(restarted), 10)
+    assert again.readings().tolist() == list(range(310))
+    await restarted.flush(sender, 1.0)
+
+
+def test_past_the_disk_bound_the_oldest_batches_go_and_are_counted(tmp_path: Path) -> None:
+    probe = spill_in(tmp_path / "probe")
+    probe.put(rows(0, 100))
+    size = probe.oldest()[0].size  # type: ignore[index]
+    spill = spill_in(tmp_path / "s", int(size * 3.5))
+    before = dropped("spill_full")
+    for i in range(10):
+        spill.put(rows(i * 100, 100))
+    assert spill.rows == 300 and dropped("spill_full") - before == 700
+    kept = []
+    while (found := spill.oldest()) is not None:
+        kept += found[1].ts_ms.tolist()
+        spill.remove(found[0])
+    assert kept == list(range(700, 1_000))
