@@ -100,6 +100,8 @@ class ReadingsOutbox:
             self._queue.clear()
             self._queued_rows = 0
             await asyncio.to_thread(self.spill.put, batch)
+            self._idle.clear()  # the sender may have found nothing to send while the file was being written
+            self._ready.set()
 
     def _trim(self) -> None:
         """Drop the oldest queued rows past the bound (the rows being sent cannot be taken back)."""
