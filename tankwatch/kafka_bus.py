@@ -554,6 +554,8 @@ class _Subscription:
                         fetched = await consumer.getmany(timeout_ms=500, max_records=FETCH_RECORDS)
                     except ConsumerStoppedError:
                         return
+                    if self.live:
+                        self._skip_lost(consumer)
                     self._absorb(fetched)
                     continue
                 entry = self.buffer.popleft()
@@ -576,11 +578,26 @@ class _Subscription:
             BUS_HELD.labels(self.group).set(0)
         log.warning("%s: consumption resumed", self.group)
 
+    def _skip_lost(self, consumer: AIOKafkaConsumer) -> None:
+        """A live tail whose partition now ends before where it had read (a broker that lost its records; it may
+        answer such fetches with nothing, not an error) goes on from the new end: a live view wants what happens
+        now. A group subscription exits instead (``check_not_behind``): it owes what it committed."""
+        for tp, reached in list(self.reached.items()):
+            try:
+                highwater = consumer.highwater(tp)
+            except AssertionError:  # no longer assigned
+                continue
+            if highwater is not None and highwater < reached:
+                log.warning("%s[%d] now ends at %d, before %d where this live tail had read: following from there",
+                            tp.topic, tp.partition, highwater, reached)
+                consumer.seek(tp, highwater)
+                self.reached[tp] = highwater
+
     def _absorb(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """Decode fetched records into the buffer; bad records are counted, and they and records holding only
         redelivered events are finished with the item before them (or at once, when nothing is before them)."""
         for tp, records in fetched.items():
-            if records and self.consumer is not None:
+            if records and self.consumer is not None and not self.live:
                 check_not_behind(self.consumer, tp, self.reached.get(tp, 0))
                 self.reached[tp] = max(self.reached.get(tp, 0), records[-1].offset + 1)
             last: _Entry | None = None
