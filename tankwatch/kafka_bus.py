@@ -597,8 +597,9 @@ class _Subscription:
         """Decode fetched records into the buffer; bad records are counted, and they and records holding only
         redelivered events are finished with the item before them (or at once, when nothing is before them)."""
         for tp, records in fetched.items():
-            if records and self.consumer is not None and not self.live:
-                check_not_behind(self.consumer, tp, self.reached.get(tp, 0))
+            if records and self.consumer is not None:
+                if not self.live:  # a live tail follows a partition that lost records instead (_skip_lost)
+                    check_not_behind(self.consumer, tp, self.reached.get(tp, 0))
                 self.reached[tp] = max(self.reached.get(tp, 0), records[-1].offset + 1)
             last: _Entry | None = None
             for record in records:

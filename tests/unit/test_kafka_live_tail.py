@@ -4,12 +4,13 @@ new end instead of waiting for the partition to grow back (no broker needed)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from aiokafka import TopicPartition
 
 from tankwatch import bus as topics
-from tankwatch.kafka_bus import KafkaBus, _Subscription
-from tests.integration.test_kafka_bus import park_doc, write_site
+from tankwatch.kafka_bus import KafkaBus, _Subscription, encode_batch
+from tests.integration.test_kafka_bus import park_doc, wave, write_site
 
 
 class Consumer:
@@ -36,3 +37,14 @@ def test_a_live_tail_follows_a_partition_that_lost_its_records(tmp_path: Path) -
     sub._skip_lost(consumer)  # type: ignore[arg-type]
     assert consumer.seeks == [(lost, 12)]
     assert sub.reached == {lost: 12, kept: 40, unknown: 7}
+
+
+def test_a_live_tail_notes_how_far_it_read(tmp_path: Path) -> None:
+    _, site = write_site(park_doc(2, 1), tmp_path)
+    bus = KafkaBus("127.0.0.1:9", site)
+    sub = _Subscription(bus, topics.READINGS, "live", live=True, maxsize=10)
+    sub.consumer = Consumer({})  # type: ignore[assignment]
+    tp = TopicPartition(bus.kafka_topic(topics.READINGS), 1)
+    value = encode_batch(wave(site, 0), bus.fingerprint)
+    sub._absorb({tp: [SimpleNamespace(offset=41, value=value), SimpleNamespace(offset=42, value=value)]})
+    assert sub.reached == {tp: 43} and len(sub.buffer) == 2
