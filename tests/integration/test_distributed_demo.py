@@ -1,10 +1,10 @@
 """`tankwatch demo --distributed` driven from outside through its manifest, for issue 20's done-when lines: an
 acknowledgement from one dashboard reaches the store and another dashboard; a broker frozen 30 s raises no false
 COMM alarm and leaves no gap in the Modbus readings; one of two alarm workers killed, the survivor evaluates its
-partitions within 10 s, losing and doubling nothing; a broker restarted, data flows again; ingest killed, COMM alarms
-come within the staleness limit.
+partitions within 10 s, losing and doubling nothing; ingest killed, COMM alarms come within the staleness limit; a
+broker restarted, data flows again.
 
-The tests share one demo and run in this order (each leaves it running, the last kills ingest)."""
+The tests share one demo and run in this order (each leaves it running: the ingest test starts ingest again)."""
 
 from __future__ import annotations
 
@@ -134,6 +134,12 @@ class Demo:
         assert token.status_code == 200, token.text
         client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
         return client
+
+    def start_again(self, stage: str) -> None:
+        """Start a stage the demo left down, with its command line, as a process of this test's."""
+        log = (self.folder / f"{stage}-again.log").open("ab")
+        self.extra.append(subprocess.Popen(self.manifest["stages"][stage]["argv"], stdout=log,
+                                           stderr=subprocess.STDOUT, env=self.env))
 
     def another_dashboard(self) -> str:
         """Start a second dashboard process, like the demo's but on ports of its own; its URL."""
@@ -279,6 +285,25 @@ def test_a_killed_workers_partitions_are_evaluated_again_within_10s(demo: Demo) 
     assert raised == []
 
 
+def test_a_killed_ingest_raises_comm_within_the_staleness_limit(demo: Demo) -> None:
+    limits = {s.sensor.id: s.sensor.stale_after_s for s in demo.site.sensors if s.sensor.stale_periods}
+    killed_ms = int(time.time() * 1000)
+    os.kill(demo.pid("ingest"), signal.SIGKILL)
+
+    def raised() -> dict[str, int]:
+        found = dict(demo.comm_raised_since(killed_ms - 5_000))
+        return found if set(found) >= set(limits) else {}
+
+    # at the limit, plus a tick, plus the trip through the events topic and the historian into SQL
+    stored = wait_for(raised, max(limits.values()) + 10, "COMM alarms for every sensor")
+    late = {s: ts - killed_ms for s, ts in stored.items() if s in limits and ts - killed_ms > limits[s] * 1000}
+    assert not late, f"comm-loss dated later than the staleness limit after the kill: {late}"
+    restarted_ms = int(time.time() * 1000)
+    demo.start_again("ingest")  # as a service manager would; the broker restart comes next
+    wait_for(lambda: [t for t in demo.readings_ts(MODBUS_SENSOR, restarted_ms) if t > restarted_ms], 60,
+             "readings from the restarted ingest")
+
+
 def test_after_a_broker_restart_data_flows_again(demo: Demo) -> None:
     acknowledged = demo.sql("SELECT id FROM alarm_events WHERE action = 'acknowledged'")
     broker = demo.manifest["broker"]
@@ -300,18 +325,3 @@ def test_after_a_broker_restart_data_flows_again(demo: Demo) -> None:
     first = wait_for(evaluated, 60, f"{worker} evaluating readings again")
     wait_for(lambda: evaluated() > first, 30, f"{worker} evaluating more readings")
     assert demo.metric(worker, "tankwatch_alarm_worker_partitions")[""] == demo.site.file.bus.partitions
-
-
-def test_a_killed_ingest_raises_comm_within_the_staleness_limit(demo: Demo) -> None:
-    limits = {s.sensor.id: s.sensor.stale_after_s for s in demo.site.sensors if s.sensor.stale_periods}
-    killed_ms = int(time.time() * 1000)
-    os.kill(demo.pid("ingest"), signal.SIGKILL)
-
-    def raised() -> dict[str, int]:
-        found = dict(demo.comm_raised_since(killed_ms - 5_000))
-        return found if set(found) >= set(limits) else {}
-
-    # at the limit, plus a tick, plus the trip through the events topic and the historian into SQL
-    stored = wait_for(raised, max(limits.values()) + 10, "COMM alarms for every sensor")
-    late = {s: ts - killed_ms for s, ts in stored.items() if s in limits and ts - killed_ms > limits[s] * 1000}
-    assert not late, f"comm-loss dated later than the staleness limit after the kill: {late}"
