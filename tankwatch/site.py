@@ -479,7 +479,9 @@ class InfluxSettings(Strict):
     bucket: str = Field(min_length=1)
     token_env: str = "TANKWATCH_INFLUX_TOKEN"
     buffer_dir: str | None = None  # store-and-forward buffer; default: <data_dir>/influx-buffer
-    buffer_max_mb: float = Field(default=1024, gt=0)  # past this the oldest buffered points are dropped, counted
+    # at this bound the historian stage pauses its Kafka consumers (the topics hold the rest) until the buffer is
+    # sent; it may pass it by one fetch (2,000 records)
+    buffer_max_mb: float = Field(default=1024, gt=0)
     timeout_s: float = Field(default=10, gt=0)
 
 
@@ -502,6 +504,12 @@ class BusSettings(Strict):
     replication_factor: int = Field(default=1, ge=1, le=16)
     retention_hours: float = Field(default=168, gt=0)  # of readings, events, grades, commands
     group_prefix: str = "tankwatch."  # consumer groups are <prefix><stage>
+    # Readings ingest holds in memory while the bus does not take them (a stalled or restarting broker): devices
+    # are polled on schedule meanwhile. 21 bytes a row: the default (a tankwatch default, no source) is ~42 MB,
+    # 200 s at 10,000 readings/s. Past it they go to <data_dir>/ingest-outbox on disk, up to ingest_spill_mb
+    # (0: no disk; the oldest rows are dropped past the memory bound), then the oldest there are dropped; counted.
+    ingest_buffer_rows: int = Field(default=2_000_000, ge=1_000)
+    ingest_spill_mb: float = Field(default=1024, ge=0)
 
 
 class Storage(Strict):

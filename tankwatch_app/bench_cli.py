@@ -23,12 +23,24 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
         bus: Annotated[str, typer.Option(help="memory, kafka (starts tansu) or kafka://HOST:PORT")] = "memory",
         rate: Annotated[float, typer.Option(help="Points/s offered for the latency run")] = 10_000,
         seconds: Annotated[float, typer.Option(help="Length of each run")] = 10.0,
+        workers: Annotated[str, typer.Option(
+            help="Kafka: alarm worker processes, or a comma-separated list of counts each measured in turn (1,2)")
+        ] = "1",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     ) -> None:
         """MQTT in → alarms → stores: sustained points/s, and publish → websocket alarm latency p50/p99."""
-        from bench.pipeline import run_pipeline_bench
+        from bench.pipeline import PARTITIONS, run_pipeline_bench
 
-        result = asyncio.run(run_pipeline_bench(bus=bus, rate=rate, seconds=seconds,
+        try:
+            counts = tuple(int(n) for n in workers.split(","))
+        except ValueError:
+            raise typer.BadParameter(f"expected counts like 1,2, got {workers!r}", param_hint="--workers") from None
+        if not all(1 <= n <= PARTITIONS for n in counts):
+            raise typer.BadParameter(f"each count must be 1..{PARTITIONS} (the bench's partitions)",
+                                     param_hint="--workers")
+        if bus == "memory" and counts != (1,):
+            raise typer.BadParameter("alarm worker processes need a Kafka bus (--bus kafka)", param_hint="--workers")
+        result = asyncio.run(run_pipeline_bench(bus=bus, rate=rate, seconds=seconds, workers=counts,
                                                 say=(lambda _m: None) if as_json else typer.echo))
         typer.echo(json.dumps(result) if as_json else _table(result))
 

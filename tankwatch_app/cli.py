@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     audit_cli,  # audit verify
 )
 
+DISTRIBUTED_STOP_S = 20.0  # after Ctrl-C: every stage's own 9 s, and the broker
 DEMO_SITE = Path(__file__).resolve().parent.parent / "deploy" / "sites" / "demo-park.yaml"
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Site file (YAML)")]
@@ -72,6 +73,10 @@ def demo(
     tiers: Annotated[bool, typer.Option(
         help="Enterprise instances uplinking to a park instance uplinking to a county instance, each a process")
     ] = False,
+    distributed: Annotated[bool, typer.Option(
+        help="A tansu broker and each stage its own process (ingest, two alarm workers, historian, dashboard), "
+             "on private ports; <data-dir>/distributed/distributed.json says where (needs the demo-distributed extra)")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a simulated park end to end: simulators → ingest → alarms → stores → dashboard, on 127.0.0.1."""
@@ -87,6 +92,19 @@ def demo(
         code = run_tiers(park, port=port, duration_s=duration, data_dir=data_dir_for(park, data_dir),
                          scenario=scenario, say=typer.echo)
         raise typer.Exit(code)
+    if distributed:
+        from tankwatch_app.distributed_demo import run_distributed
+        from tankwatch_app.runtime import until_signalled
+
+        park = _load(config)
+        try:
+            asyncio.run(until_signalled(run_distributed(
+                park, port=port, duration_s=duration, data_dir=data_dir_for(park, data_dir), scenario=scenario,
+                say=typer.echo, modbus_port=modbus_port, mqtt_port=mqtt_port), deadline_s=DISTRIBUTED_STOP_S))
+        except (StageError, RuntimeError) as exc:
+            typer.echo(f"tankwatch demo: {exc}", err=True)
+            raise typer.Exit(2) from None
+        return
     site = override_endpoints(_load(config), modbus_port=modbus_port, mqtt_port=mqtt_port)
     tune_for_streaming()
     try:

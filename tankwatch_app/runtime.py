@@ -38,7 +38,9 @@ from tankwatch.broker import broker_answers, embedded_broker
 from tankwatch.bus import Bus, BusUnavailable, MemoryBus, Overflow
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site, rebuild_site
+from tankwatch.outbox import ReadingsOutbox, spill_dropped
 from tankwatch.records import ReadingBatch
+from tankwatch.spill import BatchSpill
 from tankwatch.stages import Source, cancel_all
 from tankwatch.stores.audit import AuditJournal
 from tankwatch.stores.events import EventStore, sqlite_url
@@ -54,6 +56,8 @@ from tankwatch_app.uplink import UplinkConfigError, build_uplink, closure_of
 from tiers.uplink import UplinkStage
 
 log = logging.getLogger(__name__)
+
+OUTBOX_FLUSH_S = 3.0  # within the stop deadline (STOP_DEADLINE_S)
 
 
 Say = Callable[[str], None]
@@ -222,22 +226,30 @@ async def run_demo(
         await serve(site, port=port, data_dir=data_dir_for(site, data_dir) / "demo", clock=clock,
                     duration_s=duration_s, say=say, demo=True)
         return
+    async with simulated_devices(site, scenario, clock, say) as simulator:
+        await serve(
+            site,
+            port=port,
+            data_dir=data_dir_for(site, data_dir) / "demo",
+            clock=clock,
+            duration_s=duration_s,
+            say=say,
+            extra_tasks=(simulator.run,),
+            demo=True,
+        )
+
+
+@contextlib.asynccontextmanager
+async def simulated_devices(site: Site, scenario: str, clock: Clock, say: Say) -> AsyncIterator[ParkSimulator]:
+    """The site's devices simulated (Modbus server, MQTT publishers; an embedded MQTT broker where none answers)
+    under a scenario, started; the caller runs ``simulator.run``."""
     plan = load_scenario(scenario)
     async with brokers_for(site, say):
         simulator = ParkSimulator(site, plan, clock)
         await simulator.start()
         say(f"simulator: scenario {plan.name!r}, {len(site.sensors)} sensors on Modbus TCP and MQTT")
         try:
-            await serve(
-                site,
-                port=port,
-                data_dir=data_dir_for(site, data_dir) / "demo",
-                clock=clock,
-                duration_s=duration_s,
-                say=say,
-                extra_tasks=(simulator.run,),
-                demo=True,
-            )
+            yield simulator
         finally:
             await simulator.stop()
 
@@ -344,9 +356,11 @@ async def migrated_sql_url(site: Site, data_dir: Path) -> str:
 
 
 async def consume(bus: Bus, topic: str, group: str, handle: Callable[[list], Awaitable[object]],
-                  overflow: Overflow = Overflow.BLOCK) -> None:
-    """Feed ``handle`` everything fetched for ``group`` at once; it finishes before the next fetch (commit)."""
-    items = bus.subscribe(topic, group, overflow)
+                  overflow: Overflow = Overflow.BLOCK, hold: Callable[[], bool] | None = None) -> None:
+    """Feed ``handle`` everything fetched for ``group`` at once; it finishes before the next fetch (commit).
+    With ``hold`` (a Kafka bus), nothing is fetched while it answers True."""
+    held = {} if hold is None else {"hold": hold}  # only the Kafka bus holds: a full in-process queue blocks anyway
+    items = bus.subscribe(topic, group, overflow, **held)
     depth = getattr(bus, "depth", None)
     async for first in items:
         await handle(await drain(first, items, depth(topic, group) if depth else 0))
@@ -370,15 +384,28 @@ def device_sources(site: Site, clock: Clock) -> list[Source]:
     return sources
 
 
-async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say) -> None:
-    """Read the site's devices and publish range-checked batches."""
-    pipeline = Pipeline(site=site, clock=clock, bus=bus, sources=device_sources(site, clock))
+async def ingest_stage(site: Site, bus: Bus, clock: Clock, say: Say, data_dir: Path | None = None) -> None:
+    """Read the site's devices and publish range-checked batches through the outbox (polling never waits on
+    the bus; past its memory bound it spills to ``<data_dir>/ingest-outbox``, given a data folder and
+    ``bus.ingest_spill_mb``); on the way out the outbox has OUTBOX_FLUSH_S to hand the bus what it still holds."""
+    settings = site.file.bus
+    spill = None
+    if data_dir is not None and settings.ingest_spill_mb > 0:
+        spill = BatchSpill(data_dir / "ingest-outbox", int(settings.ingest_spill_mb * 1024 * 1024), spill_dropped)
+    outbox = ReadingsOutbox(bus, settings.ingest_buffer_rows, spill)
+    pipeline = Pipeline(site=site, clock=clock, bus=outbox, sources=device_sources(site, clock))
+    sender = asyncio.create_task(outbox.run())
     pipeline.start()
     say(f"ingest: {len(site.devices)} devices → readings")
+    sources = asyncio.ensure_future(pipeline.wait())
     try:
-        await pipeline.wait()
+        done, _ = await asyncio.wait([sources, sender], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # a source's or the sender's failure propagates
     finally:
+        await cancel_all([sources])
         await pipeline.stop()
+        await outbox.flush(sender, OUTBOX_FLUSH_S)
 
 
 async def alarms_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, say: Say) -> None:
@@ -417,8 +444,10 @@ async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, sa
     if influx_settings is not None:
         from tankwatch.stores.influx import InfluxHistorian
 
-        influx = InfluxHistorian.from_settings(site, influx_settings, data_dir)
+        # Past the buffer's bound the consumers pause instead of the buffer dropping: Kafka keeps the rest.
+        influx = InfluxHistorian.from_settings(site, influx_settings, data_dir, drop_past_bound=False)
         series: object = influx
+        hold: Callable[[], bool] | None = influx.full
 
         async def store_events(lists: list[list]) -> None:
             flat = _flat(lists)
@@ -428,12 +457,13 @@ async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, sa
         async def store_grades(lists: list[list]) -> None:
             await asyncio.to_thread(influx.write_grades, _flat(lists))
 
-        tasks += [influx.forward(), consume(bus, topics.GRADES, "historian", store_grades)]
+        tasks += [influx.forward(), consume(bus, topics.GRADES, "historian", store_grades, hold=hold)]
         say(f"historian: readings → InfluxDB {influx_settings.url} bucket {influx_settings.bucket}")
     else:
         ids = [s.sensor.id for s in site.sensors]
         embedded = TimeSeriesStore(data_dir / "timeseries.db", ids, site.file.storage.retention_days)
         series = embedded
+        hold = None
 
         async def store_events(lists: list[list]) -> None:
             await asyncio.to_thread(events.add, _flat(lists))
@@ -450,8 +480,8 @@ async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, sa
         await asyncio.to_thread(series.write, ReadingBatch.concat(batches))  # type: ignore[attr-defined]
 
     tasks += [
-        consume(bus, topics.READINGS, "historian", store_readings),
-        consume(bus, topics.EVENTS, "eventstore", store_events),
+        consume(bus, topics.READINGS, "historian", store_readings, hold=hold),
+        consume(bus, topics.EVENTS, "eventstore", store_events, hold=hold),
     ]
     try:
         await _all(tasks)
@@ -461,7 +491,7 @@ async def historian_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, sa
 
 
 async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *, host: str, port: int,
-                          say: Say) -> None:
+                          say: Say, demo: bool = False) -> None:
     """The dashboard: live tail of the bus, events from SQL, history from the embedded time-series file.
 
     With the embedded historian on the same data folder the file is the historian's; with InfluxDB the dashboard
@@ -474,10 +504,14 @@ async def dashboard_stage(site: Site, bus: Bus, data_dir: Path, clock: Clock, *,
     path = data_dir / ("dashboard-cache.db" if own_cache else "timeseries.db")
     timeseries = TimeSeriesStore(path, ids, site.file.storage.retention_days)
     hub = LiveHub(bus, site)
-    journal = audit_journal(site, events.engine, None)
+    journal = audit_journal(site, events.engine, data_dir if demo else None)
+    users = UserStore(events.engine)
+    if demo:  # the site file's users with their plain-text demo passwords
+        sync_site_users(users, site, demo=True, now_ms=clock.now_ms())
+    auth = Auth(users, site, AuthSettings.from_env(demo=demo))
     escalation = RemoteEscalations(site, clock, EscalationStore(events.engine),
                                    command_sender(bus, asyncio.get_running_loop()))
-    app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal,
+    app = create_app(site, timeseries, events, hub, clock=clock, run_hub=False, audit_journal=journal, auth=auth,
                      escalation=escalation)
     app.state.bus = bus  # operator commands go to the alarm workers over the commands topic
     app.state.grading = board = GradeBoard(site, timeseries.latest)  # the grades the alarm workers report
@@ -567,10 +601,11 @@ async def run_stage(
     session_timeout_s: float = 6.0,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    demo: bool = False,
     say: Say = print,
 ) -> None:
     """Run one stage (or ``all``) until cancelled or ``duration_s`` has passed, serving its counters on
-    ``metrics_port`` when given.
+    ``metrics_port`` when given; ``demo`` lets the dashboard sign in the site's demo users.
 
     The bus is ``bus_url`` or the site's ``bus.url``; a stage alone needs Kafka, ``all`` on ``memory://`` is the
     single-process pipeline of :func:`run_live`.
@@ -579,11 +614,11 @@ async def run_stage(
         raise StageError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
     with metrics_server(metrics_host, metrics_port, say):
         await _run_stage(stage, site, bus_url=bus_url, host=host, port=port, data_dir=data_dir,
-                         duration_s=duration_s, session_timeout_s=session_timeout_s, say=say)
+                         duration_s=duration_s, session_timeout_s=session_timeout_s, demo=demo, say=say)
 
 
 async def _run_stage(stage: str, site: Site, *, bus_url: str | None, host: str, port: int, data_dir: Path | None,
-                     duration_s: float | None, session_timeout_s: float, say: Say) -> None:
+                     duration_s: float | None, session_timeout_s: float, say: Say, demo: bool = False) -> None:
     """:func:`run_stage` without the metrics server."""
     url = bus_url or site.file.bus.url
     data = data_dir_for(site, data_dir)
@@ -611,10 +646,10 @@ async def _run_stage(stage: str, site: Site, *, bus_url: str | None, host: str, 
     present = {"uplink": site.file.uplink is not None, "receiver": site.file.receiver is not None}
     chosen = [s for s in STAGES[1:] if present.get(s, True)] if stage == "all" else [stage]
     runners = {
-        "ingest": lambda: ingest_stage(site, bus, clock, say),
+        "ingest": lambda: ingest_stage(site, bus, clock, say, data),
         "alarms": lambda: alarms_stage(site, bus, data, clock, say),
         "historian": lambda: historian_stage(site, bus, data, clock, say),
-        "dashboard": lambda: dashboard_stage(site, bus, data, clock, host=host, port=port, say=say),
+        "dashboard": lambda: dashboard_stage(site, bus, data, clock, host=host, port=port, say=say, demo=demo),
         "uplink": lambda: tier_stage("uplink", site, bus, data, clock, say),
         "receiver": lambda: tier_stage("receiver", site, bus, data, clock, say),
     }
@@ -627,7 +662,7 @@ async def _run_stage(stage: str, site: Site, *, bus_url: str | None, host: str, 
         await _all(coroutines)
     except _Expired:
         pass
-    except (BusLost, BusUnavailable) as exc:
+    except (BusLost, BusUnavailable, KafkaError) as exc:  # KafkaError: one no stage handles (e.g. a checkpoint)
         raise StageError(f"{exc}; exiting so that the service manager restarts the stage") from None
     finally:
         await bus.close()

@@ -48,17 +48,26 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
             help="Serve this process's Prometheus counters on http://METRICS_HOST:PORT/metrics (one port per stage)",
             envvar="TANKWATCH_METRICS_PORT")] = None,
         metrics_host: Annotated[str, typer.Option(help="Bind address of --metrics-port")] = "127.0.0.1",
+        modbus_port: Annotated[int | None, typer.Option(
+            help="Read every Modbus device on this port instead of the site file's (a second instance, the demo)")
+        ] = None,
+        mqtt_port: Annotated[int | None, typer.Option(
+            help="Use this port of every device's MQTT broker instead of the site file's")] = None,
+        demo: Annotated[bool, typer.Option(
+            "--demo", help="The dashboard signs in the site file's demo users (plain-text passwords) and keeps its "
+                           "audit key in the data folder")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     ) -> None:
         """Run the pipeline, or one stage of it against Kafka (ingest | alarms | historian | dashboard)."""
         from tankwatch.config import SiteError
         from tankwatch.gc_tuning import tune_for_streaming
+        from tankwatch_app.endpoints import override_endpoints
         from tankwatch_app.logs import configure_logging
         from tankwatch_app.runtime import StageError, apply_environment, run_stage, until_signalled
 
         configure_logging(verbose)
         try:
-            site = apply_environment(_load(config))
+            site = override_endpoints(apply_environment(_load(config)), modbus_port=modbus_port, mqtt_port=mqtt_port)
         except SiteError as exc:
             typer.echo(f"tankwatch run: settings from the environment: {exc}", err=True)
             raise typer.Exit(1) from None
@@ -67,7 +76,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
             asyncio.run(until_signalled(run_stage(
                 stage, site, bus_url=bus, host=host, port=port, data_dir=data_dir, duration_s=duration,
                 session_timeout_s=session_timeout, metrics_port=metrics_port, metrics_host=metrics_host,
-                say=typer.echo)))
+                demo=demo, say=typer.echo)))
         except StageError as exc:
             typer.echo(f"tankwatch run: {exc}", err=True)
             raise typer.Exit(2) from None

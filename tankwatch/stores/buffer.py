@@ -2,7 +2,9 @@
 
 Each chunk is one file named ``<sequence>-<points>.lp.gz`` written to a temporary name, fsynced and renamed, so a
 crash leaves either the whole chunk or nothing. Chunks are read back oldest first. Past ``max_bytes`` the oldest
-chunks are deleted — the only way points leave unsent — and every dropped point is counted.
+chunks are deleted — the only way points leave unsent — and every dropped point is counted; unless the buffer is told
+not to (``drop_past_bound=False``): then its writer holds back while it is :attr:`~DiskBuffer.full` (the historian
+pauses its Kafka consumers, so the topic's retention is the buffer beyond the bound).
 """
 
 from __future__ import annotations
@@ -38,13 +40,15 @@ class Chunk:
 class DiskBuffer:
     """A bounded FIFO of line-protocol chunks in a folder; safe for one process, any thread."""
 
-    def __init__(self, folder: str | Path, max_bytes: int, on_drop: DropHook | None = None) -> None:
+    def __init__(self, folder: str | Path, max_bytes: int, on_drop: DropHook | None = None, *,
+                 drop_past_bound: bool = True) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, not {max_bytes}")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.on_drop = on_drop
+        self.drop_past_bound = drop_past_bound
         self.dropped = 0  # points dropped since start, by any reason
         self._lock = threading.Lock()
         self._chunks: deque[Chunk] = deque()
@@ -80,11 +84,16 @@ class DiskBuffer:
         """Bytes on disk."""
         return self._bytes
 
+    @property
+    def full(self) -> bool:
+        """Whether the bound is reached."""
+        return self._bytes >= self.max_bytes
+
     def __len__(self) -> int:
         return len(self._chunks)
 
     def append(self, lines: Sequence[str]) -> None:
-        """Write a chunk durably; then drop the oldest chunks while the buffer is past its bound."""
+        """Write a chunk durably; then drop the oldest chunks while the buffer is past its bound (if it drops)."""
         if not lines:
             return
         data = gzip.compress("\n".join(lines).encode(), compresslevel=1)
@@ -102,7 +111,7 @@ class DiskBuffer:
             self._chunks.append(Chunk(seq, len(lines), len(data), path))
             self._bytes += len(data)
             self._points += len(lines)
-            while self._bytes > self.max_bytes and len(self._chunks) > 1:
+            while self.drop_past_bound and self._bytes > self.max_bytes and len(self._chunks) > 1:
                 self._drop_oldest("buffer_full")
 
     def _sync_folder(self) -> None:

@@ -185,15 +185,21 @@ class InfluxHistorian:
         BUFFER_POINTS.set(buffer.points)
 
     @classmethod
-    def from_settings(cls, site: Site, settings: InfluxSettings, data_dir: Path) -> InfluxHistorian:
-        """A historian for a site's ``storage.influx`` section; the token comes from ``settings.token_env``."""
+    def from_settings(cls, site: Site, settings: InfluxSettings, data_dir: Path, *,
+                      drop_past_bound: bool = True) -> InfluxHistorian:
+        """A historian for a site's ``storage.influx`` section; the token comes from ``settings.token_env``;
+        without ``drop_past_bound`` its buffer keeps everything and the caller holds back while :meth:`full`."""
         token = os.environ.get(settings.token_env)
         if not token:
             raise ValueError(f"storage.influx: environment variable {settings.token_env} (the API token) is not set")
         folder = Path(settings.buffer_dir) if settings.buffer_dir else Path(data_dir) / "influx-buffer"
-        buffer = DiskBuffer(folder, int(settings.buffer_max_mb * 1024 * 1024))
+        buffer = DiskBuffer(folder, int(settings.buffer_max_mb * 1024 * 1024), drop_past_bound=drop_past_bound)
         return cls(site, url=settings.url, org=settings.org, bucket=settings.bucket, token=token, buffer=buffer,
                    timeout_s=settings.timeout_s)
+
+    def full(self) -> bool:
+        """Whether the disk buffer reached its bound (what a caller that must not lose points holds back on)."""
+        return self.buffer.full
 
     def _dropped(self, points: int, reason: str) -> None:
         DROPPED.labels(reason).inc(points)

@@ -70,3 +70,17 @@ def test_an_unreadable_chunk_is_dropped_and_counted(tmp_path: Path) -> None:
 def test_a_bound_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         DiskBuffer(tmp_path, 0)
+
+
+def test_a_buffer_told_not_to_drop_keeps_everything_and_says_it_is_full(tmp_path: Path) -> None:
+    probe = DiskBuffer(tmp_path / "probe", 10_000_000)
+    probe.append(lines(0, 100))
+    buffer = DiskBuffer(tmp_path / "b", int(probe.size_bytes * 3.5), drop_past_bound=False)
+    for k in range(3):
+        buffer.append(lines(k * 100, 100))
+    assert not buffer.full
+    for k in range(3, 10):
+        buffer.append(lines(k * 100, 100))
+        assert buffer.full
+    assert buffer.dropped == 0 and drain(buffer) == lines(0, 1000)
+    assert not buffer.full

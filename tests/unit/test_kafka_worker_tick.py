@@ -57,3 +57,19 @@ async def test_only_caught_up_partitions_the_broker_answers_for_are_ticked(tmp_p
     # E0 is caught up and fresh; E1 has readings left to evaluate; E2's broker went quiet; nothing fetched for 3
     assert comm == {"E0-PT0"}
     assert {g.subject_id for g in published[topics.GRADES]} == {"E0", "HS0"}  # graded: its caught-up enterprise
+
+
+async def test_checkpoints_past_the_partitions_end_are_forgotten(tmp_path: Path) -> None:
+    from alarms.kafka_worker import Checkpoint
+
+    _, site = write_site(park_doc(3, 1, partitions=4), tmp_path)
+    worker = AlarmWorker(site, KafkaBus("127.0.0.1:9", site))
+    ends = {worker.readings_topic: {0: 70, 1: 12}, worker.commands_topic: {0: 3, 1: 3}}
+
+    class Reader:
+        async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+            return {tp: ends[tp.topic][tp.partition] for tp in tps}
+
+    found = {0: Checkpoint(0, 70, {}, 3), 1: Checkpoint(1, 35, {}, 1)}  # 1: written for a broker that lost records
+    await worker._drop_past_end(Reader(), found)  # type: ignore[arg-type]
+    assert list(found) == [0]
