@@ -1062,11 +1062,13 @@ class AlarmCore:
         user: str | None = None,
         note: str | None = None,
         detail: dict[str, Any] | None = None,
+        also: tuple[object, ...] = (),
     ) -> AlarmEvent:
-        """An event of an occurrence; the id is derived from the occurrence, action, time and user."""
+        """An event of an occurrence; the id is derived from the occurrence, action, time and user, and ``also``
+        where one person may do the action twice at one time with different effect (a shelf's end)."""
         sensor, cond = divmod(occ.slot, N_CONDITIONS)
         # str(action) is its value (StrEnum)
-        event_id = stable_id(occ.id, action, ts) if user is None else stable_id(occ.id, action, ts, user)
+        event_id = stable_id(occ.id, action, ts) if user is None else stable_id(occ.id, action, ts, user, *also)
         return AlarmEvent(  # positional: built for every transition the bulk path (_apply_plain) does not take
             event_id, occ.id, self.sensor_ids[sensor], CONDITIONS[cond], action, ts,
             self._priority_names[sensor][cond], self._enterprise[sensor], self._source[sensor], value, limit, user,
@@ -1178,7 +1180,8 @@ class AlarmCore:
         until = ts_ms + round(duration_s * 1000)
         detail = {k: v for k, v in (("until_ms", until), ("reason_code", reason_code), ("approved_by", approved_by))
                   if v is not None}
-        shelved = self._event(occ, AlarmAction.SHELVED, ts_ms, user=user, note=reason, detail=detail)
+        # until in the id: shelved, unshelved and shelved again at one time by one person are two shelves
+        shelved = self._event(occ, AlarmAction.SHELVED, ts_ms, user=user, note=reason, detail=detail, also=(until,))
         self.shelving[occ.slot] = Shelf(until, user, reason, occ.id, ts_ms, shelved.id, reason_code, approved_by)
         events = [shelved]
         occ.shelved = True
@@ -1189,7 +1192,7 @@ class AlarmCore:
                 continue
             other.shelved = True
             events.append(self._event(other, AlarmAction.SHELVED, ts_ms, user=user, note=reason,
-                                      detail={"shelf_id": shelved.id, "until_ms": until}))
+                                      detail={"shelf_id": shelved.id, "until_ms": until}, also=(until,)))
             if other.state == lifecycle.NORMAL:
                 del self.open[other.id]
         return self._count(events)

@@ -39,7 +39,6 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from tankwatch import metrics
 from tankwatch.broker import free_port
 from tankwatch.config import Site, load_site
-from tankwatch.kafka_bus import enterprise_partition
 from tankwatch.stages import cancel_all
 
 Say = Callable[[str], None]
@@ -53,13 +52,8 @@ SCRAPE_EVERY_S = 0.25  # how stale the alarm workers' counts may be when the ben
 
 
 def enterprise_ids() -> list[str]:
-    """ENTERPRISES ids ``E<k>``, each on its own partition of PARTITIONS (the smallest k for each)."""
-    found: dict[int, str] = {}
-    k = 0
-    while len(found) < ENTERPRISES:
-        found.setdefault(enterprise_partition(f"E{k}", PARTITIONS), f"E{k}")
-        k += 1
-    return [found[p] for p in sorted(found)]
+    """ENTERPRISES ids ``E<k>``: dealt round-robin (tankwatch/kafka_partitions.py), each has a partition of its own."""
+    return [f"E{k}" for k in range(ENTERPRISES)]
 
 
 def bench_site(folder: Path, mqtt_port: int, tag: str) -> Site:

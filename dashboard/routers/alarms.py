@@ -491,8 +491,13 @@ async def _send(request: Request, clock: Any, principal: Principal | None, op: s
         occurrence_id=occurrence_id,
         user=user,
         ts_ms=ts,
-        event_id=stable_id(occurrence_id, _ACTION[op], ts, user),
+        event_id=stable_id(occurrence_id, _ACTION[op], ts, user, *_id_also(op, ts, extra)),
     )
+
+
+def _id_also(op: str, ts: int, extra: dict[str, Any]) -> tuple[object, ...]:
+    """What the alarm core adds to the id of an operator's event besides who and when (a shelf's end)."""
+    return (ts + round(extra["duration_s"] * 1000),) if op == "shelve" else ()
 
 
 def _conflict(op: str, row: dict[str, Any]) -> str | None:

@@ -32,7 +32,7 @@ import yaml
 
 from tankwatch.broker import free_port
 from tankwatch.config import Site, load_site
-from tankwatch.kafka_bus import enterprise_partition
+from tankwatch.kafka_partitions import PartitionTable
 
 REPO = Path(__file__).resolve().parents[2]
 STALE_S = 5.0  # the demo park's sensors: a reading a second, comm-loss after 5 missed
@@ -253,7 +253,7 @@ def test_a_broker_frozen_30s_raises_no_false_comm_and_leaves_no_modbus_gap(demo:
 
 def test_a_killed_workers_partitions_are_evaluated_again_within_10s(demo: Demo) -> None:
     partitions = demo.site.file.bus.partitions
-    e1 = enterprise_partition("E1", partitions)
+    e1 = PartitionTable([e.id for e in demo.site.enterprises], partitions).partition("E1")
     label = f'{{partition="{e1}"}}'
     victim = wait_for(lambda: next((name for name in ("alarms-1", "alarms-2") if e1 in demo.owned(name)), None), 30,
                       f"a worker owning E1's partition {e1}")

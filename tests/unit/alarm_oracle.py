@@ -322,10 +322,12 @@ class OracleAlarmCore:
         user: str | None = None,
         note: str | None = None,
         detail: dict[str, Any] | None = None,
+        also: tuple[object, ...] = (),
     ) -> AlarmEvent:
         info = self.sensors[occ.sensor]
         self.counts[action.value] += 1
-        event_id = stable_id(occ.id, action.value, ts) if user is None else stable_id(occ.id, action.value, ts, user)
+        event_id = (stable_id(occ.id, action.value, ts) if user is None
+                    else stable_id(occ.id, action.value, ts, user, *also))
         col = CONDITIONS.index(occ.condition)
         return AlarmEvent(
             id=event_id,
@@ -426,7 +428,7 @@ class OracleAlarmCore:
             detail["reason_code"] = reason_code
         if approved_by is not None:
             detail["approved_by"] = approved_by
-        event = self._event(occ, AlarmAction.SHELVED, ts_ms, user=user, note=reason, detail=detail)
+        event = self._event(occ, AlarmAction.SHELVED, ts_ms, user=user, note=reason, detail=detail, also=(until,))
         self.shelving[slot] = (until, user, reason, occ.id, event.id)
         occ.shelved = True
         if occ.state() == "normal":
@@ -437,7 +439,7 @@ class OracleAlarmCore:
                 continue
             other.shelved = True
             events.append(self._event(other, AlarmAction.SHELVED, ts_ms, user=user, note=reason,
-                                      detail={"shelf_id": event.id, "until_ms": until}))
+                                      detail={"shelf_id": event.id, "until_ms": until}, also=(until,)))
             if other.state() == "normal":
                 del self.open[other.id]
         return events
