@@ -7,13 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import httpx
-import pytest
 import yaml
 
 from tankwatch_app.runtime import scenario_within
@@ -29,21 +26,6 @@ class Link(NamedTuple):
     transport: str
     encryption: str
     scenario: str | Path
-
-
-def wait_for(check, timeout_s: float, what: str):  # noqa: ANN001, ANN201 - a predicate and what it returns
-    """Poll ``check`` until it returns something truthy, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
 
 
 def company_code(links: Sequence[Link], enterprise: str) -> str:

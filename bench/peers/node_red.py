@@ -18,13 +18,18 @@ HARNESS = Path(__file__).resolve().parent / "node-red"  # package.json, settings
 MIN_NODE_MAJOR = 18  # Node-RED 4 needs Node >= 18; Node-RED 5 would need >= 22.9
 
 
-def install_dir() -> Path:
-    """Where Node-RED is installed: $TANKWATCH_NODE_RED_DIR, else ~/.cache/tankwatch/node-red (never the repo)."""
-    env = os.environ.get("TANKWATCH_NODE_RED_DIR")
-    if env:
-        return Path(env)
+def cache_dir(env: str, name: str) -> Path:
+    """Where a peer is installed: $``env``, else ~/.cache/tankwatch/``name`` (never the repo)."""
+    given = os.environ.get(env)
+    if given:
+        return Path(given)
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "tankwatch" / "node-red"
+    return cache / "tankwatch" / name
+
+
+def install_dir() -> Path:
+    """Where Node-RED is installed: $TANKWATCH_NODE_RED_DIR, else ~/.cache/tankwatch/node-red."""
+    return cache_dir("TANKWATCH_NODE_RED_DIR", "node-red")
 
 
 def pinned_version() -> str:

@@ -4,7 +4,6 @@ that venv's Python on 127.0.0.1, counting what it evaluated into a status file."
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,18 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.feed import DEADBAND, LIMITS
+from bench.peers.node_red import cache_dir
 from bench.services import stop_process
 
 HARNESS = Path(__file__).resolve().parent / "quix-streams"  # requirements.txt and app.py (committed)
 
 
 def install_dir() -> Path:
-    """Where the Quix Streams venv lives: $TANKWATCH_QUIX_DIR, else ~/.cache/tankwatch/quix-streams (never the repo)."""
-    env = os.environ.get("TANKWATCH_QUIX_DIR")
-    if env:
-        return Path(env)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "tankwatch" / "quix-streams"
+    """Where the Quix Streams venv lives: $TANKWATCH_QUIX_DIR, else ~/.cache/tankwatch/quix-streams."""
+    return cache_dir("TANKWATCH_QUIX_DIR", "quix-streams")
 
 
 def pinned_version() -> str:

@@ -10,23 +10,9 @@ import httpx
 import pytest
 
 from tankwatch.broker import free_port
+from tests.waiting import wait_for
 
 DURATION_S = 35
-
-
-def wait_for(check, timeout_s: float, what: str):
-    """Poll ``check`` until it returns something truthy, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture

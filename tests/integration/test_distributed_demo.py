@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import yaml
 from tankwatch.broker import free_port
 from tankwatch.config import Site, load_site
 from tankwatch.kafka_partitions import PartitionTable
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 STALE_S = 5.0  # the demo park's sensors: a reading a second, comm-loss after 5 missed
@@ -58,21 +59,6 @@ def quiet_scenario(folder: Path) -> Path:
     path = folder / "quiet.yaml"
     path.write_text(yaml.safe_dump(plan, allow_unicode=True), encoding="utf-8")
     return path
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (httpx.HTTPError, sqlite3.OperationalError) as exc:
-            last = exc
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
 
 
 class Demo:

@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tankwatch.broker import free_port
 from tankwatch.config import load_site
-from tests.tiers_processes import PASSWORD, Link, site_files, start, tiers_env, wait_for
+from tests.tiers_processes import PASSWORD, Link, site_files, start, tiers_env
+from tests.waiting import wait_for
 
 OUTAGE_S = 60.0
 SENSOR = "T102-LT-A"

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from tankwatch.broker import free_port
-from tests.tiers_processes import PASSWORD, Link, site_files, start, tiers_env, wait_for
+from tests.tiers_processes import PASSWORD, Link, site_files, start, tiers_env
+from tests.waiting import wait_for
 
 COMPANY = "32062300001"  # E1
 
