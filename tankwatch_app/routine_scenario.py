@@ -33,7 +33,7 @@ from tankwatch_app.routine_wiring import EVIDENCE_EVERY_S, site_routines
 DAY_MS = 86_400_000
 SCRATCH_RETENTION_DAYS = 400  # the run's time series keeps every reading of the scenario
 RUNNING = {"total": 1, "running": 1, "parked": 0, "maintenance": 0}  # units as the script's enterprises declare
-RISK_GRADE = 3  # the grade the script's enterprises give themselves (低风险 on the national four-grade scale)
+RISK_GRADE = 3  # the grade the script's enterprises give themselves: 一般 (yellow) of alarms.commitments.RISK_GRADES
 
 
 def _lapse_on(lapses: list[Lapse], who: str, day: int) -> Lapse | None:
