@@ -244,6 +244,10 @@ def test_a_killed_workers_partitions_are_evaluated_again_within_10s(demo: Demo) 
     victim = wait_for(lambda: next((name for name in ("alarms-1", "alarms-2") if e1 in demo.owned(name)), None), 30,
                       f"a worker owning E1's partition {e1}")
     survivor = "alarms-2" if victim == "alarms-1" else "alarms-1"
+    settled = {("T101-LT-A", "HH"), ("T101-LT-B", "HH")}  # the quiet scenario's last alarms, from about 16 s
+    wait_for(lambda: settled <= set(demo.sql("SELECT sensor_id, condition FROM alarm_occurrences WHERE active")),
+             60, "the scenario's overfill to reach HH before the kill")
+    time.sleep(3)  # and its ESD trip at 18 s
     open_before = sorted(demo.sql("SELECT sensor_id, condition FROM alarm_occurrences WHERE active"))
     first = demo.client(demo.manifest["dashboard"], "op-e1")
     unacknowledged = [a for a in active(first) if not a["acknowledged"] and a["enterprise_id"] == "E1"]
