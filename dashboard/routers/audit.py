@@ -10,13 +10,12 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.routers.deps import AUTH_RESPONSES, AuditDep, ScopeDep, iso_utc, require_roles
+from dashboard.routers.deps import AUTH_RESPONSES, OVERSIGHT_ROLES, AuditDep, ScopeDep, iso_utc, require_roles
 from dashboard.routers.readings import TimeParam
 from tankwatch.site import Role
 
 router = APIRouter(tags=["audit"])
 
-AUDIT_READERS = (Role.ADMIN, Role.PARK_REGULATOR, Role.COUNTY_REGULATOR)
 
 
 class AuditEntryOut(BaseModel):
@@ -44,7 +43,7 @@ class AuditOut(BaseModel):
 
 
 @router.get(
-    "/api/audit", response_model=AuditOut, responses=AUTH_RESPONSES, dependencies=[require_roles(*AUDIT_READERS)]
+    "/api/audit", response_model=AuditOut, responses=AUTH_RESPONSES, dependencies=[require_roles(*OVERSIGHT_ROLES)]
 )
 def audit(
     scope: ScopeDep,

@@ -28,7 +28,7 @@ from dashboard.bulletin_report import PDF, FontMissing, pdf_response, xlsx_respo
 from dashboard.export import XLSX
 from dashboard.routers.deps import (
     AUTH_RESPONSES,
-    REGULATOR_ROLES,
+    OVERSIGHT_ROLES,
     ClockDep,
     ErrorOut,
     Scope,
@@ -42,7 +42,6 @@ from tankwatch.site import Role
 
 router = APIRouter(tags=["routines"])
 
-READERS = (*REGULATOR_ROLES, Role.ADMIN)
 BulletinId = Annotated[int, Path(ge=1, le=2**31)]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "No such bulletin, park or county in the caller's scope"}}
 DOWNLOAD = {200: {"content": {XLSX: {}, PDF: {}}, "description": "The bulletin as XLSX or PDF"},
@@ -114,7 +113,7 @@ def bulletin_store(request: Request) -> BulletinStore:
 
 
 def _reader(scope: Scope) -> None:
-    if scope.principal.role not in READERS:
+    if scope.principal.role not in OVERSIGHT_ROLES:
         raise HTTPException(403, f"role {scope.principal.role.value} may not read or issue bulletins")
 
 

@@ -209,6 +209,7 @@ ScopeDep = Annotated[Scope, Depends(scope)]
 
 REGULATOR_ROLES = (Role.PARK_REGULATOR, Role.COUNTY_REGULATOR)
 ENTERPRISE_ROLES = (Role.OPERATOR, Role.SAFETY_MANAGER)  # an enterprise's own people: they act for it
+OVERSIGHT_ROLES = (*REGULATOR_ROLES, Role.ADMIN)  # who reads across enterprises: regulators and admins
 
 
 def require_roles(*roles: Role):  # noqa: ANN201 - a FastAPI dependency factory

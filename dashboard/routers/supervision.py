@@ -13,6 +13,7 @@ from alarms.hazard import regulatory_levels
 from alarms.supervision import ClassStore, compute, make_sources
 from dashboard.routers.deps import (
     AUTH_RESPONSES,
+    OVERSIGHT_ROLES,
     REGULATOR_ROLES,
     ClockDep,
     ErrorOut,
@@ -23,11 +24,9 @@ from dashboard.routers.deps import (
     on_state,
 )
 from dashboard.routers.patrols import patrol_store
-from tankwatch.site import Role
 
 router = APIRouter(tags=["routines"])
 
-READERS = (*REGULATOR_ROLES, Role.ADMIN)
 Class = Literal["special", "focus", "general"]
 EnterpriseId = Annotated[str, Path(max_length=64)]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "No such enterprise in the caller's scope"}}
@@ -99,7 +98,7 @@ def class_store(request: Request) -> ClassStore:
 
 
 def _reader(scope: Scope) -> None:
-    if scope.principal.role not in READERS:
+    if scope.principal.role not in OVERSIGHT_ROLES:
         raise HTTPException(403, f"role {scope.principal.role.value} may not read supervision classes")
 
 

@@ -7,11 +7,9 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.routers.deps import AUTH_RESPONSES, ClockDep, ScopeDep, require_roles
-from tankwatch.site import Role
+from dashboard.routers.deps import AUTH_RESPONSES, OVERSIGHT_ROLES, ClockDep, ScopeDep, require_roles
 
 router = APIRouter(tags=["uplink"])
-STATUS_READERS = (Role.ADMIN, Role.PARK_REGULATOR, Role.COUNTY_REGULATOR)
 
 
 class UplinkEnterpriseOut(BaseModel):
@@ -44,7 +42,7 @@ class UplinkStatusOut(BaseModel):
 
 
 @router.get("/api/uplink/status", response_model=UplinkStatusOut, responses=AUTH_RESPONSES,
-            dependencies=[require_roles(*STATUS_READERS)])
+            dependencies=[require_roles(*OVERSIGHT_ROLES)])
 async def uplink_status(request: Request, scope: ScopeDep, clock: ClockDep) -> UplinkStatusOut:
     """Per lower-tier enterprise: connected or interrupted, last message, online rate, upload delay, resends."""
     store = getattr(request.app.state, "uplink_status", None)
