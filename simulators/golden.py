@@ -362,10 +362,12 @@ def _match(check: TimelineCheck, expectations: Sequence[Expected], actual: list[
     return matched
 
 
+_KIND_OF = {ExpectedAlarm: AlarmEvent, ExpectedGrade: Grade, ExpectedWarning: Warned, ExpectedClass: Classed}
+
+
 def _matches(expected: Expected, item: Happened, t_s: float) -> bool:
     """Whether an item of the expectation's own kind satisfies it."""
-    kinds = {ExpectedAlarm: AlarmEvent, ExpectedGrade: Grade, ExpectedWarning: Warned, ExpectedClass: Classed}
-    return isinstance(item, kinds[type(expected)]) and expected.matches(item, t_s)  # type: ignore[arg-type]
+    return isinstance(item, _KIND_OF[type(expected)]) and expected.matches(item, t_s)  # type: ignore[arg-type]
 
 
 def _line(item: Happened, t_s: float) -> str:
