@@ -321,11 +321,11 @@ class EvidenceStore:
             if not inspect(self.engine).has_table(evidence_table.name):
                 raise
 
-    def add(self, entries: Sequence[Evidence]) -> int:
-        """Insert new entries; for known ids only a newly known end time is written. Returns rows inserted."""
+    def add(self, entries: Sequence[Evidence]) -> list[str]:
+        """Insert new entries; for known ids only a newly known end time is written. Returns the ids inserted."""
         if not entries:
-            return 0
-        inserted = 0
+            return []
+        inserted: list[str] = []
         e = evidence_table.c
         with self.engine.begin() as conn:
             ids = [x.id for x in entries]
@@ -333,7 +333,7 @@ class EvidenceStore:
             for entry in {x.id: x for x in entries}.values():
                 if entry.id not in known:
                     conn.execute(evidence_table.insert().values(**entry.row()))
-                    inserted += 1
+                    inserted.append(entry.id)
                 elif known[entry.id] is None and entry.end_ms is not None:
                     conn.execute(
                         evidence_table.update()
@@ -343,13 +343,16 @@ class EvidenceStore:
         return inserted
 
     def list(
-        self, enterprise_ids: Collection[str] | None = None, since_ms: int | None = None, limit: int = 500
+        self, enterprise_ids: Collection[str] | None = None, since_ms: int | None = None, limit: int = 500,
+        kinds: Collection[str] | None = None,
     ) -> list[dict]:
         """Entries, newest found first, with ``data`` decoded."""
         e = evidence_table.c
         query = select(evidence_table).order_by(e.found_ms.desc(), e.id).limit(limit)
         if enterprise_ids is not None:
             query = query.where(e.enterprise_id.in_(list(enterprise_ids)))
+        if kinds is not None:
+            query = query.where(e.kind.in_(list(kinds)))
         if since_ms is not None:
             query = query.where(e.found_ms >= since_ms)
         with self.engine.connect() as conn:

@@ -32,7 +32,7 @@ class WorkerEvidence:
         if self.recorder is None or self.recorder.enterprises != owned:
             self.recorder = EvidenceRecorder(self.site, enterprises=owned)
         found = [e for e in self.recorder.update(self.clock.now_ms(), latest, active) if e.enterprise_id in owned]
-        return await asyncio.to_thread(self.store.add, found) if found else 0
+        return len(await asyncio.to_thread(self.store.add, found)) if found else 0
 
     async def run(self, owned: Callable[[], set[str]], latest: Callable[[], ReadingBatch],
                   active: Callable[[], list[dict]]) -> None:

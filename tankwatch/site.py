@@ -1143,8 +1143,8 @@ class UplinkTarget(Strict):
     key_env: EnvName
     iv_env: EnvName | None = None  # sm4 only: a fixed IV issued by the platform; unset: a random IV per message
     district_code: DistrictCode | None = None  # the envelope's districtCode; default: coding.district_code
-    services: list[Literal["BASE", "REALTIME", "ALARM", "HEARTBEAT"]] = Field(
-        default_factory=lambda: ["BASE", "REALTIME", "ALARM", "HEARTBEAT"], min_length=1
+    services: list[Literal["BASE", "REALTIME", "ALARM", "HEARTBEAT", "EVIDENCE"]] = Field(
+        default_factory=lambda: ["BASE", "REALTIME", "ALARM", "HEARTBEAT", "EVIDENCE"], min_length=1
     )
     periods: UplinkPeriods = Field(default_factory=UplinkPeriods)
     ack_timeout_s: float = Field(default=10, gt=0, le=300)  # [S] proposal: no reply within 10 s → retry

@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
+from alarms.credibility import EvidenceStore
+from alarms.received_findings import ReceivedFindings
 from tankwatch.bus import Bus
 from tankwatch.clock import Clock
 from tankwatch.config import Site
+from tankwatch.records import AlarmEvent
 from tankwatch.stages import cancel_all
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.uplink import UplinkStore
@@ -44,7 +48,9 @@ def _bound(host: str, port: int) -> socket.socket:
 class ReceiverStage:
     """The receiver's listeners around one core whose consumer is the intake."""
 
-    def __init__(self, site: Site, bus: Bus, clock: Clock, events: EventStore) -> None:
+    def __init__(self, site: Site, bus: Bus, clock: Clock, events: EventStore,
+                 escalate: Callable[[list[AlarmEvent]], object] | None = None) -> None:
+        """``escalate``: where warnings of lower tiers' routine findings go (this instance's escalation engine)."""
         settings = site.file.receiver
         assert settings is not None
         try:
@@ -56,7 +62,8 @@ class ReceiverStage:
         self._http = _bound(settings.host, settings.http_port) if settings.http_port is not None else None
         self._tcp = _bound(settings.host, settings.tcp_port) if settings.tcp_port is not None else None
         self.store = UplinkStore(events.engine)
-        self.intake = Intake(site, bus, clock, self.store, events)
+        findings = ReceivedFindings(EvidenceStore(events.engine), escalate, clock.now_ms)
+        self.intake = Intake(site, bus, clock, self.store, events, findings)
         self.core = ReceiverCore(accounts, SeenStore(events.engine), self.intake, clock,
                                  ReceiverLimits.from_settings(settings))
 

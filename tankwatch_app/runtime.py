@@ -24,6 +24,7 @@ from alarms.grade_board import GradeBoard
 from alarms.grading import GradingStage
 from alarms.journal import CoreJournal
 from alarms.notify import Dispatcher
+from alarms.received_findings import routine_findings
 from alarms.routines import RoutineRunner
 from dashboard.app import server_config
 from dashboard.live import LiveHub
@@ -39,7 +40,7 @@ from tankwatch.bus import Bus, BusUnavailable, MemoryBus, Overflow
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site, rebuild_site
 from tankwatch.outbox import ReadingsOutbox, spill_dropped
-from tankwatch.records import ReadingBatch
+from tankwatch.records import AlarmEvent, ReadingBatch
 from tankwatch.spill import BatchSpill
 from tankwatch.stages import Source, cancel_all
 from tankwatch.stores.audit import AuditJournal
@@ -152,7 +153,7 @@ async def serve(
     grading = GradingStage(site)
     evidence = EvidenceStore(events.engine)
     recorder = EvidenceRecorder(site)
-    tiers = tier_stages(site, bus, clock, data_dir, events)  # subscribed before the pipeline runs
+    tiers = tier_stages(site, bus, clock, data_dir, events, escalate=escalation.on_events)  # subscribed now
     receiver = tiers.receiver
     reported_active = receiver.intake.reported.active if receiver is not None else list
     if tiers.uplink is not None:
@@ -299,16 +300,19 @@ class TierStages:
 
 
 def tier_stages(site: Site, bus: Bus, clock: Clock, data_dir: Path, events: EventStore,
-                which: tuple[str, ...] = TIER_STAGES) -> TierStages:
+                which: tuple[str, ...] = TIER_STAGES,
+                escalate: Callable[[list[AlarmEvent]], object] | None = None) -> TierStages:
     """The uplink and receiver (of ``which``) the site's ``uplink:`` and ``receiver:`` sections ask for (StageError
-    when one cannot start), built now so that they subscribe before anything is published."""
+    when one cannot start), built now so that they subscribe before anything is published; ``escalate`` takes the
+    warnings of lower tiers' routine findings."""
     built = TierStages()
     try:
         if site.file.uplink is not None and "uplink" in which:
-            built.uplink = build_uplink(site, bus, clock, data_dir)
+            findings = routine_findings(EvidenceStore(events.engine))
+            built.uplink = build_uplink(site, bus, clock, data_dir, findings)
             built.runs.append(built.uplink.run)
         if site.file.receiver is not None and "receiver" in which:
-            built.receiver = ReceiverStage(site, bus, clock, events)
+            built.receiver = ReceiverStage(site, bus, clock, events, escalate)
             built.runs.append(built.receiver.run)
     except (UplinkConfigError, ReceiverConfigError) as exc:
         raise StageError(str(exc)) from None

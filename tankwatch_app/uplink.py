@@ -23,7 +23,7 @@ from tiers.outbox import Outbox
 from tiers.sender import SenderSettings, UplinkSender
 from tiers.sizing import queue_bound_bytes
 from tiers.transports import HttpTransport, TcpTransport, Transport
-from tiers.uplink import TargetLink, UplinkStage
+from tiers.uplink import FindingsSince, TargetLink, UplinkStage
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,10 @@ def _transport(target: UplinkTarget) -> Transport:
     return TcpTransport(target.host, target.port, target.ack_timeout_s)
 
 
-def build_uplink(site: Site, bus: Bus, clock: Clock, data_dir: Path) -> UplinkStage:
-    """The uplink stage of a site with an ``uplink:`` section (UplinkConfigError when it cannot start)."""
+def build_uplink(site: Site, bus: Bus, clock: Clock, data_dir: Path, findings: FindingsSince | None = None
+                 ) -> UplinkStage:
+    """The uplink stage of a site with an ``uplink:`` section (UplinkConfigError when it cannot start); ``findings``:
+    the routine findings on record, for targets that take EVIDENCE."""
     settings = site.file.uplink
     assert settings is not None
     try:
@@ -113,4 +115,4 @@ def build_uplink(site: Site, bus: Bus, clock: Clock, data_dir: Path) -> UplinkSt
         links.append(TargetLink(target.id, frozenset(target.services), target.periods, outbox, sender,
                                 target.max_records_per_message))
     return UplinkStage(site, codes, bus, clock, links, version=tankwatch_version(), ratings=hazard_ratings(site),
-                       setpoints=alarm_setpoints(site))
+                       setpoints=alarm_setpoints(site), findings=findings)

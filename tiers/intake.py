@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -37,19 +37,27 @@ BASE_CODE = {
 }
 
 
+TakeFindings = Callable[[list[dict[str, Any]]], None]  # routine findings as evidence rows, kept once safe (blocking)
+
+
 class Intake:
     """Takes the records of accepted messages (tiers.receiver.OnRecords) and returns once they are safe."""
 
-    def __init__(self, site: Site, bus: Bus, clock: Clock, store: UplinkStore, events: EventStore | None) -> None:
+    def __init__(self, site: Site, bus: Bus, clock: Clock, store: UplinkStore, events: EventStore | None,
+                 findings: TakeFindings | None = None) -> None:
         self.site, self.bus, self.clock, self.store, self.events = site, bus, clock, store, events
+        self.findings = findings
         self.local_of_code = {code: local for local, code in site.file.reported_enterprises().items()}
         self.sensor_of_target: dict[str, int] = {}  # targetCode → this site's sensor index
+        self.source_of_hazard: dict[str, str] = {}  # hazardCode → this site's hazard source id
+        self.described_hazards: set[str] = set()  # hazardCodes of every BASE_HAZARD record received
         self.described: set[str] = set()  # targetCodes of every BASE_TARGET record received
         self.reported = ReportedAlarms()
         self._last_ts = np.full(len(site.sensors), -1, dtype=np.int64)  # newest value taken per sensor
         self._last_resent_ts = np.full(len(site.sensors), -1, dtype=np.int64)  # the same, of resent snapshots
         self._drops = DropLog(log)
         self._map_targets(store.base(ServiceId.BASE_TARGET.value))
+        self._map_hazards(store.base(ServiceId.BASE_HAZARD.value))
         if events is not None:  # occurrences reported before a restart stay graded
             reported = list(site.file.reported_enterprises())
             for state in OPEN_STATES:
@@ -70,6 +78,15 @@ class Intake:
             self._unmapped(r["companyCode"], 1, f"point {r['targetCode']} (bitNo {sensor_id}) is no sensor of a "
                            "reported enterprise of this site")
 
+    def _map_hazards(self, records: Sequence[dict[str, Any]]) -> None:
+        """Match hazard sources to this site's: a reported enterprise's source with the sender's id (``localId``)."""
+        sources = {(ent.id, src.id) for ent, src in self.site.sources()}
+        for r in records:
+            self.described_hazards.add(r["hazardCode"])
+            local = self.local_of_code.get(r["companyCode"])
+            if (local, r.get("localId")) in sources:
+                self.source_of_hazard[r["hazardCode"]] = r["localId"]
+
     async def __call__(self, sender: str, service: ServiceId, records: list[Any], resend: bool, *,
                        data_id: str) -> None:
         """Take one accepted message (tiers.receiver.OnRecords)."""
@@ -86,6 +103,8 @@ class Intake:
                     delays[r.companyCode] = min(delays.get(r.companyCode, delay), delay)
         elif service == ServiceId.ALARM:
             await self._alarms(records, data_id)
+        elif service == ServiceId.EVIDENCE:
+            await self._findings(sender, records, data_id)
         else:
             beats = {r.companyCode: {"ts_ms": parse_time(r.heartbeatTime), "points_total": r.pointsTotal,
                                      "points_online": r.pointsOnline, "backlog": r.backlog, "version": r.version}
@@ -102,6 +121,8 @@ class Intake:
         await asyncio.to_thread(self.store.put_base, service.value, rows, now_ms)
         if service == ServiceId.BASE_TARGET:
             self._map_targets(dumped)
+        elif service == ServiceId.BASE_HAZARD:
+            self._map_hazards(dumped)
 
     async def _values(self, records: list[Any], last_ts: np.ndarray) -> None:
         """Publish each mapped point's value when newer than the one taken before from the same stream (snapshots
@@ -140,6 +161,34 @@ class Intake:
         for received in closures:
             self.reported.close(received.closure.occurrence_id)
         await self.bus.publish(topics.EVENTS, local + notes, key=(local + notes)[0].enterprise_id)
+
+    async def _findings(self, sender: str, records: list[Any], data_id: str) -> None:
+        """Keep routine findings as evidence of this site's enterprise, hazard source and sensor where known (under
+        the sender's codes otherwise). Like an alarm, a finding of a reported enterprise naming a hazard source or
+        point no base data has described yet is refused for now (5003)."""
+        if self.findings is None:
+            raise ProtocolError(AckCode.UNKNOWN_SERVICE, "EVIDENCE: this receiver keeps no findings", data_id)
+        for i, r in enumerate(records):
+            if r.companyCode in self.local_of_code:
+                if r.hazardCode is not None and r.hazardCode not in self.described_hazards:
+                    raise ProtocolError(AckCode.UNAVAILABLE, f"data[{i}].hazardCode: hazard source {r.hazardCode} "
+                                        "has no BASE_HAZARD here yet; send again after the base data", data_id)
+                if r.targetCode is not None and r.targetCode not in self.described:
+                    raise ProtocolError(AckCode.UNAVAILABLE, f"data[{i}].targetCode: point {r.targetCode} has no "
+                                        "BASE_TARGET here yet; send again after the base data", data_id)
+        rows = []
+        for r in records:
+            target = self.sensor_of_target.get(r.targetCode or "")
+            rows.append({
+                "id": r.evidenceId, "kind": r.kind, "enterprise_id": self.local_of_code.get(r.companyCode,
+                                                                                            r.companyCode),
+                "source_id": self.source_of_hazard.get(r.hazardCode or "", r.hazardCode or ""),
+                "sensor_id": None if target is None else self.site.sensors[target].sensor.id,
+                "start_ms": parse_time(r.startTime), "end_ms": None if r.endTime is None else parse_time(r.endTime),
+                "found_ms": parse_time(r.foundTime), "summary_zh": r.summaryZh, "summary_en": r.summaryEn,
+                "data": {**(r.detail or {}), "uploaded_by": sender},
+            })
+        await asyncio.to_thread(self.findings, rows)
 
     def _localised(self, event: AlarmEvent) -> AlarmEvent:
         """The event on this site's sensor, enterprise and hazard source; one of an unmapped point keeps its codes."""

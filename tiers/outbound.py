@@ -321,6 +321,23 @@ def closure_record(closure: AlarmClosure, codes: SiteCodes) -> dict[str, Any]:
     })
 
 
+def evidence_record(row: Mapping[str, Any], codes: SiteCodes) -> dict[str, Any] | None:
+    """The EVIDENCE record of one routine finding (an evidence store row); None when its enterprise has no code
+    (a regulator's duty desk: its findings stay at its own tier)."""
+    company = codes.company.get(row["enterprise_id"])
+    if company is None:
+        return None
+    point = codes.points.get(row["sensor_id"] or "")
+    return _without_none({
+        "evidenceId": row["id"], "companyCode": company, "hazardCode": codes.hazard.get(row["source_id"]),
+        "targetCode": point.target if point is not None else None, "kind": row["kind"],
+        "startTime": format_time(row["start_ms"]),
+        "endTime": None if row["end_ms"] is None else format_time(row["end_ms"]),
+        "foundTime": format_time(row["found_ms"]), "summaryZh": row["summary_zh"], "summaryEn": row["summary_en"],
+        "detail": row["data"] or None,
+    })
+
+
 def heartbeat_records(
     site: Site, codes: SiteCodes, latest: LatestValues, backlog: int, version: str, now_ms: int
 ) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 Durability: WAL journal with ``synchronous=FULL``, so every :meth:`Outbox.put`, acknowledgement and dead-letter
 is fsynced before the call returns; a message whose ``put`` returned survives a process kill and a power cut.
 Bound: the uncompressed bytes of queued records; past it the oldest droppable messages (REALTIME and HEARTBEAT,
-which later ones supersede) are deleted and counted. ALARM and base data are never dropped.
+which later ones supersede) are deleted and counted. ALARM, EVIDENCE and base data are never dropped.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from tiers.times import parse_time
 log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
-RECORD_TIMES = ("collectTime", "eventTime", "heartbeatTime")  # record times that may not lie in the future
+RECORD_TIMES = ("collectTime", "eventTime", "heartbeatTime", "foundTime")  # record times that may not lie in the future
 
 
 class OnRecords(Protocol):

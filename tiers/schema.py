@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from tiers.acks import AckCode, ProtocolError
 from tiers.times import parse_time
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 
 
 def _valid_time(text: str) -> str:
@@ -39,6 +39,7 @@ class ServiceId(StrEnum):
     REALTIME = "REALTIME"
     ALARM = "ALARM"
     HEARTBEAT = "HEARTBEAT"
+    EVIDENCE = "EVIDENCE"
 
 
 BASE_SERVICES = (
@@ -276,9 +277,36 @@ class HeartbeatRecord(ProtocolModel):
         return self
 
 
+EvidenceKind = Literal["commitment_missed", "commitment_contradicted", "duty_missed", "roll_call_missed",
+                       "baobao_overdue"]
+
+
+class EvidenceRecord(ProtocolModel):
+    """EVIDENCE: one finding of the sender's routines (a missed commitment, check-in or 包保 duty), for the
+    receiver's bulletins and supervision classes; sent again with ``endTime`` when it ends (e.g. a late commitment)."""
+
+    evidenceId: Annotated[str, Field(min_length=1, max_length=64)]
+    companyCode: Code
+    hazardCode: Code | None = None
+    targetCode: Code | None = None
+    kind: EvidenceKind
+    startTime: Time
+    endTime: Time | None = None
+    foundTime: Time
+    summaryZh: Annotated[str, Field(min_length=1, max_length=500)]
+    summaryEn: Annotated[str, Field(min_length=1, max_length=500)]
+    detail: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> EvidenceRecord:
+        if self.endTime is not None and parse_time(self.endTime) < parse_time(self.startTime):
+            raise ValueError(f"endTime {self.endTime} is before startTime {self.startTime}")
+        return self
+
+
 Record = (
     EnterpriseRecord | HazardRecord | EquipRecord | TargetRecord | GatewayRecord | RealtimeRecord | AlarmRecord
-    | HeartbeatRecord
+    | HeartbeatRecord | EvidenceRecord
 )
 
 RECORD_MODELS: dict[ServiceId, type[ProtocolModel]] = {
@@ -290,6 +318,7 @@ RECORD_MODELS: dict[ServiceId, type[ProtocolModel]] = {
     ServiceId.REALTIME: RealtimeRecord,
     ServiceId.ALARM: AlarmRecord,
     ServiceId.HEARTBEAT: HeartbeatRecord,
+    ServiceId.EVIDENCE: EvidenceRecord,
 }
 _ADAPTERS = {service: TypeAdapter(list[model]) for service, model in RECORD_MODELS.items()}  # type: ignore[valid-type]
 

@@ -28,6 +28,7 @@ from tiers.outbound import (
     alarm_record,
     base_records,
     closure_record,
+    evidence_record,
     heartbeat_records,
 )
 from tiers.outbox import Outbox
@@ -37,6 +38,9 @@ from tiers.sender import UplinkSender
 log = logging.getLogger(__name__)
 GROUP = "uplink"
 OUTBOX_RETRY_S = 5.0
+EVIDENCE_EVERY_S = 10.0  # how often routine findings are looked for (tankwatch default)
+EVIDENCE_DAYS = 32  # findings this recent are sent at start, for a receiver's monthly bulletin (tankwatch default)
+FindingsSince = Callable[[int], list[dict]]  # routine findings (evidence store rows) found since an epoch ms
 
 
 @dataclass
@@ -44,7 +48,7 @@ class TargetLink:
     """One upper platform: what it takes, how often, its outbox and the sender that empties it."""
 
     id: str
-    services: frozenset[str]  # BASE, REALTIME, ALARM, HEARTBEAT
+    services: frozenset[str]  # BASE, REALTIME, ALARM, HEARTBEAT, EVIDENCE
     periods: UplinkPeriods
     outbox: Outbox
     sender: UplinkSender
@@ -56,9 +60,11 @@ class UplinkStage:
 
     def __init__(self, site: Site, codes: SiteCodes, bus: Bus, clock: Clock, targets: Sequence[TargetLink], *,
                  version: str, ratings: Mapping[str, HazardRating] | None = None,
-                 setpoints: Mapping[str, Setpoints] | None = None) -> None:
+                 setpoints: Mapping[str, Setpoints] | None = None, findings: FindingsSince | None = None) -> None:
         self.site, self.codes, self.clock, self.targets = site, codes, clock, list(targets)
         self.version, self.ratings, self.setpoints = version, ratings, setpoints
+        self.findings = findings
+        self._findings_sent: dict[str, int | None] = {}  # evidence id → the end time last queued
         self.latest = LatestValues(site, codes, setpoints)
         # Subscribed now, before anything is published: the latest values may skip batches, alarm events never.
         self._readings = bus.subscribe(topics.READINGS, GROUP, Overflow.DROP_OLDEST)
@@ -67,6 +73,8 @@ class UplinkStage:
     async def run(self) -> None:
         """Run until cancelled: base data now and every ``base_full_s``, snapshots, heartbeats, alarms at once."""
         work: list[Awaitable[None]] = [self._follow_readings(), self._follow_events()]
+        if self.findings is not None and any("EVIDENCE" in t.services for t in self.targets):
+            work.append(self._follow_findings())
         for target in self.targets:
             work.append(self._keep_sending(target))
             if "BASE" in target.services:
@@ -108,6 +116,24 @@ class UplinkStage:
     async def _follow_events(self) -> None:
         async for events in self._events:
             self.queue_alarms(events)
+
+    async def _follow_findings(self) -> None:
+        """Queue routine findings new or ended since last looked (those of the last EVIDENCE_DAYS at start)."""
+        async for now in ticks(self.clock, EVIDENCE_EVERY_S):
+            rows = await asyncio.to_thread(self.findings, now - EVIDENCE_DAYS * 86_400_000)  # type: ignore[misc]
+            self.queue_findings(rows)
+
+    def queue_findings(self, rows: Sequence[dict]) -> None:
+        """Queue the EVIDENCE records of the findings (all those of the window) not sent before, or sent before they
+        ended; findings that left the window are forgotten."""
+        fresh = [r for r in rows if r["id"] not in self._findings_sent or
+                 (self._findings_sent[r["id"]] is None and r["end_ms"] is not None)]
+        records = [record for record in (evidence_record(r, self.codes) for r in fresh) if record is not None]
+        if records:
+            for target in self.targets:
+                if "EVIDENCE" in target.services:
+                    self._queue(target, ServiceId.EVIDENCE, records)
+        self._findings_sent = {r["id"]: r["end_ms"] for r in rows}
 
     def queue_alarms(self, events: Sequence[AlarmEvent]) -> None:
         """Queue the ALARM records of events of coded points, at once, for every target that takes alarms."""

@@ -15,4 +15,4 @@ fi
 
 echo "report-deps: installing ${need[*]}"
 "$(dirname "$0")/apt-install.sh" "${need[@]}"
-pdftotext -v 2>&1 | head -1
+pdftotext -v 2>&1 | sed -n 1p  # sed reads to the end: no SIGPIPE for pdftotext under pipefail

@@ -282,7 +282,7 @@ async def test_the_uplink_talks_to_a_minimal_receiver_written_from_the_document(
             await drained(outbox, 10)
     assert not len(outbox) and minimal.stored == sent  # every record, exactly as queued, once
     for message in minimal.messages:
-        assert (message["appId"], message["districtCode"], message["version"]) == ("ent-e1", "320623", "1.0")
+        assert (message["appId"], message["districtCode"], message["version"]) == ("ent-e1", "320623", "1.1")
     if aes:  # the swallowed first attempt came again, same dataId, marked resend
         retried = [m for m in minimal.messages if m["resend"]]
         assert retried and all(m["dataId"] in sent for m in retried)

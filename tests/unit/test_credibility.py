@@ -107,7 +107,7 @@ def test_evidence_interruption_bypass_and_shelving(site: Site, tmp_path: Path) -
     events = EventStore(f"sqlite:///{tmp_path / 'ev.db'}")  # the evidence table shares the event store's engine
     store = EvidenceStore(events.engine)
     rec = EvidenceRecorder(site)
-    assert store.add(rec.update(T0, _latest(site, T0))) == 0  # all fine
+    assert store.add(rec.update(T0, _latest(site, T0))) == []  # all fine
     # V1-LT (一级 source) stops at T0; T1-LT (四级 source) too: only the level-1/2 one is evidence
     stopped = {"V1-LT": (1.0, T0, 0), "T1-LT": (1.0, T0, 0)}
     t = T0 + 30 * 60_000
@@ -118,8 +118,8 @@ def test_evidence_interruption_bypass_and_shelving(site: Site, tmp_path: Path) -
     assert kinds == [("esd_bypass", "V2-XV"), ("interruption", "V1-LT")]
     interruption = next(e for e in found if e.kind == "interruption")
     assert interruption.start_ms == T0 and interruption.data["last_good_value"] == 1.0
-    assert store.add(found) == 2
-    assert store.add(rec.update(t + 1000, _latest(site, t + 1000, {**stopped, "V2-XV": (2.0, t, 0)}))) == 0
+    assert len(store.add(found)) == 2
+    assert store.add(rec.update(t + 1000, _latest(site, t + 1000, {**stopped, "V2-XV": (2.0, t, 0)}))) == []
     # data returns, bypass ends: both get their end time
     t2 = t + 60_000
     closed = rec.update(t2, _latest(site, t2))
@@ -146,5 +146,5 @@ def test_evidence_missing_instrument_once(tmp_path: Path) -> None:
     assert {(e.source_id, e.data["rule"]) for e in missing} >= {("S1", "temperature"), ("S3", "esd")}
     assert [e for e in rec.update(T0 + 1000, _latest(site, T0 + 1000)) if e.kind == "instrument_missing"] == []
     store = EvidenceStore(f"sqlite:///{tmp_path / 'e.db'}")
-    assert store.add(first) == len(first)
-    assert store.add(first) == 0
+    assert store.add(first) == [e.id for e in {e.id: e for e in first}.values()]
+    assert store.add(first) == []

@@ -17,12 +17,15 @@ import yaml
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, func, select
 
+from alarms.credibility import Evidence, EvidenceStore
 from alarms.evaluate import AlarmCore
+from alarms.received_findings import ReceivedFindings, routine_findings
+from alarms.supervision import evidence_counts
 from tankwatch.bus import MemoryBus
 from tankwatch.clock import ManualClock, SystemClock
 from tankwatch.config import Site, SiteError, parse_site
 from tankwatch.migrations import upgrade
-from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch
+from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, stable_id
 from tankwatch.site import CodingRules, UplinkPeriods
 from tankwatch.stores.events import EventStore
 from tankwatch.stores.uplink import DAY_MS, MINUTE_MS, Contact, UplinkStore, minutes
@@ -31,12 +34,14 @@ from tankwatch_app.uplink import alarm_setpoints, closure_of, hazard_ratings
 from tests.tiers_support import DEMO_SITE, account, credentials, demo_codes, demo_site
 from tests.unit.test_auth_support import MIN, T0, alarm, site_with_users
 from tests.unit.test_escalation import build, run_until, who
+from tiers.acks import AckCode, ProtocolError
 from tiers.coding import SiteCodes
 from tiers.intake import Intake
 from tiers.outbound import AlarmClosure, Disposition
 from tiers.outbox import Outbox
 from tiers.receiver import ReceiverCore
 from tiers.reported import ReportedAlarms
+from tiers.schema import ServiceId, validate_records
 from tiers.seen import SeenStore
 from tiers.sender import SenderSettings, UplinkSender
 from tiers.uplink import TargetLink, UplinkStage
@@ -276,3 +281,91 @@ def test_a_receiver_port_in_use_stops_the_start_with_a_clear_error(tmp_path: Pat
         data["receiver"]["http_port"] = busy.getsockname()[1]
         with pytest.raises(ReceiverConfigError, match=f"receiver: cannot listen on 127.0.0.1:{busy.getsockname()[1]}"):
             ReceiverStage(parse(data), MemoryBus(), SystemClock(), EventStore(f"sqlite:///{tmp_path / 'park.db'}"))
+
+
+async def test_routine_findings_go_up_to_the_park_count_there_and_warn_its_regulators(tmp_path: Path) -> None:
+    clock = ManualClock(SystemClock().now_ms())
+    now = clock.now_ms()
+    url = f"sqlite:///{tmp_path / 'park.db'}"
+    upgrade(url)
+    events = EventStore(url)
+    park_evidence = EvidenceStore(events.engine)
+    warned: list[AlarmEvent] = []
+    intake = Intake(PARK, MemoryBus(), clock, UplinkStore(events.engine), events,
+                    ReceivedFindings(park_evidence, warned.extend, clock.now_ms))
+    core = ReceiverCore([account("none", tuple(CODES.company.values()))], SeenStore(create_engine(url)), intake,
+                        clock)
+    ours = EvidenceStore(f"sqlite:///{tmp_path / 'enterprise.db'}")
+    hour, day = 3_600_000, 86_400_000
+    missed = Evidence("ev-miss", "commitment_missed", "E1", "HS1", None, now - hour, None, now - hour + 60_000,
+                      "E1 未作出安全承诺", "E1: no safety commitment", {"day": "2024-05-01"})
+    contradicted = Evidence("ev-moving", "commitment_contradicted", "E1", "HS1", "T101-LT-A", now - 2 * hour, None,
+                            now - 2 * hour, "停用但液位变化", "parked, yet levels moved", {})
+    old = Evidence("ev-old", "baobao_overdue", "E1", "HS1", None, now - 10 * day, None, now - 10 * day,
+                   "包保逾期", "duty overdue", {"duty_id": "weekly"})
+    desk = Evidence("ev-desk", "duty_missed", "park", "", None, now - hour, None, now - hour, "园区未签到",
+                    "park desk missed", {})  # a regulator's desk has no company code: its findings stay here
+    ours.add([missed, contradicted, old, desk])
+    outbox = Outbox(tmp_path / "uplink.db", 10**9, "park")
+    sender = UplinkSender("park", outbox, Loopback(core), credentials(), "320623", clock,
+                          SenderSettings(backoff_initial_s=0.05, backoff_max_s=0.1))
+    link = TargetLink("park", frozenset({"BASE", "EVIDENCE"}), UplinkPeriods(), outbox, sender, 1000)
+    stage = UplinkStage(SITE, CODES, MemoryBus(), clock, [link], version="test", findings=routine_findings(ours))
+    task = asyncio.create_task(stage.run())
+
+    async def until(check: Any) -> None:
+        for _ in range(500):
+            if check():
+                return
+            clock.advance(0.05)
+            await asyncio.sleep(0.02)
+        raise AssertionError("the findings did not arrive at the park")
+
+    def kept() -> dict[str, dict]:
+        return {row["id"]: row for row in park_evidence.list()}
+
+    try:
+        await until(lambda: len(kept()) == 3)
+        rows = kept()
+        assert "ev-desk" not in rows
+        assert {(r["kind"], r["enterprise_id"], r["source_id"]) for r in rows.values()} == {
+            (kind, "E1", "HS1") for kind in ("commitment_missed", "commitment_contradicted", "baobao_overdue")}
+        assert rows["ev-moving"]["sensor_id"] == "T101-LT-A"  # the point's code filed under this site's sensor
+        assert (rows["ev-miss"]["start_ms"], rows["ev-miss"]["found_ms"]) == (missed.start_ms, missed.found_ms)
+        assert rows["ev-miss"]["data"]["day"] == "2024-05-01"
+        # the park's bulletins and classes count them as its own enterprise's
+        assert evidence_counts(park_evidence.list(["E1"]))["E1"] == {
+            "commitment_missed": 1, "commitment_contradicted": 1, "baobao_overdue": 1}
+        # a warning to the park's regulators of each recent one; a ten-day-old finding is kept, not warned of
+        assert sorted((e.occurrence_id, e.condition, e.action.value) for e in warned) == sorted(
+            (stable_id("received", i), c, a) for i, c in (("ev-miss", "COMMITMENT_MISSED"),
+                                                           ("ev-moving", "COMMITMENT_CONTRADICTED"))
+            for a in ("raised", "cleared"))
+        assert all((e.enterprise_id, e.source_id) == ("E1", "HS1") for e in warned)
+        # the commitment made late: the finding's end goes up too, and nothing is warned of again
+        late = now + 60_000
+        ours.add([Evidence(**{**missed.row(), "end_ms": late, "data": {"day": "2024-05-01", "late": True}})])
+        await until(lambda: kept()["ev-miss"]["end_ms"] == late)
+        assert len(warned) == 4 and len(kept()) == 3
+        assert not outbox.dead_letters()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_finding_on_a_source_not_yet_described_waits_for_the_base_data(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'park.db'}"
+    upgrade(url)
+    events = EventStore(url)
+    clock = ManualClock(SystemClock().now_ms())
+    taken: list[list[dict]] = []
+    intake = Intake(PARK, MemoryBus(), clock, UplinkStore(events.engine), events, taken.append)
+    when = "2024-05-01 08:30:00"
+    record = {"evidenceId": "ev-1", "companyCode": E1, "hazardCode": CODES.hazard["HS1"], "kind": "duty_missed",
+              "startTime": when, "foundTime": when, "summaryZh": "未签到", "summaryEn": "no check-in"}
+    [finding] = validate_records(ServiceId.EVIDENCE, [record])
+    with pytest.raises(ProtocolError) as refused:
+        await intake("ent-e1", ServiceId.EVIDENCE, [finding], False, data_id="d-1")
+    assert refused.value.code == AckCode.UNAVAILABLE and "data[0].hazardCode" in refused.value.message
+    assert taken == []
