@@ -51,39 +51,52 @@ PARTITIONS = 4
 SCRAPE_EVERY_S = 0.25  # how stale the alarm workers' counts may be when the bench asks for them
 
 
-def enterprise_ids() -> list[str]:
-    """ENTERPRISES ids ``E<k>``: dealt round-robin (tankwatch/kafka_partitions.py), each has a partition of its own."""
-    return [f"E{k}" for k in range(ENTERPRISES)]
+def enterprise_ids(n: int = ENTERPRISES) -> list[str]:
+    """``n`` ids ``E<k>``: dealt round-robin (tankwatch/kafka_partitions.py), each has a partition of its own."""
+    return [f"E{k}" for k in range(n)]
 
 
-def bench_site(folder: Path, mqtt_port: int, tag: str) -> Site:
-    """1,000 pressure sensors in 4 enterprises, each enterprise one MQTT gateway (json_points)."""
+def sensor_id(enterprise: str, k: int) -> str:
+    """The ``k``-th pressure sensor of a bench enterprise."""
+    return f"{enterprise}-PT{k:05d}"
+
+
+def bench_data(folder: Path, mqtt_port: int, tag: str, enterprises: int = ENTERPRISES,
+               per_enterprise: int = SENSORS_PER_ENTERPRISE, period_s: float = 1.0) -> dict[str, Any]:
+    """Site data: ``per_enterprise`` pressure sensors (H 80, HH 90, a reading expected every ``period_s``) in each
+    of ``enterprises`` enterprises, each enterprise one MQTT gateway (json_points) on
+    ``bench/<tag>/<enterprise>/points``."""
     loc = {"lat": 31.0, "lon": 121.0}
-    enterprises, devices = [], []
-    for e in enterprise_ids():
-        ids = [f"{e}-PT{s:03d}" for s in range(SENSORS_PER_ENTERPRISE)]
-        enterprises.append({
+    companies, devices = [], []
+    for e in enterprise_ids(enterprises):
+        ids = [sensor_id(e, s) for s in range(per_enterprise)]
+        companies.append({
             "id": e, "name": f"企业{e}", "location": loc,
             "hazard_sources": [{
                 "id": f"HS-{e}", "name": f"罐区{e}", "unit_kind": "storage", "location": loc, "exposed_population": 0,
                 "responsible": {"principal": PERSON, "technical": PERSON, "operational": PERSON},
                 "sensors": [{"id": i, "kind": "pressure", "unit": "MPa", "range": [0, 100],
-                             "limits": {"h": 80, "hh": 90, "deadband": 1}} for i in ids],
+                             "expected_period_s": period_s, "limits": {"h": 80, "hh": 90, "deadband": 1}}
+                            for i in ids],
             }],
         })
         devices.append({"id": f"gw-{e}", "mqtt": {
             "broker": {"host": "127.0.0.1", "port": mqtt_port}, "topic": f"bench/{tag}/{e}/points", "qos": 0,
             "payload": {"format": "json_points"}, "sensors": ids}})
-    doc = {
+    return {
         "park": {"id": "bench", "name": "基准园区", "location": loc},
-        "enterprises": enterprises,
+        "enterprises": companies,
         "devices": devices,
         "storage": {"data_dir": str(folder)},
         "bus": {"partitions": PARTITIONS, "group_prefix": f"bench{tag}.",
                 "topics": {k: f"bench{tag}.{k}" for k in ("readings", "events", "grades", "commands", "alarm_state")}},
     }
+
+
+def bench_site(folder: Path, mqtt_port: int, tag: str) -> Site:
+    """1,000 pressure sensors in 4 enterprises (bench_data), as a site file the worker processes read too."""
     path = folder / "bench-site.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    path.write_text(yaml.safe_dump(bench_data(folder, mqtt_port, tag), allow_unicode=True))
     return load_site(path)
 
 

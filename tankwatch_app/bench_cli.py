@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -187,6 +188,38 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
         typer.echo(json.dumps(result) if as_json else _table(result))
         if result["lost"] or result["doubled"]:
             raise typer.Exit(1)
+
+    @bench_app.command("scale")
+    def bench_scale(
+        sizes: Annotated[str, typer.Option(help="sensor counts, comma-separated (below 10,000 or multiples of it)")]
+        = "1000,10000,100000,1000000",
+        plot: Annotated[Path | None, typer.Option(help="write the growth plot here (PNG)")] = Path("bench-scale.png"),
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    ) -> None:
+        """The pipeline at growing sensor counts: CPU µs per point and resident memory per sensor, and a plot."""
+        from bench.scale import layout, run_scale_bench
+
+        try:
+            counts = tuple(int(n) for n in sizes.split(","))
+            for n in counts:
+                if n < 1:
+                    raise ValueError(f"{n} sensors")
+                layout(n)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{sizes!r}: {exc}", param_hint="--sizes") from None
+        result = run_scale_bench(counts, plot, say=(lambda _m: None) if as_json else typer.echo)
+        if as_json:
+            typer.echo(json.dumps(result))
+            return
+        for row in result["rows"]:
+            typer.echo(f"{row['sensors']:>9,} sensors: {row['cpu_us_per_point']:6.2f} CPU µs/point, "
+                       f"{row['points_per_s']:>9,} points/s, {row['rss_bytes_per_sensor']:>7,} B/sensor resident "
+                       f"(site model {row['site_bytes_per_sensor']:,}), growth over the run "
+                       f"{row['rss_growth_bytes'] / 2**20:+.1f} MiB")
+        typer.echo(f"growth exponents (cost ∝ sensors^k): CPU per point {result['cpu_growth_exponent']}, "
+                   f"memory per sensor {result['memory_growth_exponent']}")
+        if "plot" in result:
+            typer.echo(f"plot: {result['plot']}")
 
     @bench_app.command("alarm-core")
     def bench_alarm_core(
