@@ -231,7 +231,7 @@ class AlarmCore:
         setpoint = rules.setpoint[:, FIRST_LIMIT:]
         signed = setpoint * direction
         self._enter = signed.ravel()
-        self._leave = (signed - np.where(np.isfinite(signed), rules.deadband[:, FIRST_LIMIT:], 0.0)).ravel()
+        self._leave = (signed - np.where(np.isfinite(signed), rules.deadband[:, None], 0.0)).ravel()
         self._on = rules.on_delay_ms.ravel()  # views of the compiled rules, which nothing changes
         self._off = rules.off_delay_ms.ravel()
         self._limit_sign = direction
@@ -265,7 +265,6 @@ class AlarmCore:
         self._suppressed = rules.suppressed.tolist()
         self._esd_list = rules.esd.tolist()
         self.shelving_policy = site.file.shelving
-        self._gas_second = rules.setpoint[:, CONDITION_INDEX["GAS2"]].tolist()  # NaN where a sensor has none
         # Slots whose raises and clears can take the bulk path: flat-line, rate and non-latching limits, of sensors
         # not suppressed by design and, for level-low alarms, without an ESD valve to look at.
         plain = np.zeros((n, N_CONDITIONS), dtype=bool)
@@ -1168,9 +1167,9 @@ class AlarmCore:
         """Shelve the alarm of an open occurrence within the site's shelving policy (see tankwatch/lifecycle.py)."""
         occ = self._occurrence(occurrence_id)
         sensor, cond = divmod(occ.slot, N_CONDITIONS)
+        gas_second = float(self.rules.setpoint[sensor, CONDITION_INDEX["GAS2"]])  # NaN where the sensor has none
         why = shelving_refusal(self.shelving_policy, self._priority_names[sensor][cond], CONDITIONS[cond],
-                               duration_s, reason, reason_code, self._gas_second[sensor],
-                               float(self.prev_good_v[sensor]))
+                               duration_s, reason, reason_code, gas_second, float(self.prev_good_v[sensor]))
         if why is not None:
             raise CommandError(why.en)
         held = self.shelving.get(occ.slot)

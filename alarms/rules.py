@@ -137,9 +137,9 @@ class AlarmRules:
 
     sensor_ids: tuple[str, ...]
     setpoint: np.ndarray  # float64 (n, C); NaN where the sensor has no such condition; ROC: roc_per_min
-    deadband: np.ndarray  # float64 (n, C); absolute, >= 0
-    on_delay_ms: np.ndarray  # int64 (n, C)
-    off_delay_ms: np.ndarray  # int64 (n, C)
+    deadband: np.ndarray  # float64 (n,); absolute, >= 0: one for all of a sensor's limit conditions
+    on_delay_ms: np.ndarray  # int32 (n, C): at most a day (the site file's bound)
+    off_delay_ms: np.ndarray  # int32 (n, C)
     priority: np.ndarray  # int8 (n, C): index into PRIORITIES
     realarm_ms: np.ndarray  # int64 (n,); 0: no re-alarm
     roc_window_ms: np.ndarray  # int64 (n,)
@@ -177,7 +177,7 @@ class AlarmRules:
             if math.isfinite(self.setpoint[row, c]):
                 out[CONDITIONS[c]] = {
                     "setpoint": float(self.setpoint[row, c]),
-                    "deadband": float(self.deadband[row, c]),
+                    "deadband": float(self.deadband[row]),
                     "on_delay_ms": int(self.on_delay_ms[row, c]),
                     "off_delay_ms": int(self.off_delay_ms[row, c]),
                 }
@@ -217,9 +217,9 @@ def compile_rules(site: Site, hazard_levels: Mapping[str, int | None] | None = N
     levels = dict(hazard_levels)
     n, c = len(site.sensors), len(CONDITIONS)
     setpoint = np.full((n, c), np.nan)
-    deadband = np.zeros((n, c))
-    on_delay = np.zeros((n, c), dtype=np.int64)
-    off_delay = np.zeros((n, c), dtype=np.int64)
+    deadband = np.zeros(n)
+    on_delay = np.zeros((n, c), dtype=np.int32)
+    off_delay = np.zeros((n, c), dtype=np.int32)
     priority = np.zeros((n, c), dtype=np.int8)
     realarm = np.zeros(n, dtype=np.int64)
     roc_window = np.full(n, 60_000, dtype=np.int64)
@@ -238,10 +238,10 @@ def compile_rules(site: Site, hazard_levels: Mapping[str, int | None] | None = N
         row = info.index
         limits = sensor.limits
         band, on_ms, off_ms = _band_and_delays(sensor, limits)
+        deadband[row] = band
         for name, value in _setpoints(sensor).items():
             col = CONDITION_INDEX[name]
             setpoint[row, col] = value
-            deadband[row, col] = band
             on_delay[row, col] = on_ms
             off_delay[row, col] = off_ms
         if limits is not None:

@@ -67,8 +67,8 @@ class Limits(Strict):
     ll: float | None = None
     deadband: float | None = Field(default=None, ge=0)
     deadband_pct: float | None = Field(default=None, ge=0, le=50)
-    on_delay_s: float = Field(default=0, ge=0)
-    off_delay_s: float = Field(default=0, ge=0)
+    on_delay_s: float = Field(default=0, ge=0, le=86_400)  # tankwatch default bound: a day
+    off_delay_s: float = Field(default=0, ge=0, le=86_400)
     realarm_s: float | None = Field(default=None, gt=0)  # re-annunciate a standing alarm every so often
     roc_per_min: float | None = Field(default=None, gt=0)  # rate-of-change alarm, units per minute
     roc_window_s: float = Field(default=60, gt=0)  # the rate is measured between windows this long

@@ -827,7 +827,8 @@ def edge_values(site, sensor: int | None = None) -> list[float]:
     core = AlarmCore(site)
     rows = slice(None) if sensor is None else slice(sensor, sensor + 1)
     out = set()
-    for sp, db in zip(core.rules.setpoint[rows].ravel(), core.rules.deadband[rows].ravel(), strict=True):
+    bands = np.broadcast_to(core.rules.deadband[rows, None], core.rules.setpoint[rows].shape)
+    for sp, db in zip(core.rules.setpoint[rows].ravel(), bands.ravel(), strict=True):
         if math.isfinite(sp) and sp < 100:
             for x in (sp, sp - db, sp + db):
                 out.update((x, x - 0.25, x + 0.25))

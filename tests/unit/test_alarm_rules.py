@@ -35,7 +35,7 @@ def test_demo_park_compiles_every_sensor():
     site = load_site(DEMO)
     rules = compile_rules(site)
     n = len(site.sensors)
-    assert rules.setpoint.shape == rules.deadband.shape == rules.on_delay_ms.shape == (n, len(CONDITIONS))
+    assert rules.setpoint.shape == rules.on_delay_ms.shape == (n, len(CONDITIONS)) and rules.deadband.shape == (n,)
     assert rules.sensor_ids == tuple(s.sensor.id for s in site.sensors)
     # every gas detector has two levels; every level transmitter with limits has all four
     for info in site.sensors:
@@ -78,7 +78,7 @@ def test_absent_limits_are_nan_and_deadband_defaults_to_zero():
     row = rules.setpoint[0]
     assert row[CONDITION_INDEX["L"]] == 2
     assert np.isnan(row[[CONDITION_INDEX[c] for c in ("HH", "H", "LL")]]).all()
-    assert rules.deadband[0, CONDITION_INDEX["L"]] == 0
+    assert rules.deadband[0] == 0 and rules.for_sensor("T1-LT")["L"]["deadband"] == 0
     assert rules.for_sensor("T2-LT") == {}
 
 
