@@ -132,6 +132,29 @@ def _publisher(port: int, tag: str, enterprises: int, per: int, sweeps: range, d
     conn.close()
 
 
+def _apart(target: Callable[..., None], args: tuple, name: str, *, daemon: bool = True,
+           ready: Callable[[], None] | None = None) -> Any:
+    """Run ``target(*args, conn)`` in a spawned process and return what it sends last, raising an exception it
+    sends; a first message "ready" calls ``ready`` (a process that starts others of its own is not a daemon)."""
+    context = multiprocessing.get_context("spawn")
+    mine, theirs = context.Pipe(duplex=False)
+    child = context.Process(target=target, args=(*args, theirs), daemon=daemon, name=name)
+    child.start()
+    theirs.close()
+    try:
+        outcome = mine.recv()
+        if outcome == "ready" and ready is not None:
+            ready()
+            outcome = mine.recv()
+    except EOFError:
+        raise RuntimeError(f"{name}: the process died (exit code {child.exitcode})") from None
+    finally:
+        child.join(timeout=60)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
 class Publisher:
     """Runs ``_publisher`` for some sweeps in a process of its own (a child: its CPU time is not in ``_usage``
     once it has exited, and the measurements are taken when none runs)."""
@@ -139,27 +162,14 @@ class Publisher:
     def __init__(self, port: int, tag: str, enterprises: int, per: int) -> None:
         self.args = (port, tag, enterprises, per)
         self.ready_at = 0.0  # time.monotonic() when the last send began sending
-        self.context = multiprocessing.get_context("spawn")
-        self.done = self.context.Value("q", 0, lock=False)  # readings of the current send taken through
+        self.done = multiprocessing.get_context("spawn").Value("q", 0, lock=False)  # of this send, taken through
 
     def send(self, sweeps: range) -> None:
         """Publish the sweeps (blocking until every PUBACK); raises what the publisher hit."""
-        mine, theirs = self.context.Pipe(duplex=False)
-        child = self.context.Process(target=_publisher, args=(*self.args, sweeps, self.done, theirs), daemon=True,
-                                     name="bench-scale-publisher")
-        child.start()
-        theirs.close()
-        try:
-            outcome = mine.recv()
-            if outcome == "ready":
-                self.ready_at = time.monotonic()
-                outcome = mine.recv()
-        except EOFError:
-            raise ConnectionError(f"publisher process died (exit code {child.exitcode})") from None
-        finally:
-            child.join(timeout=10)
-        if isinstance(outcome, Exception):
-            raise outcome
+        _apart(_publisher, (*self.args, sweeps, self.done), "bench-scale-publisher", ready=self._began)
+
+    def _began(self) -> None:
+        self.ready_at = time.monotonic()
 
 
 async def _measure_size(sensors: int, port: int, folder: Path, min_points: int = MIN_POINTS) -> dict[str, Any]:
@@ -218,21 +228,7 @@ def _one_size(sensors: int, port: int, folder: str, min_points: int, conn: Conne
 
 def run_size(sensors: int, port: int, folder: Path, min_points: int = MIN_POINTS) -> dict[str, Any]:
     """Measure one size in a fresh process (its memory is its own)."""
-    context = multiprocessing.get_context("spawn")
-    mine, theirs = context.Pipe(duplex=False)
-    child = context.Process(target=_one_size, args=(sensors, port, str(folder), min_points, theirs),
-                            name="bench-scale-size")
-    child.start()
-    theirs.close()
-    try:
-        outcome = mine.recv()
-    except EOFError:
-        raise RuntimeError(f"{sensors} sensors: the bench process died (exit code {child.exitcode})") from None
-    finally:
-        child.join(timeout=60)
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
+    return _apart(_one_size, (sensors, port, str(folder), min_points), f"bench-scale-{sensors}", daemon=False)
 
 
 def growth(rows: Sequence[dict[str, Any]], key: str) -> float | None:
