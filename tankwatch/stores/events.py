@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
@@ -167,54 +168,68 @@ class EventStore:
             if not fresh:
                 return []
             conn.execute(alarm_events.insert(), [_event_row(e) for e in fresh])
-            for e in fresh:
-                self._apply(conn, e)
+            self._apply(conn, fresh)
         metrics.STORE_WRITTEN.labels("events").inc(len(fresh))
         return fresh
 
     @staticmethod
-    def _apply(conn, e: AlarmEvent) -> None:  # noqa: ANN001 - a SQLAlchemy connection
-        """Move the occurrence an event belongs to through its lifecycle (and the shelf it opens or ends)."""
-        if e.action in (AlarmAction.SHELVED, AlarmAction.UNSHELVED):
-            EventStore._apply_shelf(conn, e)
+    def _apply(conn, events: Sequence[AlarmEvent]) -> None:  # noqa: ANN001 - a SQLAlchemy connection
+        """Move the occurrences events belong to through their lifecycle, in order (and the shelves they open or
+        end): the occurrences they name read in one statement, changed in memory, then the new ones inserted and
+        the others updated in a statement each per set of columns."""
         occ = alarm_occurrences.c
-        if e.action is AlarmAction.RAISED:
-            flags = OccurrenceFlags()
-            conn.execute(
-                alarm_occurrences.insert().values(
-                    occurrence_id=e.occurrence_id,
-                    **_alarm_columns(e),
-                    raised_ms=e.ts_ms,
-                    value=_finite(e.value),
-                    limit=e.limit,
-                    note=e.note,
-                    **_flag_columns(flags),
-                )
+        named = {e.occurrence_id for e in events if e.action is not AlarmAction.RAISED}
+        rows: dict[str, dict] = {}
+        if named:
+            found = conn.execute(select(alarm_occurrences).where(occ.occurrence_id.in_(list(named))))
+            rows = {r.occurrence_id: dict(r._mapping) for r in found}
+        raised: list[dict] = []
+        new: set[str] = set()  # occurrences raised by these events
+        changed: dict[str, dict] = {}  # occurrence id → columns to write, of occurrences stored before
+        for e in events:
+            if e.action in (AlarmAction.SHELVED, AlarmAction.UNSHELVED):
+                EventStore._apply_shelf(conn, e)
+            if e.action is AlarmAction.RAISED:
+                row = {"occurrence_id": e.occurrence_id, **_alarm_columns(e), "raised_ms": e.ts_ms,
+                       "value": _finite(e.value), "limit": e.limit, "note": e.note, "annunciated": True,
+                       "cleared_ms": None, "closed_ms": None, "acknowledged_by": None, "acknowledged_ms": None,
+                       **_flag_columns(OccurrenceFlags())}
+                rows[e.occurrence_id] = row
+                raised.append(row)
+                new.add(e.occurrence_id)
+                continue
+            m = rows.get(e.occurrence_id)
+            if m is None:  # e.g. a comment on an occurrence raised before this store existed
+                continue
+            flags = OccurrenceFlags(
+                m["active"], m["acknowledged"], m["latched"], m["shelved"], m["suppressed"], m["out_of_service"]
             )
-            return
-        row = conn.execute(select(alarm_occurrences).where(occ.occurrence_id == e.occurrence_id)).first()
-        if row is None:  # e.g. a comment on an occurrence raised before this store existed
-            return
-        m = row._mapping
-        flags = OccurrenceFlags(
-            m["active"], m["acknowledged"], m["latched"], m["shelved"], m["suppressed"], m["out_of_service"]
-        )
-        was_open = flags.state != NORMAL
-        if not was_open:  # a closed occurrence stays closed (the end of a shelf may name one, or a comment)
-            return
-        flags.apply(e.action, e.note)
-        values = _flag_columns(flags)
-        if e.action is AlarmAction.CLEARED:
-            values["cleared_ms"] = e.ts_ms
-        elif e.action is AlarmAction.ACKNOWLEDGED:
-            values.update(acknowledged_by=e.user, acknowledged_ms=e.ts_ms)
-        elif e.action in (AlarmAction.SUPPRESSED, AlarmAction.SHELVED) and e.ts_ms == m["raised_ms"]:
-            values["annunciated"] = False  # raised while suppressed or shelved: never shown to the operator
-        if was_open and flags.state == NORMAL:
-            values["closed_ms"] = e.ts_ms
-        conn.execute(alarm_occurrences.update().where(occ.occurrence_id == e.occurrence_id).values(**values))
-        if e.action is AlarmAction.SHELVED and e.ts_ms == m["raised_ms"]:
-            _count_shelved_raise(conn, e)
+            if flags.state == NORMAL:  # a closed occurrence stays closed (a shelf's end may name one, or a comment)
+                continue
+            flags.apply(e.action, e.note)
+            values = _flag_columns(flags)
+            if e.action is AlarmAction.CLEARED:
+                values["cleared_ms"] = e.ts_ms
+            elif e.action is AlarmAction.ACKNOWLEDGED:
+                values.update(acknowledged_by=e.user, acknowledged_ms=e.ts_ms)
+            elif e.action in (AlarmAction.SUPPRESSED, AlarmAction.SHELVED) and e.ts_ms == m["raised_ms"]:
+                values["annunciated"] = False  # raised while suppressed or shelved: never shown to the operator
+            if flags.state == NORMAL:
+                values["closed_ms"] = e.ts_ms
+            m.update(values)
+            if e.occurrence_id not in new:
+                changed.setdefault(e.occurrence_id, {}).update(values)
+            if e.action is AlarmAction.SHELVED and e.ts_ms == m["raised_ms"]:
+                _count_shelved_raise(conn, e)
+        if raised:
+            conn.execute(alarm_occurrences.insert(), raised)
+        by_columns: dict[tuple[str, ...], list[dict]] = {}
+        for occurrence_id, values in changed.items():
+            by_columns.setdefault(tuple(sorted(values)), []).append(
+                {"occurrence": occurrence_id, **{f"new_{k}": v for k, v in values.items()}})
+        for columns, params in by_columns.items():
+            conn.execute(alarm_occurrences.update().where(occ.occurrence_id == bindparam("occurrence"))
+                         .values({k: bindparam(f"new_{k}") for k in columns}), params)
 
     @staticmethod
     def _apply_shelf(conn, e: AlarmEvent) -> None:  # noqa: ANN001 - a SQLAlchemy connection
