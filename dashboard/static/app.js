@@ -528,6 +528,7 @@
       "class.override": "调整类别",
       "class.overridden": "人工调整：",
       "class.overrideBy": "人工调整",
+      "class.confirmedBy": "人工确认",
       "class.reason": "调整理由",
       "metric.hazard_level": "危险源级别",
       "metric.regulator_escalations": "升级至监管",
@@ -1248,6 +1249,7 @@
       "class.override": "Set class",
       "class.overridden": "Set by hand:",
       "class.overrideBy": "set by hand",
+      "class.confirmedBy": "confirmed by hand",
       "class.reason": "Reason",
       "metric.hazard_level": "hazard level",
       "metric.regulator_escalations": "escalated to regulators",
@@ -1677,6 +1679,19 @@
     if (typeof body.detail === "string") return body.detail;
     if (Array.isArray(body.detail)) return body.detail.map(function (d) { return d.msg; }).join("; ");
     return "";
+  }
+
+  // For a view that loads again while an earlier load is on its way (a filter submitted, an action's refresh, the
+  // tab shown twice): ``const fresh = latestOnly()`` once, then per load ``const only = fresh()`` and
+  // ``api(…).then(only(show), only(fail))`` — the answers of a load overtaken by a newer one are dropped.
+  function latestOnly() {
+    let generation = 0;
+    return function () {
+      const mine = ++generation;
+      return function (handle) {
+        return function (value) { return mine === generation ? handle(value) : undefined; };
+      };
+    };
   }
 
   // fetch with the login token; 401 asks for a login and rejects, so a view shows its note.
@@ -2579,7 +2594,7 @@
     formatTime: formatTime, formatClock: formatClock, formatDuration: formatDuration, formatValue: formatValue,
     formatAge: formatAge, tf: tf, isLive: isLive,
     percent: percent, toMs: toMs, pad: pad,
-    on: on, emit: emit, api: api, download: download, fetchBlob: fetchBlob, authHeader: authHeader, renewToken: renewToken, has: has, findPath: findPath, ApiError: ApiError, ask: ask,
+    on: on, emit: emit, api: api, latestOnly: latestOnly, download: download, fetchBlob: fetchBlob, authHeader: authHeader, renewToken: renewToken, has: has, findPath: findPath, ApiError: ApiError, ask: ask,
     alarmAction: alarmAction, canAct: canAct, hasRole: hasRole, REPLAY_ROLES: REPLAY_ROLES,
     sensors: sensors, sourceInfo: sourceInfo, alarms: alarms, isFault: isFault, LATCHING: LATCHING,
     priorityRank: priorityRank, isLoud: isLoud, keepInList: keepInList, applyEvent: applyEvent,

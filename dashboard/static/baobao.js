@@ -109,12 +109,15 @@
     return tableNode;
   }
 
+  const fresh = tw.latestOnly(); // a render overtaken by a newer one (an action's refresh) is dropped
+
   function render(pane) {
     if (!tw.has("/api/baobao", "get")) {
       tw.note(pane, "baobao.unavailable");
       return;
     }
-    tw.api("GET", "/api/baobao").then(function (data) {
+    const only = fresh();
+    tw.api("GET", "/api/baobao").then(only(function (data) {
       pane.replaceChildren();
       const forms = el("div", "baobao-forms");
       pane.append(forms);
@@ -127,9 +130,9 @@
         pane.append(section);
       }
       if (!data.sources.length) pane.append(el("p", "api-note", t("baobao.empty")));
-    }).catch(function (err) {
+    })).catch(only(function (err) {
       tw.note(pane, "apiError", err.message);
-    });
+    }));
   }
 
   tw.parkPanes.baobao = function () { render(document.getElementById("park-baobao")); };

@@ -156,13 +156,16 @@
     return tableNode;
   }
 
+  const fresh = tw.latestOnly(); // a render overtaken by a newer one (an action's refresh) is dropped
+
   function render(pane) {
     if (!tw.has("/api/commitments", "get")) {
       tw.note(pane, "commit.unavailable");
       return;
     }
     const query = day ? "?day=" + encodeURIComponent(day) : "";
-    tw.api("GET", "/api/commitments" + query).then(function (data) {
+    const only = fresh();
+    tw.api("GET", "/api/commitments" + query).then(only(function (data) {
       const bar = el("form", "filters");
       const pick = el("input");
       pick.type = "date";
@@ -185,9 +188,9 @@
       if (tw.hasRole(SUBMITTERS) && tw.has("/api/commitments", "post") && data.day === data.today) {
         for (const u of data.units) if (u.status === "due" || u.status === "missing") pane.append(commitForm(u, data, pane));
       }
-    }).catch(function (err) {
+    })).catch(only(function (err) {
       tw.note(pane, "apiError", err.message);
-    });
+    }));
   }
 
   tw.parkPanes.commitments = function () { render(document.getElementById("park-commitments")); };

@@ -111,12 +111,15 @@
     return form;
   }
 
+  const fresh = tw.latestOnly(); // a render overtaken by a newer one (an action's refresh) is dropped
+
   function render(pane) {
     if (!tw.has("/api/duty", "get")) {
       tw.note(pane, "duty.unavailable");
       return;
     }
-    tw.api("GET", "/api/duty").then(function (data) {
+    const only = fresh();
+    tw.api("GET", "/api/duty").then(only(function (data) {
       const shift = el("p", "notice", tw.tf("duty.shift", {
         shift: data.shift, start: tw.formatTime(data.shift_start_ms), end: tw.formatTime(data.shift_end_ms),
         due: tw.formatTime(data.check_in_due_ms),
@@ -137,9 +140,9 @@
       } else {
         pane.append(el("p", "api-note", t("duty.noCalls")));
       }
-    }).catch(function (err) {
+    })).catch(only(function (err) {
       tw.note(pane, "apiError", err.message);
-    });
+    }));
   }
 
   tw.parkPanes.duty = function () { render(document.getElementById("park-duty")); };

@@ -22,6 +22,7 @@
   const more = document.getElementById("journal-more");
   let sub = "alarms";
   let shown = 0; // journal rows on the page
+  const fresh = tw.latestOnly(); // a filter submitted while the view's first load is on its way wins
 
   // ----- the form ----------------------------------------------------------------------------------
   function pad(n) {
@@ -140,8 +141,9 @@
 
   function loadAlarms(append) {
     const q = query({ limit: String(PAGE), offset: String(append ? shown : 0) });
+    const only = fresh();
     loading("journal.loading");
-    return tw.api("GET", "/api/alarms/journal?" + q.toString()).then(function (data) {
+    return tw.api("GET", "/api/alarms/journal?" + q.toString()).then(only(function (data) {
       if (!append) {
         body.replaceChildren(table(HEAD, "journal-table"));
         shown = 0;
@@ -151,14 +153,15 @@
       shown += data.alarms.length;
       more.hidden = shown >= data.total;
       done(tw.tf("journal.count", { shown: shown, total: data.total }));
-    }).catch(failed);
+    })).catch(only(failed));
   }
 
   // ----- shift report ---------------------------------------------------------------------------------
   function loadShift() {
+    const only = fresh();
     loading("journal.loading");
     more.hidden = true;
-    return tw.api("GET", "/api/alarms/shift-report?" + query().toString()).then(function (r) {
+    return tw.api("GET", "/api/alarms/shift-report?" + query().toString()).then(only(function (r) {
       body.replaceChildren();
       const facts = el("div", "kpis shift-kpis");
       const tile = function (value, key) {
@@ -211,14 +214,15 @@
         body.append(list);
       }
       done(tw.formatTime(r.start_ms) + " – " + tw.formatTime(r.end_ms));
-    }).catch(failed);
+    })).catch(only(failed));
   }
 
   // ----- audit -----------------------------------------------------------------------------------------
   function loadAudit() {
+    const only = fresh();
     loading("journal.loading");
     more.hidden = true;
-    return tw.api("GET", "/api/audit?" + query({ limit: "1000" }).toString()).then(function (data) {
+    return tw.api("GET", "/api/audit?" + query({ limit: "1000" }).toString()).then(only(function (data) {
       const node = table(["col.time", "journal.user", "journal.action", "journal.target", "col.enterprise",
         "journal.remote", "journal.detail"], "audit-table");
       for (const e of data.entries) {
@@ -232,7 +236,7 @@
       }
       body.replaceChildren(node);
       done(tw.tf("journal.auditCount", { n: data.count }));
-    }).catch(failed);
+    })).catch(only(failed));
   }
 
   function verify() {

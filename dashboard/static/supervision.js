@@ -32,8 +32,9 @@
       for (const h of rows) {
         const item = el("li");
         item.append(el("span", null, tw.formatTime(h.ts_ms) + " "), chip(h.class));
-        if (h.override) {
-          item.append(el("span", null, " " + t("class.overrideBy") + " "), tw.dataEl("span", null, h.by + "：" + h.reason));
+        if (h.by) { // a regulator's entry: an override, or the computed class confirmed (which ends an override)
+          item.append(el("span", null, " " + t(h.override ? "class.overrideBy" : "class.confirmedBy") + " "),
+            tw.dataEl("span", null, h.by + "：" + h.reason));
         }
         list.append(item);
       }
@@ -42,12 +43,15 @@
     }).catch(function (err) { holder.replaceChildren(el("p", "error", err.message)); });
   }
 
+  const fresh = tw.latestOnly(); // e.g. the tab's first render answering after an override's
+
   function render(pane) {
     if (!tw.has("/api/supervision", "get")) {
       tw.note(pane, "class.unavailable");
       return;
     }
-    tw.api("GET", "/api/supervision").then(function (data) {
+    const only = fresh();
+    tw.api("GET", "/api/supervision").then(only(function (data) {
       const tableNode = el("table", "grid-table class-table");
       const head = el("tr");
       for (const key of ["col.enterprise", "class.class", "class.computed", "class.why", "class.figures", "col.actions"]) {
@@ -101,9 +105,9 @@
       const wrap = el("div", "table-wrap");
       wrap.append(tableNode);
       pane.replaceChildren(el("p", "notice", tw.tf("class.notice", { days: data.period_days })), wrap, holder);
-    }).catch(function (err) {
+    })).catch(only(function (err) {
       tw.note(pane, err.status === 403 ? "class.regulatorsOnly" : "apiError", err.message);
-    });
+    }));
   }
 
   tw.parkPanes.supervision = function () { render(document.getElementById("park-supervision")); };
