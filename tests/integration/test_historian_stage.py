@@ -56,15 +56,19 @@ async def test_historian_stage_writes_influx_and_postgresql(
                 events = 0
             return points, events
 
+        def event_series() -> list[dict]:
+            """The event's series in the time-series server (SQL and the server are written one after the other)."""
+            return victoria_metrics.export(f'{{__name__="alarm_events_value",sensor="{sensor.sensor.id}"}}')
+
         deadline = time.monotonic() + 60
-        while stored() != (steps * len(site.sensors), 1):
+        while stored() != (steps * len(site.sensors), 1) or not event_series():
             assert not stage.done(), stage.exception()
-            assert time.monotonic() < deadline, f"stored {stored()}"
+            assert time.monotonic() < deadline, f"stored {stored()}, event series {event_series()}"
             await asyncio.sleep(0.5)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head()
-        (event_series,) = victoria_metrics.export(f'{{__name__="alarm_events_value",sensor="{sensor.sensor.id}"}}')
-        assert len(event_series["values"]) == 1
+        [series] = event_series()
+        assert len(series["values"]) == 1
     finally:
         stage.cancel()
         await asyncio.gather(stage, return_exceptions=True)
