@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import orjson
@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, func, select
 
 from alarms.credibility import Evidence, EvidenceStore
 from alarms.evaluate import AlarmCore
-from alarms.received_findings import ReceivedFindings, routine_findings
+from alarms.received_findings import ROUTINE_KINDS, ReceivedFindings, routine_findings
 from alarms.supervision import evidence_counts
 from tankwatch.bus import MemoryBus
 from tankwatch.clock import ManualClock, SystemClock
@@ -41,7 +41,7 @@ from tiers.outbound import AlarmClosure, Disposition
 from tiers.outbox import Outbox
 from tiers.receiver import ReceiverCore
 from tiers.reported import ReportedAlarms
-from tiers.schema import ServiceId, validate_records
+from tiers.schema import EvidenceKind, ServiceId, validate_records
 from tiers.seen import SeenStore
 from tiers.sender import SenderSettings, UplinkSender
 from tiers.uplink import TargetLink, UplinkStage
@@ -369,3 +369,8 @@ async def test_a_finding_on_a_source_not_yet_described_waits_for_the_base_data(t
         await intake("ent-e1", ServiceId.EVIDENCE, [finding], False, data_id="d-1")
     assert refused.value.code == AckCode.UNAVAILABLE and "data[0].hazardCode" in refused.value.message
     assert taken == []
+
+
+def test_the_protocols_evidence_kinds_are_the_routine_findings_an_uplink_sends() -> None:
+    # spelt in two places: the protocol (tiers may not import alarms) and the routines' warning conditions
+    assert set(get_args(EvidenceKind)) == set(ROUTINE_KINDS)
