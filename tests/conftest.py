@@ -36,6 +36,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("browser"))
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, called on the controller
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Refuse to run when pytest-xdist did not group the browser tests (a pytest it does not support)."""
+    ungrouped = [i for i in ids if "e2e" in i.split("/")[:2] and "@" not in i]
+    if ungrouped and node.config.getoption("dist") == "loadgroup":
+        raise pytest.UsageError(f"pytest-xdist did not put {ungrouped[0]} (and {len(ungrouped) - 1} more) in the "
+                                "browser group, so each worker would start its own demo and browser: install the "
+                                "pytest version pyproject.toml pins")
+
+
 @contextlib.contextmanager
 def running(start: Callable[[], Any], stop: str) -> Iterator[Any]:
     """A test server from ``start`` (its RuntimeError fails the test with its message), stopped by ``stop`` after."""
