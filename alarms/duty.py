@@ -119,13 +119,20 @@ class DutyStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def call(self, desk: str, requested_ms: int, due_ms: int, by: str) -> dict[str, Any]:
-        """A roll call of a desk."""
+    def call(self, desk: str, requested_ms: int, due_ms: int, by: str) -> tuple[dict[str, Any], bool]:
+        """A roll call of a desk, and whether it is new: the same regulator calling the same desk again at the same
+        instant (a repeated request) gets the roll call already made."""
         row = {"id": stable_id("roll-call", desk, requested_ms, by), "desk": desk, "requested_ms": requested_ms,
                "due_ms": due_ms, "requested_by": by, "answered_ms": None, "answered_by": None, "missed_ms": None}
-        with self.engine.begin() as conn:
-            conn.execute(roll_calls.insert().values(**row))
-        return row
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(roll_calls.insert().values(**row))
+        except IntegrityError:
+            made = self.roll_call(row["id"])
+            if made is None:  # not a repeat: the insert failed for another reason
+                raise
+            return made, False
+        return row, True
 
     def roll_call(self, call_id: str) -> dict[str, Any] | None:
         """One roll call by id."""

@@ -103,7 +103,8 @@ def _record_out(row: dict) -> RecordOut:
     return RecordOut(**{k: row[k] for k in RecordOut.model_fields})
 
 
-@router.get("/api/baobao", response_model=BaobaoOut, responses=AUTH_RESPONSES)
+@router.get("/api/baobao", response_model=BaobaoOut,
+            responses={**AUTH_RESPONSES, 404: {"model": ErrorOut, "description": "Unknown hazard source"}})
 async def baobao(
     request: Request, scope: ScopeDep, names: NamesDep, clock: ClockDep,
     source: Annotated[str | None, Query(max_length=64)] = None,

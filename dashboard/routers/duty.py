@@ -213,9 +213,10 @@ async def call_the_roll(request: Request, body: RollCallIn, scope: ScopeDep, nam
     store, engine = duty_store(request), request.app.state.escalation
     rows = []
     for desk in called:
-        row = await run_in_threadpool(store.call, desk, now, due, scope.principal.login)
-        await run_in_threadpool(engine.on_events, list(roll_call_events(row, scope.site.first_source(desk),
-                                                                        AlarmAction.RAISED)))
+        row, new = await run_in_threadpool(store.call, desk, now, due, scope.principal.login)
+        if new:
+            await run_in_threadpool(engine.on_events, list(roll_call_events(row, scope.site.first_source(desk),
+                                                                            AlarmAction.RAISED)))
         rows.append(row)
     await run_in_threadpool(
         audit_action, request, "duty.roll_call", "duty", ",".join(called),

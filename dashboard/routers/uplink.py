@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.routers.deps import AUTH_RESPONSES, OVERSIGHT_ROLES, ClockDep, ScopeDep, require_roles
+from dashboard.routers.deps import AUTH_RESPONSES, OVERSIGHT_ROLES, ClockDep, ErrorOut, ScopeDep, require_roles
 
 router = APIRouter(tags=["uplink"])
 
@@ -41,7 +41,8 @@ class UplinkStatusOut(BaseModel):
     enterprises: list[UplinkEnterpriseOut]
 
 
-@router.get("/api/uplink/status", response_model=UplinkStatusOut, responses=AUTH_RESPONSES,
+@router.get("/api/uplink/status", response_model=UplinkStatusOut,
+            responses={**AUTH_RESPONSES, 404: {"model": ErrorOut, "description": "This instance has no receiver"}},
             dependencies=[require_roles(*OVERSIGHT_ROLES)])
 async def uplink_status(request: Request, scope: ScopeDep, clock: ClockDep) -> UplinkStatusOut:
     """Per lower-tier enterprise: connected or interrupted, last message, online rate, upload delay, resends."""

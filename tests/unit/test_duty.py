@@ -95,7 +95,8 @@ def test_missed_check_ins_and_unanswered_roll_calls_are_evidence(tmp_path: Path)
     assert [e.condition for e in found[0].events] == [DUTY_MISSED, DUTY_MISSED]
 
     store.check_in("E1", DutyCalendar(DutyPolicy(), ZONE).shift_of(T0), T0 + 33 * MIN, "op-e1", "op-e1")
-    call = store.call("E2", T0 + 33 * MIN, T0 + 43 * MIN, "park-reg")
+    call, new = store.call("E2", T0 + 33 * MIN, T0 + 43 * MIN, "park-reg")
+    assert new and store.call("E2", T0 + 33 * MIN, T0 + 43 * MIN, "park-reg") == (call, False)  # a repeat
     late = watch.poll(T0 + 34 * MIN)
     assert len(late) == 1 and late[0].evidence.end_ms == T0 + 33 * MIN
     assert late[0].events[0].action is AlarmAction.ACKNOWLEDGED and late[0].events[0].user == "op-e1"
