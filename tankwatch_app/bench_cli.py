@@ -49,12 +49,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
     def bench_historian(
         url: Annotated[str | None, typer.Option(help="Line-protocol server (default: start victoria-metrics)")] = None,
         points: Annotated[int, typer.Option(help="Points to write")] = 500_000,
+        per_write: Annotated[int, typer.Option(help="Readings per write (what one fetch from the bus drains)",
+                                               min=1)] = 50_000,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     ) -> None:
         """Points/s through the historian (line protocol, 5,000-line gzip batches) to an InfluxDB-protocol server."""
         from bench.historian import run_historian_bench
 
-        result = run_historian_bench(url=url, points=points, say=(lambda _m: None) if as_json else typer.echo)
+        result = run_historian_bench(url=url, points=points, per_write=per_write,
+                                     say=(lambda _m: None) if as_json else typer.echo)
         typer.echo(json.dumps(result) if as_json else _table(result))
 
     @bench_app.command("replay")

@@ -92,15 +92,16 @@ class DiskBuffer:
     def __len__(self) -> int:
         return len(self._chunks)
 
-    def append(self, lines: Sequence[str]) -> None:
-        """Write a chunk durably; then drop the oldest chunks while the buffer is past its bound (if it drops)."""
-        if not lines:
+    def append(self, body: bytes | memoryview, points: int) -> None:
+        """Write a chunk of ``points`` lines (one body, newline-separated) durably; then drop the oldest chunks
+        while the buffer is past its bound (if it drops)."""
+        if not points:
             return
-        data = gzip.compress("\n".join(lines).encode(), compresslevel=1)
+        data = gzip.compress(body, compresslevel=1)
         with self._lock:
             seq = self._next_seq
             self._next_seq += 1
-            path = self.folder / f"{seq:016d}-{len(lines)}.lp.gz"
+            path = self.folder / f"{seq:016d}-{points}.lp.gz"
             tmp = path.with_name(path.name + ".tmp")
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -108,9 +109,9 @@ class DiskBuffer:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
             self._sync_folder()
-            self._chunks.append(Chunk(seq, len(lines), len(data), path))
+            self._chunks.append(Chunk(seq, points, len(data), path))
             self._bytes += len(data)
-            self._points += len(lines)
+            self._points += points
             while self.drop_past_bound and self._bytes > self.max_bytes and len(self._chunks) > 1:
                 self._drop_oldest("buffer_full")
 
@@ -132,28 +133,30 @@ class DiskBuffer:
         if self.on_drop:
             self.on_drop(chunk.points, reason)
 
-    def peek(self, max_points: int) -> tuple[list[Chunk], list[str]]:
-        """The oldest chunks holding at most ``max_points`` (at least one chunk) and their lines, in order.
+    def peek(self, max_points: int) -> tuple[list[Chunk], bytes]:
+        """The oldest chunks holding at most ``max_points`` (at least one chunk) and their lines in one body.
 
         An unreadable chunk (disk damage) is dropped and counted as ``corrupt``.
         """
         with self._lock:
             taken: list[Chunk] = []
-            lines: list[str] = []
+            bodies: list[bytes] = []
+            points = 0
             for chunk in list(self._chunks):
-                if taken and len(lines) + chunk.points > max_points:
+                if taken and points + chunk.points > max_points:
                     break
                 try:
-                    text = gzip.decompress(chunk.path.read_bytes()).decode()
-                except (OSError, EOFError, UnicodeDecodeError) as exc:
+                    body = gzip.decompress(chunk.path.read_bytes())
+                except (OSError, EOFError) as exc:
                     log.error("historian buffer: chunk %s unreadable (%s)", chunk.path.name, exc)
                     if self._chunks and self._chunks[0] is chunk and not taken:
                         self._drop_oldest("corrupt")
                         continue
                     break
                 taken.append(chunk)
-                lines.extend(text.split("\n"))
-            return taken, lines
+                bodies.append(body)
+                points += chunk.points
+            return taken, b"\n".join(bodies)
 
     def remove(self, chunks: Sequence[Chunk]) -> None:
         """Delete chunks that were sent (they must be the oldest, as :meth:`peek` returned them)."""

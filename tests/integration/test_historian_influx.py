@@ -48,10 +48,12 @@ def test_line_protocol_schema() -> None:
     source_sensor = next(s for s in site.sensors if not s.tank_id)
     batch = ReadingBatch.from_columns([tank_sensor.index, source_sensor.index], [T0, T0 + 1], [1.25, np.nan],
                                       [Quality.GOOD, Quality.COMM_FAIL])
-    good, missing = lp.readings(batch)
+    block = lp.readings(batch)
+    good, missing = bytes(block.data).decode().splitlines()
     assert good == (f"readings,enterprise={tank_sensor.enterprise_id},hazard_source={tank_sensor.source_id},"
                     f"tank={tank_sensor.tank_id},sensor={tank_sensor.sensor.id},kind={tank_sensor.sensor.kind} "
                     f"value=1.25,quality=0i {T0}")
+    assert [bytes(body).decode() for body, _ in block.chunks(1)] == [good, missing]
     assert missing == (f"readings,enterprise={source_sensor.enterprise_id},hazard_source={source_sensor.source_id},"
                        f"sensor={source_sensor.sensor.id},kind={source_sensor.sensor.kind} quality=3i {T0 + 1}")
     (line,) = lp.events([AlarmEvent("e1", "o1", tank_sensor.sensor.id, "HH", AlarmAction.RAISED, T0, "high",
