@@ -204,6 +204,17 @@ def new_page(browser, guard: Guard):
         page = context.new_page()
         page.errors = []  # uncaught page errors: every test asserts there are none
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        page.requests = {"open": 0, "changed": time.monotonic()}  # HTTP requests on their way (see settle)
+
+        def moved(step: int):
+            def count(_request) -> None:  # noqa: ANN001 - playwright Request
+                page.requests["open"] += step
+                page.requests["changed"] = time.monotonic()
+            return count
+
+        page.on("request", moved(1))
+        page.on("requestfinished", moved(-1))
+        page.on("requestfailed", moved(-1))
         return page
 
     yield make
@@ -223,6 +234,16 @@ def login(page, demo: Demo, user: DemoUser, hash_: str = "") -> None:
     page.wait_for_selector("#login", state="hidden", timeout=15_000)
     page.wait_for_selector("#conn[data-state=live]", timeout=20_000)
     page.wait_for_selector("#sources .source", state="attached", timeout=20_000)
+
+
+def settle(page, quiet_s: float = 0.4, timeout_s: float = 10.0) -> None:
+    """Wait until no request of the page has been on its way for ``quiet_s`` (a view loaded and drawn what it
+    fetched), at most ``timeout_s``; a page of ``new_page``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+        if not page.requests["open"] and time.monotonic() - page.requests["changed"] >= quiet_s:
+            return
 
 
 def screenshot(page, name: str) -> Path:

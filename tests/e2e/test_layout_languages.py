@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import login, screenshot
+from tests.e2e.conftest import login, screenshot, settle
 from tests.e2e.demo_users import USERS
 
 SIZES = [(1366, 768), (1600, 1000), (1920, 1080)]
@@ -61,7 +61,7 @@ def test_every_view_fits_three_screens_and_speaks_one_language_at_a_time(demo, n
                 page.click("#lang")
             for view in VIEWS[who]:
                 page.evaluate(f"location.hash = '{view}'")
-                page.wait_for_timeout(1500)
+                settle(page)
                 assert page.evaluate(OVERFLOW) == [], (who, view, width, lang)
                 assert page.evaluate(TEXTS, lang) == [], (who, view, lang)
                 if lang == "zh":
