@@ -33,6 +33,15 @@ def test_write_latest_and_query(tmp_path):
     assert len(store.query(2, 0, 10_000)) == 0
 
 
+def test_a_repeated_sensor_and_timestamp_in_one_batch_keeps_the_later_row(tmp_path):
+    store = TimeSeriesStore(tmp_path / "ts.db", IDS)
+    store.write(batch([(1, 2000, 7.0, 0), (0, 1000, 1.0, 0), (1, 1000, 3.0, 0), (0, 1000, np.nan, Quality.BAD),
+                       (1, 1000, 4.0, 0)]))
+    first = store.query(0, 0, 10_000)
+    assert np.isnan(first.value).tolist() == [True] and first.quality.tolist() == [Quality.BAD]
+    assert store.query(1, 0, 10_000).value.tolist() == [4.0, 7.0]
+
+
 def test_older_rows_do_not_replace_latest(tmp_path):
     store = TimeSeriesStore(tmp_path / "ts.db", IDS)
     store.write(batch([(0, 5000, 5.0, 0)]))
