@@ -13,9 +13,10 @@ import multiprocessing
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 
@@ -259,26 +260,9 @@ class FastPublisher:
     def publish_apart(self, packets: Sequence[bytes], timeout_s: float = 300.0) -> Published:
         """``publish`` from a process of its own: a system under test in this process must not share its CPU time
         (or its GIL) with the feed, just as a peer in another process does not."""
-        context = multiprocessing.get_context("spawn")
-        mine, theirs = context.Pipe(duplex=False)
         settings = (self.host, self.port, self.client_id, self.window, self.rate)
-        child = context.Process(target=_publish_in_child, args=(settings, list(packets), timeout_s, theirs),
-                                name="bench-feed-publisher", daemon=True)
-        child.start()
-        theirs.close()
-        try:
-            if not mine.poll(timeout_s + 60):
-                raise TimeoutError(f"publisher process: no result within {timeout_s + 60:.0f} s")
-            outcome = mine.recv()
-        except EOFError:
-            raise ConnectionError(f"publisher process died (exit code {child.exitcode})") from None
-        finally:
-            child.join(timeout=10)
-            if child.is_alive():
-                child.kill()
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return run_apart(_publish_in_child, (settings, list(packets), timeout_s), "bench-feed-publisher",
+                         timeout_s=timeout_s + 60)
 
 
 def _publish_in_child(settings: tuple[str, int, str, int, float | None], packets: list[bytes], timeout_s: float,
@@ -291,6 +275,38 @@ def _publish_in_child(settings: tuple[str, int, str, int, float | None], packets
         outcome = exc
     conn.send(outcome)
     conn.close()
+
+
+def run_apart(target: Callable[..., None], args: tuple, name: str, *, daemon: bool = True,
+              ready: Callable[[], None] | None = None, timeout_s: float | None = None) -> Any:
+    """Run ``target(*args, conn)`` in a spawned process and return what it sends last, raising an exception it
+    sends; a first message "ready" calls ``ready`` (a process that starts others of its own is not a daemon);
+    TimeoutError when a message takes longer than ``timeout_s``."""
+    context = multiprocessing.get_context("spawn")
+    mine, theirs = context.Pipe(duplex=False)
+    child = context.Process(target=target, args=(*args, theirs), daemon=daemon, name=name)
+    child.start()
+    theirs.close()
+
+    def receive() -> Any:
+        if timeout_s is not None and not mine.poll(timeout_s):
+            raise TimeoutError(f"{name}: no answer within {timeout_s:.0f} s")
+        return mine.recv()
+
+    try:
+        outcome = receive()
+        if outcome == "ready" and ready is not None:
+            ready()
+            outcome = receive()
+    except EOFError:
+        raise RuntimeError(f"{name}: the process died (exit code {child.exitcode})") from None
+    finally:
+        child.join(timeout=60)
+        if child.is_alive():
+            child.kill()
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:

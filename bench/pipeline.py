@@ -1,41 +1,44 @@
 """Benchmark: the whole pipeline, MQTT in → alarms → stores, on the memory bus or on Kafka, in one run.
 
-* Throughput: a gateway per enterprise publishes ``json_points`` messages (500 readings each) to a private
-  Mosquitto for ``seconds`` as fast as the pipeline keeps up (at most 100,000 points in flight); points/s =
-  readings that went through both the alarm stage and the time-series store, divided by the time from the
-  first publish to the last of them done.
-* Latency: then ``rate`` points/s for ``seconds``, one sensor in ten stepping across its H and HH limits every
-  tenth reading; each reading is stamped with its publish time, and an alarm event's latency is the time it is
-  handed to a websocket of the live hub (the one behind ``/ws/live``) minus the stamp of the reading that
-  caused it. p50/p99 over all events of the run.
+The feed comes from a publisher process of its own (``Publisher``), as separate gateways would: a gateway per
+enterprise sends ``json_points`` messages (250 readings, an enterprise's sweep) to a private Mosquitto, QoS 1.
 
-Everything runs on 127.0.0.1 in this process (Mosquitto and, for ``--bus kafka``, tansu as child processes), except
-that on Kafka the alarm workers are ``tankwatch run alarms`` processes, N of them (``workers``; each N a run of its
-own on fresh topics), counted through their ``/metrics``. The enterprises are named so that each lands on a
+* Throughput: for ``seconds`` as fast as the pipeline keeps up (at most 100,000 points in flight), one sensor in a
+  thousand crossing its H and HH limits for five sweeps in ten; points/s = readings that went through both the
+  alarm stage and the time-series store, divided by the time from the first publish to the last of them done.
+* Latency: then ``rate`` points/s for ``seconds``, one sensor in ten crossing its H and HH limits for ten sweeps in
+  twenty; each sweep is stamped as it goes out, and an alarm event's latency is the time it is handed to a
+  websocket of the live hub (the one behind ``/ws/live``) minus the stamp of the reading that caused it. p50/p99
+  over the events of this phase.
+
+Everything else runs on 127.0.0.1 in this process (Mosquitto and, for ``--bus kafka``, tansu as child processes),
+except that on Kafka the alarm workers are ``tankwatch run alarms`` processes, N of them (``workers``; each N a run
+of its own on fresh topics), counted through their ``/metrics``. The enterprises are named so that each lands on a
 partition of its own and N = 1, 2 or 4 workers share them evenly (range assignor).
 """
-
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
-import paho.mqtt.client as mqtt
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from bench.feed import FastPublisher, publish_packets, run_apart
 from tankwatch import metrics
 from tankwatch.broker import free_port
 from tankwatch.config import Site, load_site
@@ -46,6 +49,9 @@ ENTERPRISES = 4
 SENSORS_PER_ENTERPRISE = 250
 POINTS_PER_MESSAGE = 500
 MAX_BACKLOG = 100_000  # points in flight during the throughput run: enough to keep every stage busy
+# (one sensor in N crosses H and HH, for M sweeps in 2M): a few alarms while flat out, one sensor in ten for latency
+THROUGHPUT_TOGGLE = (1000, 5)
+LATENCY_TOGGLE = (10, 10)
 PERSON = {"name": "值班员"}
 PARTITIONS = 4
 SCRAPE_EVERY_S = 0.25  # how stale the alarm workers' counts may be when the bench asks for them
@@ -100,66 +106,88 @@ def bench_site(folder: Path, mqtt_port: int, tag: str) -> Site:
     return load_site(path)
 
 
-class Gateways:
-    """Publishes json_points messages for every enterprise from a thread (paho, QoS 0)."""
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """The enterprises' gateways (one json_points MQTT topic each) sending sweeps, a reading of every sensor: one
+    sensor in ``toggle_every`` crosses H and HH for ``toggle_sweeps`` sweeps, then returns as long; each chunk of at
+    least ``chunk_points`` readings is stamped as it goes out; flat out, never more than MAX_BACKLOG readings ahead
+    of what went through, or paced at ``rate`` points/s."""
 
-    def __init__(self, site: Site, port: int, tag: str) -> None:
-        self.ids = {e.id: [s.sensor.id for s in site.sensors if s.enterprise_id == e.id] for e in site.enterprises}
-        self.topics = {e: f"bench/{tag}/{e}/points" for e in self.ids}
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{tag}",
-                                  protocol=MQTTProtocolVersion.MQTTv311)
-        self.client.max_queued_messages_set(0)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        self.published = 0
-        self.step = 0  # readings per sensor so far, for values and strictly increasing timestamps
+    port: int
+    tag: str
+    enterprises: int
+    per: int
+    toggle_every: int
+    toggle_sweeps: int
+    chunk_points: int = 50_000
+    rate: float | None = None
 
-    def message(self, enterprise: str, start: int, count: int, stamp_ms: int, toggling: bool) -> bytes:
-        """``count`` readings of consecutive sensors of one enterprise, all stamped ``stamp_ms``."""
-        ids = self.ids[enterprise]
-        rows = []
-        for k in range(start, start + count):
-            sensor = ids[k % len(ids)]
-            value = 50.0
-            if toggling and k % 10 == 0 and (self.step // 10) % 2 == 1:
-                value = 95.0  # one sensor in ten crosses H and HH for ten readings, then returns
-            rows.append([sensor, stamp_ms, value])
-        return orjson.dumps({"points": rows})
+    def packets(self, sweep: int, ts_ms: int) -> list[bytes]:
+        """QoS 1 PUBLISH packets of one sweep: every sensor's reading at ``ts_ms``."""
+        payloads, topics = [], []
+        high = (sweep // self.toggle_sweeps) % 2 == 1
+        for e in enterprise_ids(self.enterprises):
+            for start in range(0, self.per, POINTS_PER_MESSAGE):
+                rows = [[sensor_id(e, k), ts_ms, 95.0 if high and k % self.toggle_every == 0 else 50.0]
+                        for k in range(start, min(self.per, start + POINTS_PER_MESSAGE))]
+                payloads.append(orjson.dumps({"points": rows}))
+                topics.append(f"bench/{self.tag}/{e}/points")
+        return publish_packets(topics, payloads)
 
-    def sweep(self, toggling: bool) -> int:
-        """One reading for every sensor, stamped now; returns points published."""
-        stamp = time.time_ns() // 1_000_000
-        stamp = max(stamp, getattr(self, "_last_stamp", 0) + 1)  # strictly increasing per sensor
-        self._last_stamp = stamp
-        n = 0
-        for enterprise, ids in self.ids.items():
-            for start in range(0, len(ids), POINTS_PER_MESSAGE):
-                count = min(POINTS_PER_MESSAGE, len(ids) - start)
-                self.client.publish(self.topics[enterprise], self.message(enterprise, start, count, stamp, toggling))
-                n += count
-        self.step += 1
-        self.published += n
-        return n
 
-    def run(self, seconds: float, rate: float | None, toggling: bool, stop: threading.Event,
-            done: Callable[[], int] | None = None) -> None:
-        """Sweep for ``seconds``: paced to ``rate`` points/s, or as fast as the pipeline keeps up — at most
-        ``MAX_BACKLOG`` points published and not yet ``done`` (so the broker never has to drop any)."""
+def _publisher(feed: Feed, sweeps: range, seconds: float | None, done: Synchronized, conn: Connection) -> None:
+    """The publisher process: sends the sweeps (for at most ``seconds``), built here and not in the measured
+    processes, ``done`` being how many readings of this send went through; says when it starts sending, then how
+    many readings it sent."""
+    try:
+        publisher = FastPublisher("127.0.0.1", feed.port, f"bench-{feed.tag}-{uuid.uuid4().hex[:4]}")
+        chunk = max(1, feed.chunk_points // (feed.enterprises * feed.per))
+        conn.send("ready")
         start = time.monotonic()
-        sent = 0
-        while time.monotonic() - start < seconds and not stop.is_set():
-            if done is not None and self.published - done() > MAX_BACKLOG:
+        last_ms = sent = 0
+        for first in range(sweeps.start, sweeps.stop, chunk):
+            if seconds is not None and time.monotonic() - start >= seconds:
+                break
+            while feed.rate is None and sent - done.value > MAX_BACKLOG:
                 time.sleep(0.002)
-                continue
-            sent += self.sweep(toggling)
-            if rate:
-                ahead = sent / rate - (time.monotonic() - start)
-                if ahead > 0:
-                    time.sleep(ahead)
+            packets = []
+            for sweep in range(first, min(sweeps.stop, first + chunk)):
+                last_ms = max(time.time_ns() // 1_000_000, last_ms + 1)  # each sensor's times only grow
+                packets += feed.packets(sweep, last_ms)
+                sent += feed.enterprises * feed.per
+            publisher.publish(packets, timeout_s=1800)
+            if feed.rate:
+                time.sleep(max(0.0, start + sent / feed.rate - time.monotonic()))
+        conn.send(sent)
+    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        conn.send(exc)
+    conn.close()
 
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+
+class Publisher:
+    """Sends a feed from a process of its own, as a separate gateway would: the measured processes do not share
+    their CPU time or their GIL with it."""
+
+    def __init__(self, feed: Feed) -> None:
+        self.feed = feed
+        self.ready_at = 0.0  # time.monotonic() when the last send began sending
+        self._done = multiprocessing.get_context("spawn").Value("q", 0, lock=False)
+
+    async def send(self, sweeps: range, through: Callable[[], int], seconds: float | None = None) -> int:
+        """Publish the sweeps (for at most ``seconds``; each until every PUBACK) while telling the publisher how
+        many readings went through (``through``, counted from this send's start); returns readings sent."""
+        self._done.value = 0
+        base = through()
+        sending = asyncio.ensure_future(asyncio.to_thread(
+            run_apart, _publisher, (self.feed, sweeps, seconds, self._done), f"bench-publisher-{self.feed.tag}",
+            ready=self._began))
+        while not sending.done():
+            self._done.value = through() - base
+            await asyncio.wait([sending], timeout=0.01)
+        return await sending
+
+    def _began(self) -> None:
+        self.ready_at = time.monotonic()
 
 
 class LatencyRecorder:
@@ -214,7 +242,7 @@ async def run_pipeline_bench(bus: str = "memory", rate: float = 10_000, seconds:
                 say(f"bench: {len(site.sensors)} sensors, MQTT 127.0.0.1:{broker.port}, bus {bus}"
                     + ("" if bus == "memory" else f", {n} alarm worker process(es)"))
                 async with _pipeline(site, bus, run_folder, say, n) as (processed, recorder):
-                    result = await _measure(site, broker.port, tag, processed, recorder, rate, seconds, bus, say)
+                    result = await _measure(broker.port, tag, processed, recorder, rate, seconds, bus, say)
                 runs.append(result if bus == "memory" else {"workers": n, **result})
         finally:
             if tansu is not None:
@@ -346,50 +374,45 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say, n_workers:
             workers.stop()
 
 
-async def _measure(site: Site, port: int, tag: str, processed: Callable[[], int], recorder: LatencyRecorder,
+async def _measure(port: int, tag: str, processed: Callable[[], int], recorder: LatencyRecorder,
                    rate: float, seconds: float, bus: str, say: Say) -> dict[str, Any]:
-    gateways = Gateways(site, port, tag)
-    stop = threading.Event()
-    try:
-        # Throughput: publish flat out, wait until alarms and the store have every point.
-        base_done, base_stored = processed(), _stored()
-        published_before = gateways.published
+    """Both phases, each fed by a publisher process of its own."""
+    base_done, base_stored = processed(), _stored()
 
-        def finished() -> int:
-            return published_before + min(processed() - base_done, int(_stored() - base_stored))
+    def through() -> int:
+        """Readings through both the alarm stage and the store."""
+        return min(processed() - base_done, int(_stored() - base_stored))
 
-        start = time.monotonic()
-        await asyncio.to_thread(gateways.run, seconds, None, False, stop, finished)
-        offered = gateways.published - published_before
-        say(f"throughput: {offered} points published in {time.monotonic() - start:.1f} s")
-        complete = await _wait(lambda: processed() - base_done >= offered and _stored() - base_stored >= offered,
-                               max(60.0, seconds * 6))
-        elapsed = time.monotonic() - start
-        done = min(processed() - base_done, int(_stored() - base_stored))
-        points_per_s = done / elapsed
-        say(f"throughput: {done} of {offered} points through alarms and store in {elapsed:.1f} s"
-            f"{'' if complete else ' (timed out: not all arrived)'}")
+    # Throughput: publish flat out for ``seconds``, then wait until alarms and the store have every point.
+    flat_out = Publisher(Feed(port, tag, ENTERPRISES, SENSORS_PER_ENTERPRISE, *THROUGHPUT_TOGGLE))
+    offered = await flat_out.send(range(10**9), through, seconds)
+    say(f"throughput: {offered} points published in {time.monotonic() - flat_out.ready_at:.1f} s")
+    complete = await _wait(lambda: through() >= offered, max(60.0, seconds * 6))
+    elapsed = time.monotonic() - flat_out.ready_at
+    done = through()
+    say(f"throughput: {done} of {offered} points through alarms and store in {elapsed:.1f} s"
+        f"{'' if complete else ' (timed out: not all arrived)'}")
 
-        # Latency at a steady rate.
-        before = gateways.published
-        recorder.since_ms = time.time_ns() // 1_000_000
-        await asyncio.to_thread(gateways.run, seconds, rate, True, stop)
-        sent = gateways.published - before
-        await _wait(lambda: processed() - base_done >= gateways.published, 30)
-        await asyncio.sleep(1.5)  # the last events reach the hub
-        lat = np.array(recorder.latencies_ms)
-        say(f"latency: {sent} points at {rate:.0f}/s, {len(lat)} alarm events")
-        return {
-            "points_per_s": round(points_per_s),
-            "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
-            "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
-            "bus": "memory" if bus == "memory" else "kafka",
-            "throughput_points": done,
-            "throughput_complete": complete,
-            "latency_rate": rate,
-            "latency_points": sent,
-            "latency_events": len(lat),
-        }
-    finally:
-        stop.set()
-        gateways.close()
+    # Latency at a steady rate: one sweep at a time, stamped as it goes out (the alarms of the flat-out phase,
+    # which waited in its backlog, are not counted).
+    recorder.since_ms = time.time_ns() // 1_000_000
+    recorder.latencies_ms.clear()
+    before = processed()
+    paced = Publisher(Feed(port, tag, ENTERPRISES, SENSORS_PER_ENTERPRISE, *LATENCY_TOGGLE, chunk_points=1,
+                           rate=rate))
+    sent = await paced.send(range(10**9), lambda: processed() - before, seconds)
+    await _wait(lambda: processed() - before >= sent, 30)
+    await asyncio.sleep(1.5)  # the last events reach the hub
+    lat = np.array(recorder.latencies_ms)
+    say(f"latency: {sent} points at {rate:.0f}/s, {len(lat)} alarm events")
+    return {
+        "points_per_s": round(done / elapsed),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+        "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
+        "bus": "memory" if bus == "memory" else "kafka",
+        "throughput_points": done,
+        "throughput_complete": complete,
+        "latency_rate": rate,
+        "latency_points": sent,
+        "latency_events": len(lat),
+    }

@@ -20,21 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-import multiprocessing
 import os
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from bench.feed import FastPublisher, publish_packets
-from bench.pipeline import POINTS_PER_MESSAGE, _pipeline, _stored, _wait, bench_data, enterprise_ids, sensor_id
+from bench.pipeline import Feed, Publisher, _pipeline, _stored, _wait, bench_data, run_apart
 from tankwatch.config import rebuild_site
 
 Say = Callable[[str], None]
@@ -44,7 +39,6 @@ MIN_POINTS = 1_000_000  # readings measured per size, at least two sweeps
 TOGGLE_EVERY = 1000  # one sensor in this many crosses H and HH for TOGGLE_SWEEPS sweeps, then returns as long
 TOGGLE_SWEEPS = 5
 CHUNK_POINTS = 50_000  # the publisher stamps and sends at least this many readings at a time
-MAX_BACKLOG = 100_000  # readings published and not yet through: every stage busy, none lagging behind the clock
 # Each sensor expects a reading every max(1 s, sensors / FEED_POINTS_PER_S): a park this size reporting at a rate the
 # pipeline sustains, so that the flat-out feed's sweeps are never so far apart that the sensors look lost (COMM).
 FEED_POINTS_PER_S = 20_000
@@ -94,84 +88,6 @@ def _usage() -> tuple[float, int]:
     return cpu, rss
 
 
-def _packets(tag: str, enterprises: int, per: int, sweep: int, ts_ms: int) -> list[bytes]:
-    """QoS 1 PUBLISH packets of one sweep: every sensor's reading at ``ts_ms``."""
-    payloads, topics = [], []
-    high = (sweep // TOGGLE_SWEEPS) % 2 == 1
-    for e in enterprise_ids(enterprises):
-        for start in range(0, per, POINTS_PER_MESSAGE):
-            rows = [[sensor_id(e, k), ts_ms, 95.0 if high and k % TOGGLE_EVERY == 0 else 50.0]
-                    for k in range(start, min(per, start + POINTS_PER_MESSAGE))]
-            payloads.append(orjson.dumps({"points": rows}))
-            topics.append(f"bench/{tag}/{e}/points")
-    return publish_packets(topics, payloads)
-
-
-def _publisher(port: int, tag: str, enterprises: int, per: int, sweeps: range, done: Synchronized,
-               conn: Connection) -> None:
-    """The publisher process: sweeps built here (not in the measured processes) and stamped as they go out, in
-    chunks of at least CHUNK_POINTS readings, never more than MAX_BACKLOG readings ahead of ``done`` (readings the
-    pipeline has taken through, of this send); says when it starts sending, then what came of it."""
-    try:
-        publisher = FastPublisher("127.0.0.1", port, f"bench-scale-{tag}")
-        chunk = max(1, CHUNK_POINTS // (enterprises * per))
-        conn.send("ready")
-        last_ms = sent = 0
-        for first in range(sweeps.start, sweeps.stop, chunk):
-            while sent - done.value > MAX_BACKLOG:
-                time.sleep(0.002)
-            packets = []
-            for sweep in range(first, min(sweeps.stop, first + chunk)):
-                last_ms = max(time.time_ns() // 1_000_000, last_ms + 1)  # each sensor's times only grow
-                packets += _packets(tag, enterprises, per, sweep, last_ms)
-                sent += enterprises * per
-            publisher.publish(packets, timeout_s=1800)
-        conn.send(None)
-    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
-        conn.send(exc)
-    conn.close()
-
-
-def _apart(target: Callable[..., None], args: tuple, name: str, *, daemon: bool = True,
-           ready: Callable[[], None] | None = None) -> Any:
-    """Run ``target(*args, conn)`` in a spawned process and return what it sends last, raising an exception it
-    sends; a first message "ready" calls ``ready`` (a process that starts others of its own is not a daemon)."""
-    context = multiprocessing.get_context("spawn")
-    mine, theirs = context.Pipe(duplex=False)
-    child = context.Process(target=target, args=(*args, theirs), daemon=daemon, name=name)
-    child.start()
-    theirs.close()
-    try:
-        outcome = mine.recv()
-        if outcome == "ready" and ready is not None:
-            ready()
-            outcome = mine.recv()
-    except EOFError:
-        raise RuntimeError(f"{name}: the process died (exit code {child.exitcode})") from None
-    finally:
-        child.join(timeout=60)
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
-
-
-class Publisher:
-    """Runs ``_publisher`` for some sweeps in a process of its own (a child: its CPU time is not in ``_usage``
-    once it has exited, and the measurements are taken when none runs)."""
-
-    def __init__(self, port: int, tag: str, enterprises: int, per: int) -> None:
-        self.args = (port, tag, enterprises, per)
-        self.ready_at = 0.0  # time.monotonic() when the last send began sending
-        self.done = multiprocessing.get_context("spawn").Value("q", 0, lock=False)  # of this send, taken through
-
-    def send(self, sweeps: range) -> None:
-        """Publish the sweeps (blocking until every PUBACK); raises what the publisher hit."""
-        _apart(_publisher, (*self.args, sweeps, self.done), "bench-scale-publisher", ready=self._began)
-
-    def _began(self) -> None:
-        self.ready_at = time.monotonic()
-
-
 async def _measure_size(sensors: int, port: int, folder: Path, min_points: int = MIN_POINTS) -> dict[str, Any]:
     """One size, in this (fresh) process."""
     _, rss_bare = _usage()
@@ -181,26 +97,18 @@ async def _measure_size(sensors: int, port: int, folder: Path, min_points: int =
     site = rebuild_site(bench_data(folder, port, tag, enterprises, per, period_s), "<scale site>")
     _, rss_site = _usage()
     sweeps = sweeps_for(sensors, min_points)
-    publisher = Publisher(port, tag, enterprises, per)
+    publisher = Publisher(Feed(port, tag, enterprises, per, TOGGLE_EVERY, TOGGLE_SWEEPS, CHUNK_POINTS))
     async with _pipeline(site, "memory", folder, lambda _m: None, 1) as (processed, _recorder):
         base_done, base_stored = processed(), _stored()
 
         def through() -> int:
             return min(processed() - base_done, int(_stored() - base_stored))
 
-        async def send(sweeps: range, before: int) -> None:
-            """Publish while telling the publisher how far the pipeline has got."""
-            sending = asyncio.ensure_future(asyncio.to_thread(publisher.send, sweeps))
-            while not sending.done():
-                publisher.done.value = through() - before
-                await asyncio.wait([sending], timeout=0.01)
-            await sending
-
-        await send(range(1), 0)
+        await publisher.send(range(1), through)
         if not await _wait(lambda: through() >= sensors, 600):
             raise RuntimeError(f"{sensors} sensors: the warm-up sweep did not go through ({through()} readings)")
         cpu_warm, rss_warm = _usage()
-        await send(range(1, 1 + sweeps), sensors)
+        await publisher.send(range(1, 1 + sweeps), through)
         points = sensors * sweeps
         if not await _wait(lambda: through() >= sensors + points, 1800):
             raise RuntimeError(f"{sensors} sensors: {through() - sensors} of {points} readings went through")
@@ -228,7 +136,7 @@ def _one_size(sensors: int, port: int, folder: str, min_points: int, conn: Conne
 
 def run_size(sensors: int, port: int, folder: Path, min_points: int = MIN_POINTS) -> dict[str, Any]:
     """Measure one size in a fresh process (its memory is its own)."""
-    return _apart(_one_size, (sensors, port, str(folder), min_points), f"bench-scale-{sensors}", daemon=False)
+    return run_apart(_one_size, (sensors, port, str(folder), min_points), f"bench-scale-{sensors}", daemon=False)
 
 
 def growth(rows: Sequence[dict[str, Any]], key: str) -> float | None:
