@@ -34,6 +34,7 @@ LIVE_DROPPED = Counter(
 GROUP = "dashboard"
 CLOSE_UNAUTHENTICATED = 4401  # application close code: the token was missing, invalid, expired or revoked
 _LABELS = {int(q): q.label for q in Quality}
+_LABEL_OF = np.array([_LABELS.get(code) for code in range(256)], dtype=object)  # by uint8 quality code
 HEARTBEAT_S = 5.0
 HEARTBEAT = json.dumps({"type": "heartbeat"})
 
@@ -117,7 +118,7 @@ class LiveHub:
         self._wake_recheck: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.client_queue_size = client_queue_size
-        self._ids = [s.sensor.id for s in site.sensors]
+        self._ids = np.array([s.sensor.id for s in site.sensors], dtype=object)
         self._enterprise_of = np.array([s.enterprise_id for s in site.sensors], dtype=object)
         self._masks: dict[frozenset[str], np.ndarray] = {}
         n = len(self._ids)
@@ -176,10 +177,12 @@ class LiveHub:
         """``[sensor_id, ts_ms, value, quality_label]`` for the given sensors (default: all with data)."""
         if index is None:
             index = np.flatnonzero(self._ts >= 0)
-        return [
-            [self._ids[i], int(self._ts[i]), finite_or_none(float(self._value[i])), _LABELS.get(int(self._quality[i]))]
-            for i in index.tolist()
-        ]
+        value = self._value[index]
+        values = value.astype(object)
+        values[~np.isfinite(value)] = None
+        columns = (self._ids[index].tolist(), self._ts[index].tolist(), values.tolist(),
+                   _LABEL_OF[self._quality[index]].tolist())
+        return [list(row) for row in zip(*columns, strict=True)]
 
     def recent_events(self, enterprises: Enterprises = None) -> list[dict[str, Any]]:
         """Events seen on the bus lately, oldest first, of these enterprises (a client applies them over the alarms)."""
