@@ -8,29 +8,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from bench.feed import FastPublisher, publish_packets
 from bench.peers.site import bench_park
 from bench.peers.tankwatch_side import TankwatchRunner
-from bench.services import start_mosquitto
+from bench.services import deployed_settings, start_mosquitto
 from tankwatch.config import Site, rebuild_site
 
-DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
 QUEUE_SETTINGS = ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_inflight_bytes")
 MOSQUITTO_DEFAULTS = "max_queued_messages 1000\nmax_inflight_messages 20\n"  # mosquitto 2.0's own defaults
 TOPIC = "tankwatch/bench/gas/{sensor}"
 SETTLE_S = 3.0  # no new reading for this long (and the broker's $SYS reported since): the run is over
 T0_MS = 1_714_550_400_000  # readings are dated from 2024-05-01 (bench_park keeps ten years)
-
-
-def deployed_settings(path: Path = DEPLOY_CONF) -> str:
-    """The queue and in-flight lines of the deployment's mosquitto.conf (what the tuned run uses)."""
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    picked = [line for line in lines if line.split(" ", 1)[0] in QUEUE_SETTINGS]
-    if not picked:
-        raise RuntimeError(f"{path} sets none of {', '.join(QUEUE_SETTINGS)}")
-    return "".join(f"{line}\n" for line in picked)
 
 
 def detector_ids(detectors: int) -> list[str]:
@@ -138,4 +127,4 @@ def run_mqtt_burst(detectors: int, messages: int, rate: float | None, timeout_s:
                    log: Callable[[str], None]) -> list[BurstRun]:
     """The baseline (Mosquitto's defaults) and the deployed settings, on the same messages, one after the other."""
     return [run_burst("defaults", MOSQUITTO_DEFAULTS, detectors, messages, rate, timeout_s, log),
-            run_burst("deployed", deployed_settings(), detectors, messages, rate, timeout_s, log)]
+            run_burst("deployed", deployed_settings(QUEUE_SETTINGS), detectors, messages, rate, timeout_s, log)]

@@ -29,7 +29,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench.pipeline import Feed, Publisher, _pipeline, _stored, _wait, bench_data, run_apart
+from bench.feed import run_apart
+from bench.pipeline import Feed, Publisher, _pipeline, _stored, _wait, bench_data
 from tankwatch.config import rebuild_site
 
 Say = Callable[[str], None]

@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from tankwatch.broker import free_port
@@ -125,6 +126,18 @@ class MosquittoHandle:
             return self.log.read_text(errors="replace")[-600:].strip()
         except OSError:
             return "(no log)"
+
+
+DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
+
+
+def deployed_settings(names: Sequence[str], path: Path = DEPLOY_CONF) -> str:
+    """The lines of the deployment's mosquitto.conf that set these options (what a bench runs "as deployed")."""
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    picked = [line for line in lines if line.split(" ", 1)[0] in names]
+    if not picked:
+        raise RuntimeError(f"{path} sets none of {', '.join(names)}")
+    return "".join(f"{line}\n" for line in picked)
 
 
 def start_mosquitto(port: int | None = None, settings: str = "") -> MosquittoHandle:
