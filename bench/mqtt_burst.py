@@ -13,6 +13,8 @@ from bench.feed import FastPublisher, publish_packets
 from bench.peers.site import bench_park
 from bench.peers.tankwatch_side import TankwatchRunner
 from bench.services import deployed_settings, start_mosquitto
+from ingest.mqtt.adapter import MqttSource
+from tankwatch.clock import SystemClock
 from tankwatch.config import Site, rebuild_site
 
 QUEUE_SETTINGS = ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_inflight_bytes")
@@ -81,7 +83,8 @@ def run_burst(label: str, settings: str, detectors: int, messages: int, rate: fl
     broker = start_mosquitto(settings=settings + "sys_interval 1\n")
     try:
         host, port = broker.address
-        runner = TankwatchRunner(detector_site(host, port, detectors), decode_process=True).start()
+        site = detector_site(host, port, detectors)
+        runner = TankwatchRunner(site, MqttSource(site, SystemClock(), decode_process=True)).start()
         try:
             deadline = time.monotonic() + 60
             while not runner.broker()["subscribed"]:
