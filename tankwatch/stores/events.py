@@ -177,12 +177,7 @@ class EventStore:
         """Move the occurrences events belong to through their lifecycle, in order (and the shelves they open or
         end): the occurrences they name read in one statement, changed in memory, then the new ones inserted and
         the others updated in a statement each per set of columns."""
-        occ = alarm_occurrences.c
-        named = {e.occurrence_id for e in events if e.action is not AlarmAction.RAISED}
-        rows: dict[str, dict] = {}
-        if named:
-            found = conn.execute(select(alarm_occurrences).where(occ.occurrence_id.in_(list(named))))
-            rows = {r.occurrence_id: dict(r._mapping) for r in found}
+        rows = EventStore._occurrences_named(conn, events)
         raised: list[dict] = []
         new: set[str] = set()  # occurrences raised by these events
         changed: dict[str, dict] = {}  # occurrence id → columns to write, of occurrences stored before
@@ -190,37 +185,33 @@ class EventStore:
             if e.action in (AlarmAction.SHELVED, AlarmAction.UNSHELVED):
                 EventStore._apply_shelf(conn, e)
             if e.action is AlarmAction.RAISED:
-                row = {"occurrence_id": e.occurrence_id, **_alarm_columns(e), "raised_ms": e.ts_ms,
-                       "value": _finite(e.value), "limit": e.limit, "note": e.note, "annunciated": True,
-                       "cleared_ms": None, "closed_ms": None, "acknowledged_by": None, "acknowledged_ms": None,
-                       **_flag_columns(OccurrenceFlags())}
-                rows[e.occurrence_id] = row
+                rows[e.occurrence_id] = row = _raised_row(e)
                 raised.append(row)
                 new.add(e.occurrence_id)
                 continue
             m = rows.get(e.occurrence_id)
-            if m is None:  # e.g. a comment on an occurrence raised before this store existed
+            values = None if m is None else _advanced(m, e)  # None: raised before this store existed, or closed
+            if values is None:
                 continue
-            flags = OccurrenceFlags(
-                m["active"], m["acknowledged"], m["latched"], m["shelved"], m["suppressed"], m["out_of_service"]
-            )
-            if flags.state == NORMAL:  # a closed occurrence stays closed (a shelf's end may name one, or a comment)
-                continue
-            flags.apply(e.action, e.note)
-            values = _flag_columns(flags)
-            if e.action is AlarmAction.CLEARED:
-                values["cleared_ms"] = e.ts_ms
-            elif e.action is AlarmAction.ACKNOWLEDGED:
-                values.update(acknowledged_by=e.user, acknowledged_ms=e.ts_ms)
-            elif e.action in (AlarmAction.SUPPRESSED, AlarmAction.SHELVED) and e.ts_ms == m["raised_ms"]:
-                values["annunciated"] = False  # raised while suppressed or shelved: never shown to the operator
-            if flags.state == NORMAL:
-                values["closed_ms"] = e.ts_ms
             m.update(values)
             if e.occurrence_id not in new:
                 changed.setdefault(e.occurrence_id, {}).update(values)
             if e.action is AlarmAction.SHELVED and e.ts_ms == m["raised_ms"]:
                 _count_shelved_raise(conn, e)
+        EventStore._write_occurrences(conn, raised, changed)
+
+    @staticmethod
+    def _occurrences_named(conn, events: Sequence[AlarmEvent]) -> dict[str, dict]:  # noqa: ANN001 - a connection
+        """The stored occurrences that events other than raises name, by id."""
+        named = {e.occurrence_id for e in events if e.action is not AlarmAction.RAISED}
+        if not named:
+            return {}
+        found = conn.execute(select(alarm_occurrences).where(alarm_occurrences.c.occurrence_id.in_(list(named))))
+        return {r.occurrence_id: dict(r._mapping) for r in found}
+
+    @staticmethod
+    def _write_occurrences(conn, raised: list[dict], changed: dict[str, dict]) -> None:  # noqa: ANN001
+        """Insert the new occurrences in one statement, update the others in one per set of changed columns."""
         if raised:
             conn.execute(alarm_occurrences.insert(), raised)
         by_columns: dict[tuple[str, ...], list[dict]] = {}
@@ -228,7 +219,8 @@ class EventStore:
             by_columns.setdefault(tuple(sorted(values)), []).append(
                 {"occurrence": occurrence_id, **{f"new_{k}": v for k, v in values.items()}})
         for columns, params in by_columns.items():
-            conn.execute(alarm_occurrences.update().where(occ.occurrence_id == bindparam("occurrence"))
+            conn.execute(alarm_occurrences.update()
+                         .where(alarm_occurrences.c.occurrence_id == bindparam("occurrence"))
                          .values({k: bindparam(f"new_{k}") for k in columns}), params)
 
     @staticmethod
@@ -390,6 +382,33 @@ class EventStore:
     def close(self) -> None:
         """Release connections."""
         self.engine.dispose()
+
+
+def _raised_row(e: AlarmEvent) -> dict:
+    """The occurrence a ``raised`` event opens, as a row."""
+    return {"occurrence_id": e.occurrence_id, **_alarm_columns(e), "raised_ms": e.ts_ms, "value": _finite(e.value),
+            "limit": e.limit, "note": e.note, "annunciated": True, "cleared_ms": None, "closed_ms": None,
+            "acknowledged_by": None, "acknowledged_ms": None, **_flag_columns(OccurrenceFlags())}
+
+
+def _advanced(m: dict, e: AlarmEvent) -> dict | None:
+    """The columns an event changes on an occurrence's row ``m``; None for a closed one (it stays closed: a shelf's
+    end may name one, or a comment)."""
+    flags = OccurrenceFlags(m["active"], m["acknowledged"], m["latched"], m["shelved"], m["suppressed"],
+                            m["out_of_service"])
+    if flags.state == NORMAL:
+        return None
+    flags.apply(e.action, e.note)
+    values = _flag_columns(flags)
+    if e.action is AlarmAction.CLEARED:
+        values["cleared_ms"] = e.ts_ms
+    elif e.action is AlarmAction.ACKNOWLEDGED:
+        values.update(acknowledged_by=e.user, acknowledged_ms=e.ts_ms)
+    elif e.action in (AlarmAction.SUPPRESSED, AlarmAction.SHELVED) and e.ts_ms == m["raised_ms"]:
+        values["annunciated"] = False  # raised while suppressed or shelved: never shown to the operator
+    if flags.state == NORMAL:
+        values["closed_ms"] = e.ts_ms
+    return values
 
 
 def _flag_columns(flags: OccurrenceFlags) -> dict:
