@@ -2,11 +2,11 @@
 
 For each size (default 1k, 10k, 100k and 1M sensors) a fresh process builds a site of that many pressure sensors
 (10,000 an enterprise, each enterprise one json_points MQTT gateway) and runs the memory-bus pipeline of
-``tankwatch bench pipeline`` on it (MQTT in with its decode process → alarm core → time-series and event stores →
+``tankwatch bench pipeline`` on it (MQTT in → alarm core → time-series and event stores →
 live hub). A publisher process of its own sends one sweep (a reading of every sensor) to warm up, then enough sweeps
 for at least ``MIN_POINTS`` readings, one sensor in a thousand crossing H and HH for five sweeps in ten (an alarm
 rate far above a real park's, far below a flood's). Measured over the
-sweeps after the warm-up, on the pipeline's processes (this one and its decode processes, not the publisher):
+sweeps after the warm-up, on the pipeline's process and any it started (not the publisher):
 
 * CPU µs per point: user + system CPU time over readings that went through both the alarm stage and the store;
 * resident memory per sensor: the processes' RSS at the end, less what the interpreter held before the site was
