@@ -154,6 +154,8 @@
     return box;
   }
 
+  const fresh = tw.latestOnly(); // a render overtaken by a newer one (the tab shown twice) is dropped
+
   function render(pane) {
     if (!tw.has("/api/bulletins", "post")) {
       tw.note(pane, "bulletin.unavailable");
@@ -177,13 +179,14 @@
         else if (!detail.hasAttribute("data-bulletin")) open(pane, detail, rows[0].id); // the newest, at first
       }).catch(function (err) { list.replaceChildren(el("li", "error", err.message)); });
     }
-    tw.api("GET", "/api/bulletins/scopes").then(function (scopes) {
+    const only = fresh();
+    tw.api("GET", "/api/bulletins/scopes").then(only(function (scopes) {
       pane.replaceChildren(el("p", "notice", t("bulletin.notice")), form(pane, detail, scopes, reload),
         el("h3", null, t("bulletin.issued")), list, detail);
       reload();
-    }).catch(function (err) {
+    })).catch(only(function (err) {
       tw.note(pane, err.status === 403 ? "bulletin.regulatorsOnly" : "apiError", err.message);
-    });
+    }));
   }
 
   tw.parkPanes.bulletins = function () { render(document.getElementById("park-bulletins")); };

@@ -193,6 +193,8 @@
     });
   }
 
+  const fresh = tw.latestOnly(); // a render overtaken by a newer one (an action's refresh) is dropped
+
   function render(pane) {
     if (!tw.has("/api/findings", "get")) {
       tw.note(pane, "patrol.unavailable");
@@ -202,8 +204,9 @@
     error.id = "patrol-error";
     error.setAttribute("aria-live", "polite");
     const regulator = tw.hasRole(REGULATORS);
+    const only = fresh();
     Promise.all([regulator ? tw.api("GET", "/api/patrols") : Promise.resolve(null), tw.api("GET", "/api/findings")])
-      .then(function (answers) {
+      .then(only(function (answers) {
         const plan = answers[0];
         const found = answers[1];
         pane.replaceChildren(error);
@@ -220,7 +223,7 @@
         } else {
           pane.append(el("p", "api-note", t("patrol.noFindings")));
         }
-      }).catch(function (err) { tw.note(pane, "apiError", err.message); });
+      })).catch(only(function (err) { tw.note(pane, "apiError", err.message); }));
   }
 
   tw.parkPanes.patrols = function () { render(document.getElementById("park-patrols")); };
