@@ -20,12 +20,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from isal import igzip
 
 from tankwatch.config import load_site
 from tankwatch.records import ReadingBatch
 from tankwatch.stores.buffer import DiskBuffer
-from tankwatch.stores.influx import BATCH_LINES, IN_FLIGHT, InfluxHistorian, LineProtocol
+from tankwatch.stores.influx import BATCH_LINES, IN_FLIGHT, InfluxHistorian, LineProtocol, compress
 
 DEMO = Path(__file__).resolve().parent.parent / "deploy" / "sites" / "demo-park.yaml"
 T0 = 1_714_550_400_000
@@ -71,7 +70,7 @@ def run_historian_bench(url: str | None = None, points: int = 500_000, per_write
     work = batches(len(site.sensors), points + per_write, per_write)
     timed = sum(len(b) for b in work[1:])
     lines = LineProtocol(site)
-    bodies = [igzip.compress(body, compresslevel=1) for batch in work[1:] for body, _ in
+    bodies = [compress(body) for batch in work[1:] for body, _ in
               lines.readings(batch).chunks(BATCH_LINES)]
     try:
         intake = [server_intake(url, bodies, timed)]

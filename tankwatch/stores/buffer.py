@@ -92,12 +92,11 @@ class DiskBuffer:
     def __len__(self) -> int:
         return len(self._chunks)
 
-    def append(self, body: bytes | memoryview, points: int) -> None:
-        """Write a chunk of ``points`` lines (one body, newline-separated) durably; then drop the oldest chunks
-        while the buffer is past its bound (if it drops)."""
+    def append(self, data: bytes, points: int) -> None:
+        """Write a chunk of ``points`` lines, gzip-compressed (one body, newline-separated), durably; then drop the
+        oldest chunks while the buffer is past its bound (if it drops)."""
         if not points:
             return
-        data = gzip.compress(body, compresslevel=1)
         with self._lock:
             seq = self._next_seq
             self._next_seq += 1

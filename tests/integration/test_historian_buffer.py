@@ -3,6 +3,7 @@ bound (every one counted), and unreadable chunks dropped and counted."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ def lines(start: int, n: int) -> list[str]:
 
 
 def append(buffer: DiskBuffer, chunk: list[str]) -> None:
-    buffer.append("\n".join(chunk).encode(), len(chunk))
+    buffer.append(gzip.compress("\n".join(chunk).encode()), len(chunk))
 
 
 def read(body: bytes) -> list[str]:
