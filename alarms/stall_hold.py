@@ -8,6 +8,10 @@ evaluated a reading stamped at or after ``R - CAUGHT_UP_SLACK_S`` (ingest's back
 reading comes after all of it), or until ``STALL_GRACE_S`` after ``R`` at most. A device that really went silent is
 then raised on the next tick: its comm-loss comes at most ``STALL_GRACE_S`` later than without the stall, and a
 device lost with no stall is not held at all.
+
+A worker may also sit out the stall without ticking: a checkpoint or an event it was sending when the broker froze
+waits for the broker's acknowledgement, so no tick sees the fetches unanswered. Ticks that had the broker answering
+yet came ``STALL_GAP_S`` or more apart are therefore taken as a resumption too.
 """
 
 from __future__ import annotations
@@ -18,15 +22,19 @@ from tankwatch.records import ReadingBatch
 
 STALL_GRACE_S = 3.0  # longest hold after fetches resume (ingest re-sends a 30 s backlog well within it)
 CAUGHT_UP_SLACK_S = 2.0  # a reading this close to the resumption is current (1 s polls, plus the trip)
+STALL_GAP_S = 3.0  # ticks this far apart: the worker's loop stood still (ticks are 1 s apart), as in a stall
 
 
 class StallHold:
     """Whether the broker stalled lately and which partitions have caught up with the present since."""
 
-    def __init__(self, grace_s: float = STALL_GRACE_S, slack_s: float = CAUGHT_UP_SLACK_S) -> None:
+    def __init__(self, grace_s: float = STALL_GRACE_S, slack_s: float = CAUGHT_UP_SLACK_S,
+                 gap_s: float = STALL_GAP_S) -> None:
         self.grace_ms = int(grace_s * 1000)
         self.slack_ms = int(slack_s * 1000)
+        self.gap_ms = int(gap_s * 1000)
         self.stalled = False
+        self.answered_ms: int | None = None  # the last tick at which the broker answered
         self.resumed_ms: int | None = None  # when fetches were answered again after a stall; None: no hold
         self.newest: dict[int, int] = {}  # partition → newest reading time evaluated
 
@@ -38,8 +46,11 @@ class StallHold:
             return
         if not any(seen):
             self.stalled, self.resumed_ms = True, None
-        elif self.stalled:
+            return
+        held_up = self.answered_ms is not None and now_ms - self.answered_ms >= self.gap_ms
+        if self.stalled or held_up:
             self.stalled, self.resumed_ms = False, now_ms
+        self.answered_ms = now_ms
 
     def evaluated(self, partition: int, batch: ReadingBatch) -> None:
         """Note the newest reading time of a batch a partition's core evaluated."""

@@ -51,8 +51,9 @@ async def test_only_caught_up_partitions_the_broker_answers_for_are_ticked(tmp_p
     now = time.time()
     consumer.state = {0: (10, 10, now), 1: (7, 10, now), 2: (5, 5, now - FRESH_FETCH_S - 1), 3: (0, None, None)}
     await worker._tick()  # the clock starts for sensors never heard
-    clock.advance(6.0)
-    await worker._tick()
+    for _ in range(6):  # a tick a second (ticks far apart would be a worker held up, as by a stall)
+        clock.advance(1.0)
+        await worker._tick()
     comm = {e.sensor_id for e in published[topics.EVENTS] if e.condition == "COMM"}
     # E0 is caught up and fresh; E1 has readings left to evaluate; E2's broker went quiet; nothing fetched for 3
     assert comm == {"E0-PT0"}

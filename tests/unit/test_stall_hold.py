@@ -43,9 +43,26 @@ def test_after_a_stall_a_partition_waits_for_a_current_reading_or_the_grace() ->
     assert hold.holds(0, T0 + 31_500) and hold.holds(1, T0 + 31_500)
     hold.evaluated(0, batch([0], T0 + 29_500))  # polled just before the resumption, within the slack
     assert not hold.holds(0, T0 + 31_600) and hold.holds(1, T0 + 31_600)
+    for t in (32_000, 33_000, 34_000):
+        hold.fetches([True, True], T0 + t)
     assert not hold.holds(1, T0 + 34_000)  # the grace ran out: a silent partition is judged again
     hold.fetches([True, True], T0 + 35_000)
     assert not hold.holds(1, T0 + 35_000)
+
+
+def test_ticks_far_apart_are_a_stall_the_worker_sat_out() -> None:
+    """A worker sending a checkpoint when the broker froze waits for it and ticks no more until the broker is
+    back: its ticks see the broker answering before and after, never the stall between them."""
+    hold = StallHold(grace_s=3, slack_s=2, gap_s=3)
+    hold.fetches([True], T0)
+    hold.fetches([True], T0 + 1_000)
+    assert not hold.holds(0, T0 + 1_000)
+    hold.fetches([True], T0 + 31_000)
+    assert hold.holds(0, T0 + 31_000)
+    hold.evaluated(0, batch([0], T0 + 30_000))
+    assert not hold.holds(0, T0 + 31_200)
+    hold.fetches([True], T0 + 32_500)  # 1.5 s: a slow tick, not another stall
+    assert hold.resumed_ms == T0 + 31_000 and not hold.holds(0, T0 + 32_500)
 
 
 def test_owning_nothing_is_not_a_stall() -> None:
@@ -98,6 +115,48 @@ async def test_worker_raises_no_comm_after_a_stall_yet_a_dead_sensor_within_the_
     assert [s for s, _ in comm] == [site.sensors[1].sensor.id]  # the dead one at once, the live one never
     resumed_ms = polled[-1] + 1_000
     assert comm[0][1] - resumed_ms <= STALL_GRACE_S * 1000
+
+
+async def test_worker_held_up_through_the_stall_raises_no_comm(tmp_path: Path) -> None:
+    """The worker's loop stood still through the stall (a checkpoint waiting on the frozen broker): its first tick
+    after it, with the broker answering and ingest's backlog not yet fetched, raises nothing."""
+    _, site = write_site(park_doc(1, 2, partitions=1), tmp_path)
+    clock = ManualClock(T0)
+    worker = AlarmWorker(site, KafkaBus("127.0.0.1:9", site), clock=clock)
+    consumer = FakeConsumer()
+    worker._consumer = consumer  # type: ignore[assignment]
+    worker.enterprises_of[0] = frozenset(e.id for e in site.enterprises)
+    core = worker.cores[0] = worker.core_factory(worker.enterprises_of[0])
+    comm: list[str] = []
+
+    async def publish(topic: str, item: list) -> None:
+        comm.extend(e.sensor_id for e in item if topic == topics.EVENTS and e.condition == "COMM")
+
+    worker.bus.publish = publish  # type: ignore[method-assign]
+
+    async def tick() -> None:
+        consumer.state = {0: (1, 1, time.time())}
+        await worker._tick()
+
+    for _ in range(3):
+        b = batch([0, 1], clock.now_ms())
+        core.evaluate(b)
+        worker.stall.evaluated(0, b)
+        clock.advance(1.0)
+        await tick()
+    frozen_ms = clock.now_ms()
+    clock.advance(30.0)  # no tick: the loop waited on the broker all along
+    await tick()
+    clock.advance(1.0)
+    await tick()
+    assert comm == []
+    b = batch([0] * 32, 0)
+    b.ts_ms[:] = np.arange(frozen_ms, clock.now_ms() + 1, 1_000)[:32]
+    core.evaluate(b)  # ingest's backlog: sensor 0 polled all through, sensor 1 died with the stall
+    worker.stall.evaluated(0, b)
+    clock.advance(1.0)
+    await tick()
+    assert comm == [site.sensors[1].sensor.id]
 
 
 async def test_without_the_backlog_the_grace_ends_the_hold(tmp_path: Path) -> None:
