@@ -340,8 +340,9 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say, n_workers:
         timeseries = TimeSeriesStore(folder / "timeseries.db", [s.sensor.id for s in site.sensors])
         events = EventStore(sqlite_url(folder))
         hub = LiveHub(bus, site)
-        pipeline = Pipeline(site=site, clock=clock, bus=bus, sources=[MqttSource(site, clock)], alarm_core=core,
-                            timeseries=timeseries, events=events, extra_tasks=(hub.run,))
+        source = MqttSource(site, clock, decode_process=True)  # as `tankwatch run` has it on the system clock
+        pipeline = Pipeline(site=site, clock=clock, bus=bus, sources=[source], alarm_core=core, timeseries=timeseries,
+                            events=events, extra_tasks=(hub.run,))
         pipeline.start()
 
         def processed() -> int:
