@@ -617,7 +617,7 @@ class EscalationEngine:
         if ev.action in (AlarmAction.ACKNOWLEDGED, AlarmAction.RESET):  # a reset implies acknowledgement
             if ev.action is AlarmAction.RESET:
                 e.latched = False
-            self._ack_level(e, "enterprise", ev.user or "?", ev.ts_ms, ev.note)
+            self._ack_level(e, "enterprise", ev.user or "?", ev.ts_ms, ev.note, notes)
             self._maybe_close(e, ev.ts_ms, notes)
         elif ev.action is AlarmAction.CLEARED:
             # The condition returned; the climb goes on until somebody acknowledges (a latched gas alarm, or one
@@ -696,8 +696,7 @@ class EscalationEngine:
         with self._lock:
             for e in list(self._open.values()):
                 before = len(notes)
-                while (due := e.next_step_ms()) is not None and due <= now:
-                    self._fire(e, e.step + 1, due, notes)
+                self._fire_due(e, now, notes)
                 self._remind(e, now, notes)
                 if len(notes) > before:
                     changed.append(e)
@@ -705,6 +704,11 @@ class EscalationEngine:
         return notes
 
     # ----- steps, reminders, closing --------------------------------------------------------------------------
+
+    def _fire_due(self, e: Escalation, ts_ms: int, notes: list[Notification]) -> None:
+        """Fire the steps due by ``ts_ms``."""
+        while (due := e.next_step_ms()) is not None and due <= ts_ms:
+            self._fire(e, e.step + 1, due, notes)
 
     def _fire(self, e: Escalation, index: int, ts_ms: int, notes: list[Notification]) -> None:
         step = e.steps[index]
@@ -747,7 +751,11 @@ class EscalationEngine:
                 )
             )
 
-    def _ack_level(self, e: Escalation, level: str, login: str, ts_ms: int, note: str | None) -> None:
+    def _ack_level(self, e: Escalation, level: str, login: str, ts_ms: int, note: str | None,
+                   notes: list[Notification]) -> None:
+        """Record an answer at ``ts_ms``; steps due before it fire first, whether or not a tick came between (so the
+        chain depends on when things happened, not on the phase of the clock's ticks)."""
+        self._fire_due(e, ts_ms, notes)
         lv = e.levels.setdefault(level, LevelState())
         if lv.acked_ms is None:
             lv.acked_ms, lv.acked_by, lv.note = ts_ms, login, note
@@ -875,8 +883,8 @@ class EscalationEngine:
             e = self._open_one(escalation_id, principal)
             check_acknowledge(e)
             now = self.clock.now_ms() if ts_ms is None else ts_ms
-            self._ack_level(e, "enterprise", principal.login, now, note)
             notes: list[Notification] = []
+            self._ack_level(e, "enterprise", principal.login, now, note, notes)
             self._maybe_close(e, now, notes)
             self._persist([e], notes)
             return e
@@ -888,8 +896,9 @@ class EscalationEngine:
             level = regulator_level(principal)
             e = self._open_one(escalation_id, principal)
             check_sign(e, level)
-            self._ack_level(e, level, principal.login, self.clock.now_ms() if ts_ms is None else ts_ms, note)
-            self._persist([e], [])
+            notes: list[Notification] = []
+            self._ack_level(e, level, principal.login, self.clock.now_ms() if ts_ms is None else ts_ms, note, notes)
+            self._persist([e], notes)
             return e
 
     def dispose(self, escalation_id: str, principal: Principal, text: str) -> Disposition:

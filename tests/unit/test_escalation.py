@@ -102,6 +102,24 @@ def test_escalation_stops_at_the_first_acknowledgement(world) -> None:
     assert e.levels["enterprise"].acked_by == "op-e1" and e.status() == "acknowledged"
 
 
+def test_an_acknowledgement_finds_the_steps_due_before_it_fired_whenever_the_clock_ticked(world) -> None:
+    """The chain depends on when the alarm was raised and answered, not on the phase of the ticks: a step due before
+    an acknowledgement fires (at its due time) even when no tick came between; one due after it never does."""
+    site, clock, engine, auth = world
+    raised = alarm(site, SENSOR, AlarmAction.RAISED, T0)
+    engine.on_events([raised])
+    due = T0 + round(DEFAULT_TIMERS_MIN["high"][0] * MIN)  # the operational step
+    clock.set(due + 30_000)  # no tick since the raise
+    e = engine.acknowledge(raised.occurrence_id, who(auth, "op-e1"), ts_ms=due + 1)
+    assert e.steps_fired == {"operator": T0, "operational": due}
+    assert run_until(engine, clock, T0 + 24 * 60 * MIN, step_ms=5 * MIN) == []
+    again = alarm(site, "T101-TT", AlarmAction.RAISED, T0)
+    engine.on_events([again])
+    ack = alarm(site, "T101-TT", AlarmAction.ACKNOWLEDGED, due - 1, raised_ms=T0, user="op-e1")
+    engine.on_events([ack])  # on its way while the step fell due: answered before it
+    assert engine.get(again.occurrence_id, who(auth, "op-e1")).steps_fired == {"operator": T0}
+
+
 def test_reminders_repeat_until_acknowledged(tmp_path: Path) -> None:
     site = site_with_users({"route": {"timers_min": {"high": [60, 60, 60, 60, 60]}, "repeat_interval_min": 3}})
     _, clock, engine, auth = build(tmp_path, site)
