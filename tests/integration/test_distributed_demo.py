@@ -33,6 +33,7 @@ import yaml
 from tankwatch.broker import free_port
 from tankwatch.config import Site, load_site
 from tankwatch.kafka_partitions import PartitionTable
+from tankwatch.stores.timeseries import TimeSeriesStore
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,10 +92,11 @@ class Demo:
 
     def readings_ts(self, sensor_id: str, since_ms: int) -> list[int]:
         """Time stamps the historian stored for a sensor since ``since_ms``, in order."""
-        with sqlite3.connect(Path(self.manifest["data_dir"]) / "timeseries.db", timeout=10) as db:
-            rows = db.execute("SELECT ts FROM readings WHERE sensor = ? AND ts >= ? ORDER BY ts",
-                              (self.site.sensor_index(sensor_id), since_ms)).fetchall()
-        return [ts for (ts,) in rows]
+        history = TimeSeriesStore(Path(self.manifest["data_dir"]) / "timeseries.db", [sensor_id])
+        try:
+            return history.query(0, since_ms, 2**62, max_points=1_000_000).ts_ms.tolist()
+        finally:
+            history.close()
 
     def comm_raised_since(self, since_ms: int) -> list[tuple]:
         return self.sql("SELECT sensor_id, ts_ms FROM alarm_events WHERE condition = 'COMM' AND action = 'raised' "

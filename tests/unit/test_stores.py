@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tankwatch.records import AlarmAction, AlarmEvent, Quality, ReadingBatch, newest_rows, stable_id
+from tankwatch.stores import timeseries
 from tankwatch.stores.events import EventStore, sqlite_url
 from tankwatch.stores.timeseries import DAY_MS, TimeSeriesStore
 
@@ -76,6 +81,91 @@ def test_retention_purges_old_rows(tmp_path):
     store.write(batch([(0, 0, 1.0, 0), (0, 2 * DAY_MS, 2.0, 0)]))
     assert store.purge(now_ms=2 * DAY_MS + 1) == 1
     assert store.query(0, 0, 3 * DAY_MS).value.tolist() == [2.0]
+
+
+def test_retention_keeps_the_newer_readings_of_a_block_that_straddles_the_cutoff(tmp_path):
+    store = TimeSeriesStore(tmp_path / "ts.db", IDS, retention_days=1)
+    ts = np.arange(0, 3 * DAY_MS, 3_600_000)  # hourly for three days, merged into one block
+    store.write(ReadingBatch.from_columns(np.zeros(len(ts)), ts, ts / 1e6, np.zeros(len(ts))))
+    store.flush()
+    cutoff = 3 * DAY_MS - DAY_MS
+    assert store.purge(now_ms=3 * DAY_MS) == int((ts < cutoff).sum())
+    assert store.query(0, 0, 4 * DAY_MS, max_points=10_000).ts_ms.tolist() == ts[ts >= cutoff].tolist()
+    assert store.first_ts() == cutoff
+
+
+def test_a_file_of_a_row_per_reading_is_moved_into_blocks_on_opening(tmp_path):
+    path = tmp_path / "ts.db"
+    with sqlite3.connect(path) as db:  # the layout this store wrote before blocks
+        db.executescript("""
+            CREATE TABLE sensors (key INTEGER PRIMARY KEY, sensor_id TEXT NOT NULL UNIQUE);
+            CREATE TABLE readings (sensor INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL, quality INTEGER NOT NULL,
+                                   PRIMARY KEY (sensor, ts)) WITHOUT ROWID;
+            INSERT INTO sensors VALUES (1, 'b'), (2, 'a');
+            INSERT INTO readings VALUES (1, 1000, 1.5, 0), (1, 2000, NULL, 3), (2, 1500, 7.0, 0);
+        """)
+    store = TimeSeriesStore(path, IDS)
+    assert store.query(1, 0, 10_000).ts_ms.tolist() == [1000, 2000]
+    assert np.isnan(store.query(1, 0, 10_000).value[1]) and store.query(1, 0, 10_000).quality.tolist() == [0, 3]
+    assert store.query(0, 0, 10_000).value.tolist() == [7.0]
+    assert store.latest().ts_ms.tolist() == [1500, 2000]
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'readings'").fetchall() == []
+
+
+def test_staged_batches_are_merged_past_the_bound(tmp_path, monkeypatch):
+    monkeypatch.setattr(timeseries, "MERGE_BATCHES", 3)
+    store = TimeSeriesStore(tmp_path / "ts.db", IDS)
+    for i in range(3):
+        store.write(batch([(0, 1000 * i, float(i), 0), (2, 1000 * i, -float(i), 0)]))
+    with sqlite3.connect(tmp_path / "ts.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM staged").fetchone() == (0,)
+        assert db.execute("SELECT sensor, rows FROM blocks ORDER BY sensor").fetchall() == [(1, 3), (3, 3)]
+    assert store.query(2, 0, 10_000).value.tolist() == [0.0, -1.0, -2.0]
+
+
+OPS = st.lists(
+    st.one_of(
+        st.lists(st.tuples(st.integers(0, 2), st.integers(0, 6), st.integers(-3, 3), st.sampled_from([0, 1, 3])),
+                 min_size=1, max_size=12),
+        st.sampled_from(["flush", "reopen"]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(OPS)
+def test_the_store_answers_as_a_table_of_the_last_write_of_each_sensor_and_time(ops) -> None:
+    """Whatever the mix of staged batches, merged blocks and reopening: each sensor's readings are those last
+    written for each timestamp, in time order, and its latest is the newest of them."""
+    model: dict[tuple[int, int], tuple[float, int]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ts.db"
+        store = TimeSeriesStore(path, IDS)
+        for op in ops:
+            if op == "flush":
+                store.flush()
+            elif op == "reopen":
+                store.close()
+                store = TimeSeriesStore(path, IDS)
+            else:
+                rows = [(s, t * 1000, np.nan if v == 0 else float(v), q) for s, t, v, q in op]
+                store.write(batch(rows))
+                model.update({(s, t): (v, q) for s, t, v, q in rows})
+        latest = store.latest()
+        for sensor in range(3):
+            want = sorted((t, v, q) for (s, t), (v, q) in model.items() if s == sensor)
+            got = store.query(sensor, 0, 10_000)
+            assert got.ts_ms.tolist() == [t for t, _, _ in want]
+            assert np.array_equal(got.value, np.array([v for _, v, _ in want], dtype=float), equal_nan=True)
+            assert got.quality.tolist() == [q for _, _, q in want]
+            newest = [i for i, s in enumerate(latest.sensor.tolist()) if s == sensor]
+            assert [latest.ts_ms[i] for i in newest] == ([want[-1][0]] if want else [])
+            if want:
+                assert np.array_equal(latest.value[newest], [want[-1][1]], equal_nan=True)
+        store.close()
 
 
 def event(action, ts, occ_ts=1000, sensor="T1-LT"):
