@@ -244,7 +244,7 @@ async def run_pipeline_bench(bus: str = "memory", rate: float = 10_000, seconds:
                 site = bench_site(run_folder, broker.port, tag)
                 say(f"bench: {len(site.sensors)} sensors, MQTT 127.0.0.1:{broker.port}, bus {bus}"
                     + ("" if bus == "memory" else f", {n} alarm worker process(es)"))
-                async with _pipeline(site, bus, run_folder, say, n) as (processed, recorder):
+                async with _pipeline(site, bus, run_folder, say, n) as (processed, recorder, _merge):
                     result = await _measure(broker.port, tag, processed, recorder, rate, seconds, bus, say)
                 runs.append(result if bus == "memory" else {"workers": n, **result})
         finally:
@@ -320,7 +320,8 @@ class WorkerProcesses:
 @contextlib.asynccontextmanager
 async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say, n_workers: int):
     """Start the stages (on Kafka ``n_workers`` alarm worker processes); yields (readings the alarm stage has
-    evaluated, latency recorder)."""
+    evaluated, latency recorder, a call that merges the embedded store's staged readings into blocks now — on
+    Kafka the historian stage's store merges on its own)."""
     from alarms.evaluate import AlarmCore
     from dashboard.live import LiveHub
     from ingest.mqtt.adapter import MqttSource
@@ -347,6 +348,8 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say, n_workers:
 
         def processed() -> int:
             return core.stats()["readings"]
+
+        merge = timeseries.flush
     else:
         from tankwatch.kafka_bus import KafkaBus
         from tankwatch_app.runtime import historian_stage, ingest_stage
@@ -359,13 +362,14 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say, n_workers:
             ingest_stage(site, bus, clock, quiet), historian_stage(site, bus, folder, clock, quiet), hub.run())]
         workers = WorkerProcesses(site, bus_url, n_workers, folder)
         processed = workers.processed
+        merge = lambda: None  # noqa: E731
 
     try:
         if workers is not None and not await _wait(workers.sharing, 90):
             raise RuntimeError(f"the {n_workers} alarm worker(s) did not own every partition within 90 s")
         await asyncio.sleep(1.0)  # subscriptions settle (MQTT subscribe, Kafka tails at their ends)
         await hub.connect(recorder)
-        yield processed, recorder
+        yield processed, recorder, merge
     finally:
         hub.disconnect(recorder)
         if bus_url == "memory":

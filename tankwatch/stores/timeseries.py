@@ -1,10 +1,11 @@
 """Embedded time-series store: one SQLite file of readings with retention, latest values and downsampled reads.
 
-A batch of readings is written as one row of ``staged`` (its columns as blobs, sorted by sensor and time); now and
-then the staged batches are merged into ``blocks``, a row per sensor holding its readings of the merged span. A row
-per reading, as this store kept before, cost a B-tree insert per reading and most of the pipeline's time at a few
-hundred thousand readings a second. A read takes the sensor's blocks overlapping its window and its rows of the
-staged batches; of two readings of a sensor with one timestamp, the one written later is kept.
+A batch of readings is written as rows of ``staged``, one per part of the sensor keys (the part's columns as blobs,
+sorted by sensor and time); now and then the staged batches are merged into ``blocks``, a row per sensor and hour
+holding its readings of the merged span. A row per reading, as this store kept before, cost a B-tree insert per
+reading and most of the pipeline's time at a few hundred thousand readings a second. A read takes the sensor's blocks
+overlapping its window and its part's staged rows; of two readings of a sensor with one timestamp, the one written
+later is kept.
 """
 
 from __future__ import annotations
@@ -24,23 +25,30 @@ from tankwatch.records import ReadingBatch, newest_rows
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sensors (key INTEGER PRIMARY KEY, sensor_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS staged (
-    id INTEGER PRIMARY KEY, rows INTEGER NOT NULL,
-    sensor BLOB NOT NULL, ts BLOB NOT NULL, value BLOB NOT NULL, quality BLOB NOT NULL
+    id INTEGER PRIMARY KEY, part INTEGER NOT NULL, rows INTEGER NOT NULL, sensor BLOB NOT NULL, data BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS staged_by_part ON staged (part, id);
 CREATE TABLE IF NOT EXISTS blocks (
     id INTEGER PRIMARY KEY, sensor INTEGER NOT NULL, first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
-    rows INTEGER NOT NULL, ts BLOB NOT NULL, value BLOB NOT NULL, quality BLOB NOT NULL
+    data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocks_by_sensor ON blocks (sensor, last_ts);
-CREATE INDEX IF NOT EXISTS blocks_by_start ON blocks (first_ts);
 """
 
 DAY_MS = 86_400_000
-# Staged batches are merged into blocks once they hold this many readings, this many batches, or the oldest has waited
-# this long: a read scans every staged batch, so they stay few; the merge writes a row per sensor, so not too often.
+BLOCK_SPAN_MS = 3_600_000  # a block holds readings of one clock hour: a read or purge seeks a bounded range
+ROW_BYTES = 17  # a row in a data blob: ts int64, value float64, quality uint8 (three columns one after another)
+# A staged batch is a row per part of the sensor keys (2**PART_BITS keys each), so a read scans its part only.
+# Staged batches are merged into blocks once they hold MERGE_ROWS readings or READINGS_PER_BLOCK per sensor of the
+# site, whichever is more, or MERGE_BATCHES batches, or the oldest has waited MERGE_AFTER_S: a merge writes a row per
+# sensor, so it waits for several readings of each (10,000 sensors: 26 s at a reading a second each, 0.6 s at
+# 450,000 readings a second; 1,000,000 sensors: 16 s at a reading a second each).
+PART_BITS = 10
 MERGE_ROWS = 262_144
-MERGE_BATCHES = 64
-MERGE_AFTER_S = 5.0
+READINGS_PER_BLOCK = 16
+MERGE_BATCHES = 1_024
+MERGE_AFTER_S = 30.0
+PURGE_SENSORS = 10_000  # sensors purged in one transaction, under one hold of the store's lock (a seek each)
 LEGACY_CHUNK = 1_000_000  # rows of the row-per-reading table moved into blocks at a time, on opening an older file
 
 
@@ -57,6 +65,20 @@ class _Rows(NamedTuple):
         """The parts' rows one after another."""
         return cls(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
 
+    @classmethod
+    def of(cls, key: int | np.ndarray, data: bytes) -> _Rows:
+        """Rows from a data blob, of one key or of the keys given (read-only views)."""
+        n = len(data) // ROW_BYTES
+        ts = np.frombuffer(data, "<i8", n)
+        value = np.frombuffer(data, "<f8", n, 8 * n)
+        quality = np.frombuffer(data, np.uint8, n, 16 * n)
+        return cls(np.full(n, key, np.int64) if isinstance(key, int) else key, ts, value, quality)
+
+    def data(self) -> bytes:
+        """The data blob of these rows."""
+        return b"".join((self.ts.astype("<i8").tobytes(), self.value.astype("<f8").tobytes(),
+                         self.quality.astype(np.uint8).tobytes()))
+
     def take(self, idx: np.ndarray | slice) -> _Rows:
         """The rows ``idx`` selects."""
         return _Rows(self.key[idx], self.ts[idx], self.value[idx], self.quality[idx])
@@ -70,14 +92,44 @@ class _Rows(NamedTuple):
         return self.take(order[last])
 
 
-def _blobs(ts: np.ndarray, value: np.ndarray, quality: np.ndarray) -> tuple[bytes, bytes, bytes]:
-    """The stored form of three columns."""
-    return ts.astype("<i8").tobytes(), value.astype("<f8").tobytes(), quality.astype(np.uint8).tobytes()
+def _runs(*columns: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of the runs of equal values in all ``columns`` at once."""
+    n = len(columns[0])
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for c in columns:
+        change[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(change)
+    return list(zip(starts.tolist(), np.r_[starts[1:], n].tolist(), strict=True))
 
 
-def _columns(ts: bytes, value: bytes, quality: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Three columns from their stored form (read-only views)."""
-    return np.frombuffer(ts, "<i8"), np.frombuffer(value, "<f8"), np.frombuffer(quality, np.uint8)
+def _block_data(rows: _Rows, runs: list[tuple[int, int]]) -> list[bytes]:
+    """The data blob of each run of rows, all laid out in one buffer by a few vector operations (a blob per run
+    built one at a time cost more than SQLite's insert of it)."""
+    n = len(rows.ts)
+    start = np.array([s for s, _ in runs], dtype=np.int64)
+    length = np.array([e - s for s, e in runs], dtype=np.int64)
+    run_of = np.repeat(np.arange(len(runs)), length)
+    within = np.arange(n) - start[run_of]
+    base = ROW_BYTES * start[run_of]
+    size = length[run_of]
+    buffer = np.empty(ROW_BYTES * n, np.uint8)
+    eight = np.arange(8)
+    buffer[(base + 8 * within)[:, None] + eight] = rows.ts.astype("<i8").view(np.uint8).reshape(n, 8)
+    buffer[(base + 8 * size + 8 * within)[:, None] + eight] = rows.value.astype("<f8").view(np.uint8).reshape(n, 8)
+    buffer[base + 16 * size + within] = rows.quality
+    raw = buffer.tobytes()
+    return [raw[ROW_BYTES * s:ROW_BYTES * e] for s, e in runs]
+
+
+def _staged_rows(rows: _Rows) -> Iterable[tuple[int, int, bytes, bytes]]:
+    """A batch ordered by key as staged rows: (part, readings, keys blob, data blob) per part of the keys."""
+    if not len(rows.key):
+        return
+    part = rows.key >> PART_BITS
+    for s, e in _runs(part):
+        chunk = rows.take(slice(s, e))
+        yield int(part[s]), e - s, chunk.key.astype("<i8").tobytes(), chunk.data()
 
 
 class TimeSeriesStore:
@@ -101,7 +153,8 @@ class TimeSeriesStore:
         self._latest_ts = np.full(n, -1, dtype=np.int64)
         self._latest_value = np.full(n, np.nan)
         self._latest_quality = np.zeros(n, dtype=np.uint8)
-        self._staged_rows, self._staged_batches = self._db.execute(
+        self._merge_rows = max(MERGE_ROWS, READINGS_PER_BLOCK * n)
+        self._staged_rows, self._staged_batches = self._db.execute(  # batches: at most, a row per part each
             "SELECT COALESCE(SUM(rows), 0), COUNT(*) FROM staged").fetchone()
         self._staged_since = time.monotonic()
         self._load_latest()
@@ -128,14 +181,12 @@ class TimeSeriesStore:
     def _load_latest(self) -> None:
         """Fill the latest-value cache from disk (survives restarts)."""
         newest = self._db.execute(
-            "SELECT b.sensor, b.ts, b.value, b.quality FROM blocks b "
+            "SELECT b.sensor, b.data FROM blocks b "
             "JOIN (SELECT sensor, MAX(last_ts) AS ts FROM blocks GROUP BY sensor) m "
             "ON b.sensor = m.sensor AND b.last_ts = m.ts ORDER BY b.id")
-        last = [(key, *(column[-1] for column in _columns(*blobs))) for key, *blobs in newest]
+        last = [_Rows.of(key, data).take(slice(-1, None)) for key, data in newest]
         if last:
-            key, ts, value, quality = zip(*last, strict=True)
-            self._latest_from(_Rows(np.array(key, np.int64), np.array(ts, np.int64), np.array(value, float),
-                                    np.array(quality, np.uint8)))
+            self._latest_from(_Rows.concat(last))
         for rows in self._staged():
             self._latest_from(rows)
 
@@ -147,12 +198,14 @@ class TimeSeriesStore:
         with self._lock:
             if not self._staged_batches:
                 self._staged_since = time.monotonic()
-            self._db.execute("INSERT INTO staged (rows, sensor, ts, value, quality) VALUES (?, ?, ?, ?, ?)",
-                             (len(rows.key), rows.key.astype("<i8").tobytes(), *_blobs(*rows[1:])))
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO staged (part, rows, sensor, data) VALUES (?, ?, ?, ?)",
+                                 _staged_rows(rows))
+            self._db.execute("COMMIT")
             self._staged_rows += len(rows.key)
             self._staged_batches += 1
             self._update_latest(batch)
-            if (self._staged_rows >= MERGE_ROWS or self._staged_batches >= MERGE_BATCHES
+            if (self._staged_rows >= self._merge_rows or self._staged_batches >= MERGE_BATCHES
                     or time.monotonic() - self._staged_since >= MERGE_AFTER_S):
                 self._merge()
         metrics.STORE_WRITTEN.labels("timeseries").inc(len(batch))
@@ -163,33 +216,30 @@ class TimeSeriesStore:
         with self._lock:
             self._merge()
 
-    def _staged(self) -> Iterable[_Rows]:
-        """The staged batches, oldest first (the lock held)."""
-        for key, *blobs in self._db.execute("SELECT sensor, ts, value, quality FROM staged ORDER BY id"):
-            yield _Rows(np.frombuffer(key, "<i8"), *_columns(*blobs))
+    def _staged(self, part: int | None = None) -> Iterable[_Rows]:
+        """The staged rows of one part of the keys or of all, oldest first (the lock held)."""
+        where, args = ("WHERE part = ?", (part,)) if part is not None else ("", ())
+        for keys, data in self._db.execute(f"SELECT sensor, data FROM staged {where} ORDER BY id", args):
+            yield _Rows.of(np.frombuffer(keys, "<i8"), data)
 
     def _merge(self) -> None:
-        """Turn the staged batches into a block per sensor (the lock held)."""
+        """Turn the staged batches into blocks, a part of the keys at a time (the lock held)."""
         self._db.execute("BEGIN")
-        parts = list(self._staged())
-        if parts:
-            self._insert_blocks(_Rows.concat(parts).ordered())
-            self._db.execute("DELETE FROM staged")
+        for (part,) in self._db.execute("SELECT DISTINCT part FROM staged").fetchall():
+            self._insert_blocks(_Rows.concat(list(self._staged(part))).ordered())
+        self._db.execute("DELETE FROM staged")
         self._db.execute("COMMIT")
         self._staged_rows = self._staged_batches = 0
 
     def _insert_blocks(self, rows: _Rows) -> None:
-        """Insert rows ordered by key and time as a block per key (in a transaction the caller holds)."""
+        """Insert rows ordered by key and time as a block per key and hour (in a transaction the caller holds)."""
         if not len(rows.key):
             return
-        starts = np.flatnonzero(np.r_[True, rows.key[1:] != rows.key[:-1]])
-        ends = np.r_[starts[1:], len(rows.key)]
-        ts, value, quality = _blobs(*rows[1:])
+        runs = _runs(rows.key, rows.ts // BLOCK_SPAN_MS)
+        keys, ts = rows.key.tolist(), rows.ts.tolist()
         self._db.executemany(
-            "INSERT INTO blocks (sensor, first_ts, last_ts, rows, ts, value, quality) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ((k, first, last, e - s, ts[8 * s:8 * e], value[8 * s:8 * e], quality[s:e])
-             for k, first, last, s, e in zip(rows.key[starts].tolist(), rows.ts[starts].tolist(),
-                                             rows.ts[ends - 1].tolist(), starts.tolist(), ends.tolist(), strict=True)))
+            "INSERT INTO blocks (sensor, first_ts, last_ts, data) VALUES (?, ?, ?, ?)",
+            ((keys[s], ts[s], ts[e - 1], data) for (s, e), data in zip(runs, _block_data(rows, runs), strict=True)))
 
     def _latest_from(self, rows: _Rows) -> None:
         """Update the latest-value cache from rows by key (those of sensors the site no longer has are skipped)."""
@@ -226,13 +276,11 @@ class TimeSeriesStore:
         parts: list[_Rows] = []
         self._db.execute("BEGIN")
         try:
-            for blobs in self._db.execute(
-                "SELECT ts, value, quality FROM blocks WHERE sensor = ? AND last_ts >= ? AND first_ts < ? ORDER BY id",
-                (key, start_ms, end_ms),
-            ):
-                ts, value, quality = _columns(*blobs)
-                parts.append(_Rows(np.full(len(ts), key), ts, value, quality))
-            for staged in self._staged():
+            blocks = self._db.execute(  # a block spans less than an hour: its end lies within an hour of the window
+                "SELECT data FROM blocks WHERE sensor = ? AND last_ts >= ? AND last_ts < ? AND first_ts < ? "
+                "ORDER BY id", (key, start_ms, end_ms + BLOCK_SPAN_MS, end_ms))
+            parts += [_Rows.of(key, data) for (data,) in blocks]
+            for staged in self._staged(key >> PART_BITS):
                 lo, hi = np.searchsorted(staged.key, [key, key + 1])
                 if hi > lo:
                     parts.append(staged.take(slice(lo, hi)))
@@ -253,13 +301,11 @@ class TimeSeriesStore:
         ts, value, quality = rows.ts, rows.value, rows.quality
         if len(ts) > max_points:
             width = max(1, -(-(end_ms - start_ms) // max_points))
-            bucket = (ts - start_ms) // width
-            starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+            starts = np.array([s for s, _ in _runs((ts - start_ms) // width)])
             finite = np.isfinite(value)
             counts = np.add.reduceat(finite.astype(np.int64), starts)
             sums = np.add.reduceat(np.where(finite, value, 0.0), starts)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                value = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+            value = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
             quality = np.maximum.reduceat(quality, starts)
             ts = np.r_[ts[starts[1:] - 1], ts[-1:]]
         return ReadingBatch(np.full(len(ts), sensor_index, dtype=np.int32), np.asarray(ts, np.int64),
@@ -267,38 +313,48 @@ class TimeSeriesStore:
 
     def first_ts(self) -> int | None:
         """When the oldest reading of the site's sensors still stored was taken (epoch ms), or None when there is
-        none."""
+        none: a seek per sensor."""
         with self._lock:
-            firsts = [first for key, first in self._db.execute(
-                "SELECT sensor, MIN(first_ts) FROM blocks GROUP BY sensor")
-                if key < len(self._index_of_key) and self._index_of_key[key] >= 0]
+            firsts = [self._db.execute(  # its oldest block ends before the hour after the one that ends first
+                "SELECT MIN(first_ts) FROM blocks WHERE sensor = ?1 AND last_ts < "
+                "(SELECT MIN(last_ts) FROM blocks WHERE sensor = ?1) + ?2", (key, BLOCK_SPAN_MS)).fetchone()[0]
+                for key in self._keys.tolist()]
             for staged in self._staged():
-                known = staged.key < len(self._index_of_key)
-                mine = known & (self._index_of_key[np.where(known, staged.key, 0)] >= 0)
+                mine = np.isin(staged.key, self._keys)
                 if mine.any():
                     firsts.append(int(staged.ts[mine].min()))
-        return min(firsts) if firsts else None
+        known = [f for f in firsts if f is not None]
+        return min(known) if known else None
 
     def purge(self, now_ms: int) -> int:
-        """Delete readings older than the retention period; returns how many."""
+        """Delete readings older than the retention period, of every sensor the file holds; returns how many."""
         cutoff = now_ms - self.retention_ms
         with self._lock:
             self._merge()
-            self._db.execute("BEGIN")
-            (deleted,) = self._db.execute(
-                "SELECT COALESCE(SUM(rows), 0) FROM blocks WHERE first_ts < ? AND last_ts < ?", (cutoff, cutoff)
-            ).fetchone()
-            self._db.execute("DELETE FROM blocks WHERE first_ts < ? AND last_ts < ?", (cutoff, cutoff))
-            straddling = self._db.execute("SELECT id, ts, value, quality FROM blocks WHERE first_ts < ?",
-                                          (cutoff,)).fetchall()
-            for block_id, *blobs in straddling:  # older and newer readings in one block: keep the newer
-                ts, value, quality = _columns(*blobs)
-                keep = ts >= cutoff
-                deleted += int(np.count_nonzero(~keep))
-                self._db.execute(
-                    "UPDATE blocks SET first_ts = ?, rows = ?, ts = ?, value = ?, quality = ? WHERE id = ?",
-                    (int(ts[keep][0]), int(keep.sum()), *_blobs(ts[keep], value[keep], quality[keep]), block_id))
-            self._db.execute("COMMIT")
+            keys = [key for (key,) in self._db.execute("SELECT key FROM sensors")]
+        deleted = 0
+        for start in range(0, len(keys), PURGE_SENSORS):  # the lock is let go between slices: writes go on
+            with self._lock:
+                self._db.execute("BEGIN")
+                for key in keys[start:start + PURGE_SENSORS]:
+                    deleted += self._purge_sensor(key, cutoff)
+                self._db.execute("COMMIT")
+        return deleted
+
+    def _purge_sensor(self, key: int, cutoff: int) -> int:
+        """Delete a sensor's readings older than ``cutoff`` (in a transaction the caller holds); how many."""
+        old = self._db.execute(
+            "SELECT id, data FROM blocks WHERE sensor = ? AND last_ts >= ? AND last_ts < ? AND first_ts < ?",
+            (key, cutoff, cutoff + BLOCK_SPAN_MS, cutoff)).fetchall()
+        (deleted,) = self._db.execute("SELECT COALESCE(SUM(length(data)), 0) / ? FROM blocks WHERE sensor = ? "
+                                      "AND last_ts < ?", (ROW_BYTES, key, cutoff)).fetchone()
+        self._db.execute("DELETE FROM blocks WHERE sensor = ? AND last_ts < ?", (key, cutoff))
+        for block_id, data in old:  # older and newer readings in one block: keep the newer
+            rows = _Rows.of(key, data)
+            keep = rows.take(rows.ts >= cutoff)
+            deleted += len(rows.ts) - len(keep.ts)
+            self._db.execute("UPDATE blocks SET first_ts = ?, data = ? WHERE id = ?",
+                             (int(keep.ts[0]), keep.data(), block_id))
         return deleted
 
     def close(self) -> None:

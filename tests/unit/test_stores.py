@@ -85,11 +85,11 @@ def test_retention_purges_old_rows(tmp_path):
 
 def test_retention_keeps_the_newer_readings_of_a_block_that_straddles_the_cutoff(tmp_path):
     store = TimeSeriesStore(tmp_path / "ts.db", IDS, retention_days=1)
-    ts = np.arange(0, 3 * DAY_MS, 3_600_000)  # hourly for three days, merged into one block
+    ts = np.arange(0, 3 * DAY_MS, 600_000)  # every ten minutes for three days, merged into a block an hour
     store.write(ReadingBatch.from_columns(np.zeros(len(ts)), ts, ts / 1e6, np.zeros(len(ts))))
     store.flush()
-    cutoff = 3 * DAY_MS - DAY_MS
-    assert store.purge(now_ms=3 * DAY_MS) == int((ts < cutoff).sum())
+    cutoff = 2 * DAY_MS + 1_800_000  # half-way through an hour's block
+    assert store.purge(now_ms=cutoff + DAY_MS) == int((ts < cutoff).sum())
     assert store.query(0, 0, 4 * DAY_MS, max_points=10_000).ts_ms.tolist() == ts[ts >= cutoff].tolist()
     assert store.first_ts() == cutoff
 
@@ -121,7 +121,7 @@ def test_staged_batches_are_merged_past_the_bound(tmp_path, monkeypatch):
         store.write(batch([(0, 1000 * i, float(i), 0), (2, 1000 * i, -float(i), 0)]))
     with sqlite3.connect(tmp_path / "ts.db") as db:
         assert db.execute("SELECT COUNT(*) FROM staged").fetchone() == (0,)
-        assert db.execute("SELECT sensor, rows FROM blocks ORDER BY sensor").fetchall() == [(1, 3), (3, 3)]
+        assert db.execute("SELECT sensor, length(data) / 17 FROM blocks ORDER BY sensor").fetchall() == [(1, 3), (3, 3)]
     assert store.query(2, 0, 10_000).value.tolist() == [0.0, -1.0, -2.0]
 
 
@@ -139,9 +139,11 @@ OPS = st.lists(
 @given(OPS)
 def test_the_store_answers_as_a_table_of_the_last_write_of_each_sensor_and_time(ops) -> None:
     """Whatever the mix of staged batches, merged blocks and reopening: each sensor's readings are those last
-    written for each timestamp, in time order, and its latest is the newest of them."""
+    written for each timestamp, in time order, and its latest is the newest of them (with parts of two keys, so
+    that the three sensors' staged rows lie in two parts)."""
     model: dict[tuple[int, int], tuple[float, int]] = {}
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(timeseries, "PART_BITS", 1)
         path = Path(folder) / "ts.db"
         store = TimeSeriesStore(path, IDS)
         for op in ops:
@@ -151,13 +153,13 @@ def test_the_store_answers_as_a_table_of_the_last_write_of_each_sensor_and_time(
                 store.close()
                 store = TimeSeriesStore(path, IDS)
             else:
-                rows = [(s, t * 1000, np.nan if v == 0 else float(v), q) for s, t, v, q in op]
+                rows = [(s, t * 1_000_000, np.nan if v == 0 else float(v), q) for s, t, v, q in op]  # over hours
                 store.write(batch(rows))
                 model.update({(s, t): (v, q) for s, t, v, q in rows})
         latest = store.latest()
         for sensor in range(3):
             want = sorted((t, v, q) for (s, t), (v, q) in model.items() if s == sensor)
-            got = store.query(sensor, 0, 10_000)
+            got = store.query(sensor, 0, 10_000_000)
             assert got.ts_ms.tolist() == [t for t, _, _ in want]
             assert np.array_equal(got.value, np.array([v for _, v, _ in want], dtype=float), equal_nan=True)
             assert got.quality.tolist() == [q for _, _, q in want]
