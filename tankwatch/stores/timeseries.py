@@ -76,8 +76,7 @@ class _Rows(NamedTuple):
 
     def data(self) -> bytes:
         """The data blob of these rows."""
-        return b"".join((self.ts.astype("<i8").tobytes(), self.value.astype("<f8").tobytes(),
-                         self.quality.astype(np.uint8).tobytes()))
+        return _block_data(self, [(0, len(self.ts))])[0]
 
     def take(self, idx: np.ndarray | slice) -> _Rows:
         """The rows ``idx`` selects."""
@@ -124,8 +123,6 @@ def _block_data(rows: _Rows, runs: list[tuple[int, int]]) -> list[bytes]:
 
 def _staged_rows(rows: _Rows) -> Iterable[tuple[int, int, bytes, bytes]]:
     """A batch ordered by key as staged rows: (part, readings, keys blob, data blob) per part of the keys."""
-    if not len(rows.key):
-        return
     part = rows.key >> PART_BITS
     for s, e in _runs(part):
         chunk = rows.take(slice(s, e))
