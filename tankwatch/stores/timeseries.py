@@ -37,7 +37,8 @@ CREATE INDEX IF NOT EXISTS blocks_by_sensor ON blocks (sensor, last_ts);
 
 DAY_MS = 86_400_000
 BLOCK_SPAN_MS = 3_600_000  # a block holds readings of one clock hour: a read or purge seeks a bounded range
-ROW_BYTES = 17  # a row in a data blob: ts int64, value float64, quality uint8 (three columns one after another)
+RECORD = np.dtype([("ts", "<i8"), ("value", "<f8"), ("quality", "u1")])  # a reading in a data blob (17 bytes)
+ROW_BYTES = RECORD.itemsize
 # A staged batch is a row per part of the sensor keys (2**PART_BITS keys each), so a read scans its part only.
 # Staged batches are merged into blocks once they hold MERGE_ROWS readings or READINGS_PER_BLOCK per sensor of the
 # site, whichever is more, or MERGE_BATCHES batches, or the oldest has waited MERGE_AFTER_S: a merge writes a row per
@@ -68,15 +69,15 @@ class _Rows(NamedTuple):
     @classmethod
     def of(cls, key: int | np.ndarray, data: bytes) -> _Rows:
         """Rows from a data blob, of one key or of the keys given (read-only views)."""
-        n = len(data) // ROW_BYTES
-        ts = np.frombuffer(data, "<i8", n)
-        value = np.frombuffer(data, "<f8", n, 8 * n)
-        quality = np.frombuffer(data, np.uint8, n, 16 * n)
-        return cls(np.full(n, key, np.int64) if isinstance(key, int) else key, ts, value, quality)
+        records = np.frombuffer(data, RECORD)
+        keys = np.full(len(records), key, np.int64) if isinstance(key, int) else key
+        return cls(keys, records["ts"], records["value"], records["quality"])
 
     def data(self) -> bytes:
-        """The data blob of these rows."""
-        return _block_data(self, [(0, len(self.ts))])[0]
+        """The data blob of these rows: their records one after another."""
+        records = np.empty(len(self.ts), RECORD)
+        records["ts"], records["value"], records["quality"] = self.ts, self.value, self.quality
+        return records.tobytes()
 
     def take(self, idx: np.ndarray | slice) -> _Rows:
         """The rows ``idx`` selects."""
@@ -100,25 +101,6 @@ def _runs(*columns: np.ndarray) -> list[tuple[int, int]]:
         change[1:] |= c[1:] != c[:-1]
     starts = np.flatnonzero(change)
     return list(zip(starts.tolist(), np.r_[starts[1:], n].tolist(), strict=True))
-
-
-def _block_data(rows: _Rows, runs: list[tuple[int, int]]) -> list[bytes]:
-    """The data blob of each run of rows, all laid out in one buffer by a few vector operations (a blob per run
-    built one at a time cost more than SQLite's insert of it)."""
-    n = len(rows.ts)
-    start = np.array([s for s, _ in runs], dtype=np.int64)
-    length = np.array([e - s for s, e in runs], dtype=np.int64)
-    run_of = np.repeat(np.arange(len(runs)), length)
-    within = np.arange(n) - start[run_of]
-    base = ROW_BYTES * start[run_of]
-    size = length[run_of]
-    buffer = np.empty(ROW_BYTES * n, np.uint8)
-    eight = np.arange(8)
-    buffer[(base + 8 * within)[:, None] + eight] = rows.ts.astype("<i8").view(np.uint8).reshape(n, 8)
-    buffer[(base + 8 * size + 8 * within)[:, None] + eight] = rows.value.astype("<f8").view(np.uint8).reshape(n, 8)
-    buffer[base + 16 * size + within] = rows.quality
-    raw = buffer.tobytes()
-    return [raw[ROW_BYTES * s:ROW_BYTES * e] for s, e in runs]
 
 
 def _staged_rows(rows: _Rows) -> Iterable[tuple[int, int, bytes, bytes]]:
@@ -233,10 +215,10 @@ class TimeSeriesStore:
         if not len(rows.key):
             return
         runs = _runs(rows.key, rows.ts // BLOCK_SPAN_MS)
-        keys, ts = rows.key.tolist(), rows.ts.tolist()
+        keys, ts, data = rows.key.tolist(), rows.ts.tolist(), rows.data()  # a run's blob: a slice of the rows' blob
         self._db.executemany(
             "INSERT INTO blocks (sensor, first_ts, last_ts, data) VALUES (?, ?, ?, ?)",
-            ((keys[s], ts[s], ts[e - 1], data) for (s, e), data in zip(runs, _block_data(rows, runs), strict=True)))
+            ((keys[s], ts[s], ts[e - 1], data[ROW_BYTES * s:ROW_BYTES * e]) for s, e in runs))
 
     def _latest_from(self, rows: _Rows) -> None:
         """Update the latest-value cache from rows by key (those of sensors the site no longer has are skipped)."""
