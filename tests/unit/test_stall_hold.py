@@ -72,14 +72,21 @@ def test_owning_nothing_is_not_a_stall() -> None:
     assert not hold.holds(0, T0 + 1_000)
 
 
-async def test_worker_raises_no_comm_after_a_stall_yet_a_dead_sensor_within_the_grace(tmp_path: Path) -> None:
-    _, site = write_site(park_doc(1, 2, partitions=1), tmp_path)
+def one_partition_worker(tmp_path: Path, sensors: int) -> tuple:
+    """(site, clock, worker, consumer, core): a worker owning the one partition of a park of ``sensors`` pressure
+    sensors, on a manual clock, its consumer a fake (no broker)."""
+    _, site = write_site(park_doc(1, sensors, partitions=1), tmp_path)
     clock = ManualClock(T0)
     worker = AlarmWorker(site, KafkaBus("127.0.0.1:9", site), clock=clock)
     consumer = FakeConsumer()
     worker._consumer = consumer  # type: ignore[assignment] - the worker reads these four things of it
     worker.enterprises_of[0] = frozenset(e.id for e in site.enterprises)
     core = worker.cores[0] = worker.core_factory(worker.enterprises_of[0])
+    return site, clock, worker, consumer, core
+
+
+async def test_worker_raises_no_comm_after_a_stall_yet_a_dead_sensor_within_the_grace(tmp_path: Path) -> None:
+    site, clock, worker, consumer, core = one_partition_worker(tmp_path, 2)
     comm: list[tuple[str, int]] = []
 
     async def publish(topic: str, item: list) -> None:
@@ -120,13 +127,7 @@ async def test_worker_raises_no_comm_after_a_stall_yet_a_dead_sensor_within_the_
 async def test_worker_held_up_through_the_stall_raises_no_comm(tmp_path: Path) -> None:
     """The worker's loop stood still through the stall (a checkpoint waiting on the frozen broker): its first tick
     after it, with the broker answering and ingest's backlog not yet fetched, raises nothing."""
-    _, site = write_site(park_doc(1, 2, partitions=1), tmp_path)
-    clock = ManualClock(T0)
-    worker = AlarmWorker(site, KafkaBus("127.0.0.1:9", site), clock=clock)
-    consumer = FakeConsumer()
-    worker._consumer = consumer  # type: ignore[assignment]
-    worker.enterprises_of[0] = frozenset(e.id for e in site.enterprises)
-    core = worker.cores[0] = worker.core_factory(worker.enterprises_of[0])
+    site, clock, worker, consumer, core = one_partition_worker(tmp_path, 2)
     comm: list[str] = []
 
     async def publish(topic: str, item: list) -> None:
@@ -160,13 +161,7 @@ async def test_worker_held_up_through_the_stall_raises_no_comm(tmp_path: Path) -
 
 
 async def test_without_the_backlog_the_grace_ends_the_hold(tmp_path: Path) -> None:
-    _, site = write_site(park_doc(1, 1, partitions=1), tmp_path)
-    clock = ManualClock(T0)
-    worker = AlarmWorker(site, KafkaBus("127.0.0.1:9", site), clock=clock)
-    consumer = FakeConsumer()
-    worker._consumer = consumer  # type: ignore[assignment]
-    worker.enterprises_of[0] = frozenset(e.id for e in site.enterprises)
-    core = worker.cores[0] = worker.core_factory(worker.enterprises_of[0])
+    site, clock, worker, consumer, core = one_partition_worker(tmp_path, 1)
     raised: list[int] = []
 
     async def publish(topic: str, item: list) -> None:
