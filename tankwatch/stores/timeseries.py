@@ -25,11 +25,12 @@ from tankwatch.records import ReadingBatch, newest_rows
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sensors (key INTEGER PRIMARY KEY, sensor_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS staged (
-    id INTEGER PRIMARY KEY, part INTEGER NOT NULL, rows INTEGER NOT NULL, sensor BLOB NOT NULL, data BLOB NOT NULL
+    id INTEGER PRIMARY KEY AUTOINCREMENT, part INTEGER NOT NULL, rows INTEGER NOT NULL,
+    sensor BLOB NOT NULL, data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS staged_by_part ON staged (part, id);
 CREATE TABLE IF NOT EXISTS blocks (
-    id INTEGER PRIMARY KEY, sensor INTEGER NOT NULL, first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, sensor INTEGER NOT NULL, first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocks_by_sensor ON blocks (sensor, last_ts);
@@ -49,6 +50,7 @@ MERGE_ROWS = 262_144
 READINGS_PER_BLOCK = 16
 MERGE_BATCHES = 1_024
 MERGE_AFTER_S = 30.0
+CATCH_UP_S = 1.0  # a store reading a file another process writes takes in its new rows at most this often
 PURGE_SENSORS = 10_000  # sensors purged in one transaction, under one hold of the store's lock (a seek each)
 LEGACY_CHUNK = 1_000_000  # rows of the row-per-reading table moved into blocks at a time, on opening an older file
 
@@ -159,15 +161,50 @@ class TimeSeriesStore:
 
     def _load_latest(self) -> None:
         """Fill the latest-value cache from disk (survives restarts)."""
+        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        self._caught_up_at = time.monotonic()
+        self._db.execute("BEGIN")
+        (self._seen_block,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM blocks").fetchone()
+        (self._seen_staged,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM staged").fetchone()
         newest = self._db.execute(
             "SELECT b.sensor, b.data FROM blocks b "
             "JOIN (SELECT sensor, MAX(last_ts) AS ts FROM blocks GROUP BY sensor) m "
             "ON b.sensor = m.sensor AND b.last_ts = m.ts ORDER BY b.id")
-        last = [_Rows.of(key, data).take(slice(-1, None)) for key, data in newest]
-        if last:
-            self._latest_from(_Rows.concat(last))
+        self._latest_from_blocks(newest)
         for rows in self._staged():
             self._latest_from(rows)
+        self._db.execute("COMMIT")
+
+    def _latest_from_blocks(self, blocks: Iterable[tuple[int, bytes]]) -> None:
+        """Update the latest-value cache from (key, data) of blocks: each one's last reading is its newest."""
+        last = [_Rows.of(key, data).take(slice(-1, None)) for key, data in blocks]
+        if last:
+            self._latest_from(_Rows.concat(last))
+
+    def _catch_up(self) -> None:
+        """Take into the latest-value cache what another process wrote to the file since (a dashboard reading the
+        historian's file), at most every CATCH_UP_S; the lock held. SQLite's data version tells whether another
+        connection committed anything: a store that writes the file itself reads nothing here."""
+        if time.monotonic() - self._caught_up_at < CATCH_UP_S:
+            return
+        self._caught_up_at = time.monotonic()
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
+        self._db.execute("BEGIN")
+        try:
+            blocks = self._db.execute("SELECT id, sensor, data FROM blocks WHERE id > ? ORDER BY id",
+                                      (self._seen_block,)).fetchall()
+            staged = self._db.execute("SELECT id, sensor, data FROM staged WHERE id > ? ORDER BY id",
+                                      (self._seen_staged,)).fetchall()
+        finally:
+            self._db.execute("COMMIT")
+        self._latest_from_blocks((key, data) for _, key, data in blocks)
+        for _, keys, data in staged:
+            self._latest_from(_Rows.of(np.frombuffer(keys, "<i8"), data))
+        self._seen_block = blocks[-1][0] if blocks else self._seen_block
+        self._seen_staged = staged[-1][0] if staged else self._seen_staged
 
     def write(self, batch: ReadingBatch) -> int:
         """Store a batch (a repeated sensor+timestamp replaces the earlier row); returns rows written."""
@@ -180,6 +217,7 @@ class TimeSeriesStore:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO staged (part, rows, sensor, data) VALUES (?, ?, ?, ?)",
                                  _staged_rows(rows))
+            self._seen_staged = self._last_id()
             self._db.execute("COMMIT")
             self._staged_rows += len(rows.key)
             self._staged_batches += 1
@@ -219,6 +257,11 @@ class TimeSeriesStore:
         self._db.executemany(
             "INSERT INTO blocks (sensor, first_ts, last_ts, data) VALUES (?, ?, ?, ?)",
             ((keys[s], ts[s], ts[e - 1], data[ROW_BYTES * s:ROW_BYTES * e]) for s, e in runs))
+        self._seen_block = self._last_id()
+
+    def _last_id(self) -> int:
+        """The id of the row this store inserted last: what it wrote is in its latest-value cache already."""
+        return self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
 
     def _latest_from(self, rows: _Rows) -> None:
         """Update the latest-value cache from rows by key (those of sensors the site no longer has are skipped)."""
@@ -240,8 +283,9 @@ class TimeSeriesStore:
         self._latest_quality[idx] = batch.quality[rows]
 
     def latest(self) -> ReadingBatch:
-        """Newest row of every sensor that has data."""
+        """Newest row of every sensor that has data (what other processes wrote to the file included)."""
         with self._lock:
+            self._catch_up()
             have = np.flatnonzero(self._latest_ts >= 0)
             return ReadingBatch(
                 have.astype(np.int32),

@@ -114,6 +114,24 @@ def test_a_file_of_a_row_per_reading_is_moved_into_blocks_on_opening(tmp_path):
         assert db.execute("SELECT name FROM sqlite_master WHERE name = 'readings'").fetchall() == []
 
 
+def test_a_store_reading_another_process_file_sees_its_new_readings(tmp_path, monkeypatch):
+    """The distributed dashboard reads the historian's file: its latest values follow what the historian writes
+    (staged and merged), not what the file held when the dashboard started."""
+    monkeypatch.setattr(timeseries, "CATCH_UP_S", 0.0)
+    writer = TimeSeriesStore(tmp_path / "ts.db", IDS)
+    writer.write(batch([(0, 1000, 1.0, 0)]))
+    reader = TimeSeriesStore(tmp_path / "ts.db", IDS)
+    assert reader.latest().value.tolist() == [1.0]
+    writer.write(batch([(0, 2000, 2.0, 0), (2, 2000, 5.0, Quality.BAD)]))
+    assert reader.latest().value.tolist() == [2.0, 5.0] and reader.latest().quality.tolist() == [0, Quality.BAD]
+    writer.flush()
+    writer.write(batch([(1, 3000, 3.0, 0)]))
+    writer.flush()
+    latest = reader.latest()
+    assert latest.sensor.tolist() == [0, 1, 2] and latest.ts_ms.tolist() == [2000, 3000, 2000]
+    assert reader.query(1, 0, 10_000).value.tolist() == [3.0]
+
+
 def test_staged_batches_are_merged_past_the_bound(tmp_path, monkeypatch):
     monkeypatch.setattr(timeseries, "MERGE_BATCHES", 3)
     store = TimeSeriesStore(tmp_path / "ts.db", IDS)
