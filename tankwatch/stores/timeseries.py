@@ -42,9 +42,10 @@ RECORD = np.dtype([("ts", "<i8"), ("value", "<f8"), ("quality", "u1")])  # a rea
 ROW_BYTES = RECORD.itemsize
 # A staged batch is a row per part of the sensor keys (2**PART_BITS keys each), so a read scans its part only.
 # Staged batches are merged into blocks once they hold MERGE_ROWS readings or READINGS_PER_BLOCK per sensor of the
-# site, whichever is more, or MERGE_BATCHES batches, or the oldest has waited MERGE_AFTER_S: a merge writes a row per
-# sensor, so it waits for several readings of each (10,000 sensors: 26 s at a reading a second each, 0.6 s at
-# 450,000 readings a second; 1,000,000 sensors: 16 s at a reading a second each).
+# site, whichever is more, or MERGE_BATCHES batches, or the oldest has waited MERGE_AFTER_S or the staged readings
+# span as long (a replay writes hours in seconds): a merge writes a row per sensor, so it waits for several readings
+# of each (10,000 sensors: 26 s at a reading a second each, 0.6 s at 450,000 readings a second; 1,000,000 sensors:
+# 16 s at a reading a second each).
 PART_BITS = 10
 MERGE_ROWS = 262_144
 READINGS_PER_BLOCK = 16
@@ -138,6 +139,7 @@ class TimeSeriesStore:
         self._staged_rows, self._staged_batches = self._db.execute(  # batches: at most, a row per part each
             "SELECT COALESCE(SUM(rows), 0), COUNT(*) FROM staged").fetchone()
         self._staged_since = time.monotonic()
+        self._staged_first = self._staged_last = 0  # the readings' time span of what is staged
         self._load_latest()
 
     def _sensor_keys(self, sensor_ids: Sequence[str]) -> np.ndarray:
@@ -171,9 +173,11 @@ class TimeSeriesStore:
             "JOIN (SELECT sensor, MAX(last_ts) AS ts FROM blocks GROUP BY sensor) m "
             "ON b.sensor = m.sensor AND b.last_ts = m.ts ORDER BY b.id")
         self._latest_from_blocks(newest)
-        for rows in self._staged():
-            self._latest_from(rows)
+        staged = self._staged()
+        self._latest_from(staged)
         self._db.execute("COMMIT")
+        if len(staged.ts):
+            self._staged_first, self._staged_last = int(staged.ts.min()), int(staged.ts.max())
 
     def _latest_from_blocks(self, blocks: Iterable[tuple[int, bytes]]) -> None:
         """Update the latest-value cache from (key, data) of blocks: each one's last reading is its newest."""
@@ -211,9 +215,11 @@ class TimeSeriesStore:
         if not len(batch):
             return 0
         rows = _Rows(self._keys[batch.sensor], batch.ts_ms, batch.value, batch.quality).ordered()
+        first, last = int(rows.ts.min()), int(rows.ts.max())
         with self._lock:
             if not self._staged_batches:
-                self._staged_since = time.monotonic()
+                self._staged_since, self._staged_first, self._staged_last = time.monotonic(), first, last
+            self._staged_first, self._staged_last = min(first, self._staged_first), max(last, self._staged_last)
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO staged (part, rows, sensor, data) VALUES (?, ?, ?, ?)",
                                  _staged_rows(rows))
@@ -222,31 +228,40 @@ class TimeSeriesStore:
             self._staged_rows += len(rows.key)
             self._staged_batches += 1
             self._update_latest(batch)
-            if (self._staged_rows >= self._merge_rows or self._staged_batches >= MERGE_BATCHES
-                    or time.monotonic() - self._staged_since >= MERGE_AFTER_S):
-                self._merge()
+            due = (self._staged_rows >= self._merge_rows or self._staged_batches >= MERGE_BATCHES
+                   or time.monotonic() - self._staged_since >= MERGE_AFTER_S
+                   or self._staged_last - self._staged_first >= MERGE_AFTER_S * 1000)
+        if due:
+            self._merge()
         metrics.STORE_WRITTEN.labels("timeseries").inc(len(batch))
         return len(batch)
 
     def flush(self) -> None:
         """Merge the staged batches into blocks now."""
-        with self._lock:
-            self._merge()
+        self._merge()
 
-    def _staged(self, part: int | None = None) -> Iterable[_Rows]:
-        """The staged rows of one part of the keys or of all, oldest first (the lock held)."""
-        where, args = ("WHERE part = ?", (part,)) if part is not None else ("", ())
-        for keys, data in self._db.execute(f"SELECT sensor, data FROM staged {where} ORDER BY id", args):
-            yield _Rows.of(np.frombuffer(keys, "<i8"), data)
+    def _staged(self, part: int | None = None, upto: int = 2**62) -> _Rows:
+        """The staged rows of one part of the keys or of all (up to id ``upto``), oldest first, as one set (the
+        lock held)."""
+        where, args = ("AND part = ?", (upto, part)) if part is not None else ("", (upto,))
+        found = self._db.execute(f"SELECT sensor, data FROM staged WHERE id <= ? {where} ORDER BY id", args).fetchall()
+        return _Rows.of(np.frombuffer(b"".join(k for k, _ in found), "<i8"), b"".join(d for _, d in found))
 
     def _merge(self) -> None:
-        """Turn the staged batches into blocks, a part of the keys at a time (the lock held)."""
-        self._db.execute("BEGIN")
-        for (part,) in self._db.execute("SELECT DISTINCT part FROM staged").fetchall():
-            self._insert_blocks(_Rows.concat(list(self._staged(part))).ordered())
-        self._db.execute("DELETE FROM staged")
-        self._db.execute("COMMIT")
-        self._staged_rows = self._staged_batches = 0
+        """Turn what is staged into blocks, a part of the keys at a time, each in a transaction and a hold of the lock
+        of its own, other threads running between parts (a merge of many parts is not one long pause for the
+        pipeline's thread); what is staged meanwhile waits for the next merge."""
+        with self._lock:
+            (upto,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM staged").fetchone()
+            parts = [part for (part,) in self._db.execute("SELECT DISTINCT part FROM staged WHERE id <= ?", (upto,))]
+            self._staged_rows = self._staged_batches = 0
+        for part in parts:
+            with self._lock:
+                self._db.execute("BEGIN")
+                self._insert_blocks(self._staged(part, upto).ordered())
+                self._db.execute("DELETE FROM staged WHERE part = ? AND id <= ?", (part, upto))
+                self._db.execute("COMMIT")
+            time.sleep(0)
 
     def _insert_blocks(self, rows: _Rows) -> None:
         """Insert rows ordered by key and time as a block per key and hour (in a transaction the caller holds)."""
@@ -303,14 +318,10 @@ class TimeSeriesStore:
                 "SELECT data FROM blocks WHERE sensor = ? AND last_ts >= ? AND last_ts < ? AND first_ts < ? "
                 "ORDER BY id", (key, start_ms, end_ms + BLOCK_SPAN_MS, end_ms))
             parts += [_Rows.of(key, data) for (data,) in blocks]
-            for staged in self._staged(key >> PART_BITS):
-                lo, hi = np.searchsorted(staged.key, [key, key + 1])
-                if hi > lo:
-                    parts.append(staged.take(slice(lo, hi)))
+            staged = self._staged(key >> PART_BITS)
+            parts.append(staged.take(staged.key == key))
         finally:
             self._db.execute("COMMIT")
-        if not parts:
-            return _Rows(*(np.empty(0, t) for t in (np.int64, np.int64, float, np.uint8)))
         rows = _Rows.concat(parts).ordered()
         return rows.take((rows.ts >= start_ms) & (rows.ts < end_ms))
 
@@ -342,18 +353,18 @@ class TimeSeriesStore:
                 "SELECT MIN(first_ts) FROM blocks WHERE sensor = ?1 AND last_ts < "
                 "(SELECT MIN(last_ts) FROM blocks WHERE sensor = ?1) + ?2", (key, BLOCK_SPAN_MS)).fetchone()[0]
                 for key in self._keys.tolist()]
-            for staged in self._staged():
-                mine = np.isin(staged.key, self._keys)
-                if mine.any():
-                    firsts.append(int(staged.ts[mine].min()))
+            staged = self._staged()
+            mine = np.isin(staged.key, self._keys)
+            if mine.any():
+                firsts.append(int(staged.ts[mine].min()))
         known = [f for f in firsts if f is not None]
         return min(known) if known else None
 
     def purge(self, now_ms: int) -> int:
         """Delete readings older than the retention period, of every sensor the file holds; returns how many."""
         cutoff = now_ms - self.retention_ms
+        self._merge()
         with self._lock:
-            self._merge()
             keys = [key for (key,) in self._db.execute("SELECT key FROM sensors")]
         deleted = 0
         for start in range(0, len(keys), PURGE_SENSORS):  # the lock is let go between slices: writes go on
