@@ -44,6 +44,7 @@
   }
 
   const fresh = tw.latestOnly(); // e.g. the tab's first render answering after an override's
+  let historyOf = null; // the enterprise whose history is open: a new render of the pane shows it again
 
   function render(pane) {
     if (!tw.has("/api/supervision", "get")) {
@@ -81,7 +82,10 @@
         }
         if (!e.rules.length) why.append(el("span", "line2", t("class.noRule")));
         const actions = el("td", "actions");
-        actions.append(tw.button("class.history", function () { showHistory(pane, e, holder); }));
+        actions.append(tw.button("class.history", function () {
+          historyOf = e.enterprise_id;
+          showHistory(pane, e, holder);
+        }));
         if (tw.hasRole(REGULATORS) && tw.has("/api/supervision/{enterprise_id}/override", "post")) {
           actions.append(tw.button("class.override", function () {
             tw.ask({
@@ -105,6 +109,8 @@
       const wrap = el("div", "table-wrap");
       wrap.append(tableNode);
       pane.replaceChildren(el("p", "notice", tw.tf("class.notice", { days: data.period_days })), wrap, holder);
+      const open = data.enterprises.find(function (e) { return e.enterprise_id === historyOf; });
+      if (open) showHistory(pane, open, holder);
     })).catch(only(function (err) {
       tw.note(pane, err.status === 403 ? "class.regulatorsOnly" : "apiError", err.message);
     }));
