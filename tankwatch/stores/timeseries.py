@@ -1,11 +1,11 @@
 """Embedded time-series store: one SQLite file of readings with retention, latest values and downsampled reads.
 
 A batch of readings is written as rows of ``staged``, one per part of the sensor keys (the part's keys and readings
-as blobs, sorted by sensor and time); now and then the staged batches are merged into ``blocks``, a row per sensor and hour
-holding its readings of the merged span. A row per reading, as this store kept before, cost a B-tree insert per
-reading and most of the pipeline's time at a few hundred thousand readings a second. A read takes the sensor's blocks
-overlapping its window and its part's staged rows; of two readings of a sensor with one timestamp, the one written
-later is kept.
+as blobs, sorted by sensor and time); now and then the staged batches are merged into ``blocks``, a row per sensor
+and hour holding its readings of the merged span. A row per reading, as this store kept before, cost a B-tree insert
+per reading and most of the pipeline's time at a few hundred thousand readings a second. A read takes the sensor's
+blocks overlapping its window and its part's staged rows; of two readings of a sensor with one timestamp, the one
+written later is kept.
 """
 
 from __future__ import annotations
