@@ -42,15 +42,14 @@ RECORD = np.dtype([("ts", "<i8"), ("value", "<f8"), ("quality", "u1")])  # a rea
 ROW_BYTES = RECORD.itemsize
 # A staged batch is a row per part of the sensor keys (2**PART_BITS keys each), so a read scans its part only.
 # Staged batches are merged into blocks once they hold MERGE_ROWS readings or READINGS_PER_BLOCK per sensor of the
-# site, whichever is more, or MERGE_BATCHES batches, or the oldest has waited MERGE_AFTER_S or the staged readings
-# span as long (a replay writes hours in seconds): a merge writes a row per sensor, so it waits for several readings
-# of each (10,000 sensors: 26 s at a reading a second each, 0.6 s at 450,000 readings a second; 1,000,000 sensors:
-# 16 s at a reading a second each).
+# site, whichever is more, or MERGE_BATCHES batches (a read scans that many staged rows of its part at most): a merge
+# writes a row per sensor, so it waits for several readings of each (10,000 sensors: 26 s at a reading a second each,
+# 0.6 s at 450,000 readings a second; 1,000,000 sensors: 16 s at a reading a second each). Not on a timer: a sensor
+# reporting once a minute would get blocks of one reading, and what is staged is stored and read like the rest.
 PART_BITS = 10
 MERGE_ROWS = 262_144
 READINGS_PER_BLOCK = 16
-MERGE_BATCHES = 1_024
-MERGE_AFTER_S = 30.0
+MERGE_BATCHES = 256
 CATCH_UP_S = 1.0  # a store reading a file another process writes takes in its new rows at most this often
 PURGE_SENSORS = 10_000  # sensors purged in one transaction, under one hold of the store's lock (a seek each)
 LEGACY_CHUNK = 1_000_000  # rows of the row-per-reading table moved into blocks at a time, on opening an older file
@@ -138,8 +137,6 @@ class TimeSeriesStore:
         self._merge_rows = max(MERGE_ROWS, READINGS_PER_BLOCK * n)
         self._staged_rows, self._staged_batches = self._db.execute(  # batches: at most, a row per part each
             "SELECT COALESCE(SUM(rows), 0), COUNT(*) FROM staged").fetchone()
-        self._staged_since = time.monotonic()
-        self._staged_first = self._staged_last = 0  # the readings' time span of what is staged
         self._load_latest()
 
     def _sensor_keys(self, sensor_ids: Sequence[str]) -> np.ndarray:
@@ -176,8 +173,6 @@ class TimeSeriesStore:
         staged = self._staged()
         self._latest_from(staged)
         self._db.execute("COMMIT")
-        if len(staged.ts):
-            self._staged_first, self._staged_last = int(staged.ts.min()), int(staged.ts.max())
 
     def _latest_from_blocks(self, blocks: Iterable[tuple[int, bytes]]) -> None:
         """Update the latest-value cache from (key, data) of blocks: each one's last reading is its newest."""
@@ -215,11 +210,7 @@ class TimeSeriesStore:
         if not len(batch):
             return 0
         rows = _Rows(self._keys[batch.sensor], batch.ts_ms, batch.value, batch.quality).ordered()
-        first, last = int(rows.ts.min()), int(rows.ts.max())
         with self._lock:
-            if not self._staged_batches:
-                self._staged_since, self._staged_first, self._staged_last = time.monotonic(), first, last
-            self._staged_first, self._staged_last = min(first, self._staged_first), max(last, self._staged_last)
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO staged (part, rows, sensor, data) VALUES (?, ?, ?, ?)",
                                  _staged_rows(rows))
@@ -228,9 +219,7 @@ class TimeSeriesStore:
             self._staged_rows += len(rows.key)
             self._staged_batches += 1
             self._update_latest(batch)
-            due = (self._staged_rows >= self._merge_rows or self._staged_batches >= MERGE_BATCHES
-                   or time.monotonic() - self._staged_since >= MERGE_AFTER_S
-                   or self._staged_last - self._staged_first >= MERGE_AFTER_S * 1000)
+            due = self._staged_rows >= self._merge_rows or self._staged_batches >= MERGE_BATCHES
         if due:
             self._merge()
         metrics.STORE_WRITTEN.labels("timeseries").inc(len(batch))
