@@ -47,6 +47,7 @@ ROW_BYTES = RECORD.itemsize
 # 0.6 s at 450,000 readings a second; 1,000,000 sensors: 16 s at a reading a second each). Not on a timer: a sensor
 # reporting once a minute would get blocks of one reading, and what is staged is stored and read like the rest.
 PART_BITS = 10
+PAGE_BYTES = 65_536
 MERGE_ROWS = 262_144
 READINGS_PER_BLOCK = 16
 MERGE_BATCHES = 256
@@ -87,11 +88,24 @@ class _Rows(NamedTuple):
 
     def ordered(self) -> _Rows:
         """By key and time; of rows with one key and time the last one only (the later written)."""
-        order = np.lexsort((self.ts, self.key))  # stable: equal keys keep their order
+        order = _key_time_order(self.key, self.ts)
         key, ts = self.key[order], self.ts[order]
         last = np.ones(len(order), dtype=bool)
         last[:-1] = (key[1:] != key[:-1]) | (ts[1:] != ts[:-1])
         return self.take(order[last])
+
+
+def _key_time_order(key: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Stable order by key, then time: one sort of a combined key where key and time span fit in 63 bits (a stable
+    sort of integers finds the sorted runs that staged batches are, about seven times faster than a lexsort), else a
+    lexsort."""
+    if not len(key):
+        return np.empty(0, dtype=np.intp)
+    k0, t0 = int(key.min()), int(ts.min())
+    span = int(ts.max()) - t0 + 1
+    if (int(key.max()) - k0 + 1) * span >= 2**63:
+        return np.lexsort((ts, key))
+    return np.argsort((key - k0) * span + (ts - t0), kind="stable")
 
 
 def _runs(*columns: np.ndarray) -> list[tuple[int, int]]:
@@ -123,6 +137,9 @@ class TimeSeriesStore:
         self.retention_ms = int(retention_days * DAY_MS)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # A new file gets 64 KiB pages: a block of a few hundred readings fits a page instead of spilling into an
+        # overflow chain, and a commit writes fewer pages (a file made earlier keeps its page size).
+        self._db.execute(f"PRAGMA page_size={PAGE_BYTES}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
