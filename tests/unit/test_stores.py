@@ -143,6 +143,13 @@ def test_staged_batches_are_merged_past_the_bound(tmp_path, monkeypatch):
     assert store.query(2, 0, 10_000).value.tolist() == [0.0, -1.0, -2.0]
 
 
+@pytest.mark.parametrize("far", [10_000, 2**62])  # a span that fits one combined sort key, and one that does not
+def test_rows_are_ordered_by_sensor_then_time_with_equal_rows_in_arrival_order(far):
+    rng = np.random.default_rng(0)
+    key, ts = rng.integers(0, 5, 300), rng.choice([0, 7, far], 300)
+    assert timeseries._key_time_order(key, ts).tolist() == np.lexsort((ts, key)).tolist()
+
+
 OPS = st.lists(
     st.one_of(
         st.lists(st.tuples(st.integers(0, 2), st.integers(0, 6), st.integers(-3, 3), st.sampled_from([0, 1, 3])),
