@@ -221,8 +221,6 @@ class AlarmCore:
         # the sensors the clock watches for comm-loss: a distributed worker's core sees its enterprises' readings only
         self._watched = np.array([enterprises is None or e in enterprises for e in self._enterprise], dtype=bool)
         self._source = [s.source_id for s in site.sensors]
-        self._sensor_id_of, self._enterprise_of, self._source_of = (  # gathered in bulk by _apply_plain
-            np.array(column, dtype=object) for column in (self.sensor_ids, self._enterprise, self._source))
         n = len(self.sensor_ids)
         self.n_sensors = n
         rules = self.rules
@@ -944,27 +942,29 @@ class AlarmCore:
         sl, se, co, when = slot[idx], sensor[idx], cond[idx], ts[idx]
         is_raise = kind[idx] == _RAISE
         r, c = np.flatnonzero(is_raise), np.flatnonzero(~is_raise)
-        names = CONDITIONS
-        # The events' columns are gathered in bulk and the events built by map() (no Python loop per event).
-        priority = _PRIORITY_NAMES[self.rules.priority[se, co]]
-        shown = value[idx].astype(object)
-        shown[np.isnan(value[idx])] = None
-        enterprise, source = self._enterprise_of[se], self._source_of[se]
+        ids, names = self.sensor_ids, CONDITIONS
+        enterprise, source = self._enterprise, self._source
+        priority = _PRIORITY_NAMES[self.rules.priority[se, co]].tolist()  # per transition, gathered in bulk
+        shown = [None if v != v else v for v in value[idx].tolist()]
+        places = idx.tolist()
 
-        r_slot, r_ts = sl[r].tolist(), when[r].tolist()
-        sensor_ids = self._sensor_id_of[se[r]].tolist()
-        cond_names = [names[x] for x in co[r].tolist()]
+        r_slot, r_sensor, r_cond, r_ts = sl[r].tolist(), se[r].tolist(), co[r].tolist(), when[r].tolist()
+        sensor_ids = [ids[x] for x in r_sensor]
+        cond_names = [names[x] for x in r_cond]
         occ_ids = stable_ids(sensor_ids, cond_names, r_ts)
         limits = [
             v if y >= FIRST_LIMIT or y == ROC else None
-            for v, y in zip(self.rules.setpoint[se[r], co[r]].tolist(), co[r].tolist(), strict=True)
+            for v, y in zip(self.rules.setpoint[se[r], co[r]].tolist(), r_cond, strict=True)
         ]
-        occs = list(map(Occurrence, occ_ids, r_slot, r_ts, repeat(0), limits, repeat(None)))
-        raised = map(AlarmEvent, stable_ids(occ_ids, [_RAISED] * len(r_ts), r_ts), occ_ids, sensor_ids, cond_names,
-                     repeat(AlarmAction.RAISED), r_ts, priority[r].tolist(), enterprise[r].tolist(),
-                     source[r].tolist(), shown[r].tolist(), limits)
-        for place, event in zip(idx[r].tolist(), raised, strict=True):
-            first[place] = event
+        occs = [Occurrence(o, s, t, 0, lim, None) for o, s, t, lim in zip(occ_ids, r_slot, r_ts, limits, strict=True)]
+        raised = AlarmAction.RAISED
+        for p, eid, oid, sid, name, t, x, lim in zip(
+            r.tolist(), stable_ids(occ_ids, [_RAISED] * len(r), r_ts), occ_ids, sensor_ids, cond_names, r_ts,
+            r_sensor, limits, strict=True,
+        ):
+            first[places[p]] = AlarmEvent(
+                eid, oid, sid, name, raised, t, priority[p], enterprise[x], source[x], shown[p], lim, None, None
+            )
         # A clear ends the occurrence raised right before it in its slot, else the one the slot carried in.
         before = np.maximum(c - 1, 0)
         raise_no = np.cumsum(is_raise) - 1
@@ -975,16 +975,17 @@ class AlarmCore:
         carried.update(zip(r_slot, occs, strict=True))  # each slot's last raise wins
         last = _last_of_runs(sl[r])
         self.last_raise.update(zip(sl[r][last].tolist(), zip(when[r][last].tolist(), repeat(0)), strict=True))
-        c_ts = when[c].tolist()
-        ended_ids = [occ.id for occ in ended]
-        cleared = map(AlarmEvent, stable_ids(ended_ids, [_CLEARED] * len(c_ts), c_ts), ended_ids,
-                      self._sensor_id_of[se[c]].tolist(), [names[y] for y in co[c].tolist()],
-                      repeat(AlarmAction.CLEARED), c_ts, priority[c].tolist(), enterprise[c].tolist(),
-                      source[c].tolist(), shown[c].tolist())
-        for place, event, occ in zip(idx[c].tolist(), cleared, ended, strict=True):
-            first[place] = event
+        c_sensor, c_cond, c_ts = se[c].tolist(), co[c].tolist(), when[c].tolist()
+        cleared = AlarmAction.CLEARED
+        for p, eid, occ, j, x, y, t in zip(
+            c.tolist(), stable_ids([o.id for o in ended], [_CLEARED] * len(c), c_ts), ended, from_batch, c_sensor,
+            c_cond, c_ts, strict=True,
+        ):
             occ.active = False
-        for j, occ in zip(from_batch, ended, strict=True):
+            first[places[p]] = AlarmEvent(
+                eid, occ.id, ids[x], names[y], cleared, t, priority[p], enterprise[x], source[x], shown[p], None,
+                None, None,
+            )
             if j < 0 and occ.state == lifecycle.NORMAL:  # only one carried in can be acknowledged already
                 del self.open[occ.id]
         ends = _last_of_runs(sl)

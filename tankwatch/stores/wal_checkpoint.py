@@ -18,7 +18,6 @@ import threading
 log = logging.getLogger(__name__)
 
 
-
 class WalCheckpointer:
     """Checkpoints of one database file, the bulk on a thread of its own (started on the first one)."""
 
@@ -36,8 +35,12 @@ class WalCheckpointer:
         """The writer's call after a commit of about ``n_bytes`` on ``db`` (never waits for this thread)."""
         if self._copied.is_set():
             self._copied.clear()
-            _, in_log, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            self.finished += copied >= in_log
+            try:
+                _, in_log, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as exc:  # the commit stands; the next copy or the backstop takes the log
+                log.warning("checkpoint of %s failed: %s", self.path, exc)
+            else:
+                self.finished += copied >= in_log
         self._logged += n_bytes
         if self._logged >= self.every_bytes:
             self._logged = 0
@@ -55,6 +58,7 @@ class WalCheckpointer:
             self._thread = None
 
     def _run(self) -> None:
+        """The thread: a passive checkpoint per request, on a connection of its own, until closed."""
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             while True:
