@@ -98,9 +98,11 @@ def running_demo(folder: Path, *options: str, seeded: str | None = None) -> Iter
     data_dir = folder / "data"
     port = free_port()
     log = folder / "demo.log"
+    # --duration only ends a demo that outlives a killed test run: the session's browser tests ran past 900 s on a
+    # slow day, and the demo's exit then failed every browser test after it.
     cmd = [
         sys.executable, "-m", "tankwatch", "demo",
-        "--port", str(port), "--duration", "900", "--data-dir", str(data_dir),
+        "--port", str(port), "--duration", "3600", "--data-dir", str(data_dir),
         "--modbus-port", str(free_port()), "--mqtt-port", str(free_port()), *options,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
