@@ -139,7 +139,8 @@ class TimeSeriesStore:
 
     def __init__(self, path: str | Path, sensor_ids: Sequence[str], retention_days: float = 30) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
+        on_disk = self.path != ":memory:"
+        if on_disk:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.retention_ms = int(retention_days * DAY_MS)
         self._lock = threading.Lock()
@@ -151,8 +152,8 @@ class TimeSeriesStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._move_legacy_rows()
-        self._wal = None if self.path == ":memory:" else WalCheckpointer(self.path, CHECKPOINT_BYTES)
-        if self._wal is not None:  # SQLite's own checkpoint in a commit: a backstop only
+        self._wal = WalCheckpointer(self.path, CHECKPOINT_BYTES) if on_disk else None
+        if on_disk:  # SQLite's own checkpoint in a commit: a backstop only
             (page,) = self._db.execute("PRAGMA page_size").fetchone()
             self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_BYTES // page}")
         self._keys = self._sensor_keys(sensor_ids)  # site index -> db key
