@@ -29,7 +29,7 @@ report-deps:
 # Two workers: the browser tests on one (they share a demo and a browser), everything else wherever it fits.
 test: install services browser-deps report-deps
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest -n 2 --dist loadgroup --durations=30
+	$(VENV)/bin/pytest -n 3 --dist loadgroup --durations=30
 
 # Node-RED 4 (npm, into ~/.cache/tankwatch/node-red) vs tankwatch on one MQTT feed; PPM=50|200|1000.
 PPM ?= 200

@@ -1,10 +1,10 @@
 """Vectorized alarm core: limits, rate of change, flat-line, interruption, data quality and the ISA-18.2 lifecycle.
 
-A batch is grouped by sensor (one sort of a packed key) and every sensor's readings are first screened with a
-handful of whole-batch comparisons: a sensor whose alarms are all idle, whose readings are all good, in order,
-inside its quiet band (below every high setpoint, above every low one), without a gap, still changing, and
-whose rate of change stays under its limit cannot move any alarm in this batch. Such sensors only get their
-carried state (last timestamps, last good value, flat-line and rate anchors) updated from segment ends.
+Every sensor's readings in a batch are first screened by one compiled pass in arrival order (``alarms.screen``):
+a sensor whose alarms are all idle, whose readings are all good, in order, inside its quiet band (below every high
+setpoint, above every low one), without a gap, still changing, and whose rate of change stays under its limit
+cannot move any alarm in this batch. Such sensors only get their carried state (last timestamps, last good value,
+flat-line and rate anchors) updated by that pass, and need no sorting.
 The rest — usually a small share — run the exact logic as arrays: every per-slot state machine
 (slot = sensor × condition) is a set/reset latch forward-filled with ``np.maximum.accumulate``; only the
 transitions it finds (few) go through the per-occurrence lifecycle in Python.
@@ -41,6 +41,7 @@ from alarms.rules import (
     AlarmRules,
     compile_rules,
 )
+from alarms.screen import by_sensor, screen
 from tankwatch import lifecycle
 from tankwatch.config import Site
 from tankwatch.droplog import DropLog
@@ -52,6 +53,7 @@ STAGE = "alarms"
 log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = "tankwatch.alarm-core/3"
 LEGACY_SNAPSHOT_FORMAT = "tankwatch.alarm-core/2"  # read still: its shelves lack since, id, reason code, approver
+SORT_FROM_SENSORS = 250_000  # sites this large screen a batch in sensor order (their state outgrows the cache)
 NO_TS = -1  # "never"; valid timestamps are >= 0
 MAX_TS_MS = 32_503_680_000_000  # 3000-01-01T00:00:00Z; later (or negative) timestamps are rejected as corrupt
 KNOWN_QUALITIES = max(Quality) + 1
@@ -65,7 +67,6 @@ _LATCHING_COLS = frozenset(CONDITION_INDEX[c] for c in LATCHING)
 _LEVEL_LOW_COLS = frozenset(CONDITION_INDEX[c] for c in LEVEL_LOW)
 _ACTION_OF = attrgetter("action")
 _PRIORITY_NAMES = np.array(PRIORITIES, dtype=object)  # priority code → name, for gathering in bulk
-_SMALL_BATCH = 2048  # below this a plain stable argsort groups faster than packing keys
 
 
 class _Rows:
@@ -171,33 +172,35 @@ class _EsdReadings:
         self,
         before: np.ndarray,
         sensors: np.ndarray,
-        row: np.ndarray,
+        is_esd: np.ndarray,
+        sensor: np.ndarray,
         v: np.ndarray,
-        starts: np.ndarray,
-        ends: np.ndarray,
-        seg_sensor: np.ndarray,
-        quiet: np.ndarray,
+        hot: np.ndarray,
     ) -> None:
-        self.before = before  # last good value of each ESD sensor before the batch (sensors order)
-        self.sensors = sensors
-        self.row, self.v = row, v
-        self.starts, self.ends, self.seg_sensor, self.quiet = starts, ends, seg_sensor, quiet
+        self.before = before  # last good value of each ESD sensor before the batch (``sensors`` order)
+        self.sensors, self.is_esd = sensors, is_esd
+        self.sensor, self.v = sensor, v  # the batch in arrival order
+        self.hot = hot  # the batch's hot sensors, ascending: the others' readings were all good
         self.exact: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # good rows of the exact pass
+        self._quiet: tuple[np.ndarray, np.ndarray] | None = None  # the batch's valve readings by valve, when asked
 
     def closed(self, esd: int, row: int) -> bool:
         """Whether ``esd`` read closed as of arrival row ``row`` (its latest good reading before it)."""
-        rows = values = None
-        i = int(np.searchsorted(self.seg_sensor, esd))
-        if i < len(self.seg_sensor) and self.seg_sensor[i] == esd and self.quiet[i]:
-            a, b = self.starts[i], self.ends[i] + 1
-            rows, values = self.row[a:b], self.v[a:b]
-        elif self.exact is not None:
-            mine = self.exact[0] == esd
-            rows, values = self.exact[1][mine], self.exact[2][mine]
-        if rows is not None:
-            j = int(np.searchsorted(rows, row, side="left")) - 1
-            if j >= 0:
-                return bool(values[j] == ESD_CLOSED)
+        i = int(np.searchsorted(self.hot, esd))
+        if i < len(self.hot) and self.hot[i] == esd:
+            rows = np.zeros(0, dtype=np.intp)
+            if self.exact is not None:
+                rows = self.exact[1][self.exact[0] == esd]
+        else:
+            if self._quiet is None:
+                found = np.flatnonzero(self.is_esd[self.sensor])
+                by_valve = np.argsort(self.sensor[found], kind="stable")
+                self._quiet = self.sensor[found][by_valve], found[by_valve]
+            valves, found = self._quiet
+            rows = found[np.searchsorted(valves, esd, "left"):np.searchsorted(valves, esd, "right")]
+        j = int(np.searchsorted(rows, row, side="left")) - 1
+        if j >= 0:
+            return bool(self.v[rows[j]] == ESD_CLOSED)
         return bool(self.before[int(np.searchsorted(self.sensors, esd))] == ESD_CLOSED)
 
 
@@ -273,7 +276,12 @@ class AlarmCore:
         plain[rules.suppressed] = False
         plain[np.ix_(rules.esd >= 0, sorted(_LEVEL_LOW_COLS))] = False
         self._plain_slot = plain.ravel()
+        self._local = np.full(n, -1, dtype=np.int32)  # the screen's scratch: sensor → its slot in a batch
         self._reset_state()
+        # compiled (or loaded from numba's cache) now, before readings arrive, not inside the first batch
+        none = np.zeros(0, np.intp)
+        self._screen(none, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8), none)
+        by_sensor(none, 0)
         self.drops = DropLog(log)
         self._counts: Counter[str] = Counter()
         for key in (
@@ -320,9 +328,9 @@ class AlarmCore:
 
     def evaluate(self, batch: ReadingBatch) -> list[AlarmEvent]:
         """Advance the state over a batch; events ordered by ts, sensor index, reading arrival, condition."""
-        sensor = np.asarray(batch.sensor)
-        ts = np.asarray(batch.ts_ms, dtype=np.int64)
-        value = np.asarray(batch.value, dtype=np.float64)
+        sensor = np.ascontiguousarray(batch.sensor, dtype=np.intp)  # one dtype and layout: one compiled screen
+        ts = np.ascontiguousarray(batch.ts_ms, dtype=np.int64)
+        value = np.ascontiguousarray(batch.value, dtype=np.float64)
         quality = np.asarray(batch.quality)
         self._counts["readings"] += len(sensor)
         if len(sensor) == 0:
@@ -334,185 +342,34 @@ class AlarmCore:
         m = len(sensor)
         if m == 0:
             return []
-        quality, odd = self._effective_quality(quality, value)
-
-        order, s = self._group(sensor)
-        if order is None:
-            t, v = ts, value
-            row = np.arange(m)
+        esd_before = self.prev_good_v[self._esd_sensors]  # (the screen advances quiet valves' last values)
+        quality = self._effective_quality(quality, value)
+        if self.n_sensors >= SORT_FROM_SENSORS:  # then in sensor order: the state is read front to back
+            order = by_sensor(sensor, self.n_sensors)
+            rows, hot, quiet_readings = self._screen(sensor[order], ts[order], value[order], quality[order], order)
         else:
-            t = ts[order]
-            v = value[order]
-            row = order
-        start = np.empty(m, dtype=bool)
-        start[0] = True
-        np.not_equal(s[1:], s[:-1], out=start[1:])
-        starts = np.flatnonzero(start)
-        ends = np.empty_like(starts)
-        ends[:-1] = starts[1:] - 1
-        ends[-1] = m - 1
-        seg_sensor = s[starts]
-        hot = self._screen(s, t, v, sensor[odd], start, starts, ends, seg_sensor)
-        quiet = ~hot
+            rows, hot, quiet_readings = self._screen(sensor, ts, value, quality, np.arange(m))
+        self._counts["evaluated"] += quiet_readings
         trans = _Transitions.empty()
-        before = self.prev_good_v[self._esd_sensors]
-        esd = _EsdReadings(before, self._esd_sensors, row, v, starts, ends, seg_sensor, quiet)
-        if quiet.any():
-            self._advance_quiet(t, v, starts[quiet], ends[quiet], seg_sensor[quiet])
-        if hot.any():
-            if quiet.any():
-                take = _ranges(starts[hot], ends[hot] + 1)
-                hs, ht, hv, hr = s[take], t[take], v[take], row[take]
-            else:
-                hs, ht, hv, hr = s, t, v, row
-            touched = self._exact(hs, ht, hv, quality[hr], hr, trans, esd)
-        else:
-            touched = None
+        esd = _EsdReadings(esd_before, self._esd_sensors, self._is_esd, sensor, value, hot)
+        if len(rows):
+            touched = self._exact(sensor[rows], ts[rows], value[rows], quality[rows], rows, trans, esd)
         events = self._lifecycle(trans, esd) if trans.slot else []
-        if touched is not None:
+        if len(rows):
             self._update_busy(touched)
         return events
 
-    def _group(self, sensor: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-        """Stable order by sensor (arrival order within a sensor; None when grouped already) and the sensors."""
-        m = len(sensor)
-        if m < 2 or bool(np.all(sensor[1:] >= sensor[:-1])):
-            return None, sensor.astype(np.intp)
-        if m < _SMALL_BATCH:
-            order = np.argsort(sensor, kind="stable")
-            return order, sensor[order].astype(np.intp)
-        # One sort of packed (sensor, position) keys: unique keys, so any sort is stable, and the sort is
-        # vectorised (SIMD) for 32/64-bit integers: far faster than an indirect stable argsort.
-        bits = (m - 1).bit_length()
-        dtype = np.uint32 if bits + max(self.n_sensors - 1, 1).bit_length() <= 32 else np.uint64
-        key = (sensor.astype(dtype) << dtype(bits)) | np.arange(m, dtype=dtype)
-        key.sort()
-        return (key & dtype((1 << bits) - 1)).astype(np.intp), (key >> dtype(bits)).astype(np.intp)
-
     def _screen(
-        self,
-        s: np.ndarray,
-        t: np.ndarray,
-        v: np.ndarray,
-        odd_sensors: np.ndarray,
-        start: np.ndarray,
-        starts: np.ndarray,
-        ends: np.ndarray,
-        seg_sensor: np.ndarray,
-    ) -> np.ndarray:
-        """Per segment (sensor): whether any reading might move an alarm, so the exact pass must see it."""
-        m = len(s)
-        hot = self.busy[seg_sensor].copy()
-        first_t = t[starts]
-        hot |= first_t < self.last_ts[seg_sensor]
-        d = np.empty(m, dtype=np.int64)
-        d[0] = 0
-        np.subtract(t[1:], t[:-1], out=d[1:])
-        d[starts] = 0
-        # one unsigned comparison finds both steps back in time (huge when unsigned) and gaps
-        limit = self._stale_min if self._stale_min is not None else 2**62
-        suspects = np.flatnonzero(d.view(np.uint64) >= np.uint64(limit))
-        if len(suspects):
-            gap = d[suspects]
-            suspects = suspects[(gap < 0) | ((self._stale[s[suspects]] > 0) & (gap >= self._stale[s[suspects]]))]
-        if self._stale_min is not None:
-            ref = self.last_data_ts[seg_sensor]
-            if self.started_ms is not None:
-                ref = np.where(ref == NO_TS, self.started_ms, ref)
-            stale = self._stale[seg_sensor]
-            hot |= (stale > 0) & (ref != NO_TS) & (first_t - ref >= stale)
-        if len(suspects):
-            hot[np.searchsorted(starts, suspects, side="right") - 1] = True
-        if len(odd_sensors):  # sensors with a reading that is not good
-            hot[np.searchsorted(seg_sensor, odd_sensors)] = True
-        vmax = np.maximum.reduceat(v, starts)
-        vmin = np.minimum.reduceat(v, starts)
-        hot |= (vmax >= self.band_high[seg_sensor]) | (vmin <= self.band_low[seg_sensor])
-        last_t = t[ends]
-        if self._has_flat.any():
-            flat = self._has_flat[seg_sensor]
-            seen = self.prev_good_ts[seg_sensor] != NO_TS
-            run_from = np.where(seen, self.flat_start[seg_sensor], first_t)
-            hot |= flat & (last_t - run_from >= self._flat_ms[seg_sensor])
-            # The run restarts at the last reading only if the last step is a real change; else go exact.
-            before_last = np.where(ends > starts, v[np.maximum(ends - 1, 0)], self.prev_good_v[seg_sensor])
-            step = np.abs(v[ends] - before_last)
-            changed = np.isnan(before_last) | (step > self._flat_tol[seg_sensor])
-            hot |= flat & ~changed
-        if self._has_roc.any():
-            hot |= self._screen_roc(s, t, v, start, starts, seg_sensor, hot)
-        return hot
-
-    def _screen_roc(
-        self,
-        s: np.ndarray,
-        t: np.ndarray,
-        v: np.ndarray,
-        start: np.ndarray,
-        starts: np.ndarray,
-        seg_sensor: np.ndarray,
-        hot: np.ndarray,
-    ) -> np.ndarray:
-        """Segments whose rate of change at a window anchor reaches its limit (anchors of quiet ones kept)."""
-        window = self._roc_window_uniform
-        prev_ts = self.prev_good_ts[seg_sensor]
-        seg_window = window if window is not None else self._roc_window[seg_sensor]
-        anchor = np.zeros(len(t), dtype=bool)
-        first, last = int(t.min()), int(t.max())
-        if window is not None and last // window - first // window <= 4:
-            # Only the few window boundaries inside the batch can start a window: compare against each
-            # (no per-reading division); a reading right after a boundary, whose predecessor was before it.
-            for k in range(first // window + 1, last // window + 1):
-                after = t >= k * window
-                anchor[1:] |= after[1:] & ~after[:-1]
-        else:
-            bucket = t // (window if window is not None else self._roc_window[s])
-            np.not_equal(bucket[1:], bucket[:-1], out=anchor[1:])
-        anchor[starts] = (prev_ts == NO_TS) | (t[starts] // seg_window != prev_ts // seg_window)
-        idx = np.flatnonzero(anchor)
-        idx = idx[self._has_roc[s[idx]]]
-        self._roc_anchor_rows = idx
-        out = np.zeros(len(starts), dtype=bool)
-        if len(idx) == 0:
-            return out
-        seg = np.searchsorted(starts, idx, side="right") - 1
-        first = np.empty(len(idx), dtype=bool)
-        first[0] = True
-        np.not_equal(seg[1:], seg[:-1], out=first[1:])
-        at = np.empty(len(idx), dtype=np.int64)
-        av = np.empty(len(idx))
-        at[1:], av[1:] = t[idx[:-1]], v[idx[:-1]]
-        at[first] = self.roc_at[seg_sensor[seg[first]]]
-        av[first] = self.roc_av[seg_sensor[seg[first]]]
-        has_prev = at != NO_TS
-        with np.errstate(invalid="ignore", divide="ignore"):  # (only readings out of order divide by zero)
-            rate = (v[idx] - av) * 60000.0 / np.where(has_prev, t[idx] - at, 1)
-            over = has_prev & (np.abs(rate) >= self._roc_limit[seg_sensor[seg]])
-        out[seg[over]] = True
-        return out
-
-    def _advance_quiet(
-        self, t: np.ndarray, v: np.ndarray, starts: np.ndarray, ends: np.ndarray, sensors: np.ndarray
-    ) -> None:
-        """Carry the state of sensors none of whose alarms moved: every reading was good, in order, data."""
-        self._counts["evaluated"] += int((ends - starts + 1).sum())
-        last_t = t[ends]
-        self.last_ts[sensors] = last_t
-        self.last_data_ts[sensors] = last_t
-        self.prev_good_ts[sensors] = last_t
-        self.prev_good_v[sensors] = v[ends]
-        flat = self._has_flat[sensors]
-        if flat.any():
-            self.flat_start[sensors[flat]] = last_t[flat]  # the screen checked the last step was a change
-        if self._has_roc.any():
-            idx = self._roc_anchor_rows
-            if len(idx):
-                seg = np.searchsorted(starts, idx, side="right") - 1
-                inside = (seg >= 0) & (idx <= ends[np.maximum(seg, 0)])
-                idx, seg = idx[inside], seg[inside]
-                last = _last_of_runs(seg)  # the last anchor of each quiet segment
-                self.roc_at[sensors[seg[last]]] = t[idx[last]]
-                self.roc_av[sensors[seg[last]]] = v[idx[last]]
+        self, sensor: np.ndarray, ts: np.ndarray, value: np.ndarray, quality: np.ndarray, row: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The compiled screen over a batch against this core's state (see ``alarms.screen.screen``)."""
+        return screen(
+            sensor, ts, value, quality, row, self._local,
+            self.busy, self.last_ts, self.last_data_ts, NO_TS if self.started_ms is None else self.started_ms,
+            self._stale, self.band_high, self.band_low,
+            self._has_flat, self._flat_ms, self._flat_tol, self.flat_start, self.prev_good_ts, self.prev_good_v,
+            self._has_roc, self._roc_window, self._roc_limit, self.roc_at, self.roc_av,
+        )
 
     def _drop_invalid(
         self, sensor: np.ndarray, ts: np.ndarray, value: np.ndarray, quality: np.ndarray
@@ -545,12 +402,12 @@ class AlarmCore:
         for x, i, count in zip(sensors.tolist(), first.tolist(), counts.tolist(), strict=True):
             self.drops.dropped(f"alarm core sensor {self.sensor_ids[x]}", reason, count, describe(i))
 
-    def _effective_quality(self, quality: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Quality codes as evaluated (unknown codes and non-finite values count as BAD) and the rows not good."""
+    def _effective_quality(self, quality: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """Quality codes as evaluated, as bytes: unknown codes and non-finite values count as BAD."""
         flagged = np.flatnonzero(quality)
         nonfinite = np.flatnonzero(~np.isfinite(value))
         if len(flagged) == 0 and len(nonfinite) == 0:
-            return quality, flagged
+            return np.ascontiguousarray(quality, dtype=np.uint8)
         q = quality.astype(np.uint8, copy=True)
         unknown = flagged[q[flagged] >= KNOWN_QUALITIES]
         if len(unknown):
@@ -558,7 +415,7 @@ class AlarmCore:
             INPUT_REJECTED.labels(STAGE, "unknown_quality").inc(len(unknown))
             q[unknown] = Quality.BAD
         q[nonfinite[q[nonfinite] == Quality.GOOD]] = Quality.BAD
-        return q, np.union1d(flagged, nonfinite)
+        return q
 
     # ------------------------------------------------------------------ the exact pass
 
@@ -1480,14 +1337,6 @@ def _out_of_order_detail(ts_ms: int, last_ms: int) -> str:
 def _iso(ms: int) -> str:
     """Epoch ms as ISO 8601 UTC, for log lines."""
     return np.datetime_as_string(np.datetime64(ms, "ms")) + "Z"
-
-
-def _ranges(begin: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """The indices of the half-open ranges [begin, end), concatenated (few ranges, many indices)."""
-    lengths = end - begin
-    total = int(lengths.sum())
-    offsets = np.repeat(begin - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return offsets + np.arange(total)
 
 
 def _segments(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

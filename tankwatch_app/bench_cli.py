@@ -240,9 +240,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:  # noqa: ARG001 
 
         result = run_benchmark(sensors, readings, batch, oracle_readings, seed)
         if as_json:
-            keys = ("readings_per_s", "oracle_readings_per_s", "ratio", "core_bytes_per_sensor",
-                    "core_state_bytes_per_sensor")
-            typer.echo(json.dumps({k: round(result[k], 1) for k in keys}))
+            keys = ("readings_per_s", "oracle_readings_per_s", "ratio", "readings_per_cpu_s",
+                    "oracle_readings_per_cpu_s", "exact_share", "core_bytes_per_sensor", "core_state_bytes_per_sensor")
+            figures = {k: round(result[k], 3 if k == "exact_share" else 1) for k in keys}
+            typer.echo(json.dumps({**figures, "sensors": result["sensors"], "oracle_agrees": result["oracle_agrees"]}))
             return
         typer.echo(
             f"alarm core: {result['readings_per_s'] / 1e6:.2f} M readings/s "

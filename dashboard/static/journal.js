@@ -21,7 +21,9 @@
   const status = document.getElementById("journal-status");
   const more = document.getElementById("journal-more");
   let sub = "alarms";
-  let shown = 0; // journal rows on the page
+  let shown = []; // journal rows on the page, and how many match
+  let total = 0;
+  let drawn = null; // what the body shows, {draw, data}: drawn again from its data when the language changes
   const fresh = tw.latestOnly(); // a filter submitted while the view's first load is on its way wins
 
   // ----- the form ----------------------------------------------------------------------------------
@@ -139,104 +141,124 @@
     return node;
   }
 
+  function drawAlarms() {
+    body.replaceChildren(table(HEAD, "journal-table"));
+    const rows = body.querySelector("tbody");
+    for (const a of shown) rows.append(alarmRow(a));
+    more.hidden = shown.length >= total;
+    done(tw.tf("journal.count", { shown: shown.length, total: total }));
+  }
+
+  // What a load got is drawn now and again on a language change; a failed load leaves no earlier result
+  // on show as if it answered the form.
+  function draw(fn, data) {
+    drawn = { draw: fn, data: data };
+    fn(data);
+  }
+
+  function failedLoad(err) {
+    drawn = null;
+    body.replaceChildren();
+    failed(err);
+  }
+
   function loadAlarms(append) {
-    const q = query({ limit: String(PAGE), offset: String(append ? shown : 0) });
+    const q = query({ limit: String(PAGE), offset: String(append ? shown.length : 0) });
     const only = fresh();
     loading("journal.loading");
     return tw.api("GET", "/api/alarms/journal?" + q.toString()).then(only(function (data) {
-      if (!append) {
-        body.replaceChildren(table(HEAD, "journal-table"));
-        shown = 0;
-      }
-      const rows = body.querySelector("tbody");
-      for (const a of data.alarms) rows.append(alarmRow(a));
-      shown += data.alarms.length;
-      more.hidden = shown >= data.total;
-      done(tw.tf("journal.count", { shown: shown, total: data.total }));
-    })).catch(only(failed));
+      shown = append ? shown.concat(data.alarms) : data.alarms;
+      total = data.total;
+      draw(drawAlarms);
+    })).catch(only(append ? failed : failedLoad));
   }
 
   // ----- shift report ---------------------------------------------------------------------------------
-  function loadShift() {
+  // A whole result in one request (no "more"): the shift report, the audit journal.
+  function loadWhole(path, drawFn) {
     const only = fresh();
     loading("journal.loading");
     more.hidden = true;
-    return tw.api("GET", "/api/alarms/shift-report?" + query().toString()).then(only(function (r) {
-      body.replaceChildren();
-      const facts = el("div", "kpis shift-kpis");
-      const tile = function (value, key) {
-        const k = el("div", "kpi");
-        k.append(el("b", "kpi-value", String(value)), el("span", "kpi-label", t(key)));
-        facts.append(k);
-      };
-      tile(r.raised, "journal.raised");
-      for (const p of PRIORITIES) if (r.raised_by_priority[p]) tile(r.raised_by_priority[p], "prio." + p);
-      tile(r.still_active.length, "journal.stillActive");
-      tile(r.shelved.length, "journal.shelved");
-      tile(r.median_ack_s === null ? "—" : tw.formatDuration(r.median_ack_s * 1000), "journal.medianAck");
-      body.append(facts);
-      const acks = Object.keys(r.acknowledged_by);
-      if (acks.length) {
-        body.append(el("h3", null, t("journal.ackBy")));
-        const list = el("ul", "ack-list");
-        for (const who of acks) {
-          const li = el("li");
-          li.append(tw.dataEl("span", null, who), el("span", null, " · " + r.acknowledged_by[who]));
-          list.append(li);
-        }
-        body.append(list);
+    return tw.api("GET", path).then(only(function (data) { draw(drawFn, data); })).catch(only(failedLoad));
+  }
+
+  function loadShift() {
+    return loadWhole("/api/alarms/shift-report?" + query().toString(), drawShift);
+  }
+
+  // A heading and a table of ``items`` (a row of ``cells(item)`` each), when there are any.
+  function tableSection(titleKey, headKeys, items, cells) {
+    if (!items.length) return;
+    const node = table(headKeys);
+    for (const item of items) {
+      const tr = el("tr");
+      tr.append(...cells(item));
+      node.querySelector("tbody").append(tr);
+    }
+    body.append(el("h3", null, t(titleKey)), node);
+  }
+
+  function drawShift(r) {
+    body.replaceChildren();
+    const facts = el("div", "kpis shift-kpis");
+    const tile = function (value, key) {
+      const k = el("div", "kpi");
+      k.append(el("b", "kpi-value", String(value)), el("span", "kpi-label", t(key)));
+      facts.append(k);
+    };
+    tile(r.raised, "journal.raised");
+    for (const p of PRIORITIES) if (r.raised_by_priority[p]) tile(r.raised_by_priority[p], "prio." + p);
+    tile(r.still_active.length, "journal.stillActive");
+    tile(r.shelved.length, "journal.shelved");
+    tile(r.median_ack_s === null ? "—" : tw.formatDuration(r.median_ack_s * 1000), "journal.medianAck");
+    body.append(facts);
+    const acks = Object.keys(r.acknowledged_by);
+    if (acks.length) {
+      body.append(el("h3", null, t("journal.ackBy")));
+      const list = el("ul", "ack-list");
+      for (const who of acks) {
+        const li = el("li");
+        li.append(tw.dataEl("span", null, who), el("span", null, " · " + r.acknowledged_by[who]));
+        list.append(li);
       }
-      body.append(el("h3", null, t("journal.stillActive")));
-      const active = table(HEAD, "journal-table");
-      for (const a of r.still_active) active.querySelector("tbody").append(alarmRow(a));
-      body.append(active);
-      if (r.shelved.length) {
-        body.append(el("h3", null, t("journal.shelved")));
-        const shelves = table(["col.tag", "col.condition", "shelf.byReason", "shelf.sinceUntil"]);
-        for (const s of r.shelved) {
-          const tr = el("tr");
-          tr.append(el("td", null, s.sensor_id), el("td", null, t("cond." + s.condition.toLowerCase(), s.condition)),
-            tw.dataEl("td", null, s.shelved_by + " · " + s.reason),
-            el("td", "mono", tw.formatTime(s.since_ms) + " – " + tw.formatTime(s.ended_ms || s.until_ms)));
-          shelves.querySelector("tbody").append(tr);
-        }
-        body.append(shelves);
-      }
-      if (r.comments.length) {
-        body.append(el("h3", null, t("journal.comments")));
-        const list = table(["col.time", "journal.user", "col.tag", "act.note"]);
-        for (const c of r.comments) {
-          const tr = el("tr");
-          tr.append(el("td", "mono", tw.formatTime(c.ts_ms)), tw.dataEl("td", null, c.user || ""),
-            el("td", null, c.sensor_id), tw.dataEl("td", null, c.text || ""));
-          list.querySelector("tbody").append(tr);
-        }
-        body.append(list);
-      }
-      done(tw.formatTime(r.start_ms) + " – " + tw.formatTime(r.end_ms));
-    })).catch(only(failed));
+      body.append(list);
+    }
+    body.append(el("h3", null, t("journal.stillActive")));
+    const active = table(HEAD, "journal-table");
+    for (const a of r.still_active) active.querySelector("tbody").append(alarmRow(a));
+    body.append(active);
+    tableSection("journal.shelved", ["col.tag", "col.condition", "shelf.byReason", "shelf.sinceUntil"], r.shelved,
+      function (s) {
+        return [el("td", null, s.sensor_id), el("td", null, t("cond." + s.condition.toLowerCase(), s.condition)),
+          tw.dataEl("td", null, s.shelved_by + " · " + s.reason),
+          el("td", "mono", tw.formatTime(s.since_ms) + " – " + tw.formatTime(s.ended_ms || s.until_ms))];
+      });
+    tableSection("journal.comments", ["col.time", "journal.user", "col.tag", "act.note"], r.comments, function (c) {
+      return [el("td", "mono", tw.formatTime(c.ts_ms)), tw.dataEl("td", null, c.user || ""),
+        el("td", null, c.sensor_id), tw.dataEl("td", null, c.text || "")];
+    });
+    done(tw.formatTime(r.start_ms) + " – " + tw.formatTime(r.end_ms));
   }
 
   // ----- audit -----------------------------------------------------------------------------------------
   function loadAudit() {
-    const only = fresh();
-    loading("journal.loading");
-    more.hidden = true;
-    return tw.api("GET", "/api/audit?" + query({ limit: "1000" }).toString()).then(only(function (data) {
-      const node = table(["col.time", "journal.user", "journal.action", "journal.target", "col.enterprise",
-        "journal.remote", "journal.detail"], "audit-table");
-      for (const e of data.entries) {
-        const tr = el("tr");
-        tr.setAttribute("data-seq", String(e.seq));
-        tr.append(el("td", "mono", tw.formatTime(e.ts_ms)), tw.dataEl("td", null, e.actor + (e.role ? " · " +
-          t("role." + e.role, e.role) : "")), el("td", "mono", e.action),
-          tw.dataEl("td", null, e.target_kind + " " + e.target_id), tw.dataEl("td", null, e.enterprise_id || "—"),
-          tw.dataEl("td", "mono", e.remote || ""), tw.dataEl("td", "detail", JSON.stringify(e.detail)));
-        node.querySelector("tbody").append(tr);
-      }
-      body.replaceChildren(node);
-      done(tw.tf("journal.auditCount", { n: data.count }));
-    })).catch(only(failed));
+    return loadWhole("/api/audit?" + query({ limit: "1000" }).toString(), drawAudit);
+  }
+
+  function drawAudit(data) {
+    const node = table(["col.time", "journal.user", "journal.action", "journal.target", "col.enterprise",
+      "journal.remote", "journal.detail"], "audit-table");
+    for (const e of data.entries) {
+      const tr = el("tr");
+      tr.setAttribute("data-seq", String(e.seq));
+      tr.append(el("td", "mono", tw.formatTime(e.ts_ms)), tw.dataEl("td", null, e.actor + (e.role ? " · " +
+        t("role." + e.role, e.role) : "")), el("td", "mono", e.action),
+        tw.dataEl("td", null, e.target_kind + " " + e.target_id), tw.dataEl("td", null, e.enterprise_id || "—"),
+        tw.dataEl("td", "mono", e.remote || ""), tw.dataEl("td", "detail", JSON.stringify(e.detail)));
+      node.querySelector("tbody").append(tr);
+    }
+    body.replaceChildren(node);
+    done(tw.tf("journal.auditCount", { n: data.count }));
   }
 
   function verify() {
@@ -275,7 +297,7 @@
   tw.on("tree", fillSelects);
   tw.on("lang", function () {
     fillSelects();
-    if (tw.view === "journal") load();
+    if (drawn) drawn.draw(drawn.data);
   });
 
   tw.views.journal = {
@@ -289,6 +311,8 @@
       }
       if (wanted !== sub) {
         sub = wanted;
+        drawn = null; // the other tab's result does not stay on show while this one loads
+        body.replaceChildren();
         const now = tw.serverNow();
         form.start.value = localInput(now - (sub === "shift" ? SHIFT_MS : DAY_MS));
         form.end.value = localInput(now);

@@ -10,6 +10,7 @@
   const setAttr = tw.setAttr;
 
   const GRADE_RANK = { red: 0, yellow: 1, green: 2, unknown: 3 };
+  const FETCHED_PANES = ["compliance", "credibility", "evidence", "hazard", "uplink"];
   let grades = new Map(); // subject id (enterprise or hazard source) -> {colour, reasons}
   let gradesFromApi = false;
   let gradesSeen = false; // the first answer sets the baseline; later changes to red raise the banner
@@ -849,6 +850,11 @@
     }
     renderOverview();
     if (escalations.length) renderEscalations();
+    // The panes drawn whole from a fetch: a hidden one is emptied, so it shows nothing in the old language
+    // while its next fetch is on its way.
+    for (const name of FETCHED_PANES) {
+      if (!(tw.view === "park" && sub === name)) document.getElementById("park-" + name).replaceChildren();
+    }
     if (tw.view === "park") showSub(sub);
   });
   tw.on("alarms", function () { if (tw.view === "park" && sub === "overview") renderOverview(); });

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 from collections import Counter
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
+from alarms import evaluate
 from alarms.evaluate import AlarmCore, _segmented_cummax
 from alarms.rules import CONDITIONS, FIRST_LIMIT
 from tankwatch.droplog import DropLog
@@ -1007,6 +1009,14 @@ def test_core_matches_oracle_over_random_streams(scenario):
     check_against_oracle(*scenario)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_core_screening_in_sensor_order_matches_oracle_over_random_streams(scenario):
+    """Sites of SORT_FROM_SENSORS sensors or more screen a batch in sensor order, not as it arrived: same events."""
+    with patch.object(evaluate, "SORT_FROM_SENSORS", 0):
+        check_against_oracle(*scenario)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_event_ids_do_not_depend_on_batch_boundaries(scenario):
@@ -1018,7 +1028,9 @@ def test_event_ids_do_not_depend_on_batch_boundaries(scenario):
     assert len({e.id for e in whole}) == len(whole)  # no two events share an id
 
 
-def test_core_matches_oracle_on_large_batches_of_mostly_normal_readings():
+@pytest.mark.parametrize("sort_from", [evaluate.SORT_FROM_SENSORS, 0], ids=["arrival-order", "sensor-order"])
+def test_core_matches_oracle_on_large_batches_of_mostly_normal_readings(sort_from, monkeypatch):
+    monkeypatch.setattr(evaluate, "SORT_FROM_SENSORS", sort_from)
     rng = np.random.default_rng(7)
     sensors = [
         level(
@@ -1049,7 +1061,7 @@ def test_core_matches_oracle_on_large_batches_of_mostly_normal_readings():
     n = len(sensors)
     events = 0
     for b in range(6):
-        m = 6000  # above the size where grouping packs keys
+        m = 6000
         s = rng.integers(0, n, m)
         t = 1_000 + 2_000 * b + np.sort(rng.integers(0, 2_000, m)) + 60 * (rng.random(m) < 0.003)
         v = 10 + rng.normal(0, 0.5, m)  # normal band 5..15
