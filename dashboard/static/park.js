@@ -850,9 +850,9 @@
     }
     renderOverview();
     if (escalations.length) renderEscalations();
-    // The panes drawn whole from a fetch: a hidden one is emptied, so it shows nothing in the old language
-    // while its next fetch is on its way.
-    for (const name of FETCHED_PANES) {
+    // The panes drawn whole from a fetch each time they are shown (this file's and the routines'): a hidden one
+    // is emptied, so it shows nothing in the old language while its next fetch is on its way.
+    for (const name of FETCHED_PANES.concat(Object.keys(tw.parkPanes))) {
       if (!(tw.view === "park" && sub === name)) document.getElementById("park-" + name).replaceChildren();
     }
     if (tw.view === "park") showSub(sub);

@@ -249,7 +249,13 @@
   };
 
   tw.on("lang", function () {
-    if (sensors && !document.getElementById("settings-alarms").hidden) drawSensors();
+    // a hidden pane is drawn afresh when shown: emptied, it shows nothing in the old language meanwhile
+    if (!document.getElementById("settings-alarms").hidden) {
+      if (sensors) drawSensors();
+    } else {
+      table.replaceChildren();
+    }
     if (!routesPane.hidden) tw.settingsPanes.routes.show();
+    else routesPane.replaceChildren();
   });
 })();

@@ -251,5 +251,6 @@
   tw.settingsPanes.users = { roles: ["admin"], show: function () { form.hidden = true; load(true); } };
   tw.on("lang", function () {
     if (!document.getElementById("settings-users").hidden) load(true);
+    else table.replaceChildren(); // drawn afresh when shown: nothing in the old language meanwhile
   });
 })();
