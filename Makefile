@@ -26,7 +26,8 @@ browser-deps:
 report-deps:
 	deploy/scripts/report-deps.sh
 
-# Two workers: the browser tests on one (they share a demo and a browser), everything else wherever it fits.
+# Three workers on two cores (much of the suite waits on servers and real time): the browser tests on one (they
+# share a demo and a browser), everything else wherever it fits.
 test: install services browser-deps report-deps
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -n 3 --dist loadgroup --durations=30

@@ -247,16 +247,12 @@ class AlarmCore:
         reported = site.file.reported_enterprises()
         self._reported = np.array([s.enterprise_id in reported for s in site.sensors], dtype=bool)
         self._stale = np.where(self._reported, 0, rules.stale_ms)
-        stale_on = self._stale[self._stale > 0]
-        self._stale_min = int(stale_on.min()) if len(stale_on) else None
         self._flat_ms = rules.flat_ms
         self._flat_tol = rules.flat_tolerance
         self._has_flat = self._flat_ms > 0
         self._roc_limit = rules.setpoint[:, ROC].copy()
         self._has_roc = np.isfinite(self._roc_limit)
         self._roc_window = rules.roc_window_ms
-        windows = np.unique(self._roc_window[self._has_roc])
-        self._roc_window_uniform = int(windows[0]) if len(windows) == 1 else None
         self._realarm = rules.realarm_ms
         self._esd = rules.esd
         self._is_esd = np.zeros(n, dtype=bool)
