@@ -349,10 +349,10 @@ class AlarmCore:
         trans = _Transitions.empty()
         esd = _EsdReadings(esd_before, self._esd_sensors, self._is_esd, sensor, value, hot)
         if len(rows):
-            touched = self._exact(sensor[rows], ts[rows], value[rows], quality[rows], rows, trans, esd)
+            self._exact(sensor[rows], ts[rows], value[rows], quality[rows], rows, trans, esd)
         events = self._lifecycle(trans, esd) if trans.slot else []
-        if len(rows):
-            self._update_busy(touched)
+        if len(hot):
+            self._update_busy(hot)
         return events
 
     def _screen(
@@ -424,8 +424,8 @@ class AlarmCore:
         row: np.ndarray,
         trans: _Transitions,
         esd: _EsdReadings,
-    ) -> np.ndarray:
-        """Every condition of the given sensors' readings (grouped by sensor), as arrays; returns the sensors."""
+    ) -> None:
+        """Every condition of the given sensors' readings (grouped by sensor), as arrays."""
         start, starts, seg_id = _segments(s)
         seg_sensor = s[starts]
         running = _segmented_cummax(t, seg_id)
@@ -441,7 +441,6 @@ class AlarmCore:
             s, t, v, q, row = s[accepted], t[accepted], v[accepted], q[accepted], row[accepted]
         self._counts["evaluated"] += n_accepted
         self.last_ts[seg_sensor] = np.maximum(self.last_ts[seg_sensor], np.maximum.reduceat(running, starts))
-        touched = seg_sensor
         if self.oos.any() and len(s):
             out = self.oos[s]
             if out.any():
@@ -459,7 +458,6 @@ class AlarmCore:
                 self._exact_good(s, t, v, row, trans)
                 if len(self._esd_sensors) and self._is_esd[s].any():
                     esd.exact = (s, row, v)
-        return touched
 
     def _exact_data(
         self, s: np.ndarray, t: np.ndarray, v: np.ndarray, q: np.ndarray, row: np.ndarray, trans: _Transitions

@@ -21,8 +21,7 @@
   const status = document.getElementById("journal-status");
   const more = document.getElementById("journal-more");
   let sub = "alarms";
-  let shown = []; // journal rows on the page, and how many match
-  let total = 0;
+  let shown = []; // journal rows on the page
   let drawn = null; // what the body shows, {draw, data}: drawn again from its data when the language changes
   const fresh = tw.latestOnly(); // a filter submitted while the view's first load is on its way wins
 
@@ -141,12 +140,13 @@
     return node;
   }
 
-  function drawAlarms() {
+  // ``data``: the rows loaded so far and how many match.
+  function drawAlarms(data) {
     body.replaceChildren(table(HEAD, "journal-table"));
     const rows = body.querySelector("tbody");
-    for (const a of shown) rows.append(alarmRow(a));
-    more.hidden = shown.length >= total;
-    done(tw.tf("journal.count", { shown: shown.length, total: total }));
+    for (const a of data.alarms) rows.append(alarmRow(a));
+    more.hidden = data.alarms.length >= data.total;
+    done(tw.tf("journal.count", { shown: data.alarms.length, total: data.total }));
   }
 
   // What a load got is drawn now and again on a language change; a failed load leaves no earlier result
@@ -168,8 +168,7 @@
     loading("journal.loading");
     return tw.api("GET", "/api/alarms/journal?" + q.toString()).then(only(function (data) {
       shown = append ? shown.concat(data.alarms) : data.alarms;
-      total = data.total;
-      draw(drawAlarms);
+      draw(drawAlarms, { alarms: shown, total: data.total });
     })).catch(only(append ? failed : failedLoad));
   }
 

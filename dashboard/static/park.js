@@ -814,7 +814,7 @@
   }
 
   function showSub(name) {
-    const known = ["overview", "escalations", "compliance", "credibility", "evidence", "hazard", "uplink"].indexOf(name) >= 0;
+    const known = ["overview", "escalations"].concat(FETCHED_PANES).indexOf(name) >= 0;
     sub = known || tw.parkPanes[name] ? name : "overview";
     for (const pane of document.querySelectorAll("#view-park .park-pane")) pane.hidden = pane.getAttribute("data-sub") !== sub;
     for (const a of document.querySelectorAll("#park-tabs a")) {
