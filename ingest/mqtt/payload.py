@@ -15,6 +15,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from ingest.mqtt.points_reader import DECLINED, NO_COUNTER, SensorTable, read_points, warm_reader
 from tankwatch.config import Site
 from tankwatch.records import Quality, ReadingBatch
 from tankwatch.site import Device, MqttPayload
@@ -459,6 +460,16 @@ class DeviceRoute:
         return SequenceGap(self.device_id, topic, missing,
                            f"{self.payload.seq_key} jumped from {last} to {seq}: {missing} messages lost")
 
+    @functools.cached_property
+    def sensor_table(self) -> SensorTable:
+        """The device's sensors as the compiled points reader looks them up."""
+        return SensorTable(self.index_of)
+
+    @functools.cached_property
+    def counter_key(self) -> bytes:
+        """The message counter's key as UTF-8 (empty when the device has none), for the compiled points reader."""
+        return (self.payload.seq_key or "").encode()
+
     @property
     def is_points(self) -> bool:
         """Whether messages carry many points."""
@@ -481,6 +492,7 @@ class DeviceRoute:
 
 
 _Target = tuple[DeviceRoute | None, int, str | None]
+_Columns = tuple[np.ndarray, np.ndarray, np.ndarray, int | None]  # sensor indices, stamps, values, message counter
 
 
 class MessageDecoder:
@@ -490,6 +502,8 @@ class MessageDecoder:
         self.routes = tuple(routes)
         self._cache: dict[str, _Target] = {}
         self._cache_size = topic_cache_size
+        if any(route.is_points for route in self.routes):
+            warm_reader()
 
     def subscriptions(self) -> list[tuple[str, int]]:
         """Unique (topic filter, qos) pairs to subscribe to, highest qos per filter."""
@@ -534,6 +548,9 @@ class MessageDecoder:
         vectorised checks, is decoded message by message with full per-row rejections. Message counters (a
         device's ``seq_key``) are checked in arrival order, whatever becomes of the message's readings.
         """
+        messages = list(messages)
+        targets = [self._target(topic) for topic, _, _ in messages]
+        plain = _read_plain(messages, targets)
         sensors: list[int] = []
         stamps: list[int] = []
         values: list[float] = []
@@ -542,14 +559,14 @@ class MessageDecoder:
         run = _PointsRun()
         rejections: list[Rejection] = []
         gaps: list[SequenceGap] = []
-        for topic, payload, receive_ms in messages:
-            route, index, name = self._target(topic)
+        for position, (topic, payload, receive_ms) in enumerate(messages):
+            route, index, name = targets[position]
             try:
                 if route is None:
                     raise PayloadRejected(Reason.UNKNOWN_TOPIC, "no device is configured for this topic")
                 seq_key = route.payload.seq_key
                 if route.is_points:
-                    columns = _fast_columns(payload, seq_key)
+                    columns = plain.get(position) or _fast_columns(payload, route, seq_key)
                     if columns is not None:
                         if columns[3] is not None:
                             _note(gaps, route.check_sequence(-1, columns[3], topic))
@@ -608,13 +625,35 @@ def _points_decoder(seq_key: str | None) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(numbered)
 
 
-def _fast_columns(payload: bytes, seq_key: str | None) -> tuple[tuple, tuple, tuple, int | None] | None:
-    """(ids, stamps, values, counter) of a non-empty ``{"points": [...]}`` message whose every row is
+def _read_plain(messages: list[tuple[str, bytes, int]], targets: list[_Target]) -> dict[int, _Columns]:
+    """Columns of the points messages the compiled reader takes whole, by position (one call per device)."""
+    by_route: dict[int, list[int]] = {}
+    for position, (route, _, _) in enumerate(targets):
+        if route is not None and route.is_points and len(messages[position][1]) <= MAX_PAYLOAD_BYTES:
+            by_route.setdefault(id(route), []).append(position)
+    plain: dict[int, _Columns] = {}
+    for positions in by_route.values():
+        route = targets[positions[0]][0]
+        assert route is not None
+        sensor, ts, value, rows, counters = read_points([messages[p][1] for p in positions], route.sensor_table,
+                                                        route.counter_key)
+        start = 0
+        for position, n, counter in zip(positions, rows.tolist(), counters.tolist(), strict=True):
+            if n != DECLINED:
+                end = start + n
+                plain[position] = (sensor[start:end], ts[start:end], value[start:end],
+                                   None if counter == NO_COUNTER else counter)
+                start = end
+    return plain
+
+
+def _fast_columns(payload: bytes, route: DeviceRoute, seq_key: str | None) -> _Columns | None:
+    """(sensor indices, stamps, values, counter) of a non-empty ``{"points": [...]}`` message whose every row is
     [str, int, number] (counter: the integer under ``seq_key``, None when absent or not asked for).
 
     None when the message is anything else (too large, not JSON, a row of another shape or type, a boolean or
-    fractional timestamp, a counter that is not an integer): the full decoder then says why. Parsing and type
-    checks are one pass (msgspec).
+    fractional timestamp, one beyond int64, a counter that is not an integer): the full decoder then says why.
+    Parsing and type checks are one pass (msgspec).
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         return None
@@ -626,7 +665,13 @@ def _fast_columns(payload: bytes, seq_key: str | None) -> tuple[tuple, tuple, tu
     if not rows:
         return None
     ids, stamps, values = zip(*rows, strict=True)  # every row is a 3-tuple
-    return ids, stamps, values, getattr(message, "seq", None)
+    n = len(rows)
+    try:
+        ts = np.fromiter(stamps, dtype=np.int64, count=n)
+    except OverflowError:
+        return None
+    return (route.indices_of(ids), ts, np.fromiter(values, dtype=np.float64, count=n),
+            getattr(message, "seq", None))
 
 
 class _PointsRun:
@@ -637,19 +682,19 @@ class _PointsRun:
 
     def _reset(self) -> None:
         self.sensor: list[np.ndarray] = []
-        self.stamps: list = []
-        self.values: list = []
+        self.stamps: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
         self.raw: list[tuple[DeviceRoute, str, bytes, int]] = []
         self.floor_ms: list[int] = []  # per message: the earliest and latest timestamps its bounds accept
         self.ceiling_ms: list[int] = []
 
-    def add(self, route: DeviceRoute, columns: tuple[tuple, tuple, tuple], topic: str, payload: bytes,
-            receive_ms: int) -> None:
+    def add(self, route: DeviceRoute, columns: tuple[np.ndarray, np.ndarray, np.ndarray], topic: str,
+            payload: bytes, receive_ms: int) -> None:
         """Queue one message's columns (kept raw too, for the slow path)."""
-        ids, stamps, values = columns
-        self.sensor.append(route.indices_of(ids))  # shared with the shape cache: concatenated, never written
-        self.stamps.extend(stamps)
-        self.values.extend(values)
+        sensor, stamps, values = columns
+        self.sensor.append(sensor)  # maybe shared with the shape cache: concatenated, never written
+        self.stamps.append(stamps)
+        self.values.append(values)
         self.raw.append((route, topic, payload, receive_ms))
         self.floor_ms.append(route.bounds.floor_ms(receive_ms))
         self.ceiling_ms.append(receive_ms + route.bounds.max_ahead_ms)
@@ -671,15 +716,12 @@ class _PointsRun:
 
     def _vectorised(self) -> ReadingBatch | None:
         """The run as one batch when every row is a known sensor with an epoch timestamp within its message's
-        bounds (TimestampBounds); _fast_columns has checked the types."""
+        bounds (TimestampBounds); the readers have checked the types."""
         sensor = np.concatenate(self.sensor)
         if (sensor < 0).any():
             return None
         n = len(sensor)
-        try:
-            ts_ms = np.fromiter(self.stamps, dtype=np.int64, count=n)
-        except OverflowError:
-            return None
+        ts_ms = np.concatenate(self.stamps)
         seconds = ts_ms < SECONDS_BELOW
         if seconds.any():
             ts_ms = np.where(seconds, ts_ms * 1000, ts_ms)
@@ -692,5 +734,4 @@ class _PointsRun:
             floor = np.repeat(np.array(self.floor_ms, dtype=np.int64), counts)
             if ((ts_ms > ceiling) | (ts_ms < floor)).any():
                 return None
-        value = np.fromiter(self.values, dtype=np.float64, count=n)
-        return ReadingBatch(sensor, ts_ms, value, np.zeros(n, dtype=np.uint8))
+        return ReadingBatch(sensor, ts_ms, np.concatenate(self.values), np.zeros(n, dtype=np.uint8))
