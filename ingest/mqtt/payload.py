@@ -492,7 +492,8 @@ class DeviceRoute:
 
 
 _Target = tuple[DeviceRoute | None, int, str | None]
-_Columns = tuple[np.ndarray, np.ndarray, np.ndarray, int | None]  # sensor indices, stamps, values, message counter
+_Block = tuple[np.ndarray, np.ndarray, np.ndarray]  # sensor indices, stamps, values of one or more messages
+_Read = tuple[_Block, int, int, int | None]  # a message's rows: block[start:end], and its counter
 
 
 class MessageDecoder:
@@ -566,11 +567,11 @@ class MessageDecoder:
                     raise PayloadRejected(Reason.UNKNOWN_TOPIC, "no device is configured for this topic")
                 seq_key = route.payload.seq_key
                 if route.is_points:
-                    columns = plain.get(position) or _fast_columns(payload, route, seq_key)
-                    if columns is not None:
-                        if columns[3] is not None:
-                            _note(gaps, route.check_sequence(-1, columns[3], topic))
-                        run.add(route, columns[:3], topic, payload, receive_ms)
+                    read = plain.get(position) or _fast_read(payload, route, seq_key)
+                    if read is not None:
+                        if read[3] is not None:
+                            _note(gaps, route.check_sequence(-1, read[3], topic))
+                        run.add(route, read, topic, payload, receive_ms)
                         continue
                     run.flush(parts, rejections)
                     doc = _load_object(payload)
@@ -625,31 +626,29 @@ def _points_decoder(seq_key: str | None) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(numbered)
 
 
-def _read_plain(messages: list[tuple[str, bytes, int]], targets: list[_Target]) -> dict[int, _Columns]:
-    """Columns of the points messages the compiled reader takes whole, by position (one call per device)."""
+def _read_plain(messages: list[tuple[str, bytes, int]], targets: list[_Target]) -> dict[int, _Read]:
+    """The rows of the points messages the compiled reader takes whole, by position (one call per device)."""
     by_route: dict[int, list[int]] = {}
     for position, (route, _, _) in enumerate(targets):
         if route is not None and route.is_points and len(messages[position][1]) <= MAX_PAYLOAD_BYTES:
             by_route.setdefault(id(route), []).append(position)
-    plain: dict[int, _Columns] = {}
+    plain: dict[int, _Read] = {}
     for positions in by_route.values():
         route = targets[positions[0]][0]
         assert route is not None
         sensor, ts, value, rows, counters = read_points([messages[p][1] for p in positions], route.sensor_table,
                                                         route.counter_key)
-        start = 0
+        block, start = (sensor, ts, value), 0
         for position, n, counter in zip(positions, rows.tolist(), counters.tolist(), strict=True):
             if n != DECLINED:
-                end = start + n
-                plain[position] = (sensor[start:end], ts[start:end], value[start:end],
-                                   None if counter == NO_COUNTER else counter)
-                start = end
+                plain[position] = (block, start, start + n, None if counter == NO_COUNTER else counter)
+                start += n
     return plain
 
 
-def _fast_columns(payload: bytes, route: DeviceRoute, seq_key: str | None) -> _Columns | None:
-    """(sensor indices, stamps, values, counter) of a non-empty ``{"points": [...]}`` message whose every row is
-    [str, int, number] (counter: the integer under ``seq_key``, None when absent or not asked for).
+def _fast_read(payload: bytes, route: DeviceRoute, seq_key: str | None) -> _Read | None:
+    """The rows of a non-empty ``{"points": [...]}`` message whose every row is [str, int, number], with its
+    counter (the integer under ``seq_key``, None when absent or not asked for).
 
     None when the message is anything else (too large, not JSON, a row of another shape or type, a boolean or
     fractional timestamp, one beyond int64, a counter that is not an integer): the full decoder then says why.
@@ -670,8 +669,8 @@ def _fast_columns(payload: bytes, route: DeviceRoute, seq_key: str | None) -> _C
         ts = np.fromiter(stamps, dtype=np.int64, count=n)
     except OverflowError:
         return None
-    return (route.indices_of(ids), ts, np.fromiter(values, dtype=np.float64, count=n),
-            getattr(message, "seq", None))
+    block = (route.indices_of(ids), ts, np.fromiter(values, dtype=np.float64, count=n))
+    return block, 0, n, getattr(message, "seq", None)
 
 
 class _PointsRun:
@@ -681,23 +680,24 @@ class _PointsRun:
         self._reset()
 
     def _reset(self) -> None:
-        self.sensor: list[np.ndarray] = []
-        self.stamps: list[np.ndarray] = []
-        self.values: list[np.ndarray] = []
-        self.raw: list[tuple[DeviceRoute, str, bytes, int]] = []
-        self.floor_ms: list[int] = []  # per message: the earliest and latest timestamps its bounds accept
-        self.ceiling_ms: list[int] = []
+        self.parts: list[list] = []  # [block, start, end]: rows of messages read one after the other from a block
+        self.rows: list[int] = []  # per message: its row count, route and receive time, and the message itself
+        self.routes: list[DeviceRoute] = []
+        self.receive_ms: list[int] = []
+        self.raw: list[tuple[str, bytes]] = []
 
-    def add(self, route: DeviceRoute, columns: tuple[np.ndarray, np.ndarray, np.ndarray], topic: str,
-            payload: bytes, receive_ms: int) -> None:
-        """Queue one message's columns (kept raw too, for the slow path)."""
-        sensor, stamps, values = columns
-        self.sensor.append(sensor)  # maybe shared with the shape cache: concatenated, never written
-        self.stamps.append(stamps)
-        self.values.append(values)
-        self.raw.append((route, topic, payload, receive_ms))
-        self.floor_ms.append(route.bounds.floor_ms(receive_ms))
-        self.ceiling_ms.append(receive_ms + route.bounds.max_ahead_ms)
+    def add(self, route: DeviceRoute, read: _Read, topic: str, payload: bytes, receive_ms: int) -> None:
+        """Queue one message's rows (the message kept too, for the slow path)."""
+        block, start, end, _ = read
+        last = self.parts[-1] if self.parts else None
+        if last is not None and last[0] is block and last[2] == start:
+            last[2] = end
+        else:
+            self.parts.append([block, start, end])
+        self.rows.append(end - start)
+        self.routes.append(route)
+        self.receive_ms.append(receive_ms)
+        self.raw.append((topic, payload))
 
     def flush(self, parts: list[ReadingBatch], rejections: list[Rejection]) -> None:
         """Append the run's readings to ``parts``; fall back to message-by-message decoding on any bad row."""
@@ -707,31 +707,48 @@ class _PointsRun:
         if batch is not None:
             parts.append(batch)
         else:
-            for route, topic, payload, receive_ms in self.raw:
+            for route, (topic, payload), receive_ms in zip(self.routes, self.raw, self.receive_ms, strict=True):
                 decoded = decode_json_points(payload, route.index_of, receive_ms, route.bounds)
                 if len(decoded.batch):
                     parts.append(decoded.batch)
                 rejections.extend(Rejection(r.reason, r.detail, r.rows, topic) for r in decoded.rejections)
         self._reset()
 
+    def _column(self, k: int) -> np.ndarray:
+        """Column ``k`` (sensor, stamps, values) of the whole run."""
+        return np.concatenate([block[k][start:end] for block, start, end in self.parts])
+
     def _vectorised(self) -> ReadingBatch | None:
         """The run as one batch when every row is a known sensor with an epoch timestamp within its message's
         bounds (TimestampBounds); the readers have checked the types."""
-        sensor = np.concatenate(self.sensor)
+        sensor = self._column(0)
         if (sensor < 0).any():
             return None
         n = len(sensor)
-        ts_ms = np.concatenate(self.stamps)
+        ts_ms = self._column(1)
         seconds = ts_ms < SECONDS_BELOW
         if seconds.any():
             ts_ms = np.where(seconds, ts_ms * 1000, ts_ms)
         if not ((ts_ms >= 0) & (ts_ms <= MAX_TS_MS)).all():
             return None
-        # Only when some row lies outside the tightest bounds of the run is the per-row check needed.
-        if ts_ms.max() > min(self.ceiling_ms) or ts_ms.min() < max(self.floor_ms):
-            counts = [len(s) for s in self.sensor]
-            ceiling = np.repeat(np.array(self.ceiling_ms, dtype=np.int64), counts)
-            floor = np.repeat(np.array(self.floor_ms, dtype=np.int64), counts)
-            if ((ts_ms > ceiling) | (ts_ms < floor)).any():
+        # Only when some row lies outside the tightest bounds of the run is the per-row check needed. The bounds of
+        # one device are those of its earliest and latest receive times.
+        route = self.routes[0]
+        if all(r is route for r in self.routes):
+            ceiling_ms = min(self.receive_ms) + route.bounds.max_ahead_ms
+            floor_ms = route.bounds.floor_ms(max(self.receive_ms))
+        else:
+            ceiling_ms = min(r + x.bounds.max_ahead_ms for x, r in zip(self.routes, self.receive_ms, strict=True))
+            floor_ms = max(map(_floor_ms, self.routes, self.receive_ms))
+        if ts_ms.max() > ceiling_ms or ts_ms.min() < floor_ms:
+            receive = np.repeat(np.array(self.receive_ms, dtype=np.int64), self.rows)
+            ahead = np.repeat(np.array([r.bounds.max_ahead_ms for r in self.routes], dtype=np.int64), self.rows)
+            floor = np.repeat(np.array(list(map(_floor_ms, self.routes, self.receive_ms)), dtype=np.int64), self.rows)
+            if ((ts_ms > receive + ahead) | (ts_ms < floor)).any():
                 return None
-        return ReadingBatch(sensor, ts_ms, np.concatenate(self.values), np.zeros(n, dtype=np.uint8))
+        return ReadingBatch(sensor, ts_ms, self._column(2), np.zeros(n, dtype=np.uint8))
+
+
+def _floor_ms(route: DeviceRoute, receive_ms: int) -> int:
+    """The earliest timestamp a device accepts for a message received at ``receive_ms``."""
+    return route.bounds.floor_ms(receive_ms)
