@@ -23,6 +23,7 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from alarms.rules import (
@@ -86,9 +87,8 @@ class _Rows:
         return row
 
 
-@dataclass(slots=True)
-class Occurrence:
-    """One open occurrence of one alarm."""
+class Occurrence(msgspec.Struct, gc=False):
+    """One open occurrence of one alarm (a msgspec struct, as AlarmEvent is, for the speed of building one)."""
 
     id: str
     slot: int
@@ -837,7 +837,9 @@ class AlarmCore:
                 eid, occ.id, ids[x], names[y], cleared, t, priority[p], enterprise[x], source[x], shown[p], None,
                 None, None,
             )
-            if j < 0 and occ.state == lifecycle.NORMAL:  # only one carried in can be acknowledged already
+            # Closed (lifecycle.occurrence_state is NORMAL) once cleared if acknowledged: a plain slot's occurrence
+            # never latches and is neither shelved nor suppressed. Only one carried in can be acknowledged already.
+            if j < 0 and (occ.acked or occ.out_of_service):
                 del self.open[occ.id]
         ends = _last_of_runs(sl)
         for s in sl[ends & ~is_raise].tolist():

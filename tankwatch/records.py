@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
+import msgspec
 import numpy as np
 from xxhash import xxh3_128_hexdigest
 
@@ -149,12 +150,12 @@ def stable_ids(first: Iterable[object], second: Iterable[object], third: Iterabl
     ]
 
 
-@dataclass(slots=True)
-class AlarmEvent:
+class AlarmEvent(msgspec.Struct, gc=False):
     """One transition of one alarm occurrence, with an id stable under replay and redelivery.
 
-    Treated as immutable but not frozen: the alarm core builds hundreds of thousands a second, and a frozen
-    dataclass takes six times as long to construct.
+    Treated as immutable but not frozen. A msgspec struct: the alarm core builds hundreds of thousands a second, and
+    one is built in a quarter of a slotted dataclass's time; it holds no references back to itself, so the garbage
+    collector need not track it.
     """
 
     id: str
