@@ -741,8 +741,11 @@ class AlarmCore:
                     occ.acked = False
                     first[i] = self._event(occ, AlarmAction.REALARMED, when, shown, setpoints[se][co])
         self._settle(slot, kinds, event_ts)
+        order = np.lexsort((sub, cond, row, sensor, event_ts)).tolist()
+        if not second:  # no transition gave a second event: a re-alarm withheld (None) is all there is to leave out
+            return self._count([e for e in map(first.__getitem__, order) if e is not None])
         events = []
-        for i in np.lexsort((sub, cond, row, sensor, event_ts)).tolist():
+        for i in order:
             event = first[i]
             if event is not None:
                 events.append(event)
@@ -764,17 +767,14 @@ class AlarmCore:
         again = (slot[raised[1:]] == slot[raised[:-1]]) & (ts[raised[1:]] == ts[raised[:-1]])
         ok[raised[1:][again]] = False
         starts = np.flatnonzero(np.append(True, _last_of_runs(slot)[:-1]))
-        current, last_raise = self.current, self.last_raise
-        for i, sl, k, when in zip(starts.tolist(), slot[starts].tolist(), kind[starts].tolist(), ts[starts].tolist(),
-                                  strict=True):
-            if k == _RAISE:
-                last = last_raise.get(sl)
-                if last is not None and last[0] == when:
-                    ok[i] = False
-            else:
-                occ = current.get(sl)
-                if occ is None or occ.shelved or occ.suppressed:
-                    ok[i] = False
+        raising = kind[starts] == _RAISE
+        r, c = starts[raising], starts[~raising]
+        last = map(self.last_raise.get, slot[r].tolist())
+        ok[r] &= np.fromiter((x is None or x[0] != when for x, when in zip(last, ts[r].tolist(), strict=True)),
+                             dtype=bool, count=len(r))
+        ended = map(self.current.get, slot[c].tolist())
+        ok[c] &= np.fromiter((not (occ is None or occ.shelved or occ.suppressed) for occ in ended), dtype=bool,
+                             count=len(c))
         return np.repeat(np.logical_and.reduceat(ok, starts), np.diff(np.append(starts, len(slot))))
 
     def _apply_plain(
