@@ -30,6 +30,8 @@ report-deps:
 # share a demo and a browser), everything else wherever it fits.
 test: install services browser-deps report-deps
 	$(VENV)/bin/lint-imports
+	@# numba compiles the points reader into its cache once, before every worker's MQTT decode process waits on it
+	$(PY) -c "from ingest.mqtt.points_reader import warm_reader; warm_reader()"
 	$(VENV)/bin/pytest -n 3 --dist loadgroup --durations=30
 
 # Node-RED 4 (npm, into ~/.cache/tankwatch/node-red) vs tankwatch on one MQTT feed; PPM=50|200|1000.

@@ -6,6 +6,8 @@ number, numbers that convert exactly by one IEEE operation (up to 18 digits, a p
 fast path, so each value is the correctly rounded double a JSON parser gives). Anything else — an escape, an
 unknown id, a long or far-out number, a null, a key more, "-0" — is left to the general decoder, which says what
 is wrong; this reader never rejects a message, it only declines it. No Python object is made per point.
+
+The small readers are inlined into their callers when compiled (a fifth less time per point here than calls).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ _POINTS = np.frombuffer(b"points", dtype=np.uint8)
 _FNV_BASIS, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _hash(buf, start, end):
     """FNV-1a of ``buf[start:end]``."""
     h = _FNV_BASIS
@@ -62,7 +64,7 @@ class SensorTable:
         self.slots = _build(self.id_bytes, self.offsets)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _find(buf, start, end, slots, id_bytes, offsets):
     """The table position of the id ``buf[start:end]``, -1 when the device has no such sensor."""
     mask = len(slots) - 1
@@ -82,7 +84,7 @@ def _find(buf, start, end, slots, id_bytes, offsets):
         j = (j + 1) & mask
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _ws(buf, p, end):
     """The first position at or after ``p`` that is not JSON whitespace."""
     while p < end:
@@ -93,7 +95,7 @@ def _ws(buf, p, end):
     return p
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _string_end(buf, p, end):
     """Given ``buf[p]`` is a quote: the position of the closing quote of a string without escapes or control
     characters, else -1."""
@@ -108,7 +110,7 @@ def _string_end(buf, p, end):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _digits(buf, p, end):
     """(value, count, next position) of the run of decimal digits at ``p`` (the value only for up to 18 digits)."""
     value, count = 0, 0
@@ -120,7 +122,7 @@ def _digits(buf, p, end):
     return value, count, p
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _integer(buf, p, end):
     """(value, next position) of a JSON integer of up to 18 digits at ``p``; position -1 when there is none."""
     negative = p < end and buf[p] == 45
@@ -134,7 +136,7 @@ def _integer(buf, p, end):
     return (-value if negative else value), q
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _number(buf, p, end):
     """(value, next position) of a JSON number at ``p`` that one IEEE operation converts exactly; position -1
     when there is none, or it needs more (more than 18 digits, a power of ten beyond 1e±22, -0)."""
@@ -179,7 +181,7 @@ def _number(buf, p, end):
     return (-value if negative else value), q
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _same(buf, start, end, key):
     """Whether ``buf[start:end]`` is the bytes of ``key``."""
     if end - start != len(key):
