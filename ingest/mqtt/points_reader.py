@@ -192,20 +192,25 @@ def _same(buf, start, end, key):
     return True
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _past(buf, p, end, c):
+    """The position after whitespace, the byte ``c`` and whitespace again from ``p``; -1 when ``c`` is not there."""
+    p = _ws(buf, p, end)
+    if p >= end or buf[p] != c:
+        return -1
+    return _ws(buf, p + 1, end)
+
+
 @njit(cache=True, nogil=True)
 def _rows(buf, p, end, slots, id_bytes, offsets, site_index, sensor, ts, value, r):
     """Read the array of rows at ``p`` into the columns from row ``r``: (rows now, next position), position -1 when
     the array is not wholly plain rows of known sensors."""
-    if p >= end or buf[p] != 91:
-        return r, -1
-    p = _ws(buf, p + 1, end)
-    if p < end and buf[p] == 93:
-        return r, -1  # no points: the general decoder says so
+    p = _past(buf, p, end, 91)
+    if p < 0 or (p < end and buf[p] == 93):
+        return r, -1  # not an array, or no points: the general decoder says so
     while True:
-        if p >= end or buf[p] != 91:
-            return r, -1
-        p = _ws(buf, p + 1, end)
-        if p >= end or buf[p] != 34:
+        p = _past(buf, p, end, 91)
+        if p < 0 or p >= end or buf[p] != 34:
             return r, -1
         close = _string_end(buf, p, end)
         if close < 0:
@@ -213,33 +218,28 @@ def _rows(buf, p, end, slots, id_bytes, offsets, site_index, sensor, ts, value, 
         k = _find(buf, p + 1, close, slots, id_bytes, offsets)
         if k < 0:
             return r, -1
-        p = _ws(buf, close + 1, end)
-        if p >= end or buf[p] != 44:
-            return r, -1
-        stamp, p = _integer(buf, _ws(buf, p + 1, end), end)
+        p = _past(buf, close + 1, end, 44)
         if p < 0:
             return r, -1
-        p = _ws(buf, p, end)
-        if p >= end or buf[p] != 44:
-            return r, -1
-        number, p = _number(buf, _ws(buf, p + 1, end), end)
+        stamp, p = _integer(buf, p, end)
+        p = _past(buf, p, end, 44) if p >= 0 else -1
         if p < 0:
             return r, -1
-        p = _ws(buf, p, end)
-        if p >= end or buf[p] != 93:
+        number, p = _number(buf, p, end)
+        p = _past(buf, p, end, 93) if p >= 0 else -1
+        if p < 0:
             return r, -1
         sensor[r] = site_index[k]
         ts[r] = stamp
         value[r] = number
         r += 1
-        p = _ws(buf, p + 1, end)
         if p >= end:
             return r, -1
         if buf[p] == 93:
             return r, p + 1
         if buf[p] != 44:
             return r, -1
-        p = _ws(buf, p + 1, end)
+        p += 1
 
 
 @njit(cache=True, nogil=True)
