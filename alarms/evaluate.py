@@ -802,7 +802,8 @@ class AlarmCore:
         r_slot, r_sensor, r_cond, r_ts = sl[r].tolist(), se[r].tolist(), co[r].tolist(), when[r].tolist()
         sensor_ids = [ids[x] for x in r_sensor]
         cond_names = [names[x] for x in r_cond]
-        occ_ids = stable_ids(sensor_ids, cond_names, r_ts)
+        r_ts_text = list(map(str, r_ts))  # formatted once for both ids of a raise (the same text as the int's)
+        occ_ids = stable_ids(sensor_ids, cond_names, r_ts_text)
         limits = [
             v if y >= FIRST_LIMIT or y == ROC else None
             for v, y in zip(self.rules.setpoint[se[r], co[r]].tolist(), r_cond, strict=True)
@@ -810,7 +811,7 @@ class AlarmCore:
         occs = [Occurrence(o, s, t, 0, lim, None) for o, s, t, lim in zip(occ_ids, r_slot, r_ts, limits, strict=True)]
         raised = AlarmAction.RAISED
         for p, eid, oid, sid, name, t, x, lim in zip(
-            r.tolist(), stable_ids(occ_ids, [_RAISED] * len(r), r_ts), occ_ids, sensor_ids, cond_names, r_ts,
+            r.tolist(), stable_ids(occ_ids, [_RAISED] * len(r), r_ts_text), occ_ids, sensor_ids, cond_names, r_ts,
             r_sensor, limits, strict=True,
         ):
             first[places[p]] = AlarmEvent(
