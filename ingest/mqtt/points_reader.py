@@ -247,21 +247,17 @@ def _message(buf, p, end, counter_key, slots, id_bytes, offsets, site_index, sen
     """Read one message ``buf[p:end]`` into the columns from row ``r``: (rows now, counter, taken)."""
     counter = NO_COUNTER
     seen_points = seen_counter = False
-    p = _ws(buf, p, end)
-    if p >= end or buf[p] != 123:
-        return r, counter, False
-    p = _ws(buf, p + 1, end)
-    while True:
+    p = _past(buf, p, end, 123)
+    while p >= 0:
         if p >= end or buf[p] != 34:
             return r, counter, False
         close = _string_end(buf, p, end)
         if close < 0:
             return r, counter, False
         key_start = p + 1
-        p = _ws(buf, close + 1, end)
-        if p >= end or buf[p] != 58:
+        p = _past(buf, close + 1, end, 58)
+        if p < 0:
             return r, counter, False
-        p = _ws(buf, p + 1, end)
         if not seen_points and _same(buf, key_start, close, _POINTS):
             seen_points = True
             r, p = _rows(buf, p, end, slots, id_bytes, offsets, site_index, sensor, ts, value, r)
@@ -278,14 +274,10 @@ def _message(buf, p, end, counter_key, slots, id_bytes, offsets, site_index, sen
         if p < 0:
             return r, counter, False
         p = _ws(buf, p, end)
-        if p >= end:
-            return r, counter, False
-        if buf[p] == 125:
-            break
-        if buf[p] != 44:
-            return r, counter, False
-        p = _ws(buf, p + 1, end)
-    return r, counter, seen_points and _ws(buf, p + 1, end) == end
+        if p < end and buf[p] == 125:
+            return r, counter, seen_points and _ws(buf, p + 1, end) == end
+        p = _past(buf, p, end, 44)
+    return r, counter, False
 
 
 @njit(cache=True, nogil=True)
