@@ -647,6 +647,15 @@
   }
 
   let kpiTimer = null;
+  let lastFlood = null; // the flood state last drawn: redrawn in the new language at once, before the next fetch
+
+  function drawFlood(flood) {
+    lastFlood = flood;
+    const floodTile = tile("kpi.flood");
+    setText(floodTile.value, t(flood ? "kpi.floodYes" : "kpi.floodNo"));
+    setAttr(floodTile.node, "data-flood", flood ? "1" : "0");
+  }
+
   function loadKpis() {
     if (!tw.has("/api/alarms/kpis", "get")) {
       kpiUnavailable();
@@ -660,9 +669,7 @@
         // ISA-18.2 flood: more than 10 alarms in 10 minutes at one operator position
         const flood = now.some(function (r) { return r.alarms > 10 || r.flood_periods > 0; });
         setText(tile("kpi.rate").value, String(rate));
-        const floodTile = tile("kpi.flood");
-        setText(floodTile.value, t(flood ? "kpi.floodYes" : "kpi.floodNo"));
-        setAttr(floodTile.node, "data-flood", flood ? "1" : "0");
+        drawFlood(flood);
         setText(tile("kpi.floods24").value, String(sum(day, function (r) { return r.flood_periods; })));
         setText(tile("kpi.chattering").value, String(sum(day, function (r) { return (r.chattering || []).length; })));
         setText(tile("kpi.stale").value, String(sum(day, function (r) { return (r.stale || []).length; })));
@@ -688,7 +695,8 @@
     for (const row of alarmRows.values()) row.key = null;
     renderAlarms();
     for (const key in tiles) setText(tiles[key].node.querySelector(".kpi-label"), t(key));
-    loadKpis(); // values such as 否/No are words too
+    if (lastFlood !== null) drawFlood(lastFlood); // a word (泛滥中/FLOOD, 否/no): not left in the old language
+    loadKpis(); // while the figures are fetched again
   });
   tw.on("rendered", function (touched) { for (const id of touched) renderSource(id); });
   tw.on("alarms", function (info) {
