@@ -339,7 +339,7 @@ class AlarmCore:
         if m == 0:
             return []
         esd_before = self.prev_good_v[self._esd_sensors]  # (the screen advances quiet valves' last values)
-        quality = self._effective_quality(quality, value)
+        quality = np.ascontiguousarray(quality, dtype=np.uint8)  # the screen takes a non-finite value as not good
         if self.n_sensors >= SORT_FROM_SENSORS:  # then in sensor order: the state is read front to back
             order = by_sensor(sensor, self.n_sensors)
             rows, hot, quiet_readings = self._screen(sensor[order], ts[order], value[order], quality[order], order)
@@ -349,7 +349,8 @@ class AlarmCore:
         trans = _Transitions.empty()
         esd = _EsdReadings(esd_before, self._esd_sensors, self._is_esd, sensor, value, hot)
         if len(rows):
-            self._exact(sensor[rows], ts[rows], value[rows], quality[rows], rows, trans, esd)
+            v = value[rows]
+            self._exact(sensor[rows], ts[rows], v, self._effective_quality(quality[rows], v), rows, trans, esd)
         events = self._lifecycle(trans, esd) if trans.slot else []
         if len(hot):
             self._update_busy(hot)

@@ -73,7 +73,7 @@ def screen(
                 h = True
             floats[j, 1] = floats[j, 0]
             is_anchor = ints[j, 5] != 0 and ti // ints[j, 5] != ints[j, 1] // ints[j, 5]
-        if quality[i] != 0 or vi >= floats[j, 3] or vi <= floats[j, 4]:
+        if quality[i] != 0 or not floats[j, 4] < vi < floats[j, 3]:  # a NaN or infinite value too
             h = True
         if is_anchor:
             at = ints[j, 3]
