@@ -327,7 +327,7 @@ class AlarmCore:
         sensor = np.ascontiguousarray(batch.sensor, dtype=np.intp)  # one dtype and layout: one compiled screen
         ts = np.ascontiguousarray(batch.ts_ms, dtype=np.int64)
         value = np.ascontiguousarray(batch.value, dtype=np.float64)
-        quality = np.asarray(batch.quality)
+        quality = np.ascontiguousarray(batch.quality, dtype=np.uint8)
         self._counts["readings"] += len(sensor)
         if len(sensor) == 0:
             return []
@@ -339,7 +339,6 @@ class AlarmCore:
         if m == 0:
             return []
         esd_before = self.prev_good_v[self._esd_sensors]  # (the screen advances quiet valves' last values)
-        quality = np.ascontiguousarray(quality, dtype=np.uint8)  # the screen takes a non-finite value as not good
         if self.n_sensors >= SORT_FROM_SENSORS:  # then in sensor order: the state is read front to back
             order = by_sensor(sensor, self.n_sensors)
             rows, hot, quiet_readings = self._screen(sensor[order], ts[order], value[order], quality[order], order)
@@ -400,12 +399,12 @@ class AlarmCore:
             self.drops.dropped(f"alarm core sensor {self.sensor_ids[x]}", reason, count, describe(i))
 
     def _effective_quality(self, quality: np.ndarray, value: np.ndarray) -> np.ndarray:
-        """Quality codes as evaluated, as bytes: unknown codes and non-finite values count as BAD."""
+        """Quality codes (bytes) as evaluated: unknown codes and non-finite values count as BAD."""
         flagged = np.flatnonzero(quality)
         nonfinite = np.flatnonzero(~np.isfinite(value))
         if len(flagged) == 0 and len(nonfinite) == 0:
-            return np.ascontiguousarray(quality, dtype=np.uint8)
-        q = quality.astype(np.uint8, copy=True)
+            return quality
+        q = quality.copy()
         unknown = flagged[q[flagged] >= KNOWN_QUALITIES]
         if len(unknown):
             self._counts["unknown_quality"] += len(unknown)
