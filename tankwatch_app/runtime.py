@@ -377,9 +377,11 @@ def _flat(lists: list[list]) -> list:
 def device_sources(site: Site, clock: Clock) -> list[Source]:
     """A source per device protocol: Modbus polled, MQTT subscribed, and, where the site has Kafka devices, the
     topics of a park's data platform consumed (StageError when aiokafka, of the ``distributed`` extra, is missing).
-    On the system clock MQTT messages are received and decoded in a process per broker, beside the alarm core
-    rather than on its thread (a driven clock keeps them in this process: their receive times are the clock's)."""
-    mqtt = MqttSource(site, clock, decode_process=isinstance(clock, SystemClock))
+    On the system clock MQTT messages are received and decoded in a process per broker, and Kafka records in a
+    process per topic, beside the alarm core rather than on its thread (a driven clock keeps them in this process:
+    their receive times are the clock's)."""
+    in_processes = isinstance(clock, SystemClock)
+    mqtt = MqttSource(site, clock, decode_process=in_processes)
     sources: list[Source] = [ModbusSource(site, clock), mqtt]
     if any(d.kafka is not None for d in site.devices):
         try:
@@ -387,7 +389,7 @@ def device_sources(site: Site, clock: Clock) -> list[Source]:
         except ImportError as exc:
             raise StageError(f"the site's Kafka devices need aiokafka ({exc}): pip install 'tankwatch[distributed]'"
                              ) from None
-        sources.append(KafkaSource(site, clock))
+        sources.append(KafkaSource(site, clock, decode_process=in_processes))
     return sources
 
 

@@ -65,7 +65,7 @@ def run_tankwatch(bootstrap: str, feed: Feed, seed_s: float, timeout_s: float) -
                                                 "payload": {"format": "json_points"}, "sensors": ids}}
     site = rebuild_site(bench_park(limited_sensors(ids), [device]), "<bench site>")
     tune_for_streaming()
-    runner = TankwatchRunner(site, KafkaSource(site, SystemClock())).start()
+    runner = TankwatchRunner(site, KafkaSource(site, SystemClock(), decode_process=True)).start()
     try:
         _until("tankwatch to evaluate every point", lambda: runner.snapshot().points >= feed.points, timeout_s,
                stalled=lambda: runner.snapshot().points, stall_s=60.0)

@@ -4,16 +4,15 @@ formats, consumed in a consumer group whose offsets are committed once the pipel
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
-from ingest.mqtt.payload import Decoded, DeviceRoute, MessageDecoder, Reason, Rejection
+from ingest.kafka.process import DecodeProcess
+from ingest.kafka.topic import RETRY_MAX_S, RETRY_MIN_S, TopicReader, consumer_group
+from ingest.mqtt.payload import Decoded, DeviceRoute
 from tankwatch.clock import Clock
 from tankwatch.config import Site
 from tankwatch.droplog import DropLog
@@ -25,37 +24,24 @@ from tankwatch.stages import Emit
 log = logging.getLogger(__name__)
 
 STAGE = "kafka"
-FETCH_RECORDS = 2_000  # records taken per poll
 MAX_EMIT_ROWS = 65_536  # largest batch handed to emit, as from the MQTT source
-POLL_MS = 200
-PROBE_TIMEOUT_S = 5.0
-RETRY_MIN_S, RETRY_MAX_S = 0.5, 10.0
 CONNECT_GRACE_S = 5.0  # tankwatch default: a first connection still under way counts as an outage after this long
 MAX_LOGGED_PROBLEMS = 10_000  # distinct (key, reason) pairs logged at WARNING before everything is DEBUG
+PROCESS_EXITED = "the Kafka decode process exited"
 
 
 @dataclass
 class _Feed:
-    """One device's topic: its route, decoder, consumer and what has been counted."""
+    """One device's topic: its route and what has been counted."""
 
     device: Device
     route: DeviceRoute
     sensors: np.ndarray
-    decoder: MessageDecoder = field(init=False)
     up: bool | None = None  # None until the first connection attempt ends
     down_since_ms: int | None = None
     readings: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     logged: set[tuple[str, str]] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        self.decoder = MessageDecoder([self.route])
-
-    @property
-    def group(self) -> str:
-        """The consumer group keeping this device's offsets."""
-        assert self.device.kafka is not None
-        return self.device.kafka.group or f"tankwatch-ingest.{self.device.id}"
 
     @property
     def label(self) -> str:
@@ -69,19 +55,24 @@ class KafkaSource:
 
     While a topic's cluster cannot be reached (or the topic does not exist) its sensors are emitted as NaN with
     quality COMM_FAIL every ``comm_fail_every_s`` of ``clock`` time, as the MQTT source does for a lost broker, so
-    an outage shows as data quality rather than silence. Offsets are committed after ``emit`` returned, so a
-    restart resumes where the pipeline stopped (at least once; the alarm core skips a reading it has already taken
-    as out of order).
+    an outage shows as data quality rather than silence. A poll's offsets are committed after ``emit`` returned
+    for all of it, so a restart resumes where the pipeline stopped (at least once; the alarm core skips a reading
+    it has already taken as out of order). With ``decode_process=True`` each topic is consumed and decoded in a
+    child process (receive times then come from the system clock, not ``clock``) that reads the next poll while
+    this one is evaluated, and commits a poll's offsets when told it was emitted.
     """
 
     name = "kafka"
 
     def __init__(self, site: Site, clock: Clock, *, comm_fail_every_s: float = 5.0,
-                 connect_grace_s: float = CONNECT_GRACE_S, client_id: str = "tankwatch-ingest") -> None:
+                 connect_grace_s: float = CONNECT_GRACE_S, client_id: str = "tankwatch-ingest",
+                 decode_process: bool = False) -> None:
         self.site, self.clock, self.client_id = site, clock, client_id
         self.comm_fail_every_ms = round(comm_fail_every_s * 1000)
         self.connect_grace_ms = round(connect_grace_s * 1000)
+        self.decode_process = decode_process
         self.losses = DropLog(log)
+        self._children: dict[str, DecodeProcess] = {}  # device id → its decode process
         self._feeds = [
             _Feed(d, route := DeviceRoute.from_kafka_device(d, site), np.array(sorted(route.index_of.values())))
             for d in site.devices if d.kafka is not None
@@ -97,7 +88,8 @@ class KafkaSource:
         if not self._feeds:
             await asyncio.Event().wait()  # no Kafka devices: idle until cancelled like any other source
         started = self.clock.now_ms()
-        tasks = [asyncio.create_task(self._consume(feed, emit), name=f"kafka-{feed.device.id}") for feed in self._feeds]
+        consume = self._consume_in_process if self.decode_process else self._consume
+        tasks = [asyncio.create_task(consume(feed, emit), name=f"kafka-{feed.device.id}") for feed in self._feeds]
         tasks.append(asyncio.create_task(self._report_away(emit, started), name="kafka-comm-fail"))
         try:
             await asyncio.gather(*tasks)
@@ -105,31 +97,48 @@ class KafkaSource:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Each decode process commits what was taken as it stops.
+            await asyncio.shield(asyncio.gather(*(child.stop() for child in self._children.values())))
 
     async def _consume(self, feed: _Feed, emit: Emit) -> None:
-        """One topic: connect (retrying with backoff), take every partition, poll, decode, emit, commit."""
-        kafka = feed.device.kafka
-        assert kafka is not None
+        """One topic in this process: each poll emitted as it is read, its offsets committed after."""
+        async def deliver(decoded: Decoded) -> asyncio.Future[None]:
+            await self._emit(feed, decoded, emit)
+            taken = asyncio.get_running_loop().create_future()
+            taken.set_result(None)
+            return taken
+
+        reader = TopicReader(feed.device, feed.route, self.clock, self.client_id,
+                             lambda up, error: self._mark(feed, up, error), recheck_ms=self.comm_fail_every_ms)
+        await reader.run(deliver)
+
+    async def _consume_in_process(self, feed: _Feed, emit: Emit) -> None:
+        """One topic in a decode process, started again (after RETRY_MIN_S doubling up to RETRY_MAX_S) if it
+        exits; ``run`` stops the last one."""
         delay = RETRY_MIN_S
         while True:
-            # Every partition assigned by hand: one ingest reads a device's topic whole, so the group only keeps
-            # offsets (no joins or rebalances, which take seconds and would show as gaps).
-            consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=feed.group,
-                                        client_id=self.client_id, enable_auto_commit=False,
-                                        auto_offset_reset=kafka.start, max_poll_records=FETCH_RECORDS)
-            try:
-                await consumer.start()
-                await self._assign(feed, consumer)
-                self._mark(feed, True, "")
-                delay = RETRY_MIN_S
-                await self._poll(feed, consumer, emit)
-            except (KafkaError, OSError, TimeoutError) as exc:
-                self._mark(feed, False, str(exc) or type(exc).__name__)
-                await self.clock.sleep(delay)
-                delay = min(RETRY_MAX_S, delay * 2)
-            finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(consumer.stop())
+            child = self._children[feed.device.id] = DecodeProcess(feed.device, feed.route, self.client_id,
+                                                                   self.comm_fail_every_ms)
+            child.start()
+            while (message := await child.receive()) is not None:
+                if message[0] == "state":
+                    self._mark(feed, message[1], message[2])
+                    if message[1]:
+                        delay = RETRY_MIN_S
+                else:
+                    await self._emit(feed, message[2], emit)
+                    child.taken(message[1])
+            await child.stop()  # it has exited: reap it
+            self._mark(feed, False, PROCESS_EXITED)
+            await self.clock.sleep(delay)
+            delay = min(RETRY_MAX_S, delay * 2)
+
+    async def _emit(self, feed: _Feed, decoded: Decoded, emit: Emit) -> None:
+        """Count a poll's readings and problems, and emit its readings in batches the alarm core takes in cache."""
+        self._account(feed, decoded)
+        batch = decoded.batch
+        for start in range(0, len(batch), MAX_EMIT_ROWS):
+            await emit(batch if len(batch) <= MAX_EMIT_ROWS else batch.take(slice(start, start + MAX_EMIT_ROWS)))
 
     async def _report_away(self, emit: Emit, started_ms: int) -> None:
         """Every ``comm_fail_every_s``: COMM_FAIL rows for the sensors of topics that cannot be consumed (a first
@@ -144,54 +153,6 @@ class KafkaSource:
                 n = len(sensors)
                 await emit(ReadingBatch(sensors, np.full(n, now, dtype=np.int64), np.full(n, np.nan),
                                         np.full(n, Quality.COMM_FAIL, dtype=np.uint8)))
-
-    async def _assign(self, feed: _Feed, consumer: AIOKafkaConsumer) -> None:
-        """Ask the cluster for the topic's partitions and take any new ones (KafkaError when it does not answer or
-        has no such topic)."""
-        kafka = feed.device.kafka
-        assert kafka is not None
-        topics = await asyncio.wait_for(consumer.topics(), PROBE_TIMEOUT_S)
-        if kafka.topic not in topics:
-            raise KafkaError(f"the cluster has no topic {kafka.topic!r}")
-        wanted = {TopicPartition(kafka.topic, p) for p in consumer.partitions_for_topic(kafka.topic) or ()}
-        if wanted != consumer.assignment():
-            consumer.assign(sorted(wanted))
-
-    async def _poll(self, feed: _Feed, consumer: AIOKafkaConsumer, emit: Emit) -> None:
-        """Poll until the cluster stops answering; ask it again every ``comm_fail_every_s`` while no records come."""
-        quiet_since = self.clock.now_ms()
-        while True:
-            batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=FETCH_RECORDS)
-            records = [r for part in batches.values() for r in part]
-            if not records:
-                if self.clock.now_ms() - quiet_since >= self.comm_fail_every_ms:
-                    await self._assign(feed, consumer)  # a quiet topic or a lost cluster? (and new partitions)
-                    quiet_since = self.clock.now_ms()
-                continue
-            quiet_since = self.clock.now_ms()
-            decoded = self._decode(feed, records)
-            self._account(feed, decoded)
-            batch = decoded.batch
-            for start in range(0, len(batch), MAX_EMIT_ROWS):  # the alarm core is fastest on batches in cache
-                await emit(batch if len(batch) <= MAX_EMIT_ROWS else batch.take(slice(start, start + MAX_EMIT_ROWS)))
-            await consumer.commit()
-
-    def _decode(self, feed: _Feed, records: list) -> Decoded:
-        """Records to readings: each record's key names its sensor where the device needs one."""
-        now = self.clock.now_ms()
-        messages, unkeyed = [], 0
-        for record in records:
-            if record.key is not None:
-                messages.append((record.key.decode("utf-8", "replace"), record.value or b"", now))
-            elif feed.route.keyed:
-                unkeyed += 1
-            else:
-                messages.append(("", record.value or b"", now))
-        decoded = feed.decoder.decode(messages)
-        if unkeyed:
-            decoded.rejections.append(Rejection(Reason.UNKNOWN_SENSOR, "records without a key (a json_value record's "
-                                                "key names its sensor)", unkeyed, "<no key>"))
-        return decoded
 
     def _account(self, feed: _Feed, decoded: Decoded) -> None:
         """Count readings, sequence gaps and rejections; log each (key, reason) once at WARNING, then at DEBUG."""
@@ -225,7 +186,7 @@ class KafkaSource:
                 log.warning("Kafka %s recovered: consuming again after %.1f s", feed.label,
                             (now - feed.down_since_ms) / 1000)
             else:
-                log.info("Kafka %s: consuming (group %s)", feed.label, feed.group)
+                log.info("Kafka %s: consuming (group %s)", feed.label, consumer_group(feed.device))
             feed.down_since_ms = None
         else:
             DEVICE_FAILURES.labels(feed.device.id).inc()

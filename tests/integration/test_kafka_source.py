@@ -6,6 +6,9 @@ reached shows as COMM_FAIL quality."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -99,8 +102,12 @@ def value(sensor: str, v: float, ts: int) -> tuple[bytes, bytes]:
     return sensor.encode(), orjson.dumps({"value": v, "ts": ts})
 
 
+IN_PROCESS = pytest.mark.parametrize("decode_process", [False, True], ids=["in-loop", "decode-process"])
+
+
+@IN_PROCESS
 async def test_records_become_readings_bad_ones_are_counted_and_a_second_run_resumes(
-    kafka_broker: TansuHandle, tmp_path: Path
+    kafka_broker: TansuHandle, tmp_path: Path, decode_process: bool
 ) -> None:
     tag = f"ks{uuid.uuid4().hex[:8]}"
     site = kafka_site(tmp_path, kafka_broker.bootstrap, tag)
@@ -116,7 +123,7 @@ async def test_records_become_readings_bad_ones_are_counted_and_a_second_run_res
         (values, b"E0-PT2", orjson.dumps({"value": None, "ts": t0, "status": "fault"})),
         (points, None, orjson.dumps({"points": [["E1-PT0", t0, 1.5], ["E1-PT1", t0, "high"], ["E1-PT2", t0, 7.0]]})),
     ])
-    first = KafkaSource(site, SystemClock())
+    first = KafkaSource(site, SystemClock(), decode_process=decode_process)
     sink = Collected()
     await run_until(first, sink, lambda: len(sink.rows(site)) == 5, 30)
     rows = sorted(sink.rows(site))
@@ -130,22 +137,93 @@ async def test_records_become_readings_bad_ones_are_counted_and_a_second_run_res
 
     await produce(kafka_broker.bootstrap, [(values, *value("E0-PT0", 40.0, t0 + 1000))])
     sink_again = Collected()
-    await run_until(KafkaSource(site, SystemClock()), sink_again, lambda: bool(sink_again.rows(site)), 30)
+    await run_until(KafkaSource(site, SystemClock(), decode_process=decode_process), sink_again,
+                    lambda: bool(sink_again.rows(site)), 30)
     await asyncio.sleep(1.0)  # anything the first run took would arrive with the new record
     assert sink_again.rows(site) == [("E0-PT0", t0 + 1000, 40.0)]
 
 
+@IN_PROCESS
 @pytest.mark.parametrize("reachable", [False, True], ids=["no-cluster", "no-topic"])
 async def test_a_topic_that_cannot_be_consumed_shows_as_comm_fail(
-    kafka_broker: TansuHandle, tmp_path: Path, reachable: bool
+    kafka_broker: TansuHandle, tmp_path: Path, reachable: bool, decode_process: bool
 ) -> None:
     bootstrap = kafka_broker.bootstrap if reachable else f"127.0.0.1:{free_port()}"
     site = kafka_site(tmp_path, bootstrap, f"ks{uuid.uuid4().hex[:8]}")  # topics never created
-    source = KafkaSource(site, SystemClock(), comm_fail_every_s=0.5, connect_grace_s=0.5)
+    source = KafkaSource(site, SystemClock(), comm_fail_every_s=0.5, connect_grace_s=0.5,
+                         decode_process=decode_process)
     sink = Collected()
     await run_until(source, sink, lambda: {s for s, _, _ in sink.rows(site, Quality.COMM_FAIL)} == {
         info.sensor.id for info in site.sensors}, 30)
     assert not any(s["connected"] for s in source.stats().values())
+
+
+@IN_PROCESS
+async def test_a_poll_not_yet_emitted_when_the_source_stops_is_read_again(
+    kafka_broker: TansuHandle, tmp_path: Path, decode_process: bool
+) -> None:
+    """Offsets are committed only for polls the pipeline took: a record whose emit never returned comes again."""
+    tag = f"ks{uuid.uuid4().hex[:8]}"
+    site = kafka_site(tmp_path, kafka_broker.bootstrap, tag)
+    values = f"{tag}.values"
+    await make_topics(kafka_broker.bootstrap, values, f"{tag}.points")
+    t0 = int(time.time() * 1000) - 5_000
+    await produce(kafka_broker.bootstrap, [(values, *value("E0-PT0", 1.0, t0))])
+    sink = Collected()
+    await run_until(KafkaSource(site, SystemClock(), decode_process=decode_process), sink,
+                    lambda: len(sink.rows(site)) == 1, 30)
+
+    await produce(kafka_broker.bootstrap, [(values, *value("E0-PT0", 2.0, t0 + 1000))])
+    held = asyncio.Event()
+
+    async def hold(batch: ReadingBatch) -> None:  # a pipeline that never finishes taking the batch
+        held.set()
+        await asyncio.Event().wait()
+
+    stuck = asyncio.create_task(KafkaSource(site, SystemClock(), decode_process=decode_process).run(hold))
+    await asyncio.wait_for(held.wait(), 30)
+    stuck.cancel()
+    await asyncio.gather(stuck, return_exceptions=True)
+
+    again = Collected()
+    await run_until(KafkaSource(site, SystemClock(), decode_process=decode_process), again,
+                    lambda: bool(again.rows(site)), 30)
+    await asyncio.sleep(1.0)
+    assert again.rows(site) == [("E0-PT0", t0 + 1000, 2.0)]
+
+
+async def test_a_decode_process_that_dies_is_started_again_and_its_topic_read_on(
+    kafka_broker: TansuHandle, tmp_path: Path
+) -> None:
+    tag = f"ks{uuid.uuid4().hex[:8]}"
+    site = kafka_site(tmp_path, kafka_broker.bootstrap, tag)
+    values = f"{tag}.values"
+    await make_topics(kafka_broker.bootstrap, values, f"{tag}.points")
+    t0 = int(time.time() * 1000) - 5_000
+    await produce(kafka_broker.bootstrap, [(values, *value("E0-PT0", 1.0, t0))])
+    source = KafkaSource(site, SystemClock(), decode_process=True)
+    sink = Collected()
+    task = asyncio.create_task(source.run(sink.emit))
+    try:
+        deadline = time.monotonic() + 30
+        while not sink.rows(site):
+            assert time.monotonic() < deadline and not task.done(), source.stats()
+            await asyncio.sleep(0.1)
+        children = [p for p in multiprocessing.active_children() if p.name == "tankwatch-kafka-decode-platform-E0"]
+        assert len(children) == 1
+        os.kill(children[0].pid, signal.SIGKILL)
+        while source.stats()[f"{kafka_broker.bootstrap}/{values}"]["connected"]:
+            assert time.monotonic() < deadline and not task.done(), source.stats()
+            await asyncio.sleep(0.05)
+        await produce(kafka_broker.bootstrap, [(values, *value("E0-PT0", 2.0, t0 + 1000))])
+        while ("E0-PT0", t0 + 1000, 2.0) not in sink.rows(site):
+            assert time.monotonic() < deadline and not task.done(), source.stats()
+            await asyncio.sleep(0.1)
+        assert source.stats()[f"{kafka_broker.bootstrap}/{values}"]["connected"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("tankwatch-kafka-decode")]
 
 
 async def test_the_ingest_stage_publishes_what_a_data_platform_streams(kafka_broker: TansuHandle,
