@@ -434,6 +434,9 @@ class KafkaDevice(Strict):
     group: str | None = Field(default=None, min_length=1, max_length=255)
     # Where a group without committed offsets starts: live data (tankwatch default) or the topic's whole retention.
     start: Literal["latest", "earliest"] = "latest"
+    # Whether each record batch's CRC-32C is checked as it is read, catching a batch corrupted on a broker's disk:
+    # on as in Kafka's Java client (tankwatch default); librdkafka, under Quix Streams, leaves it off.
+    check_crcs: bool = True
     payload: MqttPayload = Field(default_factory=MqttPayload)
     sensors: list[Id] = Field(min_length=1)
 

@@ -42,17 +42,20 @@ class _Child:
         self.done = asyncio.Event()
 
     async def run(self) -> None:
+        """Read until told to stop; a failure of the reader itself ends the process (the parent starts another)."""
         loop = asyncio.get_running_loop()
         loop.add_reader(self.conn.fileno(), self._receive)
         reading = asyncio.create_task(self.reader.run(self._deliver))
+        stopping = asyncio.create_task(self.done.wait())
         try:
-            await asyncio.wait([reading, asyncio.create_task(self.done.wait())], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([reading, stopping], return_when=asyncio.FIRST_COMPLETED)
         finally:
             loop.remove_reader(self.conn.fileno())
-            reading.cancel()
-            await asyncio.gather(reading, return_exceptions=True)  # commits what was taken
-        if reading.done() and not reading.cancelled() and reading.exception() is not None:
-            raise reading.exception()  # type: ignore[misc]
+            for task in (reading, stopping):
+                task.cancel()
+            await asyncio.gather(reading, stopping, return_exceptions=True)  # the reader commits what was taken
+        if not reading.cancelled() and (error := reading.exception()) is not None:
+            raise error
 
     def _state(self, consuming: bool, error: str) -> None:
         with contextlib.suppress(OSError):

@@ -54,7 +54,8 @@ class TopicReader:
             # offsets (no joins or rebalances, which take seconds and would show as gaps).
             consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka.bootstrap, group_id=self.group,
                                         client_id=self.client_id, enable_auto_commit=False,
-                                        auto_offset_reset=self.kafka.start, max_poll_records=FETCH_RECORDS)
+                                        auto_offset_reset=self.kafka.start, check_crcs=self.kafka.check_crcs,
+                                        max_poll_records=FETCH_RECORDS)
             try:
                 await consumer.start()
                 await self._assign(consumer)
