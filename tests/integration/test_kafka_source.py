@@ -158,17 +158,24 @@ async def test_a_topic_that_cannot_be_consumed_shows_as_comm_fail(
     assert not any(s["connected"] for s in source.stats().values())
 
 
-@IN_PROCESS
-async def test_a_poll_not_yet_emitted_when_the_source_stops_is_read_again(
-    kafka_broker: TansuHandle, tmp_path: Path, decode_process: bool
-) -> None:
-    """Offsets are committed only for polls the pipeline took: a record whose emit never returned comes again."""
+async def one_reading_on_fresh_topics(kafka_broker: TansuHandle, tmp_path: Path) -> tuple[Site, str, int]:
+    """The test site on topics of its own, with one reading (E0-PT0 = 1.0 at t0) on the values topic:
+    (site, values topic, t0)."""
     tag = f"ks{uuid.uuid4().hex[:8]}"
     site = kafka_site(tmp_path, kafka_broker.bootstrap, tag)
     values = f"{tag}.values"
     await make_topics(kafka_broker.bootstrap, values, f"{tag}.points")
     t0 = int(time.time() * 1000) - 5_000
     await produce(kafka_broker.bootstrap, [(values, *value("E0-PT0", 1.0, t0))])
+    return site, values, t0
+
+
+@IN_PROCESS
+async def test_a_poll_not_yet_emitted_when_the_source_stops_is_read_again(
+    kafka_broker: TansuHandle, tmp_path: Path, decode_process: bool
+) -> None:
+    """Offsets are committed only for polls the pipeline took: a record whose emit never returned comes again."""
+    site, values, t0 = await one_reading_on_fresh_topics(kafka_broker, tmp_path)
     sink = Collected()
     await run_until(KafkaSource(site, SystemClock(), decode_process=decode_process), sink,
                     lambda: len(sink.rows(site)) == 1, 30)
@@ -195,12 +202,7 @@ async def test_a_poll_not_yet_emitted_when_the_source_stops_is_read_again(
 async def test_a_decode_process_that_dies_is_started_again_and_its_topic_read_on(
     kafka_broker: TansuHandle, tmp_path: Path
 ) -> None:
-    tag = f"ks{uuid.uuid4().hex[:8]}"
-    site = kafka_site(tmp_path, kafka_broker.bootstrap, tag)
-    values = f"{tag}.values"
-    await make_topics(kafka_broker.bootstrap, values, f"{tag}.points")
-    t0 = int(time.time() * 1000) - 5_000
-    await produce(kafka_broker.bootstrap, [(values, *value("E0-PT0", 1.0, t0))])
+    site, values, t0 = await one_reading_on_fresh_topics(kafka_broker, tmp_path)
     source = KafkaSource(site, SystemClock(), decode_process=True)
     sink = Collected()
     task = asyncio.create_task(source.run(sink.emit))
