@@ -454,6 +454,16 @@ def test_flat_line_raises_a_credibility_alarm_and_clears_on_change():
     assert events == [("FLAT", "raised", 3000), ("FLAT", "cleared", 5000)]
 
 
+def test_a_flat_run_that_starts_inside_a_batch_is_timed_from_its_first_reading():
+    """The screen judges a flat-line sensor by the batch's last step (20 → 20: no change), not by the step from the
+    value before the batch (10 → 20): the run starts at 1 s, so it has lasted 3 s at 4 s."""
+    site = make_site([level(h=100, flatline_s=3, flatline_tolerance=0.01)])
+    core = AlarmCore(site)
+    assert core.evaluate(batch([(0, 0, 10)])) == []
+    assert core.evaluate(batch([(0, 1000, 20), (0, 2000, 20)])) == []
+    assert brief(core.evaluate(batch([(0, 4000, 20)]))) == [("FLAT", "raised", 4000)]
+
+
 def test_rate_of_change_over_windows_in_units_per_minute():
     site = make_site([level(hh=19, roc_per_min=0.5, roc_window_s=60)])
     rows = [(0, t * 1000, 5 + 0.001 * t) for t in range(0, 200, 10)]  # 0.06 m/min: fine
