@@ -13,19 +13,6 @@ import numpy as np
 from numba import njit
 
 NO_TS = -1  # as in the core: "never"
-# The fields of a slot's row (int64; the values' columns read as float64): the last reading's time, the readings
-# so far, the comm-loss delay, the rate-of-change window (0: none), the last value, the value before it and the
-# quiet band's bounds.
-LAST_T, READINGS, STALE, WINDOW, LAST_V, BEFORE, HIGH, LOW = range(8)
-LINE_BYTES = 64
-
-
-@njit(cache=True, nogil=True)
-def _rows_of_a_line(n):
-    """An uninitialised (n, 8) int64 table whose rows each fill one 64-byte cache line."""
-    spare = np.empty(n * 8 + 8, dtype=np.int64)
-    skip = (-spare.ctypes.data) % LINE_BYTES // 8
-    return spare[skip: skip + n * 8].reshape((n, 8))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")  # numpy's float division: a zero time step divides to inf
@@ -43,14 +30,10 @@ def screen(
     slots = min(m, len(local))  # a slot per sensor of the batch, in the order they first appear
     ids = np.empty(slots, dtype=np.int64)  # slot → sensor
     hot = np.zeros(slots, dtype=np.bool_)
-    # A slot's row of the table holds what its sensor's next reading is judged against, so after its first reading
-    # a sensor's readings touch that one 64-byte row (a cache line) and nothing of the sensor-wide state; the
-    # first reading's time and the rate window's anchor, rarely read, are beside it.
-    table = _rows_of_a_line(slots)
-    numbers = table.view(np.float64)
-    first_t = np.empty(slots, dtype=np.int64)
-    anchor_t = np.empty(slots, dtype=np.int64)
-    anchor_v = np.empty(slots)
+    # A slot's row of each table holds what its sensor's next reading is judged against, so after its first
+    # reading a sensor's readings touch two rows and nothing of the sensor-wide state.
+    ints = np.empty((slots, 6), dtype=np.int64)  # first t, last t, readings, anchor t, comm-loss delay, rate window
+    floats = np.empty((slots, 5))  # last value, the value before it, anchor value, band high, band low
     n = 0
     for i in range(m):
         x = sensor[i]
@@ -62,48 +45,46 @@ def screen(
             n += 1
             local[x] = j
             ids[j] = x
-            first_t[j] = ti
-            table[j, READINGS] = 0
-            table[j, STALE] = stale[x]
-            table[j, WINDOW] = roc_window[x] if has_roc[x] else 0
-            numbers[j, BEFORE] = prev_good_v[x]
-            numbers[j, HIGH] = band_high[x]
-            numbers[j, LOW] = band_low[x]
+            ints[j, 0] = ti
+            ints[j, 2] = 0
+            ints[j, 4] = stale[x]
+            ints[j, 5] = roc_window[x] if has_roc[x] else 0
+            floats[j, 1] = prev_good_v[x]
+            floats[j, 3] = band_high[x]
+            floats[j, 4] = band_low[x]
             h = busy[x] or ti < last_ts[x]
-            if table[j, STALE] > 0:
+            if ints[j, 4] > 0:
                 ref = last_data_ts[x]
                 if ref == NO_TS and started_ms != NO_TS:
                     ref = started_ms
-                if ref != NO_TS and ti - ref >= table[j, STALE]:
+                if ref != NO_TS and ti - ref >= ints[j, 4]:
                     h = True
-            window = table[j, WINDOW]
-            if window:
-                anchor_t[j] = roc_at[x]
-                anchor_v[j] = roc_av[x]
+            if ints[j, 5]:
+                ints[j, 3] = roc_at[x]
+                floats[j, 2] = roc_av[x]
                 before = prev_good_ts[x]
-                is_anchor = before == NO_TS or ti // window != before // window
+                is_anchor = before == NO_TS or ti // ints[j, 5] != before // ints[j, 5]
             else:
                 is_anchor = False
         else:
             h = hot[j]
-            d = ti - table[j, LAST_T]
-            if d < 0 or (table[j, STALE] > 0 and d >= table[j, STALE]):
+            d = ti - ints[j, 1]
+            if d < 0 or (ints[j, 4] > 0 and d >= ints[j, 4]):
                 h = True
-            numbers[j, BEFORE] = numbers[j, LAST_V]
-            window = table[j, WINDOW]
-            is_anchor = window != 0 and ti // window != table[j, LAST_T] // window
-        if quality[i] != 0 or not numbers[j, LOW] < vi < numbers[j, HIGH]:  # a NaN or infinite value too
+            floats[j, 1] = floats[j, 0]
+            is_anchor = ints[j, 5] != 0 and ti // ints[j, 5] != ints[j, 1] // ints[j, 5]
+        if quality[i] != 0 or not floats[j, 4] < vi < floats[j, 3]:  # a NaN or infinite value too
             h = True
         if is_anchor:
-            at = anchor_t[j]
-            if at != NO_TS and abs((vi - anchor_v[j]) * 60000.0 / (ti - at)) >= roc_limit[x]:
+            at = ints[j, 3]
+            if at != NO_TS and abs((vi - floats[j, 2]) * 60000.0 / (ti - at)) >= roc_limit[x]:
                 h = True
-            anchor_t[j] = ti
-            anchor_v[j] = vi
+            ints[j, 3] = ti
+            floats[j, 2] = vi
         hot[j] = h
-        table[j, LAST_T] = ti
-        numbers[j, LAST_V] = vi
-        table[j, READINGS] += 1
+        ints[j, 1] = ti
+        floats[j, 0] = vi
+        ints[j, 2] += 1
 
     quiet_readings = 0
     n_hot = 0
@@ -111,25 +92,24 @@ def screen(
         x = ids[j]
         local[x] = -1
         if not hot[j] and has_flat[x]:
-            run_from = flat_start[x] if prev_good_ts[x] != NO_TS else first_t[j]
-            last = numbers[j, BEFORE]
-            if (table[j, LAST_T] - run_from >= flat_ms[x]
-                    or not (np.isnan(last) or abs(numbers[j, LAST_V] - last) > flat_tol[x])):
+            run_from = flat_start[x] if prev_good_ts[x] != NO_TS else ints[j, 0]
+            last = floats[j, 1]
+            if ints[j, 1] - run_from >= flat_ms[x] or not (np.isnan(last) or abs(floats[j, 0] - last) > flat_tol[x]):
                 hot[j] = True
         if hot[j]:
             n_hot += 1
             continue
-        quiet_readings += table[j, READINGS]
-        last_t = table[j, LAST_T]
+        quiet_readings += ints[j, 2]
+        last_t = ints[j, 1]
         last_ts[x] = last_t
         last_data_ts[x] = last_t
         prev_good_ts[x] = last_t
-        prev_good_v[x] = numbers[j, LAST_V]
+        prev_good_v[x] = floats[j, 0]
         if has_flat[x]:
             flat_start[x] = last_t  # its last step was a change (else it would be hot)
-        if table[j, WINDOW]:
-            roc_at[x] = anchor_t[j]
-            roc_av[x] = anchor_v[j]
+        if ints[j, 5]:
+            roc_at[x] = ints[j, 3]
+            roc_av[x] = floats[j, 2]
 
     hot_sensors = np.empty(n_hot, dtype=np.int64)
     k = 0
