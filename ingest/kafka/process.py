@@ -10,6 +10,7 @@ import multiprocessing.process
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ingest.child import join_or_terminate
 from ingest.kafka.topic import TopicReader
 from ingest.mqtt.payload import Decoded, DeviceRoute
 from tankwatch.clock import SystemClock
@@ -17,7 +18,6 @@ from tankwatch.gc_tuning import tune_for_streaming
 from tankwatch.site import Device
 
 AHEAD = 2  # polls a decode process sends before the parent has taken the first: it reads one while one is evaluated
-STOP_WAIT_S = 5.0
 
 # Child → parent: ("state", consuming, error) | ("read", number, Decoded); parent → child: ("taken", number) | "stop".
 Message = tuple[Any, ...]
@@ -82,9 +82,7 @@ class _Child:
             self.done.set()
             return
         _, number = message
-        taken = self.unacked.pop(number, None)
-        if taken is not None and not taken.done():
-            taken.set_result(None)
+        self.unacked.pop(number).set_result(None)
         self.acked.set()
 
 
@@ -130,7 +128,7 @@ class DecodeProcess:
             self._conn.send(("taken", number))
 
     async def stop(self) -> None:
-        """Ask the child to stop (it commits what was taken) and wait for it (terminated after STOP_WAIT_S)."""
+        """Ask the child to stop (it commits what was taken) and wait for it (terminated if it does not exit)."""
         process, conn = self._process, self._conn
         self._process = None
         if process is None or conn is None:
@@ -139,13 +137,6 @@ class DecodeProcess:
             asyncio.get_running_loop().remove_reader(conn.fileno())
         with contextlib.suppress(OSError):
             conn.send("stop")
-        await asyncio.to_thread(_join, process)
+        await asyncio.to_thread(join_or_terminate, process)
         conn.close()
 
-
-def _join(process: multiprocessing.process.BaseProcess) -> None:
-    """Wait for a process to exit; terminate it when it has not after STOP_WAIT_S."""
-    process.join(timeout=STOP_WAIT_S)
-    if process.is_alive():
-        process.terminate()
-        process.join(timeout=STOP_WAIT_S)

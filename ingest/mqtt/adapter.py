@@ -25,6 +25,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from ingest.child import STOP_WAIT_S, join_or_terminate
 from ingest.mqtt.payload import Decoded, DeviceRoute, MessageDecoder
 from tankwatch.clock import Clock, SystemClock
 from tankwatch.config import Site
@@ -607,7 +608,7 @@ class _ProcessLink(_LinkAccounts):
         return decoded, state
 
     def stop(self) -> None:
-        """Ask the child to stop, wait for it (terminate after 5 s), and join the reader thread."""
+        """Ask the child to stop, wait for it (terminate after STOP_WAIT_S), and join the reader thread."""
         with self.lock:
             self._stopping = True
             self.lock.notify_all()
@@ -618,12 +619,9 @@ class _ProcessLink(_LinkAccounts):
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.send("stop")
-        process.join(timeout=5)
-        if process.is_alive():
-            process.terminate()
-            process.join(timeout=5)
+        join_or_terminate(process)
         if self._reader is not None:
-            self._reader.join(timeout=5)
+            self._reader.join(timeout=STOP_WAIT_S)
         if conn is not None:
             conn.close()
         for device in self.device_ids:
