@@ -26,6 +26,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from alarms.limit_pass import CLEAR as _CLEAR
+from alarms.limit_pass import RAISE as _RAISE
+from alarms.limit_pass import REALARM as _REALARM
+from alarms.limit_pass import limit_pass
 from alarms.rules import (
     COMM,
     CONDITION_INDEX,
@@ -61,7 +65,6 @@ KNOWN_QUALITIES = max(Quality) + 1
 N_CONDITIONS = len(CONDITIONS)
 N_LIMITS = N_CONDITIONS - FIRST_LIMIT
 _QUALITY_LABELS = [Quality(q).label for q in range(KNOWN_QUALITIES)]
-_RAISE, _CLEAR, _REALARM = 0, 1, 2
 # actions as text for the bulk ids (formatting the enum member for each id is slow)
 _RAISED, _CLEARED = AlarmAction.RAISED.value, AlarmAction.CLEARED.value
 _LATCHING_COLS = frozenset(CONDITION_INDEX[c] for c in LATCHING)
@@ -278,6 +281,7 @@ class AlarmCore:
         none = np.zeros(0, np.intp)
         self._screen(none, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8), none)
         by_sensor(none, 0)
+        self._exact_limits(none, np.zeros(0, np.int64), np.zeros(0), none, none, _Transitions.empty())
         self.drops = DropLog(log)
         self._counts: Counter[str] = Counter()
         for key in (
@@ -529,7 +533,7 @@ class AlarmCore:
             self._exact_roc(*(a[roc] for a in (s, t, v, prev_t, row)), trans)
         self.prev_good_ts[seg_sensor] = t[ends]
         self.prev_good_v[seg_sensor] = v[ends]
-        self._exact_limits(s, t, v, row, start, starts, trans)
+        self._exact_limits(s, t, v, row, starts, trans)
 
     def _exact_flat(
         self, s: np.ndarray, t: np.ndarray, v: np.ndarray, prev_v: np.ndarray, row: np.ndarray, trans: _Transitions
@@ -581,75 +585,19 @@ class AlarmCore:
         self.roc_at[seg_sensor] = t[ends]
         self.roc_av[seg_sensor] = v[ends]
 
-    def _exact_limits(
-        self, s: np.ndarray, t: np.ndarray, v: np.ndarray, row: np.ndarray, start: np.ndarray, starts: np.ndarray,
-        trans: _Transitions,
-    ) -> None:
-        """Limits with deadband, on/off delay and re-alarm, as per-slot latches over (limit, reading) pairs.
-
-        The pairs are limit-major over the readings (grouped by sensor): each slot's readings are contiguous and
-        in arrival order. Only limits some sensor of the batch has take part; a disabled limit never moves.
-        """
-        bits = int(np.bitwise_or.reduce(self._limit_bits[s[starts]]))
-        if bits == 0:
-            return
-        cols = np.array([c for c in range(N_LIMITS) if bits >> c & 1])
-        k, n_cols = len(s), len(cols)
-        n_pairs = k * n_cols
-        slot = ((s * N_CONDITIONS)[None, :] + (cols + FIRST_LIMIT)[:, None]).ravel()
-        ts = np.tile(t, n_cols)
-        first = np.tile(start, n_cols)
-        index = np.arange(n_pairs)
-        x = (self._limit_sign[cols][:, None] * v).ravel()
-        limit = ((s * N_LIMITS)[None, :] + cols[:, None]).ravel()
-        up = x >= self._enter[limit]
-        down = x < self._leave[limit]
-        carry_region = self.region[slot]
-        region = _latch(up | down, up, first, carry_region, index)
-        region_before = _before(region, first, carry_region)
-        carry_active = self.active_flag[slot]
-        last = np.empty(n_pairs, dtype=bool)  # each slot's last pair: where its state is kept
-        last[-1] = True
-        last[:-1] = first[1:]
-        kept = slot[last]
-        if self._timed[s].any():
-            entered = region & ~region_before
-            exited = region_before & ~region
-            enter_ts = _fill(entered, ts, first, self.enter_ts[slot], index)
-            exit_ts = _fill(exited, ts, first, self.exit_ts[slot], index)
-            set_ = region & (ts - enter_ts >= self._on[slot])
-            reset = ~region & (ts - exit_ts >= self._off[slot])
-            active = _latch(set_ | reset, set_, first, carry_active, index)
-            self.enter_ts[kept] = enter_ts[last]
-            self.exit_ts[kept] = exit_ts[last]
-        else:  # no delays: the alarm is active exactly while the reading is in the region
-            active = region
-            firsts = np.flatnonzero(first)
-            self.enter_ts[kept] = _last_ts(region & ~region_before, ts, firsts, self.enter_ts[kept])
-            self.exit_ts[kept] = _last_ts(region_before & ~region, ts, firsts, self.exit_ts[kept])
-        active_before = _before(active, first, carry_active)
-        raised = active & ~active_before
-        cleared = active_before & ~active
-        # re-alarm: interval k = (ts - raise) // realarm counted while the occurrence stays active (the lifecycle
-        # keeps each slot's raise time: _settle)
-        realarm_ms = self._realarm[s]
-        if realarm_ms.any():
-            raise_ts = _fill(raised, ts, first, self.raise_ts[slot], index)
-            realarm_ms = np.tile(realarm_ms, n_cols)
-            stay = active & active_before & (realarm_ms > 0)
-            k_now = np.where(stay, (ts - raise_ts) // np.maximum(realarm_ms, 1), 0)
-            realarm = stay & (k_now > _before(k_now, first, self.realarm_k[slot]))
-            self.realarm_k[kept] = k_now[last]
-        else:
-            self.realarm_k[kept] = 0
-            realarm = None
-        self.region[kept] = region[last]
-
-        for kind, moved in ((_RAISE, raised), (_CLEAR, cleared), (_REALARM, realarm)):
-            if moved is not None:
-                i = np.flatnonzero(moved)
-                r = i % k
-                trans.add(slot[i], row[r], 0, kind, ts[i], v[r])
+    def _exact_limits(self, s: np.ndarray, t: np.ndarray, v: np.ndarray, row: np.ndarray, starts: np.ndarray,
+                      trans: _Transitions) -> None:
+        """Limits with deadband, on/off delay and re-alarm (the compiled ``alarms.limit_pass``)."""
+        n = self.n_sensors
+        at, slot, kind = limit_pass(
+            s, t, v, starts, self._limit_bits, self._timed, self._realarm, self._limit_sign,
+            self._enter.reshape(n, N_LIMITS), self._leave.reshape(n, N_LIMITS),
+            self.rules.on_delay_ms, self.rules.off_delay_ms, *(
+                a.reshape(n, N_CONDITIONS)
+                for a in (self.region, self.active_flag, self.enter_ts, self.exit_ts, self.raise_ts, self.realarm_k)
+            ),
+        )
+        trans.add(slot, row[at], 0, kind, t[at], v[at])
 
     def _update_busy(self, sensors: np.ndarray) -> None:
         """Recompute, for sensors whose state changed, whether their readings must all go exact and else the band of
@@ -1373,12 +1321,6 @@ def _fill(event: np.ndarray, ts: np.ndarray, start: np.ndarray, carry: np.ndarra
     """Timestamp of the latest ``event`` pair in the segment so far, else ``carry``."""
     last = np.maximum.accumulate(np.where(event | start, index, 0))
     return np.where(event[last], ts[last], carry)
-
-
-def _last_ts(event: np.ndarray, ts: np.ndarray, firsts: np.ndarray, carry: np.ndarray) -> np.ndarray:
-    """Per segment (starting at ``firsts``): the timestamp of its last ``event`` pair, else ``carry``."""
-    latest = np.maximum.reduceat(np.where(event, np.arange(len(event)), -1), firsts)
-    return np.where(latest >= 0, ts[latest], carry)
 
 
 def _last_of_runs(keys: np.ndarray) -> np.ndarray:
