@@ -320,7 +320,8 @@ class AlarmCore:
         self.realarm_k = np.zeros(slots, dtype=np.int32)  # re-alarms so far of the current stay
         self.current: dict[int, Occurrence] = {}  # slot → the occurrence its alarm is in, while active
         self.open: dict[str, Occurrence] = {}  # every open occurrence by id
-        self.last_raise: dict[int, tuple[int, int]] = {}  # slot → (ts, seq) of its latest raise
+        self.last_raise: dict[int, int] = {}  # slot → the time of its latest raise
+        self.raise_seq: dict[int, int] = {}  # slot → the sequence number of its latest raise, where not 0
         self.shelving: dict[int, Shelf] = {}  # slot → its shelf, while shelved
         self.started_ms: int | None = None  # first tick: the reference for sensors never heard
 
@@ -691,7 +692,7 @@ class AlarmCore:
         self._settle(slot, kinds, event_ts)
         order = np.lexsort((sub, cond, row, sensor, event_ts)).tolist()
         if not second:  # no transition gave a second event: a re-alarm withheld (None) is all there is to leave out
-            return self._count([e for e in map(first.__getitem__, order) if e is not None])
+            return self._count(list(filter(None, map(first.__getitem__, order))))  # (an event is always true)
         events = []
         for i in order:
             event = first[i]
@@ -717,9 +718,8 @@ class AlarmCore:
         starts = np.flatnonzero(np.append(True, _last_of_runs(slot)[:-1]))
         raising = kind[starts] == _RAISE
         r, c = starts[raising], starts[~raising]
-        last = map(self.last_raise.get, slot[r].tolist())
-        ok[r] &= np.fromiter((x is None or x[0] != when for x, when in zip(last, ts[r].tolist(), strict=True)),
-                             dtype=bool, count=len(r))
+        last = map(self.last_raise.get, slot[r].tolist(), repeat(NO_TS))
+        ok[r] &= np.fromiter(last, dtype=np.int64, count=len(r)) != ts[r]
         ended = map(self.current.get, slot[c].tolist())
         ok[c] &= np.fromiter((not (occ is None or occ.shelved or occ.suppressed) for occ in ended), dtype=bool,
                              count=len(c))
@@ -774,7 +774,11 @@ class AlarmCore:
         self.open.update(zip(occ_ids, occs, strict=True))
         carried.update(zip(r_slot, occs, strict=True))  # each slot's last raise wins
         last = _last_of_runs(sl[r])
-        self.last_raise.update(zip(sl[r][last].tolist(), zip(when[r][last].tolist(), repeat(0)), strict=True))
+        raised_slots = sl[r][last].tolist()
+        self.last_raise.update(zip(raised_slots, when[r][last].tolist(), strict=True))
+        if self.raise_seq:  # these raises are each the first of their time
+            for s in raised_slots:
+                self.raise_seq.pop(s, None)
         c_sensor, c_cond, c_ts = se[c].tolist(), co[c].tolist(), when[c].tolist()
         cleared = AlarmAction.CLEARED
         for p, eid, occ, j, x, y, t in zip(
@@ -814,9 +818,12 @@ class AlarmCore:
         The caller sets the slot's active flag, raise time and the sensor's busy flag (in bulk).
         """
         sensor, cond = divmod(slot, N_CONDITIONS)
-        last = self.last_raise.get(slot)
-        seq = last[1] + 1 if last is not None and last[0] == ts else 0
-        self.last_raise[slot] = (ts, seq)
+        seq = self.raise_seq.get(slot, 0) + 1 if self.last_raise.get(slot) == ts else 0
+        self.last_raise[slot] = ts
+        if seq:
+            self.raise_seq[slot] = seq
+        else:
+            self.raise_seq.pop(slot, None)
         sensor_id, name = self.sensor_ids[sensor], CONDITIONS[cond]
         occ_id = stable_id(sensor_id, name, ts) if seq == 0 else stable_id(sensor_id, name, ts, seq)
         occ = Occurrence(occ_id, slot, ts, seq, limit, note)
@@ -1181,8 +1188,8 @@ class AlarmCore:
             ],
             # only raises a future raise could share a millisecond with (none is dated before the last reading)
             "last_raise": [
-                [ids[slot // N_CONDITIONS], CONDITIONS[slot % N_CONDITIONS], ts, seq]
-                for slot, (ts, seq) in sorted(self.last_raise.items())
+                [ids[slot // N_CONDITIONS], CONDITIONS[slot % N_CONDITIONS], ts, self.raise_seq.get(slot, 0)]
+                for slot, ts in sorted(self.last_raise.items())
                 if ts >= last_ts[slot // N_CONDITIONS]
             ],
             "shelving": [
@@ -1239,7 +1246,9 @@ class AlarmCore:
         for sensor_id, name, ts, seq in snapshot["last_raise"]:
             slot = self._slot(sensor_id, name)
             if slot is not None:
-                self.last_raise[slot] = (int(ts), int(seq))
+                self.last_raise[slot] = int(ts)
+                if int(seq):
+                    self.raise_seq[slot] = int(seq)
         for sensor_id, name, until, user, reason, occ_id, *more in snapshot["shelving"]:
             slot = self._slot(sensor_id, name)
             if slot is None:
