@@ -29,7 +29,7 @@ import numpy as np
 from alarms.limit_pass import CLEAR as _CLEAR
 from alarms.limit_pass import RAISE as _RAISE
 from alarms.limit_pass import REALARM as _REALARM
-from alarms.limit_pass import limit_pass
+from alarms.limit_pass import busy_and_bands, limit_pass
 from alarms.rules import (
     COMM,
     CONDITION_INDEX,
@@ -309,9 +309,8 @@ class AlarmCore:
         self.oos = np.zeros(n, dtype=bool)
         self.oos_reason: dict[int, str] = {}
         self.busy = np.zeros(n, dtype=bool)  # every reading must go exact, whatever its value (see _update_busy)
-        out_high, out_low, _, _ = self._bands(np.arange(n))
-        self.band_high = out_high.min(axis=1) if n else np.zeros(0)  # a good reading strictly inside
-        self.band_low = out_low.max(axis=1) if n else np.zeros(0)  # (band_low, band_high) moves no limit
+        self.band_high = np.empty(n)  # a good reading strictly inside
+        self.band_low = np.empty(n)  # (band_low, band_high) moves no limit
         self.region = np.zeros(slots, dtype=bool)
         self.active_flag = np.zeros(slots, dtype=bool)
         self.enter_ts = np.zeros(slots, dtype=np.int64)
@@ -324,6 +323,7 @@ class AlarmCore:
         self.raise_seq: dict[int, int] = {}  # slot → the sequence number of its latest raise, where not 0
         self.shelving: dict[int, Shelf] = {}  # slot → its shelf, while shelved
         self.started_ms: int | None = None  # first tick: the reference for sensors never heard
+        self._update_busy(np.arange(n))
 
     # ------------------------------------------------------------------ evaluation
 
@@ -602,37 +602,13 @@ class AlarmCore:
 
     def _update_busy(self, sensors: np.ndarray) -> None:
         """Recompute, for sensors whose state changed, whether their readings must all go exact and else the band of
-        values that moves none of their limits.
-
-        Busy: out of service, any other condition not idle, a limit waiting out a delay (region and alarm differ)
-        or one in alarm with a re-alarm timer. A sensor merely in a limit alarm is not busy: a reading inside its
-        band can neither clear that alarm nor enter another limit.
-        """
+        values that moves none of their limits (the compiled ``alarms.limit_pass.busy_and_bands``)."""
         n = self.n_sensors
-        region = self.region.reshape(n, N_CONDITIONS)[sensors]
-        active = self.active_flag.reshape(n, N_CONDITIONS)[sensors]
-        in_limit = region[:, FIRST_LIMIT:]
-        other = (region[:, :FIRST_LIMIT] | active[:, :FIRST_LIMIT]).any(axis=1)
-        waiting = (in_limit != active[:, FIRST_LIMIT:]).any(axis=1)
-        realarming = (self._realarm[sensors] > 0) & in_limit.any(axis=1)
-        self.busy[sensors] = other | waiting | realarming | self.oos[sensors]
-        out_high, out_low, in_high, in_low = self._bands(sensors)
-        self.band_high[sensors] = np.where(in_limit, in_high, out_high).min(axis=1)
-        self.band_low[sensors] = np.where(in_limit, in_low, out_low).max(axis=1)
-
-    def _bands(self, sensors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per limit of ``sensors``, the values that keep its region as it is, as an open band (low, high) of the
-        reading, out of the region and in it: (out_high, out_low, in_high, in_low). Out of its region a high-type
-        limit stays out below enter, a low-type one above -enter; in it, a high-type limit stays at or above leave,
-        a low-type one at or below -leave. Disabled limits bound nothing. Derived when needed, not kept: four
-        tables of every limit would cost 256 bytes a sensor."""
-        n = self.n_sensors
-        signed = self._enter.reshape(n, N_LIMITS)[sensors]
-        leave = self._leave.reshape(n, N_LIMITS)[sensors]
-        enabled = np.isfinite(signed)
-        up = self._limit_sign > 0
-        return (np.where(enabled & up, signed, np.inf), np.where(enabled & ~up, -signed, -np.inf),
-                np.where(enabled & ~up, -leave, np.inf), np.where(enabled & up, leave, -np.inf))
+        busy_and_bands(
+            sensors, self.region.reshape(n, N_CONDITIONS), self.active_flag.reshape(n, N_CONDITIONS), self._realarm,
+            self.oos, self._limit_sign, self._enter.reshape(n, N_LIMITS), self._leave.reshape(n, N_LIMITS),
+            self.busy, self.band_high, self.band_low,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -88,3 +88,49 @@ def limit_pass(
             exit_ts[x, col] = xts
             realarm_k[x, col] = kk if every > 0 else 0
     return at[:n], slot[:n], kind[:n]
+
+
+@njit(cache=True, nogil=True)
+def busy_and_bands(
+    sensors,  # the sensors whose state changed
+    region, active, realarm, oos, sign, enter, leave,  # as in limit_pass (region and active of every condition)
+    busy, band_high, band_low,  # per sensor, written
+):
+    """Whether each sensor's readings must all go exact (busy), and else the open band (band_low, band_high) of
+    values that moves none of its limits.
+
+    Busy: out of service, a condition other than the limits not idle, a limit waiting out a delay (region and alarm
+    differ) or one in its region with a re-alarm timer. Out of its region a high-type limit stays out below enter, a
+    low-type one above -enter; in it, a high-type limit stays in at or above leave, a low-type one at or below
+    -leave; a disabled limit bounds nothing. So a sensor merely in a limit alarm is not busy: a reading inside its
+    band can neither clear that alarm nor enter another limit.
+    """
+    n_limits = enter.shape[1]
+    first_limit = region.shape[1] - n_limits
+    for x in sensors:
+        held = oos[x]
+        for col in range(first_limit):
+            if region[x, col] or active[x, col]:
+                held = True
+        high, low, inside_any = np.inf, -np.inf, False
+        for c in range(n_limits):
+            col = first_limit + c
+            inside = region[x, col]
+            if inside != active[x, col]:
+                held = True
+            inside_any = inside_any or inside
+            e = enter[x, c]
+            if not np.isfinite(e):
+                continue
+            if sign[c] > 0:
+                if inside:
+                    low = max(low, leave[x, c])
+                else:
+                    high = min(high, e)
+            elif inside:
+                high = min(high, -leave[x, c])
+            else:
+                low = max(low, -e)
+        busy[x] = held or (realarm[x] > 0 and inside_any)
+        band_high[x] = high
+        band_low[x] = low
