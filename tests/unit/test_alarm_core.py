@@ -464,6 +464,23 @@ def test_a_flat_run_that_starts_inside_a_batch_is_timed_from_its_first_reading()
     assert brief(core.evaluate(batch([(0, 4000, 20)]))) == [("FLAT", "raised", 4000)]
 
 
+def test_the_quiet_band_is_as_wide_as_the_limits_and_their_deadband_allow():
+    """A sensor's band is the values that move none of its limits: between L and H out of every region, from H's
+    leave value (H - deadband) to HH while in H, from LL to L's leave value while in L. Too narrow a band costs only
+    speed (the exact pass gives the same events), so the event tests cannot see it. A sensor with a re-alarm timer
+    in a region, or a limit waiting out a delay, is busy: its readings all go exact."""
+    site = make_site([level("A", ll=2, l=4, h=16, hh=18, deadband=0.5),
+                      level("B", h=16, deadband=0.5, realarm_s=60),
+                      level("C", h=16, deadband=0.5, on_delay_s=5)])
+    core = AlarmCore(site)
+    bands = lambda: [(float(lo), float(hi)) for lo, hi in zip(core.band_low, core.band_high, strict=True)]  # noqa: E731
+    assert bands() == [(4.0, 16.0), (-math.inf, 16.0), (-math.inf, 16.0)] and not core.busy.any()
+    core.evaluate(batch([(0, 0, 17.0), (1, 0, 17.0), (2, 0, 17.0)]))
+    assert bands()[0] == (15.5, 18.0) and core.busy.tolist() == [False, True, True]
+    core.evaluate(batch([(0, 1000, 3.0)]))
+    assert bands()[0] == (2.0, 4.5) and not core.busy[0]
+
+
 def test_rate_of_change_over_windows_in_units_per_minute():
     site = make_site([level(hh=19, roc_per_min=0.5, roc_window_s=60)])
     rows = [(0, t * 1000, 5 + 0.001 * t) for t in range(0, 200, 10)]  # 0.06 m/min: fine
