@@ -635,11 +635,16 @@ class AlarmCore:
         columns = (slot, sensor, cond, row, kinds, event_ts, values, np.concatenate(trans.note)[order])
         plain = self._plain_transitions(slot, kinds, event_ts)
         rest = np.flatnonzero(~plain)
+        by_action: Counter[AlarmAction] = Counter()
         if len(rest) < n:
-            self._apply_plain(np.flatnonzero(plain), slot, sensor, cond, kinds, event_ts, values, first)
+            bulk = np.flatnonzero(plain)
+            self._apply_plain(bulk, slot, sensor, cond, kinds, event_ts, values, first)
+            raised = int(np.count_nonzero(kinds[bulk] == _RAISE))
+            by_action.update({AlarmAction.RAISED: raised, AlarmAction.CLEARED: len(bulk) - raised})
             columns = tuple(c[rest] for c in columns)
+        rest_list = rest.tolist()
         for i, (sl, se, co, r, kind, when, value, note) in zip(
-            rest.tolist(), zip(*(c.tolist() for c in columns), strict=True), strict=True
+            rest_list, zip(*(c.tolist() for c in columns), strict=True), strict=True
         ):
             shown = None if value != value else value
             if kind == _RAISE:
@@ -666,9 +671,11 @@ class AlarmCore:
                     occ.acked = False
                     first[i] = self._event(occ, AlarmAction.REALARMED, when, shown, setpoints[se][co])
         self._settle(slot, kinds, event_ts)
+        by_action.update(map(_ACTION_OF, filter(None, map(first.__getitem__, rest_list))))  # (an event is always true)
+        by_action.update(map(_ACTION_OF, second.values()))
         order = np.lexsort((sub, cond, row, sensor, event_ts)).tolist()
         if not second:  # no transition gave a second event: a re-alarm withheld (None) is all there is to leave out
-            return self._count(list(filter(None, map(first.__getitem__, order))))  # (an event is always true)
+            return self._count(list(filter(None, map(first.__getitem__, order))), by_action)
         events = []
         for i in order:
             event = first[i]
@@ -676,7 +683,7 @@ class AlarmCore:
                 events.append(event)
                 if i in second:
                     events.append(second[i])
-        return self._count(events)
+        return self._count(events, by_action)
 
     def _plain_transitions(self, slot: np.ndarray, kind: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """Per transition (in slot, arrival order): whether its slot's raises and clears take the bulk path.
@@ -859,9 +866,11 @@ class AlarmCore:
             note, detail,
         )
 
-    def _count(self, events: list[AlarmEvent]) -> list[AlarmEvent]:
-        """Count events by action (here and in Prometheus) and pass them through."""
-        by_action = Counter(map(_ACTION_OF, events))
+    def _count(self, events: list[AlarmEvent], by_action: Counter[AlarmAction] | None = None) -> list[AlarmEvent]:
+        """Count events by action (here and in Prometheus), or take ``by_action`` as their count, and pass them
+        through."""
+        if by_action is None:
+            by_action = Counter(map(_ACTION_OF, events))
         for action, n in by_action.items():
             self._counts[action.value] += n
             ALARM_EVENTS.labels(action.value).inc(n)
