@@ -232,14 +232,12 @@ class AlarmCore:
         rules = self.rules
         # Limit conditions work on the direction-signed value x (x = v high-type, -v low-type): a limit enters
         # its region at x >= enter and leaves it at x < leave. Negation is exact in floating point. Both tables
-        # hold the limits only, sensor-major (index sensor × N_LIMITS + limit).
+        # hold the limits only (sensor × limit).
         direction = rules.direction.astype(np.float64)[FIRST_LIMIT:]
         setpoint = rules.setpoint[:, FIRST_LIMIT:]
         signed = setpoint * direction
-        self._enter = signed.ravel()
-        self._leave = (signed - np.where(np.isfinite(signed), rules.deadband[:, None], 0.0)).ravel()
-        self._on = rules.on_delay_ms.ravel()  # views of the compiled rules, which nothing changes
-        self._off = rules.off_delay_ms.ravel()
+        self._enter = signed
+        self._leave = signed - np.where(np.isfinite(signed), rules.deadband[:, None], 0.0)
         self._limit_sign = direction
         enabled = np.isfinite(setpoint)
         self._limit_bits = (enabled << np.arange(N_LIMITS)).sum(axis=1)  # enabled limits per sensor, as bits
@@ -593,8 +591,7 @@ class AlarmCore:
         n = self.n_sensors
         at, slot, kind = limit_pass(
             s, t, v, starts, self._limit_bits, self._timed, self._realarm, self._limit_sign,
-            self._enter.reshape(n, N_LIMITS), self._leave.reshape(n, N_LIMITS),
-            self.rules.on_delay_ms, self.rules.off_delay_ms, *(
+            self._enter, self._leave, self.rules.on_delay_ms, self.rules.off_delay_ms, *(
                 a.reshape(n, N_CONDITIONS)
                 for a in (self.region, self.active_flag, self.enter_ts, self.exit_ts, self.raise_ts, self.realarm_k)
             ),
@@ -607,8 +604,7 @@ class AlarmCore:
         n = self.n_sensors
         busy_and_bands(
             sensors, self.region.reshape(n, N_CONDITIONS), self.active_flag.reshape(n, N_CONDITIONS), self._realarm,
-            self.oos, self._limit_sign, self._enter.reshape(n, N_LIMITS), self._leave.reshape(n, N_LIMITS),
-            self.busy, self.band_high, self.band_low,
+            self.oos, self._limit_sign, self._enter, self._leave, self.busy, self.band_high, self.band_low,
         )
 
     # ------------------------------------------------------------------ lifecycle
