@@ -335,6 +335,7 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say, n_workers:
     recorder = LatencyRecorder()
     tasks: list[asyncio.Task] = []
     workers: WorkerProcesses | None = None
+    source: MqttSource | None = None
     if bus_url == "memory":
         bus: Any = MemoryBus()
         core = AlarmCore(site)
@@ -367,7 +368,11 @@ async def _pipeline(site: Site, bus_url: str, folder: Path, say: Say, n_workers:
     try:
         if workers is not None and not await _wait(workers.sharing, 90):
             raise RuntimeError(f"the {n_workers} alarm worker(s) did not own every partition within 90 s")
-        await asyncio.sleep(1.0)  # subscriptions settle (MQTT subscribe, Kafka tails at their ends)
+        # A sweep published before the source subscribed would be lost whole: on a loaded machine the decode
+        # process can take longer than any fixed pause to start.
+        if source is not None and not await _wait(lambda: all(b["subscribed"] for b in source.stats().values()), 90):
+            raise RuntimeError("the MQTT source did not subscribe within 90 s")
+        await asyncio.sleep(1.0)  # subscriptions settle (Kafka tails at their ends)
         await hub.connect(recorder)
         yield processed, recorder, merge
     finally:
