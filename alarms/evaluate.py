@@ -46,7 +46,7 @@ from alarms.rules import (
     AlarmRules,
     compile_rules,
 )
-from alarms.screen import by_sensor, screen
+from alarms.screen import grouped, screen, screen_grouped
 from tankwatch import lifecycle
 from tankwatch.config import Site
 from tankwatch.droplog import DropLog
@@ -58,7 +58,7 @@ STAGE = "alarms"
 log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = "tankwatch.alarm-core/3"
 LEGACY_SNAPSHOT_FORMAT = "tankwatch.alarm-core/2"  # read still: its shelves lack since, id, reason code, approver
-SORT_FROM_SENSORS = 250_000  # sites this large screen a batch in sensor order (their state outgrows the cache)
+GROUP_FROM_SENSORS = 250_000  # sites this large screen a batch grouped by sensor (their state outgrows the cache)
 NO_TS = -1  # "never"; valid timestamps are >= 0
 MAX_TS_MS = 32_503_680_000_000  # 3000-01-01T00:00:00Z; later (or negative) timestamps are rejected as corrupt
 KNOWN_QUALITIES = max(Quality) + 1
@@ -273,12 +273,12 @@ class AlarmCore:
         plain[rules.suppressed] = False
         plain[np.ix_(rules.esd >= 0, sorted(_LEVEL_LOW_COLS))] = False
         self._plain_slot = plain.ravel()
-        self._local = np.full(n, -1, dtype=np.int32)  # the screen's scratch: sensor → its slot in a batch
+        # the arrival-order screen's scratch (sensor → its slot in a batch); none where batches are grouped first
+        self._local = np.full(n, -1, dtype=np.int32) if n < GROUP_FROM_SENSORS else None
         self._reset_state()
         # compiled (or loaded from numba's cache) now, before readings arrive, not inside the first batch
         none = np.zeros(0, np.intp)
-        self._screen(none, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8), none)
-        by_sensor(none, 0)
+        self._screen(none, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8))
         self._exact_limits(none, np.zeros(0, np.int64), np.zeros(0), none, none, _Transitions.empty())
         self.drops = DropLog(log)
         self._counts: Counter[str] = Counter()
@@ -343,11 +343,7 @@ class AlarmCore:
         if m == 0:
             return []
         esd_before = self.prev_good_v[self._esd_sensors]  # (the screen advances quiet valves' last values)
-        if self.n_sensors >= SORT_FROM_SENSORS:  # then in sensor order: the state is read front to back
-            order = by_sensor(sensor, self.n_sensors)
-            rows, hot, quiet_readings = self._screen(sensor[order], ts[order], value[order], quality[order], order)
-        else:
-            rows, hot, quiet_readings = self._screen(sensor, ts, value, quality, np.arange(m))
+        rows, hot, quiet_readings = self._screen(sensor, ts, value, quality)
         self._counts["evaluated"] += quiet_readings
         trans = _Transitions.empty()
         esd = _EsdReadings(esd_before, self._esd_sensors, self._is_esd, sensor, value, hot)
@@ -360,16 +356,19 @@ class AlarmCore:
         return events
 
     def _screen(
-        self, sensor: np.ndarray, ts: np.ndarray, value: np.ndarray, quality: np.ndarray, row: np.ndarray
+        self, sensor: np.ndarray, ts: np.ndarray, value: np.ndarray, quality: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """The compiled screen over a batch against this core's state (see ``alarms.screen.screen``)."""
-        return screen(
-            sensor, ts, value, quality, row, self._local,
+        """The compiled screen over a batch against this core's state (see ``alarms.screen``): in arrival order, or
+        grouped by sensor for sites whose state outgrows the cache (it is then read and written front to back)."""
+        state = (
             self.busy, self.last_ts, self.last_data_ts, NO_TS if self.started_ms is None else self.started_ms,
             self._stale, self.band_high, self.band_low,
             self._has_flat, self._flat_ms, self._flat_tol, self.flat_start, self.prev_good_ts, self.prev_good_v,
             self._has_roc, self._roc_window, self._roc_limit, self.roc_at, self.roc_av,
         )
+        if self._local is None:
+            return screen_grouped(*grouped(sensor, ts, value, quality, self.n_sensors), *state)
+        return screen(sensor, ts, value, quality, self._local, *state)
 
     def _drop_invalid(
         self, sensor: np.ndarray, ts: np.ndarray, value: np.ndarray, quality: np.ndarray

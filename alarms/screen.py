@@ -1,10 +1,14 @@
-"""The alarm core's screen, compiled: one pass over a batch in arrival order finds the sensors none of whose alarms
-can move (and carries their state), and lays out the other sensors' readings for the exact pass.
+"""The alarm core's screen, compiled: one pass over a batch finds the sensors none of whose alarms can move (and
+carries their state), and lays out the other sensors' readings for the exact pass.
 
 A sensor is hot, and all its readings go exact, when it is busy, a reading is not good or steps back in time or
 after a gap of its comm-loss delay, its silence before the batch reached that delay, a value leaves its quiet band,
 its flat-line could start or last, or its rate of change at a window's first reading reaches the limit. This is
 the numpy screen it replaced, reading for reading; a quiet sensor's readings change nothing but its last values.
+
+Two passes apply these rules: ``screen`` in arrival order, keeping each sensor of the batch in a slot of small
+tables (for parks whose state fits the cache), and ``screen_grouped`` over the batch grouped by sensor first
+(``grouped``), keeping one sensor at a time in registers and reading and writing the state front to back.
 """
 
 from __future__ import annotations
@@ -15,10 +19,62 @@ from numba import njit
 NO_TS = -1  # as in the core: "never"
 
 
+@njit(cache=True, nogil=True)
+def _silent_too_long(ti, last_data_ts, started_ms, stale):
+    """The first reading of a sensor in a batch comes a comm-loss delay after its last data (or the first tick, for a
+    sensor never heard)."""
+    if stale <= 0:
+        return False
+    ref = last_data_ts
+    if ref == NO_TS and started_ms != NO_TS:
+        ref = started_ms
+    return ref != NO_TS and ti - ref >= stale
+
+
+@njit(cache=True, nogil=True)
+def _breaks_step(ti, last_t, stale):
+    """A later reading steps back in time or after a gap of the comm-loss delay."""
+    d = ti - last_t
+    return d < 0 or (stale > 0 and d >= stale)
+
+
+@njit(cache=True, nogil=True)
+def _opens_window(ti, before_t, window):
+    """The reading is the first of a rate-of-change window (``window`` 0: the sensor has no rate limit)."""
+    return window != 0 and (before_t == NO_TS or ti // window != before_t // window)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")  # numpy's float division: a zero time step divides to inf
+def _too_steep(ti, vi, anchor_t, anchor_v, roc_limit):
+    """The change since the last window's first reading reaches the rate limit (per minute)."""
+    return anchor_t != NO_TS and abs((vi - anchor_v) * 60000.0 / (ti - anchor_t)) >= roc_limit
+
+
+@njit(cache=True, nogil=True)
+def _flat_may_move(first_t, last_t, last_v, before_v, heard, flat_start, flat_ms, flat_tol):
+    """A flat-line could start or last: the run reaches its delay, or the last step changed the value too little."""
+    run_from = flat_start if heard else first_t
+    return last_t - run_from >= flat_ms or not (np.isnan(before_v) or abs(last_v - before_v) > flat_tol)
+
+
+@njit(cache=True, nogil=True)
+def _keep_quiet(x, last_t, last_v, anchor_t, anchor_v, window,
+                last_ts, last_data_ts, prev_good_ts, prev_good_v, has_flat, flat_start, roc_at, roc_av):
+    """Advance a quiet sensor's state to its last reading of the batch."""
+    last_ts[x] = last_t
+    last_data_ts[x] = last_t
+    prev_good_ts[x] = last_t
+    prev_good_v[x] = last_v
+    if has_flat[x]:
+        flat_start[x] = last_t  # its last step was a change (else it would be hot)
+    if window:
+        roc_at[x] = anchor_t
+        roc_av[x] = anchor_v
+
+
+@njit(cache=True, nogil=True)
 def screen(
-    sensor, t, v, quality,  # the batch: sensor index, ms, value, quality code (0 good), each sensor's in arrival order
-    row,  # each reading's place in the batch as it arrived
+    sensor, t, v, quality,  # the batch in arrival order: sensor index, ms, value, quality code (0 good)
     local,  # sensor → its slot in this batch (-1 outside a call; left so on return)
     busy, last_ts, last_data_ts, started_ms, stale, band_high, band_low,
     has_flat, flat_ms, flat_tol, flat_start, prev_good_ts, prev_good_v,
@@ -52,32 +108,19 @@ def screen(
             floats[j, 1] = prev_good_v[x]
             floats[j, 3] = band_high[x]
             floats[j, 4] = band_low[x]
-            h = busy[x] or ti < last_ts[x]
-            if ints[j, 4] > 0:
-                ref = last_data_ts[x]
-                if ref == NO_TS and started_ms != NO_TS:
-                    ref = started_ms
-                if ref != NO_TS and ti - ref >= ints[j, 4]:
-                    h = True
+            h = busy[x] or ti < last_ts[x] or _silent_too_long(ti, last_data_ts[x], started_ms, ints[j, 4])
+            is_anchor = _opens_window(ti, prev_good_ts[x], ints[j, 5])
             if ints[j, 5]:
                 ints[j, 3] = roc_at[x]
                 floats[j, 2] = roc_av[x]
-                before = prev_good_ts[x]
-                is_anchor = before == NO_TS or ti // ints[j, 5] != before // ints[j, 5]
-            else:
-                is_anchor = False
         else:
-            h = hot[j]
-            d = ti - ints[j, 1]
-            if d < 0 or (ints[j, 4] > 0 and d >= ints[j, 4]):
-                h = True
+            h = hot[j] or _breaks_step(ti, ints[j, 1], ints[j, 4])
             floats[j, 1] = floats[j, 0]
-            is_anchor = ints[j, 5] != 0 and ti // ints[j, 5] != ints[j, 1] // ints[j, 5]
+            is_anchor = _opens_window(ti, ints[j, 1], ints[j, 5])
         if quality[i] != 0 or not floats[j, 4] < vi < floats[j, 3]:  # a NaN or infinite value too
             h = True
         if is_anchor:
-            at = ints[j, 3]
-            if at != NO_TS and abs((vi - floats[j, 2]) * 60000.0 / (ti - at)) >= roc_limit[x]:
+            if _too_steep(ti, vi, ints[j, 3], floats[j, 2], roc_limit[x]):
                 h = True
             ints[j, 3] = ti
             floats[j, 2] = vi
@@ -91,25 +134,16 @@ def screen(
     for j in range(n):
         x = ids[j]
         local[x] = -1
-        if not hot[j] and has_flat[x]:
-            run_from = flat_start[x] if prev_good_ts[x] != NO_TS else ints[j, 0]
-            last = floats[j, 1]
-            if ints[j, 1] - run_from >= flat_ms[x] or not (np.isnan(last) or abs(floats[j, 0] - last) > flat_tol[x]):
-                hot[j] = True
+        if not hot[j] and has_flat[x] and _flat_may_move(ints[j, 0], ints[j, 1], floats[j, 0], floats[j, 1],
+                                                         prev_good_ts[x] != NO_TS, flat_start[x], flat_ms[x],
+                                                         flat_tol[x]):
+            hot[j] = True
         if hot[j]:
             n_hot += 1
             continue
         quiet_readings += ints[j, 2]
-        last_t = ints[j, 1]
-        last_ts[x] = last_t
-        last_data_ts[x] = last_t
-        prev_good_ts[x] = last_t
-        prev_good_v[x] = floats[j, 0]
-        if has_flat[x]:
-            flat_start[x] = last_t  # its last step was a change (else it would be hot)
-        if ints[j, 5]:
-            roc_at[x] = ints[j, 3]
-            roc_av[x] = floats[j, 2]
+        _keep_quiet(x, ints[j, 1], floats[j, 0], ints[j, 3], floats[j, 2], ints[j, 5],
+                    last_ts, last_data_ts, prev_good_ts, prev_good_v, has_flat, flat_start, roc_at, roc_av)
 
     hot_sensors = np.empty(n_hot, dtype=np.int64)
     k = 0
@@ -132,7 +166,7 @@ def screen(
     for i in range(m):
         k = local[sensor[i]]
         if k >= 0:
-            rows[starts[k]] = row[i]
+            rows[starts[k]] = i
             starts[k] += 1
     for k in range(n_hot):
         local[hot_sensors[k]] = -1
@@ -140,16 +174,76 @@ def screen(
 
 
 @njit(cache=True, nogil=True)
-def by_sensor(sensor, n):
-    """The stable order of a batch by sensor (a counting sort over ``n`` sensors)."""
-    start = np.zeros(n + 1, dtype=np.int64)
+def grouped(sensor, t, v, quality, n):
+    """The batch grouped by sensor (a stable counting sort over ``n`` sensors): each reading's arrival place, each
+    sensor's bounds (sensor x's readings are at ``bounds[x]:bounds[x + 1]``), and times, values and qualities in that
+    order (written as the sort places them, so the screen reads them front to back)."""
+    start = np.zeros(n + 2, dtype=np.int64)
     for x in sensor:
-        start[x + 1] += 1
+        start[x + 2] += 1
     for x in range(n):
-        start[x + 1] += start[x]
-    order = np.empty(len(sensor), dtype=np.int64)
-    for i in range(len(sensor)):
+        start[x + 2] += start[x + 1]
+    m = len(sensor)
+    order = np.empty(m, dtype=np.int64)
+    t_of = np.empty(m, dtype=np.int64)
+    v_of = np.empty(m)
+    quality_of = np.empty(m, dtype=np.uint8)
+    for i in range(m):
         x = sensor[i]
-        order[start[x]] = i
-        start[x] += 1
-    return order
+        p = start[x + 1]
+        order[p] = i
+        t_of[p] = t[i]
+        v_of[p] = v[i]
+        quality_of[p] = quality[i]
+        start[x + 1] = p + 1
+    return order, start[: n + 1], t_of, v_of, quality_of
+
+
+@njit(cache=True, nogil=True)
+def screen_grouped(
+    order, bounds, t, v, quality,  # the batch grouped by sensor (see ``grouped``)
+    busy, last_ts, last_data_ts, started_ms, stale, band_high, band_low,
+    has_flat, flat_ms, flat_tol, flat_start, prev_good_ts, prev_good_v,
+    has_roc, roc_window, roc_limit, roc_at, roc_av,
+):
+    """``screen`` over a grouped batch, with the same rules and results."""
+    n = len(bounds) - 1
+    rows = np.empty(len(order), dtype=np.int64)
+    hot_sensors = np.empty(n, dtype=np.int64)
+    n_rows = n_hot = quiet_readings = 0
+    for x in range(n):
+        a, b = bounds[x], bounds[x + 1]
+        if a == b:
+            continue
+        first_t = t[a]
+        window = roc_window[x] if has_roc[x] else 0
+        h = busy[x] or first_t < last_ts[x] or _silent_too_long(first_t, last_data_ts[x], started_ms, stale[x])
+        anchor_t, anchor_v = roc_at[x], roc_av[x]
+        last_t, last_v = prev_good_ts[x], prev_good_v[x]
+        before_v = last_v
+        k = a
+        while k < b and not h:  # a hot sensor's further readings change nothing here
+            ti, vi = t[k], v[k]
+            if k > a:
+                h = _breaks_step(ti, last_t, stale[x])
+            before_v = last_v
+            if _opens_window(ti, last_t, window):
+                h = h or _too_steep(ti, vi, anchor_t, anchor_v, roc_limit[x])
+                anchor_t, anchor_v = ti, vi
+            if quality[k] != 0 or not band_low[x] < vi < band_high[x]:  # a NaN or infinite value too
+                h = True
+            last_t, last_v = ti, vi
+            k += 1
+        if not h and has_flat[x]:
+            h = _flat_may_move(first_t, last_t, last_v, before_v, prev_good_ts[x] != NO_TS, flat_start[x],
+                               flat_ms[x], flat_tol[x])
+        if h:
+            hot_sensors[n_hot] = x
+            n_hot += 1
+            rows[n_rows : n_rows + b - a] = order[a:b]
+            n_rows += b - a
+            continue
+        quiet_readings += b - a
+        _keep_quiet(x, last_t, last_v, anchor_t, anchor_v, window,
+                    last_ts, last_data_ts, prev_good_ts, prev_good_v, has_flat, flat_start, roc_at, roc_av)
+    return rows[:n_rows], hot_sensors[:n_hot], quiet_readings

@@ -1039,8 +1039,8 @@ def test_core_matches_oracle_over_random_streams(scenario):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_core_screening_in_sensor_order_matches_oracle_over_random_streams(scenario):
-    """Sites of SORT_FROM_SENSORS sensors or more screen a batch in sensor order, not as it arrived: same events."""
-    with patch.object(evaluate, "SORT_FROM_SENSORS", 0):
+    """Sites of GROUP_FROM_SENSORS sensors or more screen a batch grouped by sensor, not as it arrived: same events."""
+    with patch.object(evaluate, "GROUP_FROM_SENSORS", 0):
         check_against_oracle(*scenario)
 
 
@@ -1055,9 +1055,9 @@ def test_event_ids_do_not_depend_on_batch_boundaries(scenario):
     assert len({e.id for e in whole}) == len(whole)  # no two events share an id
 
 
-@pytest.mark.parametrize("sort_from", [evaluate.SORT_FROM_SENSORS, 0], ids=["arrival-order", "sensor-order"])
-def test_core_matches_oracle_on_large_batches_of_mostly_normal_readings(sort_from, monkeypatch):
-    monkeypatch.setattr(evaluate, "SORT_FROM_SENSORS", sort_from)
+@pytest.mark.parametrize("group_from", [evaluate.GROUP_FROM_SENSORS, 0], ids=["arrival-order", "grouped"])
+def test_core_matches_oracle_on_large_batches_of_mostly_normal_readings(group_from, monkeypatch):
+    monkeypatch.setattr(evaluate, "GROUP_FROM_SENSORS", group_from)
     rng = np.random.default_rng(7)
     sensors = [
         level(
