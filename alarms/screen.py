@@ -178,13 +178,13 @@ def grouped(sensor, t, v, quality, n):
     """The batch grouped by sensor (a stable counting sort over ``n`` sensors): each reading's arrival place, each
     sensor's bounds (sensor x's readings are at ``bounds[x]:bounds[x + 1]``), and times, values and qualities in that
     order (written as the sort places them, so the screen reads them front to back)."""
-    start = np.zeros(n + 2, dtype=np.int64)
+    start = np.zeros(n + 2, dtype=np.int32)  # (a batch holds fewer than 2**31 readings)
     for x in sensor:
         start[x + 2] += 1
     for x in range(n):
         start[x + 2] += start[x + 1]
     m = len(sensor)
-    order = np.empty(m, dtype=np.int64)
+    order = np.empty(m, dtype=np.int32)
     t_of = np.empty(m, dtype=np.int64)
     v_of = np.empty(m)
     quality_of = np.empty(m, dtype=np.uint8)
@@ -218,7 +218,7 @@ def screen_grouped(
         first_t = t[a]
         window = roc_window[x] if has_roc[x] else 0
         h = busy[x] or first_t < last_ts[x] or _silent_too_long(first_t, last_data_ts[x], started_ms, stale[x])
-        anchor_t, anchor_v = roc_at[x], roc_av[x]
+        anchor_t, anchor_v = (roc_at[x], roc_av[x]) if window else (NO_TS, 0.0)
         last_t, last_v = prev_good_ts[x], prev_good_v[x]
         before_v = last_v
         k = a
