@@ -46,7 +46,7 @@ from alarms.rules import (
     AlarmRules,
     compile_rules,
 )
-from alarms.screen import grouped, screen, screen_grouped
+from alarms.screen import grouped, screen, screen_grouped, silent_sensors
 from tankwatch import lifecycle
 from tankwatch.config import Site
 from tankwatch.droplog import DropLog
@@ -280,6 +280,8 @@ class AlarmCore:
         none = np.zeros(0, np.intp)
         self._screen(none, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8))
         self._exact_limits(none, np.zeros(0, np.int64), np.zeros(0), none, none, _Transitions.empty())
+        silent_sensors(0, 0, *(a[:0] for a in (self.last_data_ts, self._stale, self._watched, self.oos,
+                                               self.active_flag[COMM::N_CONDITIONS])))
         self.drops = DropLog(log)
         self._counts: Counter[str] = Counter()
         for key in (
@@ -879,10 +881,8 @@ class AlarmCore:
         if self.started_ms is None:
             self.started_ms = int(now_ms)
         out: list[tuple[tuple, AlarmEvent]] = []
-        ref = np.where(self.last_data_ts == NO_TS, self.started_ms, self.last_data_ts)
-        comm = self.active_flag[COMM::N_CONDITIONS]
-        due = np.flatnonzero(self._watched & (self._stale > 0) & ~self.oos & ~comm & (now_ms - ref >= self._stale))
-        due_ts = ref[due] + self._stale[due]
+        due, due_ts = silent_sensors(int(now_ms), self.started_ms, self.last_data_ts, self._stale, self._watched,
+                                     self.oos, self.active_flag[COMM::N_CONDITIONS])
         for sensor, when in zip(due.tolist(), due_ts.tolist(), strict=True):
             raised, extra = self._raise(sensor * N_CONDITIONS + COMM, when, None, None, "interrupted", False)
             out.append(((when, sensor, COMM, 0, 0), raised))

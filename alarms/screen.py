@@ -32,6 +32,22 @@ def _silent_too_long(ti, last_data_ts, started_ms, stale):
 
 
 @njit(cache=True, nogil=True)
+def silent_sensors(now_ms, started_ms, last_data_ts, stale, watched, oos, comm_active):
+    """The clock's comm-loss: watched, in-service sensors not yet in COMM whose silence reached their delay by
+    ``now_ms``, and when it did (their last data, or the first tick, plus the delay)."""
+    due = np.empty(len(stale), dtype=np.int64)
+    n = 0
+    for x in range(len(stale)):
+        if watched[x] and not oos[x] and not comm_active[x] and _silent_too_long(now_ms, last_data_ts[x], started_ms,
+                                                                                  stale[x]):
+            due[n] = x
+            n += 1
+    due = due[:n]
+    ref = last_data_ts[due]
+    return due, np.where(ref == NO_TS, started_ms, ref) + stale[due]
+
+
+@njit(cache=True, nogil=True)
 def _breaks_step(ti, last_t, stale):
     """A later reading steps back in time or after a gap of the comm-loss delay."""
     d = ti - last_t
