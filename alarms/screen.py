@@ -21,8 +21,8 @@ NO_TS = -1  # as in the core: "never"
 
 @njit(cache=True, nogil=True)
 def _silent_too_long(ti, last_data_ts, started_ms, stale):
-    """The first reading of a sensor in a batch comes a comm-loss delay after its last data (or the first tick, for a
-    sensor never heard)."""
+    """A sensor's first reading of a batch, or a tick, at ``ti`` comes its comm-loss delay or more after its last data
+    (or the first tick, for a sensor never heard)."""
     if stale <= 0:
         return False
     ref = last_data_ts
