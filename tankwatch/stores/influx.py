@@ -253,8 +253,13 @@ class InfluxHistorian:
     # -- writing -------------------------------------------------------------------------------------------
 
     def write(self, batch: ReadingBatch) -> int:
-        """Write readings; returns the number of points handled (sent or buffered)."""
-        return self._write_chunks(self.lines.readings(batch).chunks(self.batch_lines))
+        """Write readings; returns the number of points handled (sent or buffered). A chunk is formatted while the
+        ones before it are on their way, so the server does not wait for a large batch to be formatted whole."""
+        size = self.batch_lines
+        return self._write_chunks(
+            chunk for start in range(0, len(batch), size)
+            for chunk in self.lines.readings(batch.take(slice(start, start + size))).chunks(size)
+        )
 
     def write_events(self, events: Sequence[AlarmEvent]) -> int:
         """Write alarm events."""
