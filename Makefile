@@ -32,9 +32,8 @@ test: install services browser-deps report-deps
 	$(VENV)/bin/lint-imports
 	@# numba compiles the points reader and the alarm core's passes into its cache once, before every worker's decode
 	@# and alarm processes wait on them (rather than each compiling them at once, under the suite's load)
-	$(PY) -c "from ingest.mqtt.points_reader import warm_reader; warm_reader()"
 	$(PY) -c "from alarms.evaluate import AlarmCore; from tankwatch.config import load_site; \
-	AlarmCore(load_site('deploy/sites/demo-park.yaml'))"
+	from ingest.mqtt.points_reader import warm_reader; AlarmCore(load_site('deploy/sites/demo-park.yaml')); warm_reader()"
 	$(VENV)/bin/pytest -n 3 --dist loadgroup --durations=30
 
 # Node-RED 4 (npm, into ~/.cache/tankwatch/node-red) vs tankwatch on one MQTT feed; PPM=50|200|1000.
